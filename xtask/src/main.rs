@@ -1,0 +1,89 @@
+//! `cargo xtask`: the project's automation, in Rust so it runs wherever cargo does.
+
+mod tidy;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "Rookery project automation")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Everything CI runs: fmt, clippy, tidy, the whole test suite.
+    Ci,
+    /// Check DESIGN.md's dependency rules against `cargo metadata`.
+    Tidy,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Ci => ci(),
+        Cmd::Tidy => {
+            let violations = tidy::check(&project_root())?;
+            report_tidy(&violations)
+        }
+    }
+}
+
+fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn report_tidy(violations: &[String]) -> Result<()> {
+    if violations.is_empty() {
+        println!("tidy: dependency rules hold");
+        return Ok(());
+    }
+    for v in violations {
+        eprintln!("tidy: {v}");
+    }
+    bail!("tidy: {} violation(s)", violations.len())
+}
+
+fn run(step: &str, cmd: &mut Command) -> Result<()> {
+    println!("==> {step}: {cmd:?}");
+    let status = cmd
+        .current_dir(project_root())
+        .status()
+        .with_context(|| format!("starting {step}"))?;
+    if !status.success() {
+        bail!("{step} failed ({status})");
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn ci() -> Result<()> {
+    run("fmt", cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run(
+        "clippy",
+        cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+    report_tidy(&tidy::check(&project_root())?)?;
+    run("test", cargo().args(["test", "--workspace", "--locked"]))?;
+    println!("ci: all steps passed");
+    Ok(())
+}
