@@ -1,0 +1,1 @@
+//! sled storage (work in progress).

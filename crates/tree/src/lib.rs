@@ -1,0 +1,1 @@
+//! The replicated ZooKeeper data tree (work in progress).

@@ -1,0 +1,1 @@
+//! ZAB consensus core (work in progress).
