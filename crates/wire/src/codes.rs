@@ -233,14 +233,16 @@ pub mod perms {
 }
 
 /// Special xids (`ClientCnxn`): negative xids are never ordinary requests.
+///
+/// There is no SASL xid: the 3.8 and 3.9 Java clients (`ClientCnxn.sendPacket`, used by
+/// `ZooKeeperSaslClient`) and the C client (`zookeeper.c`, "Java client use normal xid,
+/// too") send SASL tokens with an ordinary, positive xid, and the server answers with
+/// that xid (`ZooKeeperServer.processSasl`).
 pub mod xid {
     pub const NOTIFICATION: i32 = -1;
     pub const PING: i32 = -2;
     pub const AUTH: i32 = -4;
     pub const SET_WATCHES: i32 = -8;
-    /// `ClientCnxn` sends SASL tokens with this xid when it does not use the
-    /// request/response queue (`ZooKeeperSaslClient`).
-    pub const SASL: i32 = -10;
 }
 
 #[cfg(test)]

@@ -37,6 +37,13 @@ impl<'a> Reader<'a> {
         &self.buf[self.pos..]
     }
 
+    /// Consumes and returns everything not read yet (for bodies kept as raw bytes).
+    pub fn read_rest(&mut self) -> &'a [u8] {
+        let out = &self.buf[self.pos..];
+        self.pos = self.buf.len();
+        out
+    }
+
     pub fn error(&self, field: &'static str, kind: DecodeErrorKind) -> DecodeError {
         DecodeError {
             field,
@@ -162,6 +169,29 @@ impl<'a> Reader<'a> {
             }
         }
     }
+    /// A jute `buffer` where null is read as empty: for fields no real peer sends null.
+    pub fn read_buffer(&mut self, field: &'static str) -> DecodeResult<Vec<u8>> {
+        Ok(self.read_buffer_opt(field)?.unwrap_or_default())
+    }
+
+    /// A jute `ustring` where null is read as empty (an empty path is as invalid to
+    /// ZooKeeper as a null one, so nothing is lost but the exact bytes of a request no
+    /// real client sends).
+    pub fn read_string(&mut self, field: &'static str) -> DecodeResult<String> {
+        Ok(self.read_string_opt(field)?.unwrap_or_default())
+    }
+
+    /// A jute `vector` where null is read as empty.
+    pub fn read_vec<T>(
+        &mut self,
+        field: &'static str,
+        min_item_size: usize,
+        item: impl FnMut(&mut Self) -> DecodeResult<T>,
+    ) -> DecodeResult<Vec<T>> {
+        Ok(self
+            .read_vec_opt(field, min_item_size, item)?
+            .unwrap_or_default())
+    }
 }
 
 /// Appends jute encodings to a growable buffer.
@@ -251,6 +281,10 @@ impl Writer {
         for x in v.unwrap_or(&[]) {
             item(self, x);
         }
+    }
+
+    pub fn write_vec<T>(&mut self, v: &[T], item: impl FnMut(&mut Self, &T)) {
+        self.write_vec_opt(Some(v), item);
     }
 }
 

@@ -7,15 +7,35 @@
 //!
 //! Layout:
 //! - [`jute`]: the primitive encoding (`Reader`, `Writer`, the `Record` trait).
-//! - [`codes`]: opcodes, error codes, event types, keeper states, create modes.
+//! - [`codes`]: opcodes, error codes, event types, keeper states, create modes,
+//!   permission bits, special xids.
 //! - [`data`]: `Stat`, `Id`, `ACL`.
+//! - [`proto`]: every client-protocol record of `zookeeper.jute`, the handshake,
+//!   request frames ([`ClientRequest`], [`decode_request`]) and reply frames
+//!   ([`ServerResponse`], [`decode_response`]), including the multi layouts.
+//! - [`frame`]: the length prefix ([`split_frame`], [`write_frame`]) and
+//!   four-letter-word detection.
+//! - [`error`]: `DecodeError`, which names the field and byte offset that failed.
+//!
+//! Decoding never panics and never allocates more than the frame could hold; every
+//! record that real clients or ZooKeeper send re-encodes to the same bytes.
 
 pub mod codes;
 pub mod data;
 pub mod error;
+pub mod frame;
 pub mod jute;
+pub mod proto;
 
 pub use codes::{AddWatchMode, CreateMode, ErrorCode, EventType, KeeperState, OpCode, WatcherType};
 pub use data::{Acl, Id, Stat};
 pub use error::{DecodeError, DecodeErrorKind, DecodeResult};
+pub use frame::{
+    DEFAULT_MAX_FRAME, FourLetterWord, FrameError, four_letter_word, split_frame, write_frame,
+};
 pub use jute::{Reader, Record, Writer};
+pub use proto::{
+    ClientRequest, ConnectRequest, ConnectResponse, MultiRequest, MultiResponse, OpResult,
+    ReplyHeader, Request, RequestHeader, Response, ServerResponse, WatcherEvent, decode_request,
+    decode_request_header, decode_response,
+};
