@@ -135,3 +135,102 @@ pub fn four_letter_word(first4: [u8; 4]) -> Option<FourLetterWord> {
 /// What `telnet` sends when it closes (IAC IP IAC DO, `FourLetterCommands.telnetCloseCmd`):
 /// ZooKeeper treats it as a command that just closes the connection.
 pub const TELNET_CLOSE: [u8; 4] = [0xff, 0xf4, 0xff, 0xfd];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn framed(payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_frame(payload, &mut out);
+        out
+    }
+
+    #[test]
+    fn write_frame_prefixes_big_endian_length() {
+        assert_eq!(framed(b"abc"), [0, 0, 0, 3, b'a', b'b', b'c']);
+        assert_eq!(framed(b""), [0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn partial_frames_need_more_bytes() {
+        let bytes = framed(b"hello");
+        for cut in 0..bytes.len() {
+            assert_eq!(
+                split_frame(&bytes[..cut], DEFAULT_MAX_FRAME),
+                Ok(None),
+                "cut {cut}"
+            );
+        }
+        assert_eq!(
+            split_frame(&bytes, DEFAULT_MAX_FRAME),
+            Ok(Some((&b"hello"[..], 9)))
+        );
+    }
+
+    #[test]
+    fn back_to_back_frames_split_one_at_a_time() {
+        let mut bytes = framed(b"one");
+        write_frame(b"", &mut bytes);
+        write_frame(b"three", &mut bytes);
+        bytes.extend_from_slice(&[0, 0]); // start of a fourth
+        let mut rest = &bytes[..];
+        let mut got = Vec::new();
+        while let Some((payload, used)) = split_frame(rest, DEFAULT_MAX_FRAME).unwrap() {
+            got.push(payload.to_vec());
+            rest = &rest[used..];
+        }
+        assert_eq!(got, [b"one".to_vec(), vec![], b"three".to_vec()]);
+        assert_eq!(rest, [0, 0]);
+    }
+
+    #[test]
+    fn lengths_over_max_or_negative_are_rejected_from_the_prefix_alone() {
+        let max = 16;
+        let at_max = framed(&[1u8; 16]);
+        assert!(split_frame(&at_max, max).unwrap().is_some());
+        let over = 17i32.to_be_bytes();
+        assert_eq!(
+            split_frame(&over, max),
+            Err(FrameError::BadLength { len: 17, max })
+        );
+        let negative = (-1i32).to_be_bytes();
+        assert_eq!(
+            split_frame(&negative, DEFAULT_MAX_FRAME),
+            Err(FrameError::BadLength {
+                len: -1,
+                max: DEFAULT_MAX_FRAME
+            })
+        );
+        assert_eq!(
+            split_frame(&i32::MIN.to_be_bytes(), usize::MAX),
+            Err(FrameError::BadLength {
+                len: i32::MIN,
+                max: usize::MAX
+            })
+        );
+        // A 4lw read as a length is far over jute.maxbuffer.
+        assert!(split_frame(b"ruok", DEFAULT_MAX_FRAME).is_err());
+    }
+
+    #[test]
+    fn four_letter_words_are_detected_exactly() {
+        assert_eq!(four_letter_word(*b"ruok"), Some(FourLetterWord::Ruok));
+        assert_eq!(four_letter_word(*b"stmk"), Some(FourLetterWord::Stmk));
+        assert_eq!(four_letter_word(*b"isro"), Some(FourLetterWord::Isro));
+        assert_eq!(four_letter_word(*b"RUOK"), None);
+        assert_eq!(four_letter_word(*b"ruo "), None);
+        assert_eq!(four_letter_word([0, 0, 0, 44]), None);
+        assert_eq!(four_letter_word(TELNET_CLOSE), None);
+        let mut seen = std::collections::BTreeSet::new();
+        for w in FourLetterWord::ALL {
+            let s = w.as_str();
+            assert_eq!(s.len(), 4);
+            assert!(seen.insert(s), "duplicate {s}");
+            let first4: [u8; 4] = s.as_bytes().try_into().unwrap();
+            assert_eq!(four_letter_word(first4), Some(w));
+            assert_eq!(w.to_string(), s);
+        }
+        assert_eq!(seen.len(), 18);
+    }
+}

@@ -16,3 +16,6 @@ pub mod response;
 pub use records::*;
 pub use request::{ClientRequest, MultiRequest, Request, decode_request, decode_request_header};
 pub use response::{MultiResponse, OpResult, Response, ServerResponse, decode_response};
+
+#[cfg(test)]
+mod tests;
