@@ -1,0 +1,169 @@
+//! A znode as the tree stores it, and the `ephemeralOwner` encodings (`EphemeralType`).
+
+use std::collections::BTreeSet;
+
+use rookery_wire::{Acl, Stat};
+
+pub type Zxid = i64;
+pub type SessionId = i64;
+
+/// `EphemeralType.CONTAINER_EPHEMERAL_OWNER`.
+pub const CONTAINER_OWNER: i64 = i64::MIN;
+/// `EphemeralType.TTL.maxValue()`: the low 40 bits.
+pub const MAX_TTL_MS: i64 = 0x0000_00ff_ffff_ffff;
+const EXTENDED_MASK: i64 = 0xff00_0000_0000_0000_u64 as i64;
+const RESERVED_BITS_MASK: i64 = 0x00ff_ff00_0000_0000;
+
+/// What an `ephemeralOwner` value means (`EphemeralType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EphemeralType {
+    /// Persistent (owner 0).
+    Void,
+    /// An ordinary ephemeral: the owner is the session id.
+    Normal,
+    Container,
+    /// A TTL node; the value is the TTL in ms.
+    Ttl(i64),
+}
+
+impl EphemeralType {
+    /// Classifies an owner. TTL owners (high byte 0xff, TTL bits 0) exist only with
+    /// extended types enabled; otherwise such a value is a session id.
+    pub fn of(owner: i64, extended_types: bool) -> EphemeralType {
+        if extended_types
+            && owner & EXTENDED_MASK == EXTENDED_MASK
+            && owner & RESERVED_BITS_MASK == 0
+        {
+            return EphemeralType::Ttl(owner & MAX_TTL_MS);
+        }
+        match owner {
+            0 => EphemeralType::Void,
+            CONTAINER_OWNER => EphemeralType::Container,
+            _ => EphemeralType::Normal,
+        }
+    }
+}
+
+/// `EphemeralType.TTL.toEphemeralOwner`; `None` for a TTL outside `1..=MAX_TTL_MS`.
+pub fn ttl_owner(ttl_ms: i64) -> Option<i64> {
+    (1..=MAX_TTL_MS)
+        .contains(&ttl_ms)
+        .then_some(EXTENDED_MASK | ttl_ms)
+}
+
+/// `StatPersisted`: what the tree keeps per node. `cversion` here counts child
+/// creations only; clients see `2 * cversion - numChildren` (`DataNode.copyStat`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatPersisted {
+    pub czxid: Zxid,
+    pub mzxid: Zxid,
+    pub ctime: i64,
+    pub mtime: i64,
+    pub version: i32,
+    pub cversion: i32,
+    pub aversion: i32,
+    pub ephemeral_owner: i64,
+    pub pzxid: Zxid,
+}
+
+impl StatPersisted {
+    /// `DataTree.createStat`.
+    pub fn new(zxid: Zxid, time_ms: i64, ephemeral_owner: i64) -> Self {
+        StatPersisted {
+            czxid: zxid,
+            mzxid: zxid,
+            ctime: time_ms,
+            mtime: time_ms,
+            version: 0,
+            cversion: 0,
+            aversion: 0,
+            ephemeral_owner,
+            pzxid: zxid,
+        }
+    }
+
+    /// The client-visible `Stat` (`DataNode.copyStat`): containers and TTL nodes show
+    /// ephemeralOwner 0.
+    pub fn to_stat(&self, data_len: usize, num_children: usize, extended_types: bool) -> Stat {
+        let num_children = i32::try_from(num_children).unwrap_or(i32::MAX);
+        let owner = match EphemeralType::of(self.ephemeral_owner, extended_types) {
+            EphemeralType::Normal => self.ephemeral_owner,
+            _ => 0,
+        };
+        Stat {
+            czxid: self.czxid,
+            mzxid: self.mzxid,
+            ctime: self.ctime,
+            mtime: self.mtime,
+            version: self.version,
+            cversion: self.cversion.wrapping_mul(2).wrapping_sub(num_children),
+            aversion: self.aversion,
+            ephemeral_owner: owner,
+            data_length: i32::try_from(data_len).unwrap_or(i32::MAX),
+            num_children,
+            pzxid: self.pzxid,
+        }
+    }
+}
+
+/// One znode.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Node {
+    pub data: Vec<u8>,
+    pub acl: Vec<Acl>,
+    pub stat: StatPersisted,
+    /// Child names (not paths), sorted.
+    pub children: BTreeSet<String>,
+}
+
+impl Node {
+    pub fn new(data: Vec<u8>, acl: Vec<Acl>, stat: StatPersisted) -> Self {
+        Node {
+            data,
+            acl,
+            stat,
+            children: BTreeSet::new(),
+        }
+    }
+
+    pub fn client_stat(&self, extended_types: bool) -> Stat {
+        self.stat
+            .to_stat(self.data.len(), self.children.len(), extended_types)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_encodings() {
+        assert_eq!(EphemeralType::of(0, true), EphemeralType::Void);
+        assert_eq!(
+            EphemeralType::of(CONTAINER_OWNER, false),
+            EphemeralType::Container
+        );
+        assert_eq!(
+            EphemeralType::of(0x0100_0000_0000_0001, true),
+            EphemeralType::Normal
+        );
+        let t = ttl_owner(5000).unwrap();
+        assert_eq!(t as u64, 0xff00_0000_0000_1388);
+        assert_eq!(EphemeralType::of(t, true), EphemeralType::Ttl(5000));
+        assert_eq!(EphemeralType::of(t, false), EphemeralType::Normal);
+        assert_eq!(ttl_owner(0), None);
+        assert_eq!(ttl_owner(MAX_TTL_MS + 1), None);
+        assert!(ttl_owner(MAX_TTL_MS).is_some());
+        assert_eq!(MAX_TTL_MS, 1_099_511_627_775);
+    }
+
+    #[test]
+    fn client_cversion_counts_changes() {
+        let mut s = StatPersisted::new(1, 0, 0);
+        s.cversion = 3; // three creates
+        // one child left: 3 creates + 2 deletes = 5 changes
+        assert_eq!(s.to_stat(0, 1, false).cversion, 5);
+        let c = StatPersisted::new(1, 0, CONTAINER_OWNER);
+        assert_eq!(c.to_stat(0, 0, false).ephemeral_owner, 0);
+    }
+}

@@ -1,0 +1,741 @@
+//! The data tree: nodes by path, the indexes ZooKeeper keeps beside them (ephemerals
+//! per session, containers, TTL nodes), the replicated session table, reads with ACL
+//! checks, and the deterministic `apply`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rookery_wire::codes::perms;
+use rookery_wire::{Acl, ErrorCode, EventType, Id, Stat};
+
+use crate::acl::{self, AuthSchemes};
+use crate::node::{EphemeralType, Node, SessionId, StatPersisted, Zxid};
+use crate::path::{self, CONFIG, QUOTA, ROOT, ZOOKEEPER};
+use crate::txn::{ApplyResult, OpResult, Txn, TxnHeader, WatchTrigger};
+
+/// Cluster-wide settings that change how Txns are prepped and applied. Every server
+/// of an ensemble must use the same values.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TreeConfig {
+    /// `zookeeper.extendedTypesEnabled`: TTL nodes exist only when this is on.
+    pub extended_types: bool,
+    pub auth_schemes: AuthSchemes,
+}
+
+/// Who is asking: the session and the ids it has authenticated as (including its
+/// `ip:` id, which the server adds for every connection as ZooKeeper does).
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    pub session_id: SessionId,
+    pub auth: &'a [Id],
+    /// Bypasses every ACL check (the super digest, or `skipACL`). A `super:` id in
+    /// `auth` has the same effect.
+    pub is_super: bool,
+}
+
+impl<'a> Caller<'a> {
+    pub fn new(session_id: SessionId, auth: &'a [Id]) -> Self {
+        Caller {
+            session_id,
+            auth,
+            is_super: false,
+        }
+    }
+
+    /// The server itself (container reaper, tests): session 0, all permissions.
+    pub fn system() -> Caller<'static> {
+        Caller {
+            session_id: 0,
+            auth: &[],
+            is_super: true,
+        }
+    }
+}
+
+/// The replicated state: every server that applied the same Txns in the same order has
+/// an equal `DataTree` (and equal [`DataTree::digest`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataTree {
+    pub(crate) nodes: BTreeMap<String, Node>,
+    pub(crate) ephemerals: BTreeMap<SessionId, BTreeSet<String>>,
+    pub(crate) containers: BTreeSet<String>,
+    pub(crate) ttls: BTreeSet<String>,
+    /// Open sessions and their negotiated timeouts (ZooKeeper's sessionsWithTimeouts).
+    pub(crate) sessions: BTreeMap<SessionId, i32>,
+    pub(crate) last_zxid: Zxid,
+    pub(crate) digest: u64,
+    pub(crate) config: TreeConfig,
+}
+
+impl Default for DataTree {
+    fn default() -> Self {
+        DataTree::new(TreeConfig::default())
+    }
+}
+
+impl DataTree {
+    /// A fresh tree with ZooKeeper's system nodes: `/`, `/zookeeper`,
+    /// `/zookeeper/quota` (all zxid 0, world:anyone ALL) and `/zookeeper/config`
+    /// (world:anyone READ, aversion -1, as `DataTree.addConfigNode` leaves it).
+    pub fn new(config: TreeConfig) -> Self {
+        let mut t = DataTree {
+            nodes: BTreeMap::new(),
+            ephemerals: BTreeMap::new(),
+            containers: BTreeSet::new(),
+            ttls: BTreeSet::new(),
+            sessions: BTreeMap::new(),
+            last_zxid: 0,
+            digest: 0,
+            config,
+        };
+        let sys = |acl: Vec<Acl>, children: &[&str], aversion: i32| {
+            let mut n = Node::new(Vec::new(), acl, StatPersisted::default());
+            n.stat.aversion = aversion;
+            n.children = children.iter().map(|c| (*c).to_owned()).collect();
+            n
+        };
+        t.insert_raw(ROOT, sys(Acl::open_unsafe(), &["zookeeper"], 0));
+        t.insert_raw(ZOOKEEPER, sys(Acl::open_unsafe(), &["config", "quota"], 0));
+        t.insert_raw(QUOTA, sys(Acl::open_unsafe(), &[], 0));
+        t.insert_raw(CONFIG, sys(Acl::read_unsafe(), &[], -1));
+        t
+    }
+
+    fn insert_raw(&mut self, path: &str, node: Node) {
+        self.digest = self.digest.wrapping_add(node_digest(path, &node));
+        self.nodes.insert(path.to_owned(), node);
+    }
+
+    pub fn config(&self) -> &TreeConfig {
+        &self.config
+    }
+
+    /// The zxid of the last applied Txn.
+    pub fn last_zxid(&self) -> Zxid {
+        self.last_zxid
+    }
+
+    /// Order-independent digest of all nodes and sessions, kept up to date by apply.
+    pub fn digest(&self) -> u64 {
+        self.digest
+    }
+
+    /// The digest computed from scratch; equals [`DataTree::digest`] unless the tree is
+    /// corrupt.
+    pub fn recompute_digest(&self) -> u64 {
+        let nodes = self
+            .nodes
+            .iter()
+            .fold(0u64, |acc, (p, n)| acc.wrapping_add(node_digest(p, n)));
+        self.sessions.iter().fold(nodes, |acc, (s, t)| {
+            acc.wrapping_add(session_digest(*s, *t))
+        })
+    }
+
+    pub fn node(&self, path: &str) -> Option<&Node> {
+        self.nodes.get(path)
+    }
+
+    /// All nodes in path order.
+    pub fn nodes(&self) -> impl Iterator<Item = (&str, &Node)> {
+        self.nodes.iter().map(|(p, n)| (p.as_str(), n))
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// The client-visible Stat of a node.
+    pub fn stat(&self, path: &str) -> Option<Stat> {
+        self.nodes
+            .get(path)
+            .map(|n| n.client_stat(self.config.extended_types))
+    }
+
+    pub fn sessions(&self) -> &BTreeMap<SessionId, i32> {
+        &self.sessions
+    }
+
+    /// A session's ephemeral paths, sorted.
+    pub fn ephemerals(&self, session: SessionId) -> impl Iterator<Item = &str> {
+        self.ephemerals
+            .get(&session)
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+    }
+
+    /// Number of ephemeral nodes over all sessions (`zk_ephemerals_count`).
+    pub fn ephemeral_count(&self) -> usize {
+        self.ephemerals.values().map(BTreeSet::len).sum()
+    }
+
+    pub fn containers(&self) -> &BTreeSet<String> {
+        &self.containers
+    }
+
+    pub fn ttl_nodes(&self) -> &BTreeSet<String> {
+        &self.ttls
+    }
+
+    /// Sum of path and data lengths (`zk_approximate_data_size`).
+    pub fn approximate_data_size(&self) -> u64 {
+        self.nodes
+            .iter()
+            .map(|(p, n)| (p.len() + n.data.len()) as u64)
+            .sum()
+    }
+
+    fn allowed(&self, node: &Node, perm: i32, caller: &Caller<'_>) -> bool {
+        acl::check(
+            &self.config.auth_schemes,
+            &node.acl,
+            perm,
+            caller.auth,
+            caller.is_super,
+        )
+    }
+
+    fn readable(&self, path: &str, caller: &Caller<'_>) -> Result<&Node, ErrorCode> {
+        let n = self.nodes.get(path).ok_or(ErrorCode::NoNode)?;
+        if !self.allowed(n, perms::READ, caller) {
+            return Err(ErrorCode::NoAuth);
+        }
+        Ok(n)
+    }
+
+    /// getData: NoNode, then READ (NoAuth).
+    pub fn get_data(&self, caller: &Caller<'_>, path: &str) -> Result<(&[u8], Stat), ErrorCode> {
+        let n = self.readable(path, caller)?;
+        Ok((&n.data, n.client_stat(self.config.extended_types)))
+    }
+
+    /// exists: `Ok(None)` for a missing node (an exist watch may still be set). A path
+    /// containing NUL is BadArguments; an existing node needs READ (ZooKeeper
+    /// 3.9.2+/3.8.4+), and on NoAuth no watch is set.
+    pub fn exists(&self, caller: &Caller<'_>, path: &str) -> Result<Option<Stat>, ErrorCode> {
+        if path.contains('\0') {
+            return Err(ErrorCode::BadArguments);
+        }
+        match self.nodes.get(path) {
+            None => Ok(None),
+            Some(n) if self.allowed(n, perms::READ, caller) => {
+                Ok(Some(n.client_stat(self.config.extended_types)))
+            }
+            Some(_) => Err(ErrorCode::NoAuth),
+        }
+    }
+
+    /// getChildren: names in lexicographic order (ZooKeeper returns HashSet order,
+    /// which clients must not rely on).
+    pub fn get_children(&self, caller: &Caller<'_>, path: &str) -> Result<Vec<String>, ErrorCode> {
+        let n = self.readable(path, caller)?;
+        Ok(n.children.iter().cloned().collect())
+    }
+
+    pub fn get_children2(
+        &self,
+        caller: &Caller<'_>,
+        path: &str,
+    ) -> Result<(Vec<String>, Stat), ErrorCode> {
+        let n = self.readable(path, caller)?;
+        Ok((
+            n.children.iter().cloned().collect(),
+            n.client_stat(self.config.extended_types),
+        ))
+    }
+
+    /// getACL: needs READ or ADMIN; without ADMIN, digest hashes are shown as `x`.
+    pub fn get_acl(&self, caller: &Caller<'_>, path: &str) -> Result<(Vec<Acl>, Stat), ErrorCode> {
+        let n = self.nodes.get(path).ok_or(ErrorCode::NoNode)?;
+        if !self.allowed(n, perms::READ | perms::ADMIN, caller) {
+            return Err(ErrorCode::NoAuth);
+        }
+        let stat = n.client_stat(self.config.extended_types);
+        if self.allowed(n, perms::ADMIN, caller) {
+            Ok((n.acl.clone(), stat))
+        } else {
+            Ok((acl::mask_digests(&n.acl), stat))
+        }
+    }
+
+    /// getEphemerals: the caller session's ephemerals whose path starts with `prefix`
+    /// (all of them for an empty or `/` prefix), sorted.
+    pub fn get_ephemerals(&self, session: SessionId, prefix: &str) -> Vec<String> {
+        let all = prefix.trim().is_empty() || prefix.trim() == "/";
+        self.ephemerals(session)
+            .filter(|p| all || p.starts_with(prefix))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// getAllChildrenNumber: every descendant (not the node itself); for `/` that is
+    /// every node but the root, system nodes included.
+    pub fn get_all_children_number(
+        &self,
+        caller: &Caller<'_>,
+        path: &str,
+    ) -> Result<i32, ErrorCode> {
+        self.readable(path, caller)?;
+        let n = if path == ROOT {
+            self.nodes.len() - 1
+        } else {
+            // Descendants are exactly the keys in ["path/", "path0"): '0' follows '/'.
+            let lo = format!("{path}/");
+            let hi = format!("{path}0");
+            self.nodes.range(lo..hi).count()
+        };
+        Ok(i32::try_from(n).unwrap_or(i32::MAX))
+    }
+
+    /// What `ContainerManager.getCandidates` would delete now: empty containers that
+    /// once had a child (or are older than `max_never_used_ms` when that is non-zero),
+    /// and empty TTL nodes unmodified for longer than their TTL.
+    pub fn container_candidates(&self, now_ms: i64, max_never_used_ms: i64) -> Vec<String> {
+        let mut out = Vec::new();
+        for p in &self.containers {
+            if let Some(n) = self.nodes.get(p) {
+                if n.children.is_empty()
+                    && (n.stat.cversion > 0
+                        || (max_never_used_ms != 0
+                            && now_ms.saturating_sub(n.stat.mtime) > max_never_used_ms))
+                {
+                    out.push(p.clone());
+                }
+            }
+        }
+        for p in &self.ttls {
+            if let Some(n) = self.nodes.get(p) {
+                if let EphemeralType::Ttl(ttl) =
+                    EphemeralType::of(n.stat.ephemeral_owner, self.config.extended_types)
+                {
+                    if n.children.is_empty()
+                        && ttl != 0
+                        && now_ms.saturating_sub(n.stat.mtime) > ttl
+                    {
+                        out.push(p.clone());
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Applies a committed Txn. Deterministic; never panics. A Txn that prep produced
+    /// against the preceding state always succeeds; anything else (a corrupt or
+    /// misordered log) yields an error result, as ZooKeeper's processTxn does.
+    pub fn apply(&mut self, header: &TxnHeader, txn: &Txn) -> ApplyResult {
+        let mut triggers = Vec::new();
+        let result = match txn {
+            Txn::CreateSession { timeout_ms } => {
+                self.set_session(header.session_id, Some(*timeout_ms));
+                OpResult::CreateSession
+            }
+            Txn::CloseSession { paths } => {
+                self.close_session(header.session_id, paths, header.zxid, &mut triggers);
+                OpResult::CloseSession
+            }
+            Txn::Multi(txns) => self.apply_multi(header, txns, &mut triggers),
+            other => self
+                .apply_one(header, other, &mut triggers)
+                .unwrap_or_else(OpResult::Error),
+        };
+        if header.zxid > self.last_zxid {
+            self.last_zxid = header.zxid;
+        }
+        ApplyResult {
+            header: *header,
+            result,
+            triggers,
+        }
+    }
+
+    fn apply_multi(
+        &mut self,
+        header: &TxnHeader,
+        txns: &[Txn],
+        triggers: &mut Vec<WatchTrigger>,
+    ) -> OpResult {
+        if txns.iter().any(|t| matches!(t, Txn::Error(_))) {
+            // DataTree.processTxn: a failed multi changes nothing; ops before the first
+            // error report Ok, ops after it RuntimeInconsistency.
+            let mut seen_error = false;
+            let results = txns
+                .iter()
+                .map(|t| match t {
+                    Txn::Error(e) => {
+                        seen_error = true;
+                        OpResult::Error(*e)
+                    }
+                    _ if seen_error => OpResult::Error(ErrorCode::RuntimeInconsistency),
+                    _ => OpResult::Error(ErrorCode::Ok),
+                })
+                .collect();
+            return OpResult::Multi(results);
+        }
+        let results = txns
+            .iter()
+            .map(|t| match t {
+                Txn::Multi(_) | Txn::CreateSession { .. } | Txn::CloseSession { .. } => {
+                    OpResult::Error(ErrorCode::BadArguments)
+                }
+                other => self
+                    .apply_one(header, other, triggers)
+                    .unwrap_or_else(OpResult::Error),
+            })
+            .collect();
+        OpResult::Multi(results)
+    }
+
+    fn apply_one(
+        &mut self,
+        h: &TxnHeader,
+        txn: &Txn,
+        triggers: &mut Vec<WatchTrigger>,
+    ) -> Result<OpResult, ErrorCode> {
+        match txn {
+            Txn::Create {
+                kind,
+                path,
+                data,
+                acl,
+                ephemeral_owner,
+                parent_cversion,
+            } => {
+                let stat = self.create_node(
+                    path,
+                    data.clone(),
+                    acl.clone(),
+                    *ephemeral_owner,
+                    *parent_cversion,
+                    h,
+                    triggers,
+                )?;
+                Ok(OpResult::Create {
+                    kind: *kind,
+                    path: path.clone(),
+                    stat,
+                })
+            }
+            Txn::Delete { path, .. } => {
+                self.delete_node(path, h.zxid, triggers)?;
+                Ok(OpResult::Delete)
+            }
+            Txn::SetData {
+                path,
+                data,
+                version,
+            } => {
+                let stat = self.set_data(path, data.clone(), *version, h, triggers)?;
+                Ok(OpResult::SetData { stat })
+            }
+            Txn::Reconfig { data } => {
+                let stat = self.set_data(CONFIG, data.clone(), -1, h, triggers)?;
+                Ok(OpResult::Reconfig {
+                    data: data.clone(),
+                    stat,
+                })
+            }
+            Txn::SetAcl { path, acl, version } => {
+                let stat = self.set_acl(path, acl.clone(), *version)?;
+                Ok(OpResult::SetAcl { stat })
+            }
+            Txn::Check { path, .. } => {
+                if self.nodes.contains_key(path) {
+                    Ok(OpResult::Check)
+                } else {
+                    Err(ErrorCode::NoNode)
+                }
+            }
+            Txn::Error(e) => Err(*e),
+            Txn::CreateSession { .. } | Txn::CloseSession { .. } | Txn::Multi(_) => {
+                Err(ErrorCode::BadArguments)
+            }
+        }
+    }
+
+    fn set_session(&mut self, session: SessionId, timeout_ms: Option<i32>) {
+        if let Some(old) = self.sessions.remove(&session) {
+            self.digest = self.digest.wrapping_sub(session_digest(session, old));
+        }
+        if let Some(t) = timeout_ms {
+            self.sessions.insert(session, t);
+            self.digest = self.digest.wrapping_add(session_digest(session, t));
+        }
+    }
+
+    fn close_session(
+        &mut self,
+        session: SessionId,
+        paths: &[String],
+        zxid: Zxid,
+        triggers: &mut Vec<WatchTrigger>,
+    ) {
+        // DataTree.killSession: the Txn's list first, then anything else the session
+        // still owns here.
+        for p in paths {
+            let _ = self.delete_node(p, zxid, triggers);
+        }
+        let rest: Vec<String> = self
+            .ephemerals
+            .get(&session)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
+        for p in rest {
+            let _ = self.delete_node(&p, zxid, triggers);
+        }
+        self.ephemerals.remove(&session);
+        self.set_session(session, None);
+    }
+
+    fn index(&mut self, path: &str, owner: i64) {
+        match EphemeralType::of(owner, self.config.extended_types) {
+            EphemeralType::Void => {}
+            EphemeralType::Container => {
+                self.containers.insert(path.to_owned());
+            }
+            EphemeralType::Ttl(_) => {
+                self.ttls.insert(path.to_owned());
+            }
+            EphemeralType::Normal => {
+                self.ephemerals
+                    .entry(owner)
+                    .or_default()
+                    .insert(path.to_owned());
+            }
+        }
+    }
+
+    fn unindex(&mut self, path: &str, owner: i64) {
+        match EphemeralType::of(owner, self.config.extended_types) {
+            EphemeralType::Void => {}
+            EphemeralType::Container => {
+                self.containers.remove(path);
+            }
+            EphemeralType::Ttl(_) => {
+                self.ttls.remove(path);
+            }
+            EphemeralType::Normal => {
+                if let Some(set) = self.ephemerals.get_mut(&owner) {
+                    set.remove(path);
+                    if set.is_empty() {
+                        self.ephemerals.remove(&owner);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs `f` on a node, keeping the digest in step.
+    fn modify<R>(&mut self, path: &str, f: impl FnOnce(&mut Node) -> R) -> Result<R, ErrorCode> {
+        let node = self.nodes.get_mut(path).ok_or(ErrorCode::NoNode)?;
+        let before = node_digest(path, node);
+        let r = f(node);
+        let after = node_digest(path, node);
+        self.digest = self.digest.wrapping_sub(before).wrapping_add(after);
+        Ok(r)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn create_node(
+        &mut self,
+        path: &str,
+        data: Vec<u8>,
+        acl: Vec<Acl>,
+        owner: i64,
+        parent_cversion: i32,
+        h: &TxnHeader,
+        triggers: &mut Vec<WatchTrigger>,
+    ) -> Result<Stat, ErrorCode> {
+        let (parent, child) = path::split(path).ok_or(ErrorCode::NoNode)?;
+        if self.nodes.contains_key(path) || child.is_empty() {
+            return Err(ErrorCode::NodeExists);
+        }
+        let zxid = h.zxid;
+        let parent_acl = self.modify(parent, |p| {
+            p.stat.cversion = parent_cversion;
+            p.stat.pzxid = zxid;
+            p.children.insert(child.to_owned());
+            p.acl.clone()
+        })?;
+        let node = Node::new(
+            data,
+            acl.clone(),
+            StatPersisted::new(zxid, h.time_ms, owner),
+        );
+        let stat = node.client_stat(self.config.extended_types);
+        self.insert_raw(path, node);
+        self.index(path, owner);
+        triggers.push(WatchTrigger {
+            path: path.to_owned(),
+            event_type: EventType::NodeCreated,
+            zxid,
+            acl,
+        });
+        triggers.push(WatchTrigger {
+            path: parent.to_owned(),
+            event_type: EventType::NodeChildrenChanged,
+            zxid,
+            acl: parent_acl,
+        });
+        Ok(stat)
+    }
+
+    fn delete_node(
+        &mut self,
+        path: &str,
+        zxid: Zxid,
+        triggers: &mut Vec<WatchTrigger>,
+    ) -> Result<(), ErrorCode> {
+        if path == ROOT {
+            return Err(ErrorCode::BadArguments);
+        }
+        let (parent, child) = path::split(path).ok_or(ErrorCode::NoNode)?;
+        match self.nodes.get(path) {
+            None => return Err(ErrorCode::NoNode),
+            Some(n) if !n.children.is_empty() => return Err(ErrorCode::NotEmpty),
+            Some(_) => {}
+        }
+        let parent_acl = self.modify(parent, |p| {
+            p.children.remove(child);
+            if zxid > p.stat.pzxid {
+                p.stat.pzxid = zxid;
+            }
+            p.acl.clone()
+        })?;
+        let Some(node) = self.nodes.remove(path) else {
+            return Err(ErrorCode::NoNode);
+        };
+        self.digest = self.digest.wrapping_sub(node_digest(path, &node));
+        self.unindex(path, node.stat.ephemeral_owner);
+        triggers.push(WatchTrigger {
+            path: path.to_owned(),
+            event_type: EventType::NodeDeleted,
+            zxid,
+            acl: node.acl,
+        });
+        triggers.push(WatchTrigger {
+            path: parent.to_owned(),
+            event_type: EventType::NodeChildrenChanged,
+            zxid,
+            acl: parent_acl,
+        });
+        Ok(())
+    }
+
+    fn set_data(
+        &mut self,
+        path: &str,
+        data: Vec<u8>,
+        version: i32,
+        h: &TxnHeader,
+        triggers: &mut Vec<WatchTrigger>,
+    ) -> Result<Stat, ErrorCode> {
+        let ext = self.config.extended_types;
+        let (stat, acl) = self.modify(path, |n| {
+            n.data = data;
+            n.stat.mtime = h.time_ms;
+            n.stat.mzxid = h.zxid;
+            n.stat.version = version;
+            (n.client_stat(ext), n.acl.clone())
+        })?;
+        triggers.push(WatchTrigger {
+            path: path.to_owned(),
+            event_type: EventType::NodeDataChanged,
+            zxid: h.zxid,
+            acl,
+        });
+        Ok(stat)
+    }
+
+    fn set_acl(&mut self, path: &str, acl: Vec<Acl>, version: i32) -> Result<Stat, ErrorCode> {
+        let ext = self.config.extended_types;
+        self.modify(path, |n| {
+            n.acl = acl;
+            n.stat.aversion = version;
+            n.client_stat(ext)
+        })
+    }
+
+    /// Rebuilds the indexes and digest after nodes and sessions were loaded.
+    pub(crate) fn rebuild_indexes(&mut self) {
+        self.ephemerals.clear();
+        self.containers.clear();
+        self.ttls.clear();
+        let owners: Vec<(String, i64)> = self
+            .nodes
+            .iter()
+            .filter(|(p, _)| p.as_str() != ROOT)
+            .map(|(p, n)| (p.clone(), n.stat.ephemeral_owner))
+            .collect();
+        for (p, o) in owners {
+            self.index(&p, o);
+        }
+        self.digest = self.recompute_digest();
+    }
+}
+
+/// FNV-1a over the fields, then a SplitMix64 finaliser so that the wrapping sum of
+/// many node digests stays well mixed.
+struct Hasher(u64);
+
+impl Hasher {
+    fn new(domain: u8) -> Self {
+        let mut h = Hasher(0xcbf2_9ce4_8422_2325);
+        h.bytes(&[domain]);
+        h
+    }
+    fn bytes(&mut self, b: &[u8]) {
+        for x in b {
+            self.0 ^= u64::from(*x);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    fn field(&mut self, b: &[u8]) {
+        self.bytes(&(b.len() as u64).to_be_bytes());
+        self.bytes(b);
+    }
+    fn i64(&mut self, v: i64) {
+        self.bytes(&v.to_be_bytes());
+    }
+    fn finish(self) -> u64 {
+        let mut z = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+pub(crate) fn node_digest(path: &str, n: &Node) -> u64 {
+    let mut h = Hasher::new(1);
+    h.field(path.as_bytes());
+    h.field(&n.data);
+    let s = &n.stat;
+    for v in [
+        s.czxid,
+        s.mzxid,
+        s.ctime,
+        s.mtime,
+        s.ephemeral_owner,
+        s.pzxid,
+    ] {
+        h.i64(v);
+    }
+    for v in [s.version, s.cversion, s.aversion] {
+        h.i64(i64::from(v));
+    }
+    h.i64(n.acl.len() as i64);
+    for a in &n.acl {
+        h.i64(i64::from(a.perms));
+        h.field(a.id.scheme.as_bytes());
+        h.field(a.id.id.as_bytes());
+    }
+    // Children are implied by the other nodes' paths, so they are not hashed here.
+    h.finish()
+}
+
+fn session_digest(session: SessionId, timeout_ms: i32) -> u64 {
+    let mut h = Hasher::new(2);
+    h.i64(session);
+    h.i64(i64::from(timeout_ms));
+    h.finish()
+}
