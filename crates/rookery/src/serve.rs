@@ -1,0 +1,87 @@
+//! `rookery serve`: load the configuration, then (once it exists) run the server.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use rookery_server::ServerConfig;
+use tracing::{info, warn};
+
+pub(crate) fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
+    let config = ServerConfig::load(config_path).context("invalid configuration")?;
+    for warning in &config.warnings {
+        warn!("{warning}");
+    }
+    log_settings(&config);
+    bail!(
+        "the Rookery server is not implemented yet: {} was read successfully, but nothing \
+         will serve it. Use Apache ZooKeeper for now.",
+        config_path.display()
+    )
+}
+
+fn log_settings(c: &ServerConfig) {
+    info!(
+        config = %c.config_path.display(),
+        mode = ?c.mode(),
+        my_id = ?c.my_id,
+        peer_type = %c.peer_type,
+        "configuration loaded"
+    );
+    info!(
+        data_dir = %c.data_dir.display(),
+        data_log_dir = %c.data_log_dir.display(),
+        force_sync = c.force_sync,
+        snap_retain_count = c.snap_retain_count,
+        purge_interval_hours = c.purge_interval_hours,
+        "storage"
+    );
+    info!(
+        client_address = ?c.client_listen_address().map(|a| a.to_string()),
+        secure_client_port = ?c.secure_client_port,
+        max_client_cnxns = c.max_client_cnxns,
+        jute_max_buffer = c.jute_max_buffer,
+        "clients"
+    );
+    info!(
+        tick_time_ms = c.tick_time_ms,
+        init_limit_ticks = c.init_limit_ticks,
+        sync_limit_ticks = c.sync_limit_ticks,
+        min_session_timeout_ms = c.min_session_timeout_ms,
+        max_session_timeout_ms = c.max_session_timeout_ms,
+        "timing"
+    );
+    for s in c.servers.values() {
+        let addresses: Vec<String> = s
+            .addresses
+            .iter()
+            .map(|a| format!("{}:{}:{}", bracket(&a.host), a.quorum_port, a.election_port))
+            .collect();
+        info!(
+            id = s.id,
+            addresses = %addresses.join("|"),
+            learner_type = %s.learner_type,
+            client_address = ?s.client_address.as_ref().map(|a| a.to_string()),
+            "server"
+        );
+    }
+    info!(
+        four_letter_words = ?c.four_letter_words,
+        admin_grpc_address = ?c.admin_grpc_address.as_ref().map(|a| a.to_string()),
+        metrics_http_port = ?c.metrics_http_port,
+        standalone_enabled = c.standalone_enabled,
+        reconfig_enabled = c.reconfig_enabled,
+        extended_types_enabled = c.extended_types_enabled,
+        super_digest = c.super_digest.is_some(),
+        container_check_interval_ms = c.container_check_interval_ms,
+        "features"
+    );
+}
+
+fn bracket(host: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    }
+}
