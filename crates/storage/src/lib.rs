@@ -490,12 +490,25 @@ impl TxnLog for SledStorage {
         }
         let chunks = chunk_count(payload.len())?;
         let mut body = Vec::with_capacity(4 + payload.len().min(CHUNK_BYTES));
-        for (index, piece) in (0..chunks).zip(payload.chunks(CHUNK_BYTES).chain([&[][..]])) {
-            let key = chunk_key(zxid, index);
+        let mut write = |key: [u8; 12], piece: &[u8]| {
             body.clear();
             body.extend_from_slice(&chunks.to_be_bytes());
             body.extend_from_slice(piece);
-            self.log.insert(key, seal(&key, &body)).map_err(sled_err)?;
+            seal(&key, &body)
+        };
+        if chunks == 1 {
+            let key = chunk_key(zxid, 0);
+            self.log
+                .insert(key, write(key, payload))
+                .map_err(sled_err)?;
+        } else {
+            // One batch, so a crash cannot leave part of an entry (recovery would cut it).
+            let mut batch = sled::Batch::default();
+            for (index, piece) in (0..chunks).zip(payload.chunks(CHUNK_BYTES)) {
+                let key = chunk_key(zxid, index);
+                batch.insert(&key, write(key, piece));
+            }
+            self.log.apply_batch(batch).map_err(sled_err)?;
         }
         self.last_zxid = Some(zxid);
         Ok(())
