@@ -1,5 +1,5 @@
 //! Shared test harness: a leader that preps and applies in zxid order.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, clippy::new_without_default)]
 
 use rookery_tree::{
     ApplyResult, Caller, CreateKind, DataTree, Op, PendingChanges, SessionId, TreeConfig, Txn,
@@ -7,6 +7,7 @@ use rookery_tree::{
 };
 use rookery_wire::{Acl, CreateMode, ErrorCode, Id};
 
+#[derive(Debug)]
 pub struct H {
     pub tree: DataTree,
     pub pending: PendingChanges,
