@@ -37,6 +37,10 @@ pub const DEFAULT_ADMIN_GRPC_PORT: u16 = 7181;
 pub const DEFAULT_TICK_TIME_MS: u32 = 3000;
 /// `jute.maxbuffer` default, 0xfffff bytes.
 pub const DEFAULT_JUTE_MAX_BUFFER: u32 = 0xfffff;
+/// Retention is on by default in Rookery (ZooKeeper's default is 0, never purge).
+pub const DEFAULT_PURGE_INTERVAL_HOURS: u32 = 1;
+/// ZooKeeper's `znode.container.checkIntervalMs` default, one minute.
+pub const DEFAULT_CONTAINER_CHECK_INTERVAL_MS: u64 = 60_000;
 /// ZooKeeper refuses to keep fewer snapshots than this (`PurgeTxnLog`).
 pub const MIN_SNAP_RETAIN_COUNT: u32 = 3;
 /// Every four-letter word ZooKeeper 3.9 knows; `*` in the whitelist means these.
@@ -233,6 +237,9 @@ pub struct ServerConfig {
     pub reconfig_enabled: bool,
     pub multi_address_enabled: bool,
     pub dynamic_config_file: Option<PathBuf>,
+    /// The membership version (hex, the zxid of the reconfig that made it): `version=` in
+    /// zoo.cfg, or the suffix of the dynamic file's name (`zoo.cfg.dynamic.100000000`).
+    pub config_version: Option<u64>,
     pub four_letter_words: FourLetterWhitelist,
     pub read_only_mode_enabled: bool,
     pub local_sessions_enabled: bool,
@@ -374,7 +381,6 @@ const IGNORED_KEYS: &[&str] = &[
     "localSessionsUpgradingEnabled",
     "electionPortBindRetry",
     "serverCnxnFactory",
-    "authProvider.1",
     "oraclePath",
 ];
 
@@ -503,12 +509,12 @@ impl Builder {
         let mut read_only_mode_enabled = false;
         let mut local_sessions_enabled = false;
         let mut snap_retain_count = MIN_SNAP_RETAIN_COUNT;
-        let mut purge_interval_hours = 1;
+        let mut purge_interval_hours = DEFAULT_PURGE_INTERVAL_HOURS;
         let mut extended_types_enabled = false;
         let mut extended_types_line = None;
         let mut jute_max_buffer = DEFAULT_JUTE_MAX_BUFFER;
         let mut super_digest = None;
-        let mut container_check_interval_ms = 60_000;
+        let mut container_check_interval_ms = DEFAULT_CONTAINER_CHECK_INTERVAL_MS;
         let mut admin_grpc_address = Some(HostPort::new(
             DEFAULT_ADMIN_GRPC_HOST,
             DEFAULT_ADMIN_GRPC_PORT,
@@ -518,6 +524,7 @@ impl Builder {
         let mut force_sync = true;
         let mut server_entries: Vec<&Entry> = Vec::new();
         let mut hierarchical: Option<&Entry> = None;
+        let mut config_version = None;
 
         for e in &entries {
             let key = canonical_key(&e.key);
@@ -626,7 +633,8 @@ impl Builder {
                 }
                 "znode.container.checkIntervalMs" => {
                     let n = self.int(e, 1, i64::from(i32::MAX))?;
-                    container_check_interval_ms = u64::try_from(n).unwrap_or(60_000);
+                    container_check_interval_ms =
+                        u64::try_from(n).unwrap_or(DEFAULT_CONTAINER_CHECK_INTERVAL_MS);
                 }
                 "admin.grpcAddress" => {
                     admin_grpc_address = if e.value.is_empty() {
@@ -669,11 +677,19 @@ impl Builder {
                         ));
                     };
                 }
+                "version" => {
+                    let v = u64::from_str_radix(&e.value, 16)
+                        .map_err(|_| self.err(e, format!("'{}' is not a hex version", e.value)))?;
+                    config_version = Some(v);
+                }
                 k if k.starts_with("server.") => server_entries.push(e),
                 k if k.starts_with("group.") || k.starts_with("weight.") => {
                     hierarchical.get_or_insert(e);
                 }
-                k if IGNORED_KEYS.contains(&k) || k.starts_with("ssl.") => {
+                k if IGNORED_KEYS.contains(&k)
+                    || k.starts_with("ssl.")
+                    || k.starts_with("authProvider.") =>
+                {
                     self.warn(
                         Some(e.line),
                         format!(
@@ -743,6 +759,7 @@ impl Builder {
                     return Err(self.err(e, "must be in a separate dynamic config file"));
                 }
                 servers = self.dynamic_servers(dyn_path, multi_address_enabled, read_file)?;
+                config_version = version_from_file_name(dyn_path);
             }
             None => {
                 for e in server_entries {
@@ -883,6 +900,7 @@ impl Builder {
             reconfig_enabled,
             multi_address_enabled,
             dynamic_config_file: dynamic_config_file.map(|(p, _)| p),
+            config_version,
             four_letter_words,
             read_only_mode_enabled,
             local_sessions_enabled,
@@ -1130,6 +1148,13 @@ fn canonical_key(key: &str) -> &str {
         return key;
     }
     key.strip_prefix("zookeeper.").unwrap_or(key)
+}
+
+/// ZooKeeper's `getVersionFromFilename`: the hex number after the last `.`, if any.
+fn version_from_file_name(path: &Path) -> Option<u64> {
+    let name = path.file_name()?.to_str()?;
+    let (_, suffix) = name.rsplit_once('.')?;
+    u64::from_str_radix(suffix, 16).ok()
 }
 
 fn learner_type(s: &str) -> Option<LearnerType> {

@@ -758,6 +758,7 @@ fn dynamic_config_file_holds_the_server_lines() {
         PathBuf::from("/conf/zoo.cfg.dynamic.100000000")
     );
     assert_eq!(cfg.peer_type, LearnerType::Observer);
+    assert_eq!(cfg.config_version, Some(0x1_0000_0000));
 
     // A server line in zoo.cfg next to dynamicConfigFile is an error on that line.
     assert_line_error(
@@ -799,6 +800,13 @@ fn dynamic_config_file_holds_the_server_lines() {
     // A missing dynamic file names it.
     let err = parse_with(&text, &[("/d/myid", "0")]).unwrap_err();
     assert_eq!(err.path(), Path::new("/conf/zoo.cfg.dynamic.100000000"));
+}
+
+#[test]
+fn static_version_key_is_hex() {
+    assert_eq!(ok(&format!("{MIN}version=1a\n")).config_version, Some(0x1a));
+    assert_eq!(ok(MIN).config_version, None);
+    assert_line_error(&format!("{MIN}version=xyz\n"), 3, "hex version");
 }
 
 #[test]
