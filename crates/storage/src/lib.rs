@@ -303,7 +303,9 @@ impl SnapshotStore for SledSnapshots {
             Ok(manifest) => manifest,
             Err(corruption) => return Ok(Err(corruption)),
         };
-        let mut data = Vec::with_capacity(usize::try_from(manifest.len).unwrap_or(0));
+        // The length comes from disk: trust it for a capacity hint only up to a bound.
+        let hint = usize::try_from(manifest.len).map_or(0, |len| len.min(64 << 20));
+        let mut data = Vec::with_capacity(hint);
         let mut next = 0_u32;
         for item in self.chunks.scan_prefix(key) {
             let (chunk_key, record) = item.map_err(sled_err)?;
@@ -411,7 +413,8 @@ impl SledStorage {
     }
 
     /// A snapshot handle that can be moved to another thread, so saving a snapshot does
-    /// not hold up appends and syncs on this one.
+    /// not hold up appends and syncs on this one. It keeps the database open: drop it
+    /// before reopening the directory.
     pub fn snapshot_store(&self) -> SledSnapshots {
         self.snapshots.clone()
     }

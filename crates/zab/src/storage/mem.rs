@@ -25,7 +25,9 @@ pub enum CrashMode {
 }
 
 /// Storage in memory. Records are stored sealed with the same checksums as on disk, so
-/// corruption and recovery take the real code paths.
+/// corruption and recovery take the real code paths. Only the log tail and
+/// `last_applied_zxid` can be lost; purges and snapshots are durable at once (allowed by
+/// the traits, which promise no less).
 #[derive(Debug, Clone, Default)]
 pub struct MemStorage {
     /// zxid -> sealed payload; everything written, synced or not.
