@@ -29,6 +29,8 @@
 //!   lives here where it is unit tested, and the server owns an instance.
 //! - [`session`]: [`SessionTracker`]: the leader's expiry queue bucketed by tick and
 //!   ZooKeeper's session id layout.
+//! - [`quota`]: quota stats kept in `/zookeeper/quota` by apply, `StatsTrack`, and
+//!   hard-limit enforcement in prep.
 //! - [`acl`]: ACL checks, `fixupACL`, `digest_for`, `ip` CIDR matching.
 //! - [`path`]: `PathUtils.validatePath` and the parent/child split.
 //! - [`node`]: [`Node`], [`StatPersisted`], `ephemeralOwner` encodings.
@@ -38,6 +40,7 @@ mod codec;
 pub mod node;
 pub mod path;
 pub mod prep;
+pub mod quota;
 pub mod session;
 pub mod snapshot;
 pub mod tree;

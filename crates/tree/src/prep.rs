@@ -353,6 +353,7 @@ impl Prep<'_, '_> {
         {
             return Err(ErrorCode::NoChildrenForEphemerals);
         }
+        self.tree.check_quota(&path, data.len() as i64, 1)?;
         let new_cversion = parent.stat.cversion.wrapping_add(1);
         // The owner DataTree ends up with for each opcode.
         let owner = match kind {
@@ -455,6 +456,9 @@ impl Prep<'_, '_> {
         Self::validate(path)?;
         let mut node = self.record(path).ok_or(ErrorCode::NoNode)?;
         self.check_acl(&node.acl, perms::WRITE)?;
+        let old_len = self.tree.node(path).map_or(0, |n| n.data.len() as i64);
+        self.tree
+            .check_quota(path, data.len() as i64 - old_len, 0)?;
         let new_version = check_version(node.stat.version, version)?;
         node.stat.version = new_version;
         node.stat.mtime = self.time_ms;

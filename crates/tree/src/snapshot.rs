@@ -169,6 +169,7 @@ impl DataTree {
             last_zxid,
             digest: 0,
             config,
+            quota_roots: Default::default(),
         };
         tree.rebuild_indexes();
         if tree.digest != stored_digest {

@@ -10,6 +10,7 @@ use rookery_wire::{Acl, ErrorCode, EventType, Id, Stat};
 use crate::acl::{self, AuthSchemes};
 use crate::node::{EphemeralType, Node, SessionId, StatPersisted, Zxid};
 use crate::path::{self, CONFIG, QUOTA, ROOT, ZOOKEEPER};
+use crate::quota;
 use crate::txn::{ApplyResult, OpResult, Txn, TxnHeader, WatchTrigger};
 
 /// Cluster-wide settings that change how Txns are prepped and applied. Every server
@@ -19,6 +20,8 @@ pub struct TreeConfig {
     /// `zookeeper.extendedTypesEnabled`: TTL nodes exist only when this is on.
     pub extended_types: bool,
     pub auth_schemes: AuthSchemes,
+    /// `enforceQuota`: hard quota limits fail writes with QuotaExceeded.
+    pub enforce_quota: bool,
 }
 
 /// Who is asking: the session and the ids it has authenticated as (including its
@@ -64,6 +67,8 @@ pub struct DataTree {
     pub(crate) last_zxid: Zxid,
     pub(crate) digest: u64,
     pub(crate) config: TreeConfig,
+    /// Paths with a quota (a `zookeeper_limits` node), ZooKeeper's PathTrie.
+    pub(crate) quota_roots: BTreeSet<String>,
 }
 
 impl Default for DataTree {
@@ -86,6 +91,7 @@ impl DataTree {
             last_zxid: 0,
             digest: 0,
             config,
+            quota_roots: BTreeSet::new(),
         };
         let sys = |acl: Vec<Acl>, children: &[&str], aversion: i32| {
             let mut n = Node::new(Vec::new(), acl, StatPersisted::default());
@@ -526,7 +532,11 @@ impl DataTree {
     }
 
     /// Runs `f` on a node, keeping the digest in step.
-    fn modify<R>(&mut self, path: &str, f: impl FnOnce(&mut Node) -> R) -> Result<R, ErrorCode> {
+    pub(crate) fn modify<R>(
+        &mut self,
+        path: &str,
+        f: impl FnOnce(&mut Node) -> R,
+    ) -> Result<R, ErrorCode> {
         let node = self.nodes.get_mut(path).ok_or(ErrorCode::NoNode)?;
         let before = node_digest(path, node);
         let r = f(node);
@@ -563,8 +573,20 @@ impl DataTree {
             StatPersisted::new(zxid, h.time_ms, owner),
         );
         let stat = node.client_stat(self.config.extended_types);
+        let bytes = node.data.len() as i64;
         self.insert_raw(path, node);
         self.index(path, owner);
+        if let Some(root) = quota::trim(parent).map(str::to_owned) {
+            if child == quota::LIMIT_NODE {
+                self.quota_roots.insert(root.clone());
+            }
+            if child == quota::STAT_NODE {
+                self.update_quota_for_path(&root);
+            }
+        }
+        if let Some(root) = self.quota_prefix(path).map(str::to_owned) {
+            self.update_quota_stat(&root, bytes, 1);
+        }
         triggers.push(WatchTrigger {
             path: path.to_owned(),
             event_type: EventType::NodeCreated,
@@ -607,6 +629,14 @@ impl DataTree {
         };
         self.digest = self.digest.wrapping_sub(node_digest(path, &node));
         self.unindex(path, node.stat.ephemeral_owner);
+        if child == quota::LIMIT_NODE {
+            if let Some(root) = quota::trim(parent) {
+                self.quota_roots.remove(root);
+            }
+        }
+        if let Some(root) = self.quota_prefix(path).map(str::to_owned) {
+            self.update_quota_stat(&root, -(node.data.len() as i64), -1);
+        }
         triggers.push(WatchTrigger {
             path: path.to_owned(),
             event_type: EventType::NodeDeleted,
@@ -631,13 +661,18 @@ impl DataTree {
         triggers: &mut Vec<WatchTrigger>,
     ) -> Result<Stat, ErrorCode> {
         let ext = self.config.extended_types;
-        let (stat, acl) = self.modify(path, |n| {
+        let new_len = data.len() as i64;
+        let (stat, acl, old_len) = self.modify(path, |n| {
+            let old_len = n.data.len() as i64;
             n.data = data;
             n.stat.mtime = h.time_ms;
             n.stat.mzxid = h.zxid;
             n.stat.version = version;
-            (n.client_stat(ext), n.acl.clone())
+            (n.client_stat(ext), n.acl.clone(), old_len)
         })?;
+        if let Some(root) = self.quota_prefix(path).map(str::to_owned) {
+            self.update_quota_stat(&root, new_len - old_len, 0);
+        }
         triggers.push(WatchTrigger {
             path: path.to_owned(),
             event_type: EventType::NodeDataChanged,
@@ -670,6 +705,14 @@ impl DataTree {
         for (p, o) in owners {
             self.index(&p, o);
         }
+        self.quota_roots = self
+            .nodes
+            .keys()
+            .filter_map(|p| {
+                let parent = p.strip_suffix(&format!("/{}", quota::LIMIT_NODE))?;
+                quota::trim(parent).map(str::to_owned)
+            })
+            .collect();
         self.digest = self.recompute_digest();
     }
 }
