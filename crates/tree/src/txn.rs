@@ -428,6 +428,7 @@ pub fn decode_entry(bytes: &[u8]) -> Result<(TxnHeader, Txn), TxnDecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy as _;
     use rookery_wire::Id;
 
     pub(crate) fn samples() -> Vec<Txn> {
@@ -522,7 +523,77 @@ mod tests {
         );
     }
 
+    fn arb_leaf() -> impl proptest::strategy::Strategy<Value = Txn> {
+        use proptest::prelude::*;
+        let path = "/[a-z]{0,6}(/[a-z0-9]{1,4}){0,2}";
+        let data = proptest::collection::vec(any::<u8>(), 0..16);
+        let acl = proptest::collection::vec(
+            (any::<i32>(), "[a-z]{0,5}", ".{0,8}")
+                .prop_map(|(p, s, i)| Acl::new(p, rookery_wire::Id::new(s, i))),
+            0..3,
+        );
+        let kind = prop_oneof![
+            Just(CreateKind::Create),
+            Just(CreateKind::Create2),
+            Just(CreateKind::CreateContainer),
+            Just(CreateKind::CreateTtl)
+        ];
+        prop_oneof![
+            any::<i32>().prop_map(|timeout_ms| Txn::CreateSession { timeout_ms }),
+            proptest::collection::vec(path, 0..3).prop_map(|paths| Txn::CloseSession { paths }),
+            (
+                kind,
+                path,
+                data.clone(),
+                acl.clone(),
+                any::<i64>(),
+                any::<i32>()
+            )
+                .prop_map(
+                    |(kind, path, data, acl, ephemeral_owner, parent_cversion)| Txn::Create {
+                        kind,
+                        path,
+                        data,
+                        acl,
+                        ephemeral_owner,
+                        parent_cversion
+                    }
+                ),
+            (any::<bool>(), path).prop_map(|(c, path)| Txn::Delete {
+                kind: if c {
+                    DeleteKind::DeleteContainer
+                } else {
+                    DeleteKind::Delete
+                },
+                path
+            }),
+            (path, data.clone(), any::<i32>()).prop_map(|(path, data, version)| Txn::SetData {
+                path,
+                data,
+                version
+            }),
+            (path, acl, any::<i32>()).prop_map(|(path, acl, version)| Txn::SetAcl {
+                path,
+                acl,
+                version
+            }),
+            (path, any::<i32>()).prop_map(|(path, version)| Txn::Check { path, version }),
+            data.prop_map(|data| Txn::Reconfig { data }),
+            proptest::sample::select(ErrorCode::ALL).prop_map(Txn::Error),
+        ]
+    }
+
     proptest::proptest! {
+        #[test]
+        fn random_txns_round_trip(
+            t in proptest::prop_oneof![
+                arb_leaf(),
+                proptest::collection::vec(arb_leaf(), 0..4).prop_map(Txn::Multi)
+            ]
+        ) {
+            proptest::prop_assert_eq!(Txn::decode(&t.encode()).unwrap(), t);
+        }
+
         #[test]
         fn decode_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
             let _ = Txn::decode(&bytes);

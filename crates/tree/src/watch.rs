@@ -223,26 +223,38 @@ impl WatchManager {
     /// consumed even when the server then withholds the event for lack of READ (see
     /// [`WatchTrigger::visible_to`]), as ZooKeeper 3.9 does.
     pub fn trigger(&mut self, t: &WatchTrigger) -> Vec<(WatcherKey, WatchedEvent)> {
+        self.trigger_path(&t.path, t.event_type, t.zxid)
+    }
+
+    /// Fires watches for one event: NodeCreated/NodeDataChanged go to the data table,
+    /// NodeChildrenChanged to the child table, NodeDeleted to both (a watcher in both
+    /// gets one event). Other event types fire nothing.
+    pub fn trigger_path(
+        &mut self,
+        path: &str,
+        event_type: EventType,
+        zxid: Zxid,
+    ) -> Vec<(WatcherKey, WatchedEvent)> {
         let event = |w| {
             (
                 w,
                 WatchedEvent {
-                    event_type: t.event_type,
-                    path: t.path.clone(),
-                    zxid: t.zxid,
+                    event_type,
+                    path: path.to_owned(),
+                    zxid,
                 },
             )
         };
-        match t.event_type {
+        match event_type {
             EventType::NodeCreated | EventType::NodeDataChanged => {
-                self.data.trigger(&t.path).into_iter().map(event).collect()
+                self.data.trigger(path).into_iter().map(event).collect()
             }
             EventType::NodeChildrenChanged => {
-                self.child.trigger(&t.path).into_iter().map(event).collect()
+                self.child.trigger(path).into_iter().map(event).collect()
             }
             EventType::NodeDeleted => {
-                let data = self.data.trigger(&t.path);
-                let child = self.child.trigger(&t.path);
+                let data = self.data.trigger(path);
+                let child = self.child.trigger(path);
                 data.iter()
                     .copied()
                     .chain(child.difference(&data).copied())
@@ -250,6 +262,31 @@ impl WatchManager {
                     .collect()
             }
             _ => Vec::new(),
+        }
+    }
+
+    /// Checks the internal indexes agree (for tests).
+    #[doc(hidden)]
+    pub fn assert_consistent(&self) {
+        for t in [&self.data, &self.child] {
+            let mut recursive = 0;
+            for (p, ws) in &t.by_path {
+                assert!(!ws.is_empty(), "empty watcher map for {p}");
+                for (w, m) in ws {
+                    assert!(*m != 0 && *m & !(STANDARD | PERSISTENT | RECURSIVE) == 0);
+                    assert!(t.by_watcher.get(w).is_some_and(|s| s.contains(p)));
+                    if m & RECURSIVE != 0 {
+                        recursive += 1;
+                    }
+                }
+            }
+            for (w, ps) in &t.by_watcher {
+                assert!(!ps.is_empty());
+                for p in ps {
+                    assert!(t.by_path.get(p).is_some_and(|m| m.contains_key(w)));
+                }
+            }
+            assert_eq!(recursive, t.recursive);
         }
     }
 
