@@ -11,6 +11,43 @@
 //! No clocks, randomness, threads or I/O: time arrives as `time_ms` / `now_ms`, and
 //! all maps are BTreeMaps so iteration order is deterministic.
 //!
+//! ```
+//! use rookery_tree::{Caller, CreateKind, DataTree, Op, OpResult, PendingChanges, TxnHeader};
+//! use rookery_wire::{Acl, CreateMode};
+//!
+//! let mut tree = DataTree::default();
+//! let mut pending = PendingChanges::new();
+//! let session = 0x0100_0000_0000_0001;
+//! let caller = Caller::new(session, &[]);
+//! let ops = [
+//!     Op::CreateSession { timeout_ms: 30_000 },
+//!     Op::Create {
+//!         kind: CreateKind::Create2,
+//!         path: "/app".into(),
+//!         data: b"v1".to_vec(),
+//!         acl: Acl::open_unsafe(),
+//!         mode: CreateMode::Persistent,
+//!         ttl_ms: None,
+//!     },
+//! ];
+//! // The leader preps both before either is applied ...
+//! let mut log = Vec::new();
+//! for (i, op) in ops.iter().enumerate() {
+//!     let zxid = i as i64 + 1;
+//!     let txn = tree.prep(&mut pending, &caller, op, zxid, 1_000).unwrap();
+//!     log.push((TxnHeader { session_id: session, cxid: zxid as i32, zxid, time_ms: 1_000 }, txn));
+//! }
+//! // ... and every server applies them in zxid order.
+//! for (header, txn) in &log {
+//!     let applied = tree.apply(header, txn);
+//!     pending.applied_through(header.zxid);
+//!     if let OpResult::Create { stat, .. } = &applied.result {
+//!         assert_eq!((stat.czxid, stat.version), (2, 0));
+//!     }
+//! }
+//! assert_eq!(tree.get_data(&caller, "/app").unwrap().0, b"v1");
+//! ```
+//!
 //! # Layout
 //!
 //! - [`tree`]: [`DataTree`] (nodes by path, ephemeral/container/TTL indexes, the
