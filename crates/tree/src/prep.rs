@@ -110,6 +110,29 @@ impl PendingChanges {
         self.nodes.is_empty() && self.sessions.is_empty()
     }
 
+    /// Paths whose predicted state (the newest change up to `zxid`) differs from the
+    /// tree after applying through `zxid`. Empty when prep and apply agree; for tests
+    /// and debug assertions.
+    pub fn mismatches(&self, tree: &DataTree, zxid: Zxid) -> Vec<String> {
+        let mut out = Vec::new();
+        for (path, stack) in &self.nodes {
+            let Some((_, predicted)) = stack.iter().rev().find(|(z, _)| *z <= zxid) else {
+                continue;
+            };
+            let actual = tree.nodes.get(path).map(|n| NodeRec {
+                stat: n.stat,
+                child_count: i32::try_from(n.children.len()).unwrap_or(i32::MAX),
+                acl: n.acl.clone(),
+            });
+            if &actual != predicted {
+                out.push(format!(
+                    "{path}: predicted {predicted:?}, applied {actual:?}"
+                ));
+            }
+        }
+        out
+    }
+
     /// Drops the changes of one zxid (a multi that failed part way).
     fn rollback(&mut self, zxid: Zxid) {
         self.nodes.retain(|_, stack| {

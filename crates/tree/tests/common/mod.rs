@@ -80,6 +80,8 @@ impl H {
         q.iter()
             .map(|(h, t)| {
                 let r = self.tree.apply(h, t);
+                let wrong = self.pending.mismatches(&self.tree, h.zxid);
+                assert!(wrong.is_empty(), "prep mispredicted apply: {wrong:?}");
                 self.pending.applied_through(h.zxid);
                 r
             })
