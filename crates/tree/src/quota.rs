@@ -113,8 +113,8 @@ impl DataTree {
         let sp = stat_path(root);
         let _ = self.modify(&sp, |n| {
             let mut st = StatsTrack::parse(&n.data);
-            st.set("count", st.count() + count_diff);
-            st.set("bytes", st.bytes() + bytes_diff);
+            st.set("count", st.count().saturating_add(count_diff));
+            st.set("bytes", st.bytes().saturating_add(bytes_diff));
             n.data = st.encode();
         });
     }
@@ -169,11 +169,13 @@ impl DataTree {
         };
         let current = StatsTrack::parse(&stat_node.data);
         let hard_count = limits.get("countHardLimit");
-        if check_count && hard_count > -1 && current.count() + count_diff > hard_count {
+        if check_count && hard_count > -1 && current.count().saturating_add(count_diff) > hard_count
+        {
             return Err(ErrorCode::QuotaExceeded);
         }
         let hard_bytes = limits.get("byteHardLimit");
-        if check_bytes && hard_bytes > -1 && current.bytes() + bytes_diff > hard_bytes {
+        if check_bytes && hard_bytes > -1 && current.bytes().saturating_add(bytes_diff) > hard_bytes
+        {
             return Err(ErrorCode::QuotaExceeded);
         }
         Ok(())

@@ -172,7 +172,9 @@ impl SessionTracker {
 
 /// `(time / interval + 1) * interval`.
 fn round_up(time: i64, interval: i64) -> i64 {
-    (time.div_euclid(interval) + 1).saturating_mul(interval)
+    time.div_euclid(interval)
+        .saturating_add(1)
+        .saturating_mul(interval)
 }
 
 #[cfg(test)]

@@ -96,3 +96,33 @@ fn hard_limits_are_enforced_when_enabled() {
     );
     h.create("/other", b"anything").unwrap();
 }
+
+#[test]
+fn absurd_stats_do_not_overflow() {
+    let mut h = setup(true);
+    h.run(
+        S1,
+        &[],
+        set(
+            "/zookeeper/quota/app/zookeeper_stats",
+            b"count=9223372036854775807,bytes=9223372036854775807",
+            -1,
+        ),
+    )
+    .unwrap();
+    h.run(
+        S1,
+        &[],
+        set(
+            "/zookeeper/quota/app/zookeeper_limits",
+            b"count=-1,bytes=-1",
+            -1,
+        ),
+    )
+    .unwrap();
+    h.create("/app/big", b"x").unwrap();
+    assert_eq!(
+        stats(&h),
+        "count=9223372036854775807,bytes=9223372036854775807"
+    );
+}
