@@ -1,11 +1,11 @@
-//! `rookery serve`: load the configuration, then (once it exists) run the server.
+//! `rookery serve`: load the configuration, run the server until SIGINT or SIGTERM.
 
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use rookery_server::ServerConfig;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 pub(crate) fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     let config = ServerConfig::load(config_path).context("invalid configuration")?;
@@ -13,11 +13,27 @@ pub(crate) fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
         warn!("{warning}");
     }
     log_settings(&config);
-    bail!(
-        "the Rookery server is not implemented yet: {} was read successfully, but nothing \
-         will serve it. Use Apache ZooKeeper for now.",
-        config_path.display()
-    )
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let mut server = rookery_server::start(&config)
+            .await
+            .context("the server could not start")?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("installing the SIGTERM handler")?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => info!("SIGINT: shutting down"),
+            _ = term.recv() => info!("SIGTERM: shutting down"),
+            e = server.failed() => {
+                error!(error = %e, "server stopped");
+                return Err(anyhow::Error::new(e).context("the server stopped"));
+            }
+        }
+        server.shutdown().await.context("shutting down")?;
+        Ok(ExitCode::SUCCESS)
+    })
 }
 
 fn log_settings(c: &ServerConfig) {

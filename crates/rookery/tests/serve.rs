@@ -1,5 +1,6 @@
-//! `rookery serve` start-up: configuration errors stop it with file and line; a valid
-//! configuration is logged and then refused honestly, since the server does not exist yet.
+//! `rookery serve` start-up: configuration errors stop it with file and line; an
+//! ensemble configuration is logged and then refused honestly, since replication does
+//! not exist yet. Serving itself is tested in the workspace's tests/.
 
 use std::process::Command;
 
@@ -55,7 +56,7 @@ fn missing_myid_in_an_ensemble_names_the_myid_file() {
 }
 
 #[test]
-fn valid_config_is_logged_then_refused_as_not_implemented() {
+fn ensemble_config_is_logged_then_refused_until_replication_exists() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("myid"), "0\n").unwrap();
     let cfg = dir.path().join("zoo.cfg");
@@ -76,7 +77,7 @@ fn valid_config_is_logged_then_refused_as_not_implemented() {
         .unwrap();
     assert_ne!(out.status.code(), Some(0));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("not implemented yet"), "{stderr}");
+    assert!(stderr.contains("replication is not implemented yet"), "{stderr}");
     assert!(stderr.contains("unknown key someFutureKey"), "{stderr}");
     assert!(stderr.contains(r#""mode":"Ensemble""#), "{stderr}");
     assert!(stderr.contains("hadoop2:2888:3888"), "{stderr}");

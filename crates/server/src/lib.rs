@@ -1,10 +1,21 @@
 //! Runtime glue for a Rookery server.
 //!
-//! For now: reading the operator's `zoo.cfg`/`myid` ([`config`]) and asking a running
-//! server a four-letter word ([`four_letter`]). The client listener, request pipeline,
-//! peer transport and watch manager will live here too, on tokio.
+//! Layout:
+//! - [`config`]: the operator's `zoo.cfg` and `myid`.
+//! - [`server`]: start-up: storage, recovery, the core thread, the client listener.
+//! - `core`: the one thread that orders everything (sessions, prep, group commit,
+//!   apply, watches, replies).
+//! - `conn`: one client connection: 4lw detection, handshake, frames in and out.
+//! - `words`, `stats`: the four-letter words' answers and the counters behind them.
+//! - [`four_letter`]: the client side of four-letter words (`rookery status`).
 
 pub mod config;
+mod conn;
+mod core;
 pub mod four_letter;
+pub mod server;
+mod stats;
+mod words;
 
 pub use config::{ConfigError, ConfigWarning, ServerConfig, ServerMode};
+pub use server::{RunningServer, ServerError, start};

@@ -1,0 +1,197 @@
+//! One client connection: four-letter-word detection, the handshake, then frames in
+//! and out. The connection owns no state of the tree; it turns bytes into
+//! [`CoreCmd`]s and writes back whatever the core sends it, so that all ordering
+//! decisions live in one place (the core).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rookery_wire::Record;
+use rookery_wire::frame::{four_letter_word, split_frame};
+use rookery_wire::proto::{ConnectRequest, decode_request};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use crate::core::{ConnId, CoreCmd, CoreHandle, Outbound};
+
+/// Limits a connection enforces before the core sees anything.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnLimits {
+    pub max_frame: usize,
+    /// A peer that has not finished its handshake by then is dropped, so idle sockets
+    /// cannot pile up.
+    pub handshake_timeout: Duration,
+}
+
+pub(crate) async fn serve(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    conn: ConnId,
+    core: CoreHandle,
+    limits: Arc<ConnLimits>,
+) {
+    let _ = stream.set_nodelay(true);
+    let mut first = [0u8; 4];
+    match tokio::time::timeout(limits.handshake_timeout, stream.read_exact(&mut first)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            debug!(%peer, error = %e, "connection closed before its first bytes");
+            return;
+        }
+        Err(_) => {
+            info!(%peer, "closing connection that sent nothing");
+            return;
+        }
+    }
+    if let Some(word) = four_letter_word(first) {
+        let (tx, rx) = oneshot::channel();
+        if core
+            .send(CoreCmd::FourLetter {
+                word,
+                peer,
+                reply: tx,
+            })
+            .is_err()
+        {
+            return;
+        }
+        if let Ok(text) = rx.await {
+            let _ = stream.write_all(text.as_bytes()).await;
+        }
+        let _ = stream.shutdown().await;
+        return;
+    }
+
+    // Not a 4lw: those four bytes are the length prefix of the ConnectRequest.
+    let len = i32::from_be_bytes(first);
+    let Some(len) = usize::try_from(len).ok().filter(|n| *n <= limits.max_frame) else {
+        warn!(%peer, len, "closing connection: handshake length out of range (Len error)");
+        return;
+    };
+    let mut payload = vec![0u8; len];
+    match tokio::time::timeout(limits.handshake_timeout, stream.read_exact(&mut payload)).await {
+        Ok(Ok(_)) => {}
+        _ => {
+            info!(%peer, "closing connection: incomplete handshake");
+            return;
+        }
+    }
+    let req = match ConnectRequest::from_bytes(&payload) {
+        Ok(r) => r,
+        Err(e) => {
+            warn!(%peer, error = %e, "closing connection: malformed ConnectRequest");
+            return;
+        }
+    };
+
+    let (out_tx, out_rx) = mpsc::unbounded_channel();
+    let (rd, wr) = stream.into_split();
+    if core
+        .send(CoreCmd::Connect {
+            conn,
+            peer,
+            req,
+            out: out_tx,
+        })
+        .is_err()
+    {
+        return;
+    }
+    // Whichever side ends first ends the connection: the client closing, bad input,
+    // or the core asking to close (expired session, auth failure, session moved).
+    tokio::select! {
+        () = read_loop(rd, peer, conn, &core, &limits) => {}
+        () = write_loop(wr, out_rx) => {}
+    }
+    let _ = core.send(CoreCmd::Disconnected { conn });
+}
+
+async fn read_loop(
+    mut rd: tokio::net::tcp::OwnedReadHalf,
+    peer: SocketAddr,
+    conn: ConnId,
+    core: &CoreHandle,
+    limits: &ConnLimits,
+) {
+    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        // Hand every complete frame in the buffer to the core, in order.
+        let mut consumed = 0;
+        loop {
+            match split_frame(&buf[consumed..], limits.max_frame) {
+                Ok(Some((payload, used))) => {
+                    match decode_request(payload) {
+                        Ok(req) => {
+                            if core.send(CoreCmd::Request { conn, req }).is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            warn!(%peer, error = %e, "closing connection: malformed request");
+                            return;
+                        }
+                    }
+                    consumed += used;
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    warn!(%peer, error = %e, "closing connection: Len error");
+                    return;
+                }
+            }
+        }
+        buf.drain(..consumed);
+        match rd.read(&mut chunk).await {
+            Ok(0) => {
+                debug!(%peer, "client closed the connection");
+                return;
+            }
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) => {
+                debug!(%peer, error = %e, "read failed");
+                return;
+            }
+        }
+    }
+}
+
+async fn write_loop(
+    mut wr: tokio::net::tcp::OwnedWriteHalf,
+    mut rx: mpsc::UnboundedReceiver<Outbound>,
+) {
+    let mut batch = Vec::with_capacity(64 * 1024);
+    while let Some(first) = rx.recv().await {
+        // Coalesce whatever is already queued into one write.
+        let mut close = false;
+        let mut next = Some(first);
+        while let Some(item) = next.take() {
+            match item {
+                Outbound::Frame(bytes) => {
+                    batch.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+                    batch.extend_from_slice(&bytes);
+                }
+                Outbound::Close => {
+                    close = true;
+                    break;
+                }
+            }
+            if batch.len() < 1 << 20 {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !batch.is_empty() {
+            if wr.write_all(&batch).await.is_err() {
+                return;
+            }
+            batch.clear();
+        }
+        if close {
+            let _ = wr.shutdown().await;
+            return;
+        }
+    }
+}

@@ -1,0 +1,1165 @@
+//! The core: one thread that owns the tree, the sessions, the watches and the log, and
+//! decides the order of everything. Connections send it [`CoreCmd`]s; it answers
+//! through each connection's outbound queue.
+//!
+//! Why one thread: ZooKeeper's guarantees (FIFO per session, a watch event before any
+//! later reply, writes applied in zxid order) are all statements about one order.
+//! Keeping that order in one place makes them hold by construction; the expensive
+//! parts (fsync, socket I/O) happen elsewhere or in batches.
+//!
+//! A round: take every command already queued (at most [`MAX_BATCH`]); reads of
+//! sessions with no write in flight are answered at once; writes are prepped into Txns
+//! and appended to the log; then one `sync` covers the whole batch (group commit), and
+//! only after it returns are the Txns applied, watches fired and replies sent, in the
+//! order the requests arrived. A read queued behind its session's write waits in that
+//! order too, so it sees exactly the writes that came before it.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use rookery_storage::SledStorage;
+use rookery_tree::prep::{Op, PendingChanges};
+use rookery_tree::session::SessionTracker;
+use rookery_tree::txn::{ApplyResult, CreateKind, OpResult, Txn, TxnHeader, encode_entry};
+use rookery_tree::watch::{SetWatches as TreeSetWatches, WatchManager};
+use rookery_tree::{Caller, DataTree, TreeConfig, acl};
+use rookery_wire::codes::xid;
+use rookery_wire::frame::FourLetterWord;
+use rookery_wire::proto::{
+    self as wp, ClientRequest, ConnectRequest, ConnectResponse, Request, Response,
+};
+use rookery_wire::{AddWatchMode, CreateMode, ErrorCode, Id, KeeperState, Record, WatcherType};
+use rookery_zab::storage::{MetaStore, SnapshotStore, StorageError, TxnLog};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, error, info, info_span, warn};
+
+use crate::stats::ServerStats;
+use crate::words;
+
+/// Most commands taken into one round (one fsync).
+pub(crate) const MAX_BATCH: usize = 4096;
+
+pub(crate) type ConnId = u64;
+pub(crate) type SessionId = i64;
+
+/// What a connection's writer task does next.
+#[derive(Debug)]
+pub(crate) enum Outbound {
+    /// One frame payload; the writer adds the length prefix.
+    Frame(Vec<u8>),
+    /// Flush what came before, then close the socket.
+    Close,
+}
+
+#[derive(Debug)]
+pub(crate) enum CoreCmd {
+    Connect {
+        conn: ConnId,
+        peer: SocketAddr,
+        req: ConnectRequest,
+        out: mpsc::UnboundedSender<Outbound>,
+    },
+    Request {
+        conn: ConnId,
+        req: ClientRequest,
+    },
+    Disconnected {
+        conn: ConnId,
+    },
+    /// Session expiry, container reaping and snapshots are driven from here.
+    Tick,
+    FourLetter {
+        word: FourLetterWord,
+        peer: SocketAddr,
+        reply: oneshot::Sender<String>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct CoreHandle {
+    tx: mpsc::UnboundedSender<CoreCmd>,
+}
+
+impl CoreHandle {
+    pub(crate) fn new(tx: mpsc::UnboundedSender<CoreCmd>) -> Self {
+        CoreHandle { tx }
+    }
+
+    /// Fails only when the core has stopped.
+    pub(crate) fn send(&self, cmd: CoreCmd) -> Result<(), ()> {
+        self.tx.send(cmd).map_err(|_| ())
+    }
+}
+
+/// The settings the core needs, resolved from zoo.cfg.
+#[derive(Debug, Clone)]
+pub(crate) struct CoreConfig {
+    pub server_id: u8,
+    pub tick_ms: i64,
+    pub min_session_timeout_ms: i32,
+    pub max_session_timeout_ms: i32,
+    pub tree: TreeConfig,
+    pub super_digest: Option<String>,
+    pub four_letter_words: crate::config::FourLetterWhitelist,
+    pub container_check_interval_ms: i64,
+    /// Take a snapshot after this many Txns.
+    pub snap_count: u64,
+    pub snap_retain_count: usize,
+    /// For `conf` and `dirs`.
+    pub describe: words::ConfigDescription,
+}
+
+#[derive(Debug)]
+struct Conn {
+    peer: SocketAddr,
+    out: mpsc::UnboundedSender<Outbound>,
+    session: Option<SessionId>,
+    /// `ip:<addr>` plus whatever addauth added; per connection, as in ZooKeeper.
+    auth: Vec<Id>,
+    /// Whether the client sent the trailing readOnly byte (answer in kind).
+    read_only_byte: bool,
+    negotiated_timeout_ms: i32,
+    stats: words::ConnStats,
+}
+
+/// What to do when a Txn has been applied.
+#[derive(Debug)]
+enum AfterApply {
+    /// Answer the request with xid `xid` on `conn`.
+    Reply { conn: ConnId, xid: i32 },
+    /// Finish a new session's handshake.
+    Connected { conn: ConnId },
+    /// Answer closeSession, then close the connection.
+    Closed { conn: ConnId, xid: i32 },
+    /// Expiry or reaping: nobody to answer; close the session's connection if any.
+    Internal,
+}
+
+#[derive(Debug)]
+enum Item {
+    Write {
+        header: TxnHeader,
+        txn: Txn,
+        after: AfterApply,
+    },
+    /// A read (or watch bookkeeping) that must see the writes queued before it.
+    Read { conn: ConnId, req: ClientRequest },
+}
+
+pub(crate) struct Core {
+    cfg: CoreConfig,
+    tree: DataTree,
+    pending: PendingChanges,
+    sessions: SessionTracker,
+    watches: WatchManager,
+    storage: SledStorage,
+    epoch: i64,
+    counter: u32,
+    conns: BTreeMap<ConnId, Conn>,
+    session_conn: BTreeMap<SessionId, ConnId>,
+    /// Writes prepped this round but not applied, per session.
+    in_flight: BTreeMap<SessionId, usize>,
+    round: VecDeque<Item>,
+    txns_since_snapshot: u64,
+    last_container_check_ms: i64,
+    started: Instant,
+    start_wall_ms: i64,
+    stats: ServerStats,
+}
+
+/// A storage failure: the server must stop (DESIGN: storage failure stops the node).
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    #[error("storage failed: {0}")]
+    Storage(#[from] StorageError),
+    #[error("recovery failed: {0}")]
+    Recovery(String),
+}
+
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+impl Core {
+    /// Recovers the tree from the newest valid snapshot plus the log after it, and
+    /// starts a new epoch (a single server is a one-voter ensemble whose leader has
+    /// just been elected).
+    pub(crate) fn open(cfg: CoreConfig, mut storage: SledStorage) -> Result<Core, CoreError> {
+        let loaded = storage.load_latest_snapshot()?;
+        for skipped in &loaded.skipped {
+            warn!(%skipped, "skipping corrupt snapshot");
+        }
+        let mut tree = match &loaded.snapshot {
+            Some(s) => DataTree::restore_with(&s.data, cfg.tree.clone())
+                .map_err(|e| CoreError::Recovery(format!("snapshot {:#x}: {e}", s.last_zxid)))?,
+            None => DataTree::new(cfg.tree.clone()),
+        };
+        let recovery = storage.recover()?;
+        if recovery.entries_cut > 0 {
+            warn!(cut = recovery.entries_cut, "cut a corrupt log tail");
+        }
+        let mut replayed = 0u64;
+        let mut from = tree.last_zxid() + 1;
+        loop {
+            let entries = storage.entries_from(from, 10_000)?;
+            if entries.is_empty() {
+                break;
+            }
+            for e in &entries {
+                let (header, txn) = rookery_tree::txn::decode_entry(&e.payload).map_err(|err| {
+                    CoreError::Recovery(format!("log entry {:#x}: {err}", e.zxid))
+                })?;
+                if header.zxid > tree.last_zxid() {
+                    tree.apply(&header, &txn);
+                    replayed += 1;
+                }
+                from = e.zxid + 1;
+            }
+        }
+        let last = tree.last_zxid();
+        let prev_epoch = storage.current_epoch()?.unwrap_or(0).max(last >> 32);
+        let epoch = prev_epoch + 1;
+        storage.set_accepted_epoch(epoch)?;
+        storage.set_current_epoch(epoch)?;
+        info!(
+            snapshot = loaded
+                .snapshot
+                .as_ref()
+                .map(|s| format!("{:#x}", s.last_zxid)),
+            replayed,
+            last_zxid = format!("{last:#x}"),
+            epoch,
+            "recovered"
+        );
+        let now = wall_ms();
+        let mut sessions = SessionTracker::new(cfg.server_id, cfg.tick_ms, now);
+        // Sessions survive restarts; give each a full timeout to come back.
+        for (&id, &timeout) in tree.sessions() {
+            sessions.track(id, timeout, now);
+        }
+        Ok(Core {
+            last_container_check_ms: now,
+            cfg,
+            tree,
+            pending: PendingChanges::new(),
+            sessions,
+            watches: WatchManager::new(),
+            storage,
+            epoch,
+            counter: 0,
+            conns: BTreeMap::new(),
+            session_conn: BTreeMap::new(),
+            in_flight: BTreeMap::new(),
+            round: VecDeque::new(),
+            txns_since_snapshot: replayed,
+            started: Instant::now(),
+            start_wall_ms: now,
+            stats: ServerStats::default(),
+        })
+    }
+
+    /// Monotonic milliseconds that read like wall-clock time.
+    fn now_ms(&self) -> i64 {
+        self.start_wall_ms + i64::try_from(self.started.elapsed().as_millis()).unwrap_or(0)
+    }
+
+    /// Runs until every handle is dropped. Returns an error only for storage failure.
+    pub(crate) fn run(mut self, mut rx: mpsc::UnboundedReceiver<CoreCmd>) -> Result<(), CoreError> {
+        while let Some(first) = rx.blocking_recv() {
+            self.handle(first);
+            let mut taken = 1;
+            while taken < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(cmd) => {
+                        self.handle(cmd);
+                        taken += 1;
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.finish_round()?;
+        }
+        Ok(())
+    }
+
+    fn next_zxid(&mut self) -> i64 {
+        // A full counter would need a new epoch; a single server takes it at once.
+        if self.counter == u32::MAX {
+            self.epoch += 1;
+            self.counter = 0;
+        }
+        self.counter += 1;
+        (self.epoch << 32) | i64::from(self.counter)
+    }
+
+    fn handle(&mut self, cmd: CoreCmd) {
+        match cmd {
+            CoreCmd::Connect {
+                conn,
+                peer,
+                req,
+                out,
+            } => self.connect(conn, peer, req, out),
+            CoreCmd::Request { conn, req } => self.request(conn, req),
+            CoreCmd::Disconnected { conn } => self.disconnected(conn),
+            CoreCmd::Tick => self.tick(),
+            CoreCmd::FourLetter { word, peer, reply } => {
+                let text = self.four_letter(word, peer);
+                let _ = reply.send(text);
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------------------------
+    // Sessions and connections.
+
+    fn negotiate_timeout(&self, asked: i32) -> i32 {
+        asked.clamp(
+            self.cfg.min_session_timeout_ms,
+            self.cfg.max_session_timeout_ms,
+        )
+    }
+
+    fn connect(
+        &mut self,
+        conn: ConnId,
+        peer: SocketAddr,
+        req: ConnectRequest,
+        out: mpsc::UnboundedSender<Outbound>,
+    ) {
+        let span = info_span!("connect", %peer, session = format!("{:#x}", req.session_id));
+        let _g = span.enter();
+        let timeout = self.negotiate_timeout(req.timeout_ms);
+        let mut c = Conn {
+            peer,
+            out,
+            session: None,
+            auth: vec![Id::new("ip", peer.ip().to_string())],
+            read_only_byte: req.read_only.is_some(),
+            negotiated_timeout_ms: timeout,
+            stats: words::ConnStats::new(self.now_ms()),
+        };
+        if req.last_zxid_seen > self.tree.last_zxid() {
+            // ZooKeeper's words: the client must try a server that has caught up.
+            warn!(
+                "Refusing session request for client {peer} as it has seen zxid {:#x} our last zxid is {:#x} client must try another server",
+                req.last_zxid_seen,
+                self.tree.last_zxid()
+            );
+            let _ = c.out.send(Outbound::Close);
+            return;
+        }
+        if req.session_id == 0 {
+            let now = self.now_ms();
+            let session = self.sessions.create_session(timeout, now);
+            c.session = Some(session);
+            self.conns.insert(conn, c);
+            self.session_conn.insert(session, conn);
+            let caller = Caller {
+                session_id: session,
+                auth: &[],
+                is_super: false,
+            };
+            self.submit(
+                session,
+                0,
+                &caller,
+                &Op::CreateSession {
+                    timeout_ms: timeout,
+                },
+                AfterApply::Connected { conn },
+            );
+            info!(session = format!("{session:#x}"), timeout, "new session");
+            return;
+        }
+        let session = req.session_id;
+        let valid = self.tree.sessions().contains_key(&session)
+            && !self.sessions.is_closing(session)
+            && req.passwd == session_password(session);
+        if !valid {
+            info!("Invalid session {session:#x} for client {peer}, probably expired");
+            send_connect_response(&c, 0, 0, vec![0; 16]);
+            let _ = c.out.send(Outbound::Close);
+            return;
+        }
+        self.sessions.touch(session, self.now_ms());
+        c.session = Some(session);
+        if let Some(old) = self.session_conn.insert(session, conn) {
+            if let Some(old_conn) = self.conns.get_mut(&old) {
+                // The session moved: the old connection must not act for it any more.
+                info!(old_peer = %old_conn.peer, "closing the session's previous connection");
+                old_conn.session = None;
+                let _ = old_conn.out.send(Outbound::Close);
+            }
+        }
+        send_connect_response(&c, timeout, session, session_password(session));
+        info!(
+            session = format!("{session:#x}"),
+            timeout, "session reconnected"
+        );
+        self.conns.insert(conn, c);
+    }
+
+    fn disconnected(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.remove(&conn) {
+            self.watches.remove_watcher(conn);
+            if let Some(s) = c.session {
+                if self.session_conn.get(&s) == Some(&conn) {
+                    self.session_conn.remove(&s);
+                }
+            }
+            debug!(peer = %c.peer, "connection gone");
+        }
+    }
+
+    fn tick(&mut self) {
+        let now = self.now_ms();
+        for session in self.sessions.expired(now) {
+            info!(
+                session = format!("{session:#x}"),
+                "Expiring session, timeout exceeded"
+            );
+            self.sessions.set_closing(session);
+            let caller = Caller {
+                session_id: session,
+                auth: &[],
+                is_super: false,
+            };
+            self.submit(session, 0, &caller, &Op::CloseSession, AfterApply::Internal);
+        }
+        if now - self.last_container_check_ms >= self.cfg.container_check_interval_ms {
+            self.last_container_check_ms = now;
+            for path in self.tree.container_candidates(now, i64::MAX) {
+                debug!(%path, "reaping container or expired TTL node");
+                let caller = Caller::system();
+                self.submit(
+                    0,
+                    0,
+                    &caller,
+                    &Op::DeleteContainer { path },
+                    AfterApply::Internal,
+                );
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------------------------
+    // Requests.
+
+    fn request(&mut self, conn: ConnId, req: ClientRequest) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let Some(session) = c.session else {
+            // The session moved to another connection (or the handshake failed).
+            debug!(peer = %c.peer, "request on a connection without a session");
+            return;
+        };
+        c.stats.received += 1;
+        self.stats.packets_received += 1;
+        let now = self.now_ms();
+        self.sessions.touch(session, now);
+        let op = req.header.op;
+        let xid_ = req.header.xid;
+        let span = info_span!("request", session = format!("{session:#x}"), xid = xid_, op);
+        let _g = span.enter();
+
+        match &req.body {
+            Request::Auth(auth) => {
+                self.add_auth(conn, xid_, auth);
+                return;
+            }
+            Request::Unknown { .. } | Request::DeleteContainer(_) | Request::Sasl(_) => {
+                warn!("unimplemented opcode {op}; closing the connection as ZooKeeper does");
+                let zxid = self.tree.last_zxid();
+                self.send_reply(conn, xid_, zxid, ErrorCode::Unimplemented, &Response::Empty);
+                self.close_conn(conn);
+                return;
+            }
+            _ => {}
+        }
+
+        if let Some(write) = to_op(&req.body) {
+            let write = match write {
+                Ok(w) => w,
+                Err(code) => {
+                    let zxid = self.tree.last_zxid();
+                    self.send_reply(conn, xid_, zxid, code, &Response::Empty);
+                    return;
+                }
+            };
+            let after = if matches!(write, Op::CloseSession) {
+                self.sessions.set_closing(session);
+                AfterApply::Closed { conn, xid: xid_ }
+            } else {
+                AfterApply::Reply { conn, xid: xid_ }
+            };
+            let auth = c_auth(&self.conns, conn);
+            let is_super = self.is_super(&auth);
+            let caller = Caller {
+                session_id: session,
+                auth: &auth,
+                is_super,
+            };
+            self.submit(session, xid_, &caller, &write, after);
+            return;
+        }
+
+        // A read, sync or watch operation.
+        if self.in_flight.get(&session).copied().unwrap_or(0) > 0 {
+            self.round.push_back(Item::Read { conn, req });
+        } else {
+            self.read(conn, &req);
+        }
+    }
+
+    fn is_super(&self, auth: &[Id]) -> bool {
+        auth.iter().any(|id| id.scheme == "super")
+    }
+
+    fn add_auth(&mut self, conn: ConnId, xid_: i32, auth: &wp::AuthPacket) {
+        let zxid = self.tree.last_zxid();
+        let ids = match auth.scheme.as_str() {
+            "digest" => {
+                let text =
+                    String::from_utf8_lossy(auth.auth.as_deref().unwrap_or_default()).into_owned();
+                if text.contains(':') {
+                    acl::digest_auth_ids(&text, self.cfg.super_digest.as_deref())
+                } else {
+                    Vec::new()
+                }
+            }
+            _ => Vec::new(),
+        };
+        if ids.is_empty() {
+            warn!(scheme = %auth.scheme, "authentication failed; closing the connection");
+            self.send_reply(conn, xid_, zxid, ErrorCode::AuthFailed, &Response::Empty);
+            self.close_conn(conn);
+            return;
+        }
+        if let Some(c) = self.conns.get_mut(&conn) {
+            for id in ids {
+                if !c.auth.contains(&id) {
+                    c.auth.push(id);
+                }
+            }
+        }
+        self.send_reply(conn, xid_, 0, ErrorCode::Ok, &Response::Empty);
+    }
+
+    /// Preps `op` into a Txn at the next zxid and queues it for this round. A failed
+    /// single op still takes a zxid and is logged as an error Txn, as ZooKeeper does.
+    fn submit(
+        &mut self,
+        session: SessionId,
+        cxid: i32,
+        caller: &Caller<'_>,
+        op: &Op,
+        after: AfterApply,
+    ) {
+        let zxid = self.next_zxid();
+        let time_ms = wall_ms();
+        let txn = match self.tree.prep(&mut self.pending, caller, op, zxid, time_ms) {
+            Ok(t) => t,
+            Err(code) => Txn::Error(code),
+        };
+        let header = TxnHeader {
+            session_id: session,
+            cxid,
+            zxid,
+            time_ms,
+        };
+        if let Err(e) = self.storage.append(zxid, &encode_entry(&header, &txn)) {
+            // Surfaced at the sync of this round, which stops the server.
+            error!(error = %e, "log append failed");
+        }
+        *self.in_flight.entry(session).or_default() += 1;
+        self.round.push_back(Item::Write { header, txn, after });
+    }
+
+    /// Makes the round durable, then applies and answers it in arrival order.
+    fn finish_round(&mut self) -> Result<(), CoreError> {
+        if self.round.is_empty() {
+            return Ok(());
+        }
+        if self.round.iter().any(|i| matches!(i, Item::Write { .. })) {
+            let started = Instant::now();
+            self.storage.sync()?;
+            self.stats.record_fsync(started.elapsed());
+        }
+        while let Some(item) = self.round.pop_front() {
+            match item {
+                Item::Write { header, txn, after } => self.apply(header, &txn, after),
+                Item::Read { conn, req } => self.read(conn, &req),
+            }
+        }
+        self.pending.applied_through(self.tree.last_zxid());
+        self.maybe_snapshot()?;
+        Ok(())
+    }
+
+    fn apply(&mut self, header: TxnHeader, txn: &Txn, after: AfterApply) {
+        let ApplyResult {
+            result, triggers, ..
+        } = self.tree.apply(&header, txn);
+        self.txns_since_snapshot += 1;
+        if let Some(n) = self.in_flight.get_mut(&header.session_id) {
+            *n -= 1;
+            if *n == 0 {
+                self.in_flight.remove(&header.session_id);
+            }
+        }
+        for t in &triggers {
+            for (watcher, ev) in self.watches.trigger(t) {
+                let Some(c) = self.conns.get(&watcher) else {
+                    continue;
+                };
+                let auth = &c.auth;
+                if !t.visible_to(&self.cfg.tree.auth_schemes, auth, self.is_super(auth)) {
+                    continue;
+                }
+                self.notify(watcher, ev.event_type.as_i32(), &ev.path, ev.zxid);
+            }
+        }
+        let zxid = header.zxid;
+        match after {
+            AfterApply::Reply { conn, xid } => {
+                let (err, body) = reply_for(&result);
+                self.send_reply(conn, xid, zxid, err, &body);
+            }
+            AfterApply::Connected { conn } => {
+                if let Some(c) = self.conns.get(&conn) {
+                    let session = header.session_id;
+                    send_connect_response(
+                        c,
+                        c.negotiated_timeout_ms,
+                        session,
+                        session_password(session),
+                    );
+                }
+            }
+            AfterApply::Closed { conn, xid } => {
+                self.sessions.remove(header.session_id);
+                self.session_conn.remove(&header.session_id);
+                self.send_reply(conn, xid, zxid, ErrorCode::Ok, &Response::Empty);
+                self.close_conn(conn);
+            }
+            AfterApply::Internal => {
+                if matches!(txn, Txn::CloseSession { .. }) {
+                    self.sessions.remove(header.session_id);
+                    if let Some(conn) = self.session_conn.remove(&header.session_id) {
+                        self.close_conn(conn);
+                    }
+                }
+            }
+        }
+    }
+
+    fn read(&mut self, conn: ConnId, req: &ClientRequest) {
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        let Some(session) = c.session else { return };
+        let auth = c.auth.clone();
+        let caller = Caller {
+            session_id: session,
+            auth: &auth,
+            is_super: self.is_super(&auth),
+        };
+        let zxid = self.tree.last_zxid();
+        let xid_ = req.header.xid;
+        let (err, body) = self.read_body(conn, session, &caller, &req.body);
+        if xid_ == xid::PING {
+            self.send_reply(conn, xid::PING, zxid, ErrorCode::Ok, &Response::Empty);
+            return;
+        }
+        self.send_reply(conn, xid_, zxid, err, &body);
+    }
+
+    fn read_body(
+        &mut self,
+        conn: ConnId,
+        session: SessionId,
+        caller: &Caller<'_>,
+        body: &Request,
+    ) -> (ErrorCode, Response) {
+        let ok = |r| (ErrorCode::Ok, r);
+        match body {
+            Request::Ping => ok(Response::Empty),
+            Request::Exists(r) => match self.tree.exists(caller, &r.path) {
+                Ok(Some(stat)) => {
+                    if r.watch {
+                        self.watches.add_data_watch(&r.path, conn);
+                    }
+                    ok(Response::Exists(wp::ExistsResponse { stat }))
+                }
+                Ok(None) => {
+                    if r.watch {
+                        self.watches.add_data_watch(&r.path, conn);
+                    }
+                    (ErrorCode::NoNode, Response::Empty)
+                }
+                Err(e) => (e, Response::Empty),
+            },
+            Request::GetData(r) => match self.tree.get_data(caller, &r.path) {
+                Ok((data, stat)) => {
+                    let data = Some(data.to_vec());
+                    if r.watch {
+                        self.watches.add_data_watch(&r.path, conn);
+                    }
+                    ok(Response::GetData(wp::GetDataResponse { data, stat }))
+                }
+                Err(e) => (e, Response::Empty),
+            },
+            Request::GetChildren(r) => match self.tree.get_children(caller, &r.path) {
+                Ok(children) => {
+                    if r.watch {
+                        self.watches.add_child_watch(&r.path, conn);
+                    }
+                    ok(Response::GetChildren(wp::GetChildrenResponse { children }))
+                }
+                Err(e) => (e, Response::Empty),
+            },
+            Request::GetChildren2(r) => match self.tree.get_children2(caller, &r.path) {
+                Ok((children, stat)) => {
+                    if r.watch {
+                        self.watches.add_child_watch(&r.path, conn);
+                    }
+                    ok(Response::GetChildren2(wp::GetChildren2Response {
+                        children,
+                        stat,
+                    }))
+                }
+                Err(e) => (e, Response::Empty),
+            },
+            Request::GetAcl(r) => match self.tree.get_acl(caller, &r.path) {
+                Ok((acl, stat)) => ok(Response::GetAcl(wp::GetAclResponse { acl, stat })),
+                Err(e) => (e, Response::Empty),
+            },
+            Request::Sync(r) => ok(Response::Sync(wp::SyncResponse {
+                path: r.path.clone(),
+            })),
+            Request::MultiRead(m) => {
+                let results = m
+                    .ops
+                    .iter()
+                    .map(|op| match op {
+                        Request::GetData(r) => match self.tree.get_data(caller, &r.path) {
+                            Ok((data, stat)) => wp::OpResult::GetData(wp::GetDataResponse {
+                                data: Some(data.to_vec()),
+                                stat,
+                            }),
+                            Err(e) => wp::OpResult::Error(e.as_i32()),
+                        },
+                        Request::GetChildren(r) => match self.tree.get_children(caller, &r.path) {
+                            Ok(children) => {
+                                wp::OpResult::GetChildren(wp::GetChildrenResponse { children })
+                            }
+                            Err(e) => wp::OpResult::Error(e.as_i32()),
+                        },
+                        _ => wp::OpResult::Error(ErrorCode::MarshallingError.as_i32()),
+                    })
+                    .collect();
+                ok(Response::MultiRead(wp::MultiResponse { results }))
+            }
+            Request::GetEphemerals(r) => {
+                let ephemerals = self.tree.get_ephemerals(session, &r.prefix_path);
+                ok(Response::GetEphemerals(wp::GetEphemeralsResponse {
+                    ephemerals,
+                }))
+            }
+            Request::GetAllChildrenNumber(r) => {
+                match self.tree.get_all_children_number(caller, &r.path) {
+                    Ok(total_number) => ok(Response::GetAllChildrenNumber(
+                        wp::GetAllChildrenNumberResponse { total_number },
+                    )),
+                    Err(e) => (e, Response::Empty),
+                }
+            }
+            Request::WhoAmI => {
+                let client_info = caller
+                    .auth
+                    .iter()
+                    .map(|id| wp::ClientInfo {
+                        auth_scheme: id.scheme.clone(),
+                        user: id.id.clone(),
+                    })
+                    .collect();
+                ok(Response::WhoAmI(wp::WhoAmIResponse { client_info }))
+            }
+            Request::AddWatch(r) => {
+                let Some(mode) = AddWatchMode::from_i32(r.mode) else {
+                    return (ErrorCode::BadArguments, Response::Empty);
+                };
+                if !rookery_tree::path::is_valid(&r.path) {
+                    return (ErrorCode::BadArguments, Response::Empty);
+                }
+                self.watches.add_watch(&r.path, conn, mode);
+                ok(Response::AddWatch(wp::ErrorResponse { err: 0 }))
+            }
+            Request::CheckWatches(r) => match WatcherType::from_i32(r.watcher_type) {
+                Some(kind) => match self.watches.check_watches(&r.path, conn, kind) {
+                    Ok(()) => ok(Response::Empty),
+                    Err(e) => (e, Response::Empty),
+                },
+                None => (ErrorCode::BadArguments, Response::Empty),
+            },
+            Request::RemoveWatches(r) => match WatcherType::from_i32(r.watcher_type) {
+                Some(kind) => match self.watches.remove_watches(&r.path, conn, kind) {
+                    Ok(()) => ok(Response::Empty),
+                    Err(e) => (e, Response::Empty),
+                },
+                None => (ErrorCode::BadArguments, Response::Empty),
+            },
+            Request::SetWatches(r) => {
+                let req = TreeSetWatches {
+                    relative_zxid: r.relative_zxid,
+                    data: &r.data_watches,
+                    exist: &r.exist_watches,
+                    child: &r.child_watches,
+                    persistent: &[],
+                    persistent_recursive: &[],
+                };
+                self.set_watches(conn, &req);
+                ok(Response::Empty)
+            }
+            Request::SetWatches2(r) => {
+                let req = TreeSetWatches {
+                    relative_zxid: r.relative_zxid,
+                    data: &r.data_watches,
+                    exist: &r.exist_watches,
+                    child: &r.child_watches,
+                    persistent: &r.persistent_watches,
+                    persistent_recursive: &r.persistent_recursive_watches,
+                };
+                self.set_watches(conn, &req);
+                ok(Response::Empty)
+            }
+            // Writes, auth and unknown opcodes never reach here.
+            _ => (ErrorCode::Unimplemented, Response::Empty),
+        }
+    }
+
+    fn set_watches(&mut self, conn: ConnId, req: &TreeSetWatches<'_>) {
+        for ev in self.watches.set_watches(&self.tree, conn, req) {
+            self.notify(conn, ev.event_type.as_i32(), &ev.path, ev.zxid);
+        }
+    }
+
+    // ---------------------------------------------------------------------------------
+    // Output.
+
+    fn notify(&mut self, conn: ConnId, event_type: i32, path: &str, zxid: i64) {
+        let resp = wp::ServerResponse {
+            header: wp::ReplyHeader {
+                xid: xid::NOTIFICATION,
+                zxid,
+                err: 0,
+            },
+            body: Response::Notification(wp::WatcherEvent {
+                event_type,
+                state: KeeperState::SyncConnected.as_i32(),
+                path: path.to_owned(),
+            }),
+        };
+        self.send(conn, resp.encode());
+    }
+
+    fn send_reply(&mut self, conn: ConnId, xid_: i32, zxid: i64, err: ErrorCode, body: &Response) {
+        let resp = wp::ServerResponse {
+            header: wp::ReplyHeader {
+                xid: xid_,
+                zxid,
+                err: err.as_i32(),
+            },
+            body: if err == ErrorCode::Ok || matches!(body, Response::Multi(_)) {
+                body.clone()
+            } else {
+                Response::Empty
+            },
+        };
+        self.send(conn, resp.encode());
+    }
+
+    fn send(&mut self, conn: ConnId, frame: Vec<u8>) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.stats.sent += 1;
+            self.stats.packets_sent += 1;
+            let _ = c.out.send(Outbound::Frame(frame));
+        }
+    }
+
+    fn close_conn(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.get(&conn) {
+            let _ = c.out.send(Outbound::Close);
+        }
+    }
+
+    // ---------------------------------------------------------------------------------
+    // Snapshots and four-letter words.
+
+    fn maybe_snapshot(&mut self) -> Result<(), CoreError> {
+        if self.txns_since_snapshot < self.cfg.snap_count {
+            return Ok(());
+        }
+        self.txns_since_snapshot = 0;
+        let started = Instant::now();
+        let last = self.tree.last_zxid();
+        let bytes = self.tree.snapshot();
+        let len = bytes.len();
+        let mut store = self.storage.snapshot_store();
+        let retain = self.cfg.snap_retain_count;
+        // Serializing is done (it needs the tree); writing and fsyncing the bytes and
+        // purging old snapshots and log happen off the request path.
+        std::thread::spawn(move || {
+            if let Err(e) = store.save_snapshot(last, &bytes) {
+                error!(error = %e, "snapshot save failed");
+                return;
+            }
+            match store.retain_snapshots(retain) {
+                Ok(r) => debug!(retained = ?r.retained, deleted = ?r.deleted, "snapshot retention"),
+                Err(e) => error!(error = %e, "snapshot retention failed"),
+            }
+        });
+        // The log before the oldest retained snapshot is no longer needed.
+        if let Ok(list) = self.storage.list_snapshots() {
+            if list.len() >= retain {
+                if let Some(oldest) = list.iter().rev().nth(retain - 1) {
+                    let purged = self.storage.purge_before(oldest.last_zxid)?;
+                    debug!(
+                        purged,
+                        "purged log entries older than the retained snapshots"
+                    );
+                }
+            }
+        }
+        info!(
+            zxid = format!("{last:#x}"),
+            bytes = len,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "snapshot taken"
+        );
+        Ok(())
+    }
+
+    fn four_letter(&mut self, word: FourLetterWord, peer: SocketAddr) -> String {
+        let name = word.as_str();
+        if !self.cfg.four_letter_words.is_enabled(name) {
+            return format!("{name} is not executed because it is not in the whitelist.\n");
+        }
+        let view = words::View {
+            mode: "standalone",
+            tree: &self.tree,
+            watches: &self.watches,
+            stats: &self.stats,
+            conns: self
+                .conns
+                .iter()
+                .map(|(id, c)| words::ConnView {
+                    id: *id,
+                    peer: c.peer,
+                    session: c.session,
+                    timeout_ms: c.negotiated_timeout_ms,
+                    stats: &c.stats,
+                })
+                .collect(),
+            sessions: self.sessions.len(),
+            describe: &self.cfg.describe,
+            now_ms: self.now_ms(),
+            started_ms: self.start_wall_ms,
+            peer,
+        };
+        let text = words::answer(word, &view);
+        match word {
+            FourLetterWord::Srst => self.stats.reset(),
+            FourLetterWord::Crst => {
+                let now = self.now_ms();
+                for c in self.conns.values_mut() {
+                    c.stats = words::ConnStats::new(now);
+                }
+            }
+            _ => {}
+        }
+        text
+    }
+}
+
+fn c_auth(conns: &BTreeMap<ConnId, Conn>, conn: ConnId) -> Vec<Id> {
+    conns.get(&conn).map(|c| c.auth.clone()).unwrap_or_default()
+}
+
+/// The 16-byte session password. ZooKeeper derives it from the session id and a fixed
+/// secret (`new Random(sessionId ^ superSecret)`), so any server can check it without
+/// shared state; we do the same with the same generator, which keeps it stable across
+/// restarts and, later, across the ensemble.
+pub(crate) fn session_password(session: SessionId) -> Vec<u8> {
+    const SUPER_SECRET: i64 = 0xB341_5C00;
+    let mut seed = ((session ^ SUPER_SECRET) ^ 0x5DEE_CE66D) & ((1 << 48) - 1);
+    let mut next_int = || {
+        seed = (seed.wrapping_mul(0x5DEE_CE66D).wrapping_add(0xB)) & ((1 << 48) - 1);
+        (seed >> 16) as i32
+    };
+    let mut out = Vec::with_capacity(16);
+    while out.len() < 16 {
+        let mut rnd = next_int();
+        for _ in 0..4.min(16 - out.len()) {
+            out.push(rnd as u8);
+            rnd >>= 8;
+        }
+    }
+    out
+}
+
+fn send_connect_response(c: &Conn, timeout_ms: i32, session_id: SessionId, passwd: Vec<u8>) {
+    let resp = ConnectResponse {
+        protocol_version: 0,
+        timeout_ms,
+        session_id,
+        passwd,
+        read_only: c.read_only_byte.then_some(false),
+    };
+    let _ = c.out.send(Outbound::Frame(resp.to_bytes()));
+}
+
+/// The write a request asks for, or None for reads. Requests that cannot be a valid
+/// write (an unknown create mode) yield the error ZooKeeper answers with.
+fn to_op(body: &Request) -> Option<Result<Op, ErrorCode>> {
+    let create =
+        |kind: CreateKind, r: &wp::CreateRequest, ttl: Option<i64>| -> Result<Op, ErrorCode> {
+            let mode = CreateMode::from_i32(r.flags).ok_or(ErrorCode::BadArguments)?;
+            Ok(Op::Create {
+                kind,
+                path: r.path.clone(),
+                data: r.data.clone().unwrap_or_default(),
+                acl: r.acl.clone(),
+                mode,
+                ttl_ms: ttl,
+            })
+        };
+    Some(match body {
+        Request::Create(r) => create(CreateKind::Create, r, None),
+        Request::Create2(r) => create(CreateKind::Create2, r, None),
+        Request::CreateContainer(r) => create(CreateKind::CreateContainer, r, None),
+        Request::CreateTtl(r) => {
+            let as_create = wp::CreateRequest {
+                path: r.path.clone(),
+                data: r.data.clone(),
+                acl: r.acl.clone(),
+                flags: r.flags,
+            };
+            create(CreateKind::CreateTtl, &as_create, Some(r.ttl))
+        }
+        Request::Delete(r) => Ok(Op::Delete {
+            path: r.path.clone(),
+            version: r.version,
+        }),
+        Request::SetData(r) => Ok(Op::SetData {
+            path: r.path.clone(),
+            data: r.data.clone().unwrap_or_default(),
+            version: r.version,
+        }),
+        Request::SetAcl(r) => Ok(Op::SetAcl {
+            path: r.path.clone(),
+            acl: r.acl.clone(),
+            version: r.version,
+        }),
+        Request::Check(r) => Ok(Op::Check {
+            path: r.path.clone(),
+            version: r.version,
+        }),
+        Request::Multi(m) => {
+            let mut ops = Vec::with_capacity(m.ops.len());
+            for sub in &m.ops {
+                match to_op(sub) {
+                    Some(Ok(op)) => ops.push(op),
+                    Some(Err(e)) => return Some(Err(e)),
+                    None => return Some(Err(ErrorCode::MarshallingError)),
+                }
+            }
+            Ok(Op::Multi(ops))
+        }
+        Request::CloseSession => Ok(Op::CloseSession),
+        // Reconfig is disabled (reconfigEnabled=false), as in a default ZooKeeper.
+        Request::Reconfig(_) => Err(ErrorCode::ReconfigDisabled),
+        _ => return None,
+    })
+}
+
+/// ZooKeeper's reply to an applied Txn: the header error and body.
+fn reply_for(result: &OpResult) -> (ErrorCode, Response) {
+    match result {
+        OpResult::Error(e) => (*e, Response::Empty),
+        OpResult::Create { kind, path, stat } => (
+            ErrorCode::Ok,
+            if *kind == CreateKind::Create {
+                Response::Create(wp::CreateResponse { path: path.clone() })
+            } else {
+                Response::Create2(wp::Create2Response {
+                    path: path.clone(),
+                    stat: *stat,
+                })
+            },
+        ),
+        OpResult::SetData { stat } => (
+            ErrorCode::Ok,
+            Response::SetData(wp::SetDataResponse { stat: *stat }),
+        ),
+        OpResult::SetAcl { stat } => (
+            ErrorCode::Ok,
+            Response::SetAcl(wp::SetAclResponse { stat: *stat }),
+        ),
+        OpResult::Reconfig { data, stat } => (
+            ErrorCode::Ok,
+            Response::Reconfig(wp::GetDataResponse {
+                data: Some(data.clone()),
+                stat: *stat,
+            }),
+        ),
+        OpResult::Multi(results) => (
+            ErrorCode::Ok,
+            Response::Multi(wp::MultiResponse {
+                results: results.iter().map(multi_result).collect(),
+            }),
+        ),
+        OpResult::Delete | OpResult::Check | OpResult::CreateSession | OpResult::CloseSession => {
+            (ErrorCode::Ok, Response::Empty)
+        }
+    }
+}
+
+fn multi_result(r: &OpResult) -> wp::OpResult {
+    match r {
+        OpResult::Create {
+            kind: CreateKind::Create,
+            path,
+            ..
+        } => wp::OpResult::Create(wp::CreateResponse { path: path.clone() }),
+        OpResult::Create { path, stat, .. } => wp::OpResult::Create2(wp::Create2Response {
+            path: path.clone(),
+            stat: *stat,
+        }),
+        OpResult::Delete => wp::OpResult::Delete,
+        OpResult::SetData { stat } => wp::OpResult::SetData(wp::SetDataResponse { stat: *stat }),
+        OpResult::Check => wp::OpResult::Check,
+        OpResult::Error(e) => wp::OpResult::Error(e.as_i32()),
+        // Not possible inside a multi; answer as ZooKeeper would for a bad op.
+        _ => wp::OpResult::Error(ErrorCode::MarshallingError.as_i32()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_password_is_16_bytes_and_stable() {
+        let a = session_password(0x1000_0000_0000_0001);
+        assert_eq!(a.len(), 16);
+        assert_eq!(a, session_password(0x1000_0000_0000_0001));
+        assert_ne!(a, session_password(0x1000_0000_0000_0002));
+    }
+}

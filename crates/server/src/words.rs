@@ -1,0 +1,324 @@
+//! The server side of the four-letter words on the client port, in ZooKeeper's text
+//! formats (monitoring scripts, zktop and kazoo parse them).
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+
+use rookery_tree::DataTree;
+use rookery_tree::watch::WatchManager;
+use rookery_wire::frame::FourLetterWord;
+
+use crate::stats::ServerStats;
+
+/// The version we report. The `3.9.x` prefix is what clients parse (kazoo reads the
+/// digits of `zookeeper.version=` from `envi`): the protocol level Rookery speaks.
+pub(crate) const VERSION: &str = concat!(
+    "3.9.3-rookery-",
+    env!("CARGO_PKG_VERSION"),
+    ", built on 1970-01-01 00:00 UTC"
+);
+
+/// Per-connection counters for `cons`.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnStats {
+    pub received: u64,
+    pub sent: u64,
+    pub established_ms: i64,
+}
+
+impl ConnStats {
+    pub(crate) fn new(now_ms: i64) -> Self {
+        ConnStats {
+            received: 0,
+            sent: 0,
+            established_ms: now_ms,
+        }
+    }
+}
+
+/// Settings `conf` and `dirs` print.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ConfigDescription {
+    pub client_port: u16,
+    pub secure_client_port: i32,
+    pub data_dir: String,
+    pub data_log_dir: String,
+    pub tick_ms: i64,
+    pub max_client_cnxns: u32,
+    pub min_session_timeout_ms: i32,
+    pub max_session_timeout_ms: i32,
+    pub server_id: i64,
+}
+
+#[derive(Debug)]
+pub(crate) struct ConnView<'a> {
+    pub id: u64,
+    pub peer: SocketAddr,
+    pub session: Option<i64>,
+    pub timeout_ms: i32,
+    pub stats: &'a ConnStats,
+}
+
+/// Everything a four-letter word may print, borrowed from the core for one answer.
+#[derive(Debug)]
+pub(crate) struct View<'a> {
+    pub mode: &'a str,
+    pub tree: &'a DataTree,
+    pub watches: &'a WatchManager,
+    pub stats: &'a ServerStats,
+    pub conns: Vec<ConnView<'a>>,
+    pub sessions: usize,
+    pub describe: &'a ConfigDescription,
+    pub now_ms: i64,
+    pub started_ms: i64,
+    /// The asking connection (ZooKeeper counts it among `Connections`).
+    pub peer: SocketAddr,
+}
+
+pub(crate) fn answer(word: FourLetterWord, v: &View<'_>) -> String {
+    use FourLetterWord as W;
+    match word {
+        W::Ruok => "imok".to_owned(),
+        W::Srvr => srvr(v, false),
+        W::Stat => srvr(v, true),
+        W::Mntr => mntr(v),
+        W::Conf => conf(v),
+        W::Cons => format!("{}\n", cons(v)),
+        W::Crst => "Connection stats reset.\n".to_owned(),
+        W::Srst => "Server stats reset.\n".to_owned(),
+        W::Envi => envi(),
+        W::Wchs => {
+            let s = v.watches.summary();
+            format!(
+                "{} connections watching {} paths\nTotal watches:{}\n",
+                s.connections, s.paths, s.total
+            )
+        }
+        W::Wchc => {
+            let mut out = String::new();
+            for (watcher, paths) in v.watches.by_watcher() {
+                let session = v
+                    .conns
+                    .iter()
+                    .find(|c| c.id == *watcher)
+                    .and_then(|c| c.session)
+                    .unwrap_or(0);
+                let _ = writeln!(out, "0x{session:x}");
+                for p in paths {
+                    let _ = writeln!(out, "\t{p}");
+                }
+            }
+            format!("{out}\n")
+        }
+        W::Wchp => {
+            let mut out = String::new();
+            for (path, watchers) in v.watches.by_path() {
+                let _ = writeln!(out, "{path}");
+                for w in watchers {
+                    let session = v
+                        .conns
+                        .iter()
+                        .find(|c| c.id == w)
+                        .and_then(|c| c.session)
+                        .unwrap_or(0);
+                    let _ = writeln!(out, "\t0x{session:x}");
+                }
+            }
+            format!("{out}\n")
+        }
+        W::Dump => dump(v),
+        W::Isro => "rw".to_owned(),
+        W::Dirs => format!(
+            "datadir_size: {0}\nlogdir_size: {0}\n",
+            dir_size(&v.describe.data_dir)
+        ),
+        W::Hash => format!("digest: {:x}\n", v.tree.digest()),
+        W::Gtmk => "0\n".to_owned(),
+        W::Stmk => "0\n".to_owned(),
+    }
+}
+
+fn connections(v: &View<'_>) -> usize {
+    // ZooKeeper counts the connection asking for the stats too.
+    v.conns.len() + 1
+}
+
+fn srvr(v: &View<'_>, with_clients: bool) -> String {
+    let mut out = format!("Zookeeper version: {VERSION}\n");
+    if with_clients {
+        out.push_str("Clients:\n");
+        out.push_str(&cons(v));
+        out.push('\n');
+    }
+    let l = &v.stats.latency;
+    let _ = write!(
+        out,
+        "Latency min/avg/max: {}/{:?}/{}\nReceived: {}\nSent: {}\nConnections: {}\nOutstanding: 0\nZxid: 0x{:x}\nMode: {}\nNode count: {}\n",
+        l.min(),
+        l.avg(),
+        l.max(),
+        v.stats.packets_received,
+        v.stats.packets_sent,
+        connections(v),
+        v.tree.last_zxid(),
+        v.mode,
+        v.tree.node_count(),
+    );
+    out
+}
+
+fn cons(v: &View<'_>) -> String {
+    let mut out = String::new();
+    for c in &v.conns {
+        let sid = c
+            .session
+            .map(|s| format!(",sid=0x{s:x}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            " /{}[1](queued=0,recved={},sent={}{sid},est={},to={})",
+            c.peer, c.stats.received, c.stats.sent, c.stats.established_ms, c.timeout_ms
+        );
+    }
+    let _ = writeln!(out, " /{}[0](queued=0,recved=1,sent=0)", v.peer);
+    out
+}
+
+fn mntr(v: &View<'_>) -> String {
+    let s = v.watches.summary();
+    let l = &v.stats.latency;
+    let rows: Vec<(&str, String)> = vec![
+        ("zk_version", VERSION.to_owned()),
+        ("zk_server_state", v.mode.to_owned()),
+        ("zk_avg_latency", format!("{:?}", l.avg())),
+        ("zk_max_latency", l.max().to_string()),
+        ("zk_min_latency", l.min().to_string()),
+        ("zk_packets_received", v.stats.packets_received.to_string()),
+        ("zk_packets_sent", v.stats.packets_sent.to_string()),
+        ("zk_num_alive_connections", connections(v).to_string()),
+        ("zk_outstanding_requests", "0".to_owned()),
+        ("zk_znode_count", v.tree.node_count().to_string()),
+        ("zk_watch_count", v.watches.watch_count().to_string()),
+        ("zk_ephemerals_count", v.tree.ephemeral_count().to_string()),
+        (
+            "zk_approximate_data_size",
+            v.tree.approximate_data_size().to_string(),
+        ),
+        ("zk_global_sessions", v.sessions.to_string()),
+        ("zk_local_sessions", "0".to_owned()),
+        ("zk_uptime", (v.now_ms - v.started_ms).to_string()),
+        ("zk_fsync_count", v.stats.fsync_count.to_string()),
+        ("zk_last_zxid", format!("0x{:x}", v.tree.last_zxid())),
+        ("zk_watched_paths", s.paths.to_string()),
+        ("zk_open_file_descriptor_count", open_fds().to_string()),
+    ];
+    let mut out = String::new();
+    for (k, val) in rows {
+        let _ = writeln!(out, "{k}\t{val}");
+    }
+    out
+}
+
+fn conf(v: &View<'_>) -> String {
+    let d = v.describe;
+    format!(
+        "clientPort={}\nsecureClientPort={}\ndataDir={}\ndataDirSize={}\ndataLogDir={}\ndataLogSize={}\ntickTime={}\nmaxClientCnxns={}\nminSessionTimeout={}\nmaxSessionTimeout={}\nclientPortListenBacklog=-1\nserverId={}\n",
+        d.client_port,
+        d.secure_client_port,
+        d.data_dir,
+        dir_size(&d.data_dir),
+        d.data_log_dir,
+        dir_size(&d.data_log_dir),
+        d.tick_ms,
+        d.max_client_cnxns,
+        d.min_session_timeout_ms,
+        d.max_session_timeout_ms,
+        d.server_id,
+    )
+}
+
+fn envi() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".to_owned());
+    let cwd = std::env::current_dir()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    format!(
+        "Environment:\nzookeeper.version={VERSION}\nhost.name={host}\nos.name={}\nos.arch={}\nuser.dir={cwd}\n",
+        std::env::consts::OS,
+        std::env::consts::ARCH,
+    )
+}
+
+fn dump(v: &View<'_>) -> String {
+    let mut out = format!(
+        "SessionTracker dump:\nSession Sets ({})/({}):\nephemeral nodes dump:\n",
+        v.sessions, v.sessions
+    );
+    let owners: Vec<i64> = v.tree.sessions().keys().copied().collect();
+    let with: Vec<i64> = owners
+        .into_iter()
+        .filter(|s| v.tree.ephemerals(*s).next().is_some())
+        .collect();
+    let _ = writeln!(out, "Sessions with Ephemerals ({}):", with.len());
+    for s in with {
+        let _ = writeln!(out, "0x{s:x}:");
+        for p in v.tree.ephemerals(s) {
+            let _ = writeln!(out, "\t{p}");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "Connections dump:\nConnections Sets (1)/({}):",
+        v.conns.len()
+    );
+    for c in &v.conns {
+        let _ = writeln!(
+            out,
+            "\tip: /{} sessionId: 0x{:x}",
+            c.peer,
+            c.session.unwrap_or(0)
+        );
+    }
+    out
+}
+
+/// Total size of the files under `dir`, as `dirs`/`conf` report it.
+fn dir_size(dir: &str) -> u64 {
+    fn walk(p: &std::path::Path) -> u64 {
+        let Ok(entries) = std::fs::read_dir(p) else {
+            return 0;
+        };
+        entries
+            .flatten()
+            .map(|e| match e.metadata() {
+                Ok(m) if m.is_dir() => walk(&e.path()),
+                Ok(m) => m.len(),
+                Err(_) => 0,
+            })
+            .sum()
+    }
+    walk(std::path::Path::new(dir))
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_starts_with_digits_kazoo_can_parse() {
+        let digits: String = VERSION
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.')
+            .collect();
+        let parts: Vec<u32> = digits.split('.').map(|p| p.parse().unwrap()).collect();
+        assert_eq!(parts, vec![3, 9, 3]);
+    }
+}
