@@ -1,0 +1,345 @@
+//! The harness the integration tests share: start a server (the `rookery` binary, or
+//! Apache ZooKeeper from Debian's package) on a free loopback port with its own data
+//! directory, kill and restart it, and find the real clients.
+//!
+//! One switch picks the server: `ROOKERY_TEST_TARGET=zookeeper` runs every scenario
+//! against Apache ZooKeeper, which is how the tests themselves are proven; the default
+//! is Rookery.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Which server the scenarios run against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Rookery,
+    ZooKeeper,
+}
+
+impl Target {
+    /// `ROOKERY_TEST_TARGET=zookeeper` selects Apache ZooKeeper; anything else Rookery.
+    pub fn from_env() -> Target {
+        match std::env::var("ROOKERY_TEST_TARGET").as_deref() {
+            Ok("zookeeper") | Ok("zk") => Target::ZooKeeper,
+            _ => Target::Rookery,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Rookery => "rookery",
+            Target::ZooKeeper => "zookeeper",
+        }
+    }
+}
+
+pub const ZOOKEEPER_JAR: &str = "/usr/share/java/zookeeper.jar";
+pub const ZKCLI: &str = "/usr/share/zookeeper/bin/zkCli.sh";
+pub const CLI_MT: &str = "/usr/lib/zookeeper/bin/cli_mt";
+/// Debian's python3 (with python3-kazoo), not whatever `python3` is first on PATH.
+pub const DEBIAN_PYTHON: &str = "/usr/bin/python3";
+
+/// Why a test cannot run here, if it cannot: the tests print it and pass, so a
+/// machine without the Debian packages still runs everything else. CI installs them.
+pub fn missing(what: &[&str]) -> Option<String> {
+    for w in what {
+        let ok = match *w {
+            "zookeeper" => {
+                Path::new(ZOOKEEPER_JAR).is_file()
+                    && Command::new("java").arg("-version").output().is_ok()
+            }
+            "zkcli" => Path::new(ZKCLI).is_file(),
+            "cli_mt" => Path::new(CLI_MT).is_file(),
+            "kazoo" => Command::new(DEBIAN_PYTHON)
+                .args(["-c", "import kazoo"])
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false),
+            other => panic!("unknown requirement {other}"),
+        };
+        if !ok {
+            return Some(format!("{w} is not installed"));
+        }
+    }
+    None
+}
+
+/// Skips the current test (returning from it) with a printed reason when a
+/// requirement is missing.
+#[macro_export]
+macro_rules! require {
+    ($($what:expr),+) => {
+        if let Some(reason) = $crate::missing(&[$($what),+]) {
+            println!("SKIPPED: {reason}");
+            return;
+        }
+    };
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free loopback port")
+}
+
+/// The workspace's target directory (where `cargo test` put the test binary).
+fn target_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("CARGO_TARGET_DIR") {
+        return PathBuf::from(dir);
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(|p| p.join("target"))
+        .expect("workspace root")
+}
+
+/// The `rookery` binary, built on first use if `cargo test` has not built it.
+pub fn rookery_bin() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .expect("workspace root");
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = Command::new(cargo)
+                .args(["build", "--quiet", "-p", "rookery"])
+                .current_dir(workspace)
+                .status()
+                .expect("running cargo build -p rookery");
+            assert!(status.success(), "cargo build -p rookery failed");
+            target_dir().join("debug").join("rookery")
+        })
+        .clone()
+}
+
+/// A server process with its own data directory, killed when dropped.
+#[derive(Debug)]
+pub struct Server {
+    pub target: Target,
+    pub port: u16,
+    dir: tempfile::TempDir,
+    extra_config: String,
+    child: Option<Child>,
+    starts: u32,
+}
+
+impl Server {
+    /// Starts the target from the environment with a standalone zoo.cfg.
+    pub fn start() -> Server {
+        Server::start_with(Target::from_env(), "")
+    }
+
+    /// `extra_config` lines are appended to the generated zoo.cfg.
+    pub fn start_with(target: Target, extra_config: &str) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = Server {
+            target,
+            port: free_port(),
+            dir,
+            extra_config: extra_config.to_owned(),
+            child: None,
+            starts: 0,
+        };
+        s.write_config();
+        s.spawn();
+        s
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("zoo.cfg")
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// `127.0.0.1:<port>`, the connect string for clients.
+    pub fn connect_string(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn write_config(&self) {
+        std::fs::create_dir_all(self.data_dir()).expect("data dir");
+        let cfg = format!(
+            "tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={}\n\
+             clientPortAddress=127.0.0.1\n4lw.commands.whitelist=*\nadmin.enableServer=false\n{}\n",
+            self.data_dir().display(),
+            self.port,
+            self.extra_config
+        );
+        std::fs::write(self.config_path(), cfg).expect("zoo.cfg");
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join(format!("server-{}.log", self.starts))
+    }
+
+    fn spawn(&mut self) {
+        self.starts += 1;
+        let log = std::fs::File::create(self.log_path()).expect("log file");
+        let err = log.try_clone().expect("log file");
+        let mut cmd = match self.target {
+            Target::Rookery => {
+                let mut c = Command::new(rookery_bin());
+                c.args(["serve", "--config"]).arg(self.config_path());
+                c.env(
+                    "RUST_LOG",
+                    std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+                );
+                c
+            }
+            Target::ZooKeeper => {
+                let mut c = Command::new("java");
+                let props = zk_system_properties(&self.extra_config);
+                c.arg("-Xmx512m")
+                    .arg("-Dzookeeper.admin.enableServer=false")
+                    .arg(format!("-Dzookeeper.log.dir={}", self.dir.path().display()))
+                    .args(props)
+                    .args(["-cp", &format!("/etc/zookeeper/conf:{ZOOKEEPER_JAR}")])
+                    .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
+                    .arg(self.config_path());
+                c
+            }
+        };
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .expect("starting the server");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    /// Waits until the server serves requests: `srvr` names a mode (ZooKeeper answers
+    /// `ruok` before it has loaded its database, so that is not enough).
+    pub fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if four_letter(self.port, "srvr").is_some_and(|s| s.contains("Mode: ")) {
+                return;
+            }
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!(
+                        "{} exited during start-up ({status}):\n{}",
+                        self.target.name(),
+                        self.log()
+                    );
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not start:\n{}",
+                self.target.name(),
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Everything the server has logged since its last start.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// SIGKILL: no shutdown path runs.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the server again on the same port and data directory.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// ZooKeeper reads some settings only as Java system properties; Rookery reads them
+/// from zoo.cfg. Pass the zoo.cfg lines that need it as `-D` flags too.
+fn zk_system_properties(extra_config: &str) -> Vec<String> {
+    extra_config
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .filter(|(k, _)| {
+            matches!(
+                k.trim(),
+                "extendedTypesEnabled" | "jute.maxbuffer" | "znode.container.checkIntervalMs"
+            ) || k.trim().ends_with("superDigest")
+        })
+        .map(|(k, v)| {
+            let k = k.trim();
+            let key = if k.starts_with("zookeeper.") || k == "jute.maxbuffer" {
+                k.to_owned()
+            } else if k.ends_with("superDigest") {
+                "zookeeper.DigestAuthenticationProvider.superDigest".to_owned()
+            } else {
+                format!("zookeeper.{k}")
+            };
+            format!("-D{key}={}", v.trim())
+        })
+        .collect()
+}
+
+/// Sends a four-letter word and returns the whole answer, or None if the server did
+/// not answer.
+pub fn four_letter(port: u16, word: &str) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(word.as_bytes()).ok()?;
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+/// Runs a script under Debian's python3 (kazoo) with arguments; returns stdout, or
+/// panics with both streams when it fails.
+pub fn run_python(script: &Path, args: &[&str]) -> String {
+    let out = Command::new(DEBIAN_PYTHON)
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("running python3");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "{} failed ({})\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        script.display(),
+        out.status
+    );
+    stdout
+}
+
+/// A file under tests/clients/.
+pub fn client_script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("clients")
+        .join(name)
+}
