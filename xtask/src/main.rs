@@ -1,5 +1,6 @@
 //! `cargo xtask`: the project's automation, in Rust so it runs wherever cargo does.
 
+mod golden;
 mod tidy;
 
 use std::path::{Path, PathBuf};
@@ -21,6 +22,11 @@ enum Cmd {
     Ci,
     /// Check DESIGN.md's dependency rules against `cargo metadata`.
     Tidy,
+    /// Golden wire vectors from Apache ZooKeeper 3.8 (`golden record`, `golden handbuilt`).
+    Golden {
+        #[command(subcommand)]
+        cmd: golden::GoldenCmd,
+    },
 }
 
 fn main() -> Result<()> {
@@ -31,6 +37,7 @@ fn main() -> Result<()> {
             let violations = tidy::check(&project_root())?;
             report_tidy(&violations)
         }
+        Cmd::Golden { cmd } => golden::run(&project_root(), cmd),
     }
 }
 
