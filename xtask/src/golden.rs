@@ -31,9 +31,12 @@ const ZK_BIN: &str = "/usr/share/zookeeper/bin";
 const CLI_MT: &str = "/usr/lib/zookeeper/bin/cli_mt";
 const PYTHON: &str = "/usr/bin/python3";
 const KAZOO_SCENARIO: &str = include_str!("golden/kazoo_scenario.py");
+const RAW_SCENARIO: &str = include_str!("golden/raw_scenario.py");
 /// Pings are recorded only this many times per connection and direction.
 const MAX_PINGS: u32 = 2;
-const ALL_CLIENTS: &[&str] = &["kazoo", "zkcli", "cli_mt"];
+/// `raw` is a Python raw-socket client that sends, by hand-written jute, the requests no
+/// library client sends, so ZooKeeper's real replies to them are recorded too.
+const ALL_CLIENTS: &[&str] = &["kazoo", "zkcli", "cli_mt", "raw"];
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum GoldenCmd {
@@ -665,7 +668,8 @@ fn record(out: &Path, clients: &[String], keep_temp: bool) -> Result<()> {
         for client in clients {
             rec.set_client(client);
             let res = match client.as_str() {
-                "kazoo" => kazoo(&rec, &addr, &tmp),
+                "kazoo" => scripted(&rec, "kazoo", KAZOO_SCENARIO, &addr, &tmp),
+                "raw" => scripted(&rec, "raw", RAW_SCENARIO, &addr, &tmp),
                 "zkcli" => zkcli(&rec, &addr, &tmp),
                 "cli_mt" => cli_mt(&rec, &addr, &tmp),
                 _ => unreachable!("checked in run()"),
@@ -974,11 +978,12 @@ fn cli_mt(rec: &Recorder, addr: &str, tmp: &Path) -> Result<()> {
     cli.finish(Duration::from_secs(10))
 }
 
-/// Runs `golden/kazoo_scenario.py`, which prints `@step <label>` and `@drop` lines and
-/// waits for `ok` on its stdin after each, so the steps line up with the frames.
-fn kazoo(rec: &Recorder, addr: &str, tmp: &Path) -> Result<()> {
-    let script = tmp.join("kazoo_scenario.py");
-    fs::write(&script, KAZOO_SCENARIO)?;
+/// Runs a Python scenario (`golden/*_scenario.py`), which prints `@step <label>` and
+/// `@drop` lines and waits for `ok` on its stdin after each, so the steps line up with
+/// the frames.
+fn scripted(rec: &Recorder, name: &str, source: &str, addr: &str, tmp: &Path) -> Result<()> {
+    let script = tmp.join(format!("{name}_scenario.py"));
+    fs::write(&script, source)?;
     let mut child = Command::new(PYTHON)
         .arg(&script)
         .arg(addr)
@@ -986,9 +991,9 @@ fn kazoo(rec: &Recorder, addr: &str, tmp: &Path) -> Result<()> {
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .context("starting kazoo scenario")?;
-    let mut stdin = child.stdin.take().context("kazoo stdin")?;
-    let stdout = child.stdout.take().context("kazoo stdout")?;
+        .with_context(|| format!("starting {name} scenario"))?;
+    let mut stdin = child.stdin.take().context("scenario stdin")?;
+    let stdout = child.stdout.take().context("scenario stdout")?;
     for line in BufReader::new(stdout).lines() {
         let line = line?;
         if let Some(label) = line.strip_prefix("@step ") {
@@ -998,7 +1003,7 @@ fn kazoo(rec: &Recorder, addr: &str, tmp: &Path) -> Result<()> {
         } else if line == "@drop" {
             rec.drop_all();
         } else {
-            println!("kazoo: {line}");
+            println!("{name}: {line}");
             continue;
         }
         stdin.write_all(b"ok\n")?;
@@ -1006,7 +1011,7 @@ fn kazoo(rec: &Recorder, addr: &str, tmp: &Path) -> Result<()> {
     }
     let status = child.wait()?;
     if !status.success() {
-        bail!("kazoo scenario failed ({status})");
+        bail!("{name} scenario failed ({status})");
     }
     Ok(())
 }

@@ -1,5 +1,8 @@
-//! Hand-built vectors for frames none of the recorded clients (kazoo 2.8, zkCli.sh 3.8,
-//! cli_mt 3.8) sends or provokes.
+//! Hand-built vectors: frames a real ZooKeeper 3.8 cannot be made to send or accept
+//! through the client port (handshakes of older or read-only peers, the server-internal
+//! createSession and deleteContainer bodies, Unimplemented and SessionExpired replies),
+//! and independent hand-written copies of the multiRead, checkWatches and multi layouts
+//! that the `raw` scenario also records from the real server.
 //!
 //! Each is assembled field by field from `zookeeper.jute` and from how ZooKeeper 3.8
 //! serializes the composite records (`MultiOperationRecord`, `MultiResponse`), with a
@@ -143,7 +146,7 @@ fn vectors() -> Vec<Vector> {
     let passwd = [0x5a_u8; 16];
     let zero16 = [0_u8; 16];
     vec![
-        // --- multiRead (22): no recorded client has it (Java 3.6+ API only, not in zkCli).
+        // --- multiRead (22): only the Java API has it (not zkCli); `raw` records it live.
         request(
             "multiRead: getChildren, getData, getData of a missing node",
             22,
