@@ -733,7 +733,13 @@ impl LineClient {
 
     /// Sends one command as its own step and waits for its frames.
     fn cmd(&mut self, rec: &Recorder, label: &str, line: &str) -> Result<()> {
-        rec.step(&format!("{label}: {line}"));
+        self.cmd_shown(rec, label, line, line)
+    }
+
+    /// Like `cmd`, but names the step after `shown` (a template without the
+    /// run-dependent parts, so re-recordings keep the same labels).
+    fn cmd_shown(&mut self, rec: &Recorder, label: &str, shown: &str, line: &str) -> Result<()> {
+        rec.step(&format!("{label}: {shown}"));
         self.send(line)?;
         rec.settle(Duration::from_millis(400), Duration::from_secs(4));
         Ok(())
@@ -896,9 +902,9 @@ fn zkcli(rec: &Recorder, addr: &str, tmp: &Path) -> Result<()> {
         ("getAcl without auth", "getAcl /zkcli/acl"),
     ];
     let port = addr.rsplit(':').next().unwrap_or_default();
-    for (label, line) in after {
-        let line = line.replace("PORT", port);
-        cli.cmd(rec, label, &line)?;
+    for (label, template) in after {
+        let line = template.replace("PORT", port);
+        cli.cmd_shown(rec, label, template, &line)?;
         if line.starts_with("connect") {
             rec.settle(Duration::from_millis(800), Duration::from_secs(10));
         }

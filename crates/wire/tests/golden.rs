@@ -48,8 +48,13 @@ struct Row {
     err: Option<i32>,
 }
 
+/// `ROOKERY_GOLDEN_DIR` points the test at a fresh recording (`cargo xtask golden record
+/// --out <dir>`) before it replaces the committed one.
 fn golden_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
+    match std::env::var_os("ROOKERY_GOLDEN_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden"),
+    }
 }
 
 fn dash_or_int(field: &str, what: &str, line: usize) -> Option<i32> {
