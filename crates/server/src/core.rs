@@ -707,7 +707,8 @@ impl Core {
             },
             Request::GetData(r) => match self.tree.get_data(caller, &r.path) {
                 Ok((data, stat)) => {
-                    let data = Some(data.to_vec());
+                    // Null data goes back as null (jute length -1), as ZooKeeper does.
+                    let data = data.map(<[u8]>::to_vec);
                     if r.watch {
                         self.watches.add_data_watch(&r.path, conn);
                     }
@@ -750,7 +751,7 @@ impl Core {
                     .map(|op| match op {
                         Request::GetData(r) => match self.tree.get_data(caller, &r.path) {
                             Ok((data, stat)) => wp::OpResult::GetData(wp::GetDataResponse {
-                                data: Some(data.to_vec()),
+                                data: data.map(<[u8]>::to_vec),
                                 stat,
                             }),
                             Err(e) => wp::OpResult::Error(e.as_i32()),
@@ -1034,7 +1035,7 @@ fn to_op(body: &Request) -> Option<Result<Op, ErrorCode>> {
             Ok(Op::Create {
                 kind,
                 path: r.path.clone(),
-                data: r.data.clone().unwrap_or_default(),
+                data: r.data.clone(),
                 acl: r.acl.clone(),
                 mode,
                 ttl_ms: ttl,
@@ -1059,7 +1060,7 @@ fn to_op(body: &Request) -> Option<Result<Op, ErrorCode>> {
         }),
         Request::SetData(r) => Ok(Op::SetData {
             path: r.path.clone(),
-            data: r.data.clone().unwrap_or_default(),
+            data: r.data.clone(),
             version: r.version,
         }),
         Request::SetAcl(r) => Ok(Op::SetAcl {

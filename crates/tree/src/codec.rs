@@ -15,6 +15,9 @@ pub enum CodecError {
     BadUtf8(usize),
 }
 
+/// The length that stands for null data.
+const NULL_LEN: u32 = u32::MAX;
+
 #[derive(Debug, Default)]
 pub(crate) struct Enc {
     pub(crate) buf: Vec<u8>,
@@ -43,6 +46,14 @@ impl Enc {
     pub(crate) fn bytes(&mut self, b: &[u8]) {
         self.len(b.len());
         self.buf.extend_from_slice(b);
+    }
+    /// Znode data, where null differs from empty: null is jute's length -1 (u32::MAX),
+    /// a length no version ever wrote for real bytes (it would fail the length check).
+    pub(crate) fn opt_bytes(&mut self, b: Option<&[u8]>) {
+        match b {
+            Some(b) => self.bytes(b),
+            None => self.u32(NULL_LEN),
+        }
     }
     pub(crate) fn str(&mut self, s: &str) {
         self.bytes(s.as_bytes());
@@ -110,6 +121,14 @@ impl<'a> Dec<'a> {
     pub(crate) fn bytes(&mut self) -> Result<Vec<u8>, CodecError> {
         let n = self.count(1)?;
         Ok(self.take(n)?.to_vec())
+    }
+    /// Reads what [`Enc::opt_bytes`] wrote.
+    pub(crate) fn opt_bytes(&mut self) -> Result<Option<Vec<u8>>, CodecError> {
+        if self.buf.get(self.pos..self.pos + 4) == Some(&NULL_LEN.to_be_bytes()[..]) {
+            self.pos += 4;
+            return Ok(None);
+        }
+        self.bytes().map(Some)
     }
     pub(crate) fn str(&mut self) -> Result<String, CodecError> {
         let at = self.pos;

@@ -24,7 +24,7 @@
 //!     Op::Create {
 //!         kind: CreateKind::Create2,
 //!         path: "/app".into(),
-//!         data: b"v1".to_vec(),
+//!         data: Some(b"v1".to_vec()),
 //!         acl: Acl::open_unsafe(),
 //!         mode: CreateMode::Persistent,
 //!         ttl_ms: None,
@@ -45,7 +45,7 @@
 //!         assert_eq!((stat.czxid, stat.version), (2, 0));
 //!     }
 //! }
-//! assert_eq!(tree.get_data(&caller, "/app").unwrap().0, b"v1");
+//! assert_eq!(tree.get_data(&caller, "/app").unwrap().0, Some(&b"v1"[..]));
 //! ```
 //!
 //! # Layout

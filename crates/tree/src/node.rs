@@ -109,7 +109,9 @@ impl StatPersisted {
 /// One znode.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Node {
-    pub data: Vec<u8>,
+    /// `None` is null data (a create or setData with a null buffer), which ZooKeeper
+    /// keeps apart from empty data and hands back as null.
+    pub data: Option<Vec<u8>>,
     pub acl: Vec<Acl>,
     pub stat: StatPersisted,
     /// Child names (not paths), sorted.
@@ -117,7 +119,7 @@ pub struct Node {
 }
 
 impl Node {
-    pub fn new(data: Vec<u8>, acl: Vec<Acl>, stat: StatPersisted) -> Self {
+    pub fn new(data: Option<Vec<u8>>, acl: Vec<Acl>, stat: StatPersisted) -> Self {
         Node {
             data,
             acl,
@@ -126,9 +128,14 @@ impl Node {
         }
     }
 
+    /// Null data counts as 0 bytes (dataLength, quotas), as in ZooKeeper.
+    pub fn data_len(&self) -> usize {
+        self.data.as_ref().map_or(0, Vec::len)
+    }
+
     pub fn client_stat(&self, extended_types: bool) -> Stat {
         self.stat
-            .to_stat(self.data.len(), self.children.len(), extended_types)
+            .to_stat(self.data_len(), self.children.len(), extended_types)
     }
 }
 

@@ -19,7 +19,8 @@ pub enum Op {
     Create {
         kind: CreateKind,
         path: String,
-        data: Vec<u8>,
+        /// `None` is a null buffer (jute length -1), kept apart from empty data.
+        data: Option<Vec<u8>>,
         acl: Vec<Acl>,
         mode: CreateMode,
         /// Only read for `CreateKind::CreateTtl` (other create requests carry no TTL).
@@ -31,7 +32,8 @@ pub enum Op {
     },
     SetData {
         path: String,
-        data: Vec<u8>,
+        /// `None` is a null buffer, as for Create.
+        data: Option<Vec<u8>>,
         version: i32,
     },
     SetAcl {
@@ -310,13 +312,13 @@ impl Prep<'_, '_> {
                 acl,
                 mode,
                 ttl_ms,
-            } => self.create(*kind, path, data, acl, *mode, *ttl_ms),
+            } => self.create(*kind, path, data.as_deref(), acl, *mode, *ttl_ms),
             Op::Delete { path, version } => self.delete(path, *version),
             Op::SetData {
                 path,
                 data,
                 version,
-            } => self.set_data(path, data, *version),
+            } => self.set_data(path, data.as_deref(), *version),
             Op::SetAcl { path, acl, version } => self.set_acl(path, acl, *version),
             Op::Check { path, version } => self.check(path, *version),
             _ => Err(ErrorCode::MarshallingError),
@@ -327,7 +329,7 @@ impl Prep<'_, '_> {
         &mut self,
         kind: CreateKind,
         path: &str,
-        data: &[u8],
+        data: Option<&[u8]>,
         acl: &[Acl],
         mode: CreateMode,
         ttl_ms: Option<i64>,
@@ -376,7 +378,8 @@ impl Prep<'_, '_> {
         {
             return Err(ErrorCode::NoChildrenForEphemerals);
         }
-        self.tree.check_quota(&path, data.len() as i64, 1)?;
+        let data_len = data.map_or(0, <[u8]>::len) as i64;
+        self.tree.check_quota(&path, data_len, 1)?;
         let new_cversion = parent.stat.cversion.wrapping_add(1);
         // The owner DataTree ends up with for each opcode.
         let owner = match kind {
@@ -406,7 +409,7 @@ impl Prep<'_, '_> {
         Ok(Txn::Create {
             kind,
             path,
-            data: data.to_vec(),
+            data: data.map(<[u8]>::to_vec),
             acl,
             ephemeral_owner: owner,
             parent_cversion: new_cversion,
@@ -474,14 +477,19 @@ impl Prep<'_, '_> {
         }
     }
 
-    fn set_data(&mut self, path: &str, data: &[u8], version: i32) -> Result<Txn, ErrorCode> {
+    fn set_data(
+        &mut self,
+        path: &str,
+        data: Option<&[u8]>,
+        version: i32,
+    ) -> Result<Txn, ErrorCode> {
         self.check_session(false)?;
         Self::validate(path)?;
         let mut node = self.record(path).ok_or(ErrorCode::NoNode)?;
         self.check_acl(&node.acl, perms::WRITE)?;
-        let old_len = self.tree.node(path).map_or(0, |n| n.data.len() as i64);
-        self.tree
-            .check_quota(path, data.len() as i64 - old_len, 0)?;
+        let old_len = self.tree.node(path).map_or(0, |n| n.data_len() as i64);
+        let new_len = data.map_or(0, <[u8]>::len) as i64;
+        self.tree.check_quota(path, new_len - old_len, 0)?;
         let new_version = check_version(node.stat.version, version)?;
         node.stat.version = new_version;
         node.stat.mtime = self.time_ms;
@@ -489,7 +497,7 @@ impl Prep<'_, '_> {
         self.push(path, Some(node));
         Ok(Txn::SetData {
             path: path.to_owned(),
-            data: data.to_vec(),
+            data: data.map(<[u8]>::to_vec),
             version: new_version,
         })
     }

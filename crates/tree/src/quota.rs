@@ -112,10 +112,10 @@ impl DataTree {
     pub(crate) fn update_quota_stat(&mut self, root: &str, bytes_diff: i64, count_diff: i64) {
         let sp = stat_path(root);
         let _ = self.modify(&sp, |n| {
-            let mut st = StatsTrack::parse(&n.data);
+            let mut st = StatsTrack::parse(n.data.as_deref().unwrap_or_default());
             st.set("count", st.count().saturating_add(count_diff));
             st.set("bytes", st.bytes().saturating_add(bytes_diff));
-            n.data = st.encode();
+            n.data = Some(st.encode());
         });
     }
 
@@ -124,19 +124,19 @@ impl DataTree {
         let (mut count, mut bytes) = (0i64, 0i64);
         if let Some(n) = self.nodes.get(root) {
             count += 1;
-            bytes += n.data.len() as i64;
+            bytes += n.data_len() as i64;
         }
         let lo = format!("{root}/");
         let hi = format!("{root}0");
         for (_, n) in self.nodes.range(lo..hi) {
             count += 1;
-            bytes += n.data.len() as i64;
+            bytes += n.data_len() as i64;
         }
         let mut st = StatsTrack::default();
         st.set("count", count);
         st.set("bytes", bytes);
         let data = st.encode();
-        let _ = self.modify(&stat_path(root), |n| n.data = data);
+        let _ = self.modify(&stat_path(root), |n| n.data = Some(data));
     }
 
     /// `checkQuota` (only with enforce_quota): QuotaExceeded when a hard limit would be
@@ -156,7 +156,7 @@ impl DataTree {
         let Some(limit_node) = self.nodes.get(&limit_path(root)) else {
             return Ok(());
         };
-        let limits = StatsTrack::parse(&limit_node.data);
+        let limits = StatsTrack::parse(limit_node.data.as_deref().unwrap_or_default());
         let check_count =
             count_diff != 0 && (limits.count() > -1 || limits.get("countHardLimit") > -1);
         let check_bytes =
@@ -167,7 +167,7 @@ impl DataTree {
         let Some(stat_node) = self.nodes.get(&stat_path(root)) else {
             return Ok(());
         };
-        let current = StatsTrack::parse(&stat_node.data);
+        let current = StatsTrack::parse(stat_node.data.as_deref().unwrap_or_default());
         let hard_count = limits.get("countHardLimit");
         if check_count && hard_count > -1 && current.count().saturating_add(count_diff) > hard_count
         {

@@ -1,5 +1,7 @@
 //! Snapshot format: `RKTS` magic, a version byte, the last applied zxid, the digest,
 //! the sessions, every node in path order, then a crc32 of all preceding bytes.
+//! Version 2 can store null node data (length u32::MAX); version 1, which could not,
+//! is still read.
 //! Restoring checks the checksum, the structure (valid paths, parents present, root
 //! present) and the digest, so corrupt input is an error, never a panic.
 
@@ -11,7 +13,9 @@ use crate::path::{self, ROOT};
 use crate::tree::{DataTree, TreeConfig};
 
 const MAGIC: &[u8; 4] = b"RKTS";
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
+/// Older versions [`DataTree::restore`] still reads.
+const READ_VERSIONS: [u8; 2] = [1, VERSION];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SnapshotError {
@@ -55,7 +59,7 @@ impl DataTree {
         e.len(self.nodes.len());
         for (p, n) in &self.nodes {
             e.str(p);
-            e.bytes(&n.data);
+            e.opt_bytes(n.data.as_deref());
             e.acl(&n.acl);
             let s = &n.stat;
             for v in [s.czxid, s.mzxid, s.ctime, s.mtime] {
@@ -86,8 +90,9 @@ impl DataTree {
         if &bytes[..4] != MAGIC {
             return Err(SnapshotError::Magic);
         }
-        if bytes[4] != VERSION {
-            return Err(SnapshotError::Version(bytes[4]));
+        let version = bytes[4];
+        if !READ_VERSIONS.contains(&version) {
+            return Err(SnapshotError::Version(version));
         }
         let (body, crc) = bytes.split_at(bytes.len() - 4);
         let mut crc_bytes = [0u8; 4];
@@ -112,7 +117,11 @@ impl DataTree {
             if !path::is_valid(&p) {
                 return Err(SnapshotError::Path(p));
             }
-            let data = d.bytes()?;
+            let data = if version == 1 {
+                Some(d.bytes()?)
+            } else {
+                d.opt_bytes()?
+            };
             let acl = d.acl()?;
             let czxid = d.i64()?;
             let mzxid = d.i64()?;

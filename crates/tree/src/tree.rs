@@ -94,7 +94,7 @@ impl DataTree {
             quota_roots: BTreeSet::new(),
         };
         let sys = |acl: Vec<Acl>, children: &[&str], aversion: i32| {
-            let mut n = Node::new(Vec::new(), acl, StatPersisted::default());
+            let mut n = Node::new(Some(Vec::new()), acl, StatPersisted::default());
             n.stat.aversion = aversion;
             n.children = children.iter().map(|c| (*c).to_owned()).collect();
             n
@@ -187,7 +187,7 @@ impl DataTree {
     pub fn approximate_data_size(&self) -> u64 {
         self.nodes
             .iter()
-            .map(|(p, n)| (p.len() + n.data.len()) as u64)
+            .map(|(p, n)| (p.len() + n.data_len()) as u64)
             .sum()
     }
 
@@ -209,10 +209,15 @@ impl DataTree {
         Ok(n)
     }
 
-    /// getData: NoNode, then READ (NoAuth).
-    pub fn get_data(&self, caller: &Caller<'_>, path: &str) -> Result<(&[u8], Stat), ErrorCode> {
+    /// getData: NoNode, then READ (NoAuth). `None` is null data, which the reply
+    /// must carry as null (jute length -1), not as empty.
+    pub fn get_data(
+        &self,
+        caller: &Caller<'_>,
+        path: &str,
+    ) -> Result<(Option<&[u8]>, Stat), ErrorCode> {
         let n = self.readable(path, caller)?;
-        Ok((&n.data, n.client_stat(self.config.extended_types)))
+        Ok((n.data.as_deref(), n.client_stat(self.config.extended_types)))
     }
 
     /// exists: `Ok(None)` for a missing node (an exist watch may still be set). A path
@@ -435,7 +440,7 @@ impl DataTree {
                 Ok(OpResult::SetData { stat })
             }
             Txn::Reconfig { data } => {
-                let stat = self.set_data(CONFIG, data.clone(), -1, h, triggers)?;
+                let stat = self.set_data(CONFIG, Some(data.clone()), -1, h, triggers)?;
                 Ok(OpResult::Reconfig {
                     data: data.clone(),
                     stat,
@@ -549,7 +554,7 @@ impl DataTree {
     fn create_node(
         &mut self,
         path: &str,
-        data: Vec<u8>,
+        data: Option<Vec<u8>>,
         acl: Vec<Acl>,
         owner: i64,
         parent_cversion: i32,
@@ -573,7 +578,7 @@ impl DataTree {
             StatPersisted::new(zxid, h.time_ms, owner),
         );
         let stat = node.client_stat(self.config.extended_types);
-        let bytes = node.data.len() as i64;
+        let bytes = node.data_len() as i64;
         self.insert_raw(path, node);
         self.index(path, owner);
         if let Some(root) = quota::trim(parent).map(str::to_owned) {
@@ -635,7 +640,7 @@ impl DataTree {
             }
         }
         if let Some(root) = self.quota_prefix(path).map(str::to_owned) {
-            self.update_quota_stat(&root, -(node.data.len() as i64), -1);
+            self.update_quota_stat(&root, -(node.data_len() as i64), -1);
         }
         triggers.push(WatchTrigger {
             path: path.to_owned(),
@@ -655,15 +660,15 @@ impl DataTree {
     fn set_data(
         &mut self,
         path: &str,
-        data: Vec<u8>,
+        data: Option<Vec<u8>>,
         version: i32,
         h: &TxnHeader,
         triggers: &mut Vec<WatchTrigger>,
     ) -> Result<Stat, ErrorCode> {
         let ext = self.config.extended_types;
-        let new_len = data.len() as i64;
+        let new_len = data.as_ref().map_or(0, Vec::len) as i64;
         let (stat, acl, old_len) = self.modify(path, |n| {
-            let old_len = n.data.len() as i64;
+            let old_len = n.data_len() as i64;
             n.data = data;
             n.stat.mtime = h.time_ms;
             n.stat.mzxid = h.zxid;
@@ -751,7 +756,12 @@ impl Hasher {
 pub(crate) fn node_digest(path: &str, n: &Node) -> u64 {
     let mut h = Hasher::new(1);
     h.field(path.as_bytes());
-    h.field(&n.data);
+    // Null and empty data are different client-visible states, so they hash apart
+    // (ZooKeeper's digest treats them alike). Non-null data hashes as before.
+    match &n.data {
+        Some(d) => h.field(d),
+        None => h.i64(-1),
+    }
     let s = &n.stat;
     for v in [
         s.czxid,

@@ -78,7 +78,8 @@ pub enum Txn {
     Create {
         kind: CreateKind,
         path: String,
-        data: Vec<u8>,
+        /// `None` is null data.
+        data: Option<Vec<u8>>,
         acl: Vec<Acl>,
         ephemeral_owner: i64,
         /// The parent's stored cversion after this create.
@@ -90,7 +91,8 @@ pub enum Txn {
     },
     SetData {
         path: String,
-        data: Vec<u8>,
+        /// `None` is null data.
+        data: Option<Vec<u8>>,
         /// The node's version after the change.
         version: i32,
     },
@@ -194,7 +196,9 @@ pub enum TxnDecodeError {
     Trailing(usize),
 }
 
-const TXN_VERSION: u8 = 1;
+/// Version 2 can carry null znode data (length u32::MAX in Create and SetData);
+/// version 1, which could not, is still decoded.
+const TXN_VERSION: u8 = 2;
 
 mod tag {
     pub(super) const CREATE_SESSION: u8 = 1;
@@ -221,10 +225,10 @@ impl Txn {
     pub fn decode(bytes: &[u8]) -> Result<Txn, TxnDecodeError> {
         let mut d = Dec::new(bytes);
         let v = d.u8()?;
-        if v != TXN_VERSION {
+        if v != 1 && v != TXN_VERSION {
             return Err(TxnDecodeError::Version(v));
         }
-        let t = Txn::decode_from(&mut d, false)?;
+        let t = Txn::decode_from(&mut d, v, false)?;
         if d.remaining() != 0 {
             return Err(TxnDecodeError::Trailing(d.remaining()));
         }
@@ -255,7 +259,7 @@ impl Txn {
                 e.u8(tag::CREATE);
                 e.i32(kind.opcode().as_i32());
                 e.str(path);
-                e.bytes(data);
+                e.opt_bytes(data.as_deref());
                 e.acl(acl);
                 e.i64(*ephemeral_owner);
                 e.i32(*parent_cversion);
@@ -275,7 +279,7 @@ impl Txn {
             } => {
                 e.u8(tag::SET_DATA);
                 e.str(path);
-                e.bytes(data);
+                e.opt_bytes(data.as_deref());
                 e.i32(*version);
             }
             Txn::SetAcl { path, acl, version } => {
@@ -307,8 +311,12 @@ impl Txn {
         }
     }
 
-    fn decode_from(d: &mut Dec<'_>, in_multi: bool) -> Result<Txn, TxnDecodeError> {
+    fn decode_from(d: &mut Dec<'_>, version: u8, in_multi: bool) -> Result<Txn, TxnDecodeError> {
         let t = d.u8()?;
+        let data = |d: &mut Dec<'_>| match version {
+            1 => d.bytes().map(Some),
+            _ => d.opt_bytes(),
+        };
         Ok(match t {
             tag::CREATE_SESSION => Txn::CreateSession {
                 timeout_ms: d.i32()?,
@@ -329,7 +337,7 @@ impl Txn {
                 Txn::Create {
                     kind,
                     path: d.str()?,
-                    data: d.bytes()?,
+                    data: data(d)?,
                     acl: d.acl()?,
                     ephemeral_owner: d.i64()?,
                     parent_cversion: d.i32()?,
@@ -348,7 +356,7 @@ impl Txn {
             }
             tag::SET_DATA => Txn::SetData {
                 path: d.str()?,
-                data: d.bytes()?,
+                data: data(d)?,
                 version: d.i32()?,
             },
             tag::SET_ACL => Txn::SetAcl {
@@ -368,7 +376,7 @@ impl Txn {
                 let n = d.count(5)?;
                 let mut txns = Vec::with_capacity(n);
                 for _ in 0..n {
-                    txns.push(Txn::decode_from(d, true)?);
+                    txns.push(Txn::decode_from(d, version, true)?);
                 }
                 Txn::Multi(txns)
             }
@@ -444,10 +452,18 @@ mod tests {
             Txn::Create {
                 kind: CreateKind::CreateTtl,
                 path: "/x".into(),
-                data: b"hello".to_vec(),
+                data: Some(b"hello".to_vec()),
                 acl: acl.clone(),
                 ephemeral_owner: -1,
                 parent_cversion: i32::MIN,
+            },
+            Txn::Create {
+                kind: CreateKind::Create,
+                path: "/null".into(),
+                data: None,
+                acl: acl.clone(),
+                ephemeral_owner: 0,
+                parent_cversion: 1,
             },
             Txn::Delete {
                 kind: DeleteKind::DeleteContainer,
@@ -455,8 +471,13 @@ mod tests {
             },
             Txn::SetData {
                 path: "/x".into(),
-                data: vec![],
+                data: Some(vec![]),
                 version: 7,
+            },
+            Txn::SetData {
+                path: "/x".into(),
+                data: None,
+                version: 8,
             },
             Txn::SetAcl {
                 path: "/x".into(),
@@ -502,8 +523,8 @@ mod tests {
     #[test]
     fn corrupt_inputs_are_errors() {
         assert_eq!(
-            Txn::decode(&[2, 1, 0, 0, 0, 0]),
-            Err(TxnDecodeError::Version(2))
+            Txn::decode(&[3, 1, 0, 0, 0, 0]),
+            Err(TxnDecodeError::Version(3))
         );
         assert_eq!(Txn::decode(&[1, 99]), Err(TxnDecodeError::Tag(99)));
         let nested = [1, tag::MULTI, 0, 0, 0, 1, tag::MULTI, 0, 0, 0, 0];
@@ -523,10 +544,63 @@ mod tests {
         );
     }
 
+    #[test]
+    fn null_data_is_not_empty_data() {
+        let set = |data| Txn::SetData {
+            path: "/x".into(),
+            data,
+            version: 1,
+        };
+        let null = set(None).encode();
+        let empty = set(Some(vec![])).encode();
+        assert_ne!(null, empty);
+        assert_eq!(Txn::decode(&null).unwrap(), set(None));
+        assert_eq!(Txn::decode(&empty).unwrap(), set(Some(vec![])));
+        // Null is the jute length -1 where the data length goes.
+        let at = 1 + 1 + 4 + 2;
+        assert_eq!(null[at..at + 4], [0xff; 4]);
+    }
+
+    #[test]
+    fn version_1_logs_still_decode() {
+        // Version 1 wrote data as plain bytes, and non-null data is unchanged in v2.
+        let t = Txn::Multi(vec![
+            Txn::Create {
+                kind: CreateKind::Create2,
+                path: "/a".into(),
+                data: Some(b"v".to_vec()),
+                acl: vec![],
+                ephemeral_owner: 0,
+                parent_cversion: 1,
+            },
+            Txn::SetData {
+                path: "/a".into(),
+                data: Some(vec![]),
+                version: 1,
+            },
+        ]);
+        let mut v1 = t.encode();
+        v1[0] = 1;
+        assert_eq!(Txn::decode(&v1).unwrap(), t);
+        // Version 1 had no null: its marker there is a bad length, as it always was.
+        let mut v1_null = Txn::SetData {
+            path: "/x".into(),
+            data: None,
+            version: 1,
+        }
+        .encode();
+        v1_null[0] = 1;
+        assert!(matches!(
+            Txn::decode(&v1_null),
+            Err(TxnDecodeError::Codec(CodecError::BadLength { .. }))
+        ));
+    }
+
     fn arb_leaf() -> impl proptest::strategy::Strategy<Value = Txn> {
         use proptest::prelude::*;
         let path = "/[a-z]{0,6}(/[a-z0-9]{1,4}){0,2}";
         let data = proptest::collection::vec(any::<u8>(), 0..16);
+        let opt_data = proptest::option::of(data.clone());
         let acl = proptest::collection::vec(
             (any::<i32>(), "[a-z]{0,5}", ".{0,8}")
                 .prop_map(|(p, s, i)| Acl::new(p, rookery_wire::Id::new(s, i))),
@@ -544,7 +618,7 @@ mod tests {
             (
                 kind,
                 path,
-                data.clone(),
+                opt_data.clone(),
                 acl.clone(),
                 any::<i64>(),
                 any::<i32>()
@@ -567,7 +641,7 @@ mod tests {
                 },
                 path
             }),
-            (path, data.clone(), any::<i32>()).prop_map(|(path, data, version)| Txn::SetData {
+            (path, opt_data, any::<i32>()).prop_map(|(path, data, version)| Txn::SetData {
                 path,
                 data,
                 version

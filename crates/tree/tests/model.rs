@@ -1,5 +1,6 @@
 //! Property test: random op sequences, prepped ahead of apply (pipelined as a leader
-//! does), against a plain BTreeMap reference model of ZooKeeper's rules.
+//! does), against a plain BTreeMap reference model of ZooKeeper's rules. Data is null,
+//! empty or one byte, so null and empty data must stay apart.
 
 mod common;
 
@@ -7,8 +8,8 @@ use std::collections::BTreeMap;
 
 use common::*;
 use proptest::prelude::*;
-use rookery_tree::{DataTree, Op, OpResult, SessionId, Txn};
-use rookery_wire::{CreateMode, ErrorCode};
+use rookery_tree::{CreateKind, DataTree, Op, OpResult, SessionId, Txn};
+use rookery_wire::{Acl, CreateMode, ErrorCode};
 
 const PATHS: &[&str] = &["/a", "/b", "/a/x", "/a/y", "/b/x", "/a/x/q", "/a/", "/c/d"];
 
@@ -16,7 +17,7 @@ const PATHS: &[&str] = &["/a", "/b", "/a/x", "/a/y", "/b/x", "/a/x/q", "/a/", "/
 enum MOp {
     Create {
         p: usize,
-        data: u8,
+        data: Option<Vec<u8>>,
         seq: bool,
         eph: Option<SessionId>,
     },
@@ -26,7 +27,7 @@ enum MOp {
     },
     Set {
         p: usize,
-        data: u8,
+        data: Option<Vec<u8>>,
         version: i32,
     },
     Check {
@@ -42,10 +43,11 @@ fn leaf() -> impl Strategy<Value = MOp> {
     let p = 0..PATHS.len();
     let v = -1..3i32;
     let s = prop_oneof![Just(None), Just(Some(S1)), Just(Some(S2))];
+    let data = proptest::option::of(proptest::collection::vec(any::<u8>(), 0..2));
     prop_oneof![
-        3 => (p.clone(), any::<u8>(), any::<bool>(), s).prop_map(|(p, data, seq, eph)| MOp::Create { p, data, seq, eph }),
+        3 => (p.clone(), data.clone(), any::<bool>(), s).prop_map(|(p, data, seq, eph)| MOp::Create { p, data, seq, eph }),
         2 => (p.clone(), v.clone()).prop_map(|(p, version)| MOp::Delete { p, version }),
-        2 => (p.clone(), any::<u8>(), v.clone()).prop_map(|(p, data, version)| MOp::Set { p, data, version }),
+        2 => (p.clone(), data, v.clone()).prop_map(|(p, data, version)| MOp::Set { p, data, version }),
         1 => (p, v).prop_map(|(p, version)| MOp::Check { p, version }),
     ]
 }
@@ -61,7 +63,7 @@ fn op() -> impl Strategy<Value = MOp> {
 
 #[derive(Debug, Clone, PartialEq)]
 struct MNode {
-    data: Vec<u8>,
+    data: Option<Vec<u8>>,
     version: i32,
     creates: i32,
     owner: SessionId,
@@ -86,7 +88,7 @@ impl Model {
         nodes.insert(
             "/".to_owned(),
             MNode {
-                data: vec![],
+                data: Some(vec![]),
                 version: 0,
                 creates: 0,
                 owner: 0,
@@ -134,7 +136,7 @@ impl Model {
                 self.nodes.insert(
                     name,
                     MNode {
-                        data: vec![*data],
+                        data: data.clone(),
                         version: 0,
                         creates: 0,
                         owner: eph.map(|_| session).unwrap_or(0),
@@ -163,7 +165,7 @@ impl Model {
                 let n = self.nodes.get_mut(path).ok_or(ErrorCode::NoNode)?;
                 Self::check_version(n.version, *version)?;
                 n.version += 1;
-                n.data = vec![*data];
+                n.data = data.clone();
                 Ok(())
             }
             MOp::Check { p, version } => {
@@ -200,10 +202,21 @@ fn to_op(m: &MOp) -> Op {
                 (true, false) => CreateMode::Ephemeral,
                 (true, true) => CreateMode::EphemeralSequential,
             };
-            create(PATHS[*p], &[*data], mode)
+            Op::Create {
+                kind: CreateKind::Create2,
+                path: PATHS[*p].into(),
+                data: data.clone(),
+                acl: Acl::open_unsafe(),
+                mode,
+                ttl_ms: None,
+            }
         }
         MOp::Delete { p, version } => del(PATHS[*p], *version),
-        MOp::Set { p, data, version } => set(PATHS[*p], &[*data], *version),
+        MOp::Set { p, data, version } => Op::SetData {
+            path: PATHS[*p].into(),
+            data: data.clone(),
+            version: *version,
+        },
         MOp::Check { p, version } => check(PATHS[*p], *version),
         MOp::Multi(ops) => Op::Multi(ops.iter().map(to_op).collect()),
         _ => unreachable!(),
@@ -218,14 +231,15 @@ fn session_of(m: &MOp) -> SessionId {
 }
 
 fn assert_matches(tree: &DataTree, model: &Model) {
-    let tree_nodes: BTreeMap<&str, (&[u8], i32, i32, i64)> = tree
+    type Row<'a> = (Option<&'a [u8]>, i32, i32, i64);
+    let tree_nodes: BTreeMap<&str, Row<'_>> = tree
         .nodes()
         .filter(|(p, _)| !p.starts_with("/zookeeper"))
         .map(|(p, n)| {
             (
                 p,
                 (
-                    &n.data[..],
+                    n.data.as_deref(),
                     n.stat.version,
                     n.stat.cversion,
                     n.stat.ephemeral_owner,
@@ -233,10 +247,13 @@ fn assert_matches(tree: &DataTree, model: &Model) {
             )
         })
         .collect();
-    let model_nodes: BTreeMap<&str, (&[u8], i32, i32, i64)> = model
+    let model_nodes: BTreeMap<&str, Row<'_>> = model
         .nodes
         .iter()
-        .map(|(p, n)| (p.as_str(), (&n.data[..], n.version, n.creates, n.owner)))
+        .map(|(p, n)| {
+            let row = (n.data.as_deref(), n.version, n.creates, n.owner);
+            (p.as_str(), row)
+        })
         .collect();
     assert_eq!(tree_nodes, model_nodes);
     for (p, n) in tree.nodes() {

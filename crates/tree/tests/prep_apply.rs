@@ -236,7 +236,7 @@ fn sequential_names_use_the_parents_create_counter() {
         &Txn::Create {
             kind: CreateKind::Create,
             path: "/s/jump".into(),
-            data: vec![],
+            data: Some(vec![]),
             acl: Acl::open_unsafe(),
             ephemeral_owner: 0,
             parent_cversion: i32::MAX,
@@ -306,7 +306,7 @@ fn multi_success_shares_one_zxid_and_echoes_opcodes() {
         Op::Create {
             kind: CreateKind::Create,
             path: "/m".into(),
-            data: b"d".to_vec(),
+            data: Some(b"d".to_vec()),
             acl: Acl::open_unsafe(),
             mode: CreateMode::Persistent,
             ttl_ms: None,
@@ -508,7 +508,7 @@ fn containers() {
     let op = Op::Create {
         kind: CreateKind::CreateContainer,
         path: "/c".into(),
-        data: vec![],
+        data: Some(vec![]),
         acl: Acl::open_unsafe(),
         mode: CreateMode::Container,
         ttl_ms: None,
@@ -553,7 +553,7 @@ fn ttl_op(path: &str, mode: CreateMode, ttl: Option<i64>) -> Op {
     Op::Create {
         kind: CreateKind::CreateTtl,
         path: path.into(),
-        data: vec![],
+        data: Some(vec![]),
         acl: Acl::open_unsafe(),
         mode,
         ttl_ms: ttl,
@@ -786,7 +786,7 @@ fn reads() {
         ErrorCode::NoNode
     );
     let (data, st) = h.tree.get_data(&c, "/r/a/x").unwrap();
-    assert_eq!((data, st.data_length), (&b"/r/a/x"[..], 6));
+    assert_eq!((data, st.data_length), (Some(&b"/r/a/x"[..]), 6));
     assert_eq!(h.tree.get_data(&c, "/zz").unwrap_err(), ErrorCode::NoNode);
     assert_eq!(h.tree.exists(&c, "/r").unwrap(), h.tree.stat("/r"));
 }

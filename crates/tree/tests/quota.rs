@@ -12,7 +12,8 @@ fn stats(h: &H) -> String {
             .node("/zookeeper/quota/app/zookeeper_stats")
             .unwrap()
             .data
-            .clone(),
+            .clone()
+            .unwrap(),
     )
     .unwrap()
 }

@@ -88,7 +88,7 @@ fn ttl_classification_follows_the_config() {
         rookery_tree::Op::Create {
             kind: rookery_tree::CreateKind::CreateTtl,
             path: "/t".into(),
-            data: vec![],
+            data: Some(vec![]),
             acl: rookery_wire::Acl::open_unsafe(),
             mode: CreateMode::PersistentWithTtl,
             ttl_ms: Some(1000),

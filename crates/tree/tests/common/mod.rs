@@ -111,7 +111,7 @@ pub fn create_acl(path: &str, data: &[u8], mode: CreateMode, acl: Vec<Acl>) -> O
     Op::Create {
         kind: CreateKind::Create2,
         path: path.into(),
-        data: data.to_vec(),
+        data: Some(data.to_vec()),
         acl,
         mode,
         ttl_ms: None,
@@ -121,7 +121,7 @@ pub fn create_acl(path: &str, data: &[u8], mode: CreateMode, acl: Vec<Acl>) -> O
 pub fn set(path: &str, data: &[u8], version: i32) -> Op {
     Op::SetData {
         path: path.into(),
-        data: data.to_vec(),
+        data: Some(data.to_vec()),
         version,
     }
 }
