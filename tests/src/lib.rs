@@ -294,7 +294,11 @@ fn zk_system_properties(extra_config: &str) -> Vec<String> {
         })
         .map(|(k, v)| {
             let k = k.trim();
-            let key = if k.starts_with("zookeeper.") || k == "jute.maxbuffer" {
+            // ZooKeeper reads `znode.container.*` without the `zookeeper.` prefix.
+            let key = if k.starts_with("zookeeper.")
+                || k.starts_with("znode.")
+                || k == "jute.maxbuffer"
+            {
                 k.to_owned()
             } else if k.ends_with("superDigest") {
                 "zookeeper.DigestAuthenticationProvider.superDigest".to_owned()
