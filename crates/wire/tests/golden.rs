@@ -18,23 +18,10 @@ use rookery_wire::{OpCode, Record};
 const HEADER: &str = "file\tclient\tstep\tdirection\topcode\txid\terr";
 
 /// Frames rookery-wire is known not to reproduce, with why. Each must still fail (so
-/// a fix forces this list to shrink); everything else must pass.
-///
-/// deleteContainer (20): ZooKeeper's body is the path's raw UTF-8 bytes with no length
-/// prefix (`ContainerManager` wraps `path.getBytes()`, `PrepRequestProcessor` reads
-/// `new String(request.request.array())`), and a client that sends op 20 gets
-/// BadArguments (-8) back (recorded in raw/0048). rookery-wire decodes the body as a
-/// jute ustring and rejects both frames, so a server on it cannot answer -8.
-const KNOWN_MISMATCHES: &[(&str, &str)] = &[
-    (
-        "handbuilt/0011-request-deleteContainer.bin",
-        "DeleteContainerRequest is a raw path, not a ustring",
-    ),
-    (
-        "raw/0047-request-deleteContainer.bin",
-        "DeleteContainerRequest is a raw path, not a ustring",
-    ),
-];
+/// a fix forces this list to shrink); everything else must pass. Empty since
+/// deleteContainer's raw-path body (ZooKeeper reads `new String(request.request.array())`)
+/// is decoded as raw bytes.
+const KNOWN_MISMATCHES: &[(&str, &str)] = &[];
 
 #[derive(Debug)]
 struct Row {

@@ -314,11 +314,24 @@ record! {
     }
 }
 
-record! {
-    /// Sent only by the server's container manager (op 20); the Java class writes the
-    /// path as a `buffer`, which has the same bytes as a `ustring`.
-    DeleteContainerRequest {
-        path: String = "path",
+/// Op 20, meant only for the server's own container manager. Its body is the path's
+/// raw bytes with no length prefix (`PrepRequestProcessor` reads
+/// `new String(request.request.array())`), so it is not a jute record; kept as bytes
+/// because nothing guarantees they are UTF-8.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct DeleteContainerRequest {
+    pub path: Vec<u8>,
+}
+
+impl Record for DeleteContainerRequest {
+    fn decode(r: &mut Reader<'_>) -> DecodeResult<Self> {
+        Ok(DeleteContainerRequest {
+            path: r.read_rest().to_vec(),
+        })
+    }
+
+    fn encode(&self, w: &mut Writer) {
+        w.write_raw(&self.path);
     }
 }
 

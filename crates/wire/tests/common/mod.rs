@@ -197,7 +197,9 @@ pub fn request() -> impl Strategy<Value = Request> {
             .prop_map(|(path, mode)| Request::AddWatch(AddWatchRequest { path, mode })),
         Just(Request::WhoAmI),
         Just(Request::CloseSession),
-        string().prop_map(|path| Request::DeleteContainer(DeleteContainerRequest { path })),
+        string().prop_map(|path| {
+            Request::DeleteContainer(DeleteContainerRequest { path: path.into() })
+        }),
         (unknown_op(), bytes()).prop_map(|(op, body)| Request::Unknown { op, body }),
     ]
 }
