@@ -1,5 +1,6 @@
 //! `cargo xtask`: the project's automation, in Rust so it runs wherever cargo does.
 
+mod cluster;
 mod golden;
 mod tidy;
 
@@ -22,6 +23,11 @@ enum Cmd {
     Ci,
     /// Check DESIGN.md's dependency rules against `cargo metadata`.
     Tidy,
+    /// A local Rookery cluster under target/cluster/ (standalone until replication exists).
+    Cluster {
+        #[command(subcommand)]
+        cmd: cluster::ClusterCmd,
+    },
     /// Golden wire vectors from Apache ZooKeeper 3.8 (`golden record`, `golden handbuilt`).
     Golden {
         #[command(subcommand)]
@@ -38,6 +44,7 @@ fn main() -> Result<()> {
             report_tidy(&violations)
         }
         Cmd::Golden { cmd } => golden::run(&project_root(), cmd),
+        Cmd::Cluster { cmd } => cluster::run(&project_root(), cmd),
     }
 }
 
@@ -59,7 +66,7 @@ fn report_tidy(violations: &[String]) -> Result<()> {
     bail!("tidy: {} violation(s)", violations.len())
 }
 
-fn run(step: &str, cmd: &mut Command) -> Result<()> {
+pub(crate) fn run(step: &str, cmd: &mut Command) -> Result<()> {
     println!("==> {step}: {cmd:?}");
     let status = cmd
         .current_dir(project_root())
@@ -71,7 +78,7 @@ fn run(step: &str, cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
-fn cargo() -> Command {
+pub(crate) fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
