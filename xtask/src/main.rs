@@ -19,7 +19,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Everything CI runs: fmt, clippy, tidy, the whole test suite.
+    /// Everything CI runs: fmt, clippy, tidy, the whole test suite, and the client
+    /// scenarios again against Apache ZooKeeper.
     Ci,
     /// Check DESIGN.md's dependency rules against `cargo metadata`.
     Tidy,
@@ -98,6 +99,19 @@ fn ci() -> Result<()> {
     )?;
     report_tidy(&tidy::check(&project_root())?)?;
     run("test", cargo().args(["test", "--workspace", "--locked"]))?;
+    // The same client scenarios against Apache ZooKeeper: this is what proves the tests.
+    if Path::new("/usr/share/java/zookeeper.jar").is_file() {
+        run(
+            "client scenarios against Apache ZooKeeper",
+            cargo()
+                .args(["test", "-p", "rookery-tests", "--locked"])
+                .env("ROOKERY_TEST_TARGET", "zookeeper"),
+        )?;
+    } else {
+        println!(
+            "==> skipping the scenarios against Apache ZooKeeper: Debian's zookeeper is not installed"
+        );
+    }
     println!("ci: all steps passed");
     Ok(())
 }
