@@ -787,7 +787,7 @@ impl Core {
                     .iter()
                     .map(|id| wp::ClientInfo {
                         auth_scheme: id.scheme.clone(),
-                        user: id.id.clone(),
+                        user: whoami_user(id),
                     })
                     .collect();
                 ok(Response::WhoAmI(wp::WhoAmIResponse { client_info }))
@@ -991,6 +991,15 @@ impl Core {
 
 fn c_auth(conns: &BTreeMap<ConnId, Conn>, conn: ConnId) -> Vec<Id> {
     conns.get(&conn).map(|c| c.auth.clone()).unwrap_or_default()
+}
+
+/// The user name whoami reports: ZooKeeper's `getUserName`, which for digest is the
+/// name before the colon (never the password hash) and for other schemes the id.
+fn whoami_user(id: &Id) -> String {
+    match id.scheme.as_str() {
+        "digest" => id.id.split(':').next().unwrap_or_default().to_owned(),
+        _ => id.id.clone(),
+    }
 }
 
 /// The 16-byte session password. ZooKeeper derives it from the session id and a fixed
