@@ -1,0 +1,1129 @@
+"""kazoo (Debian's python3-kazoo 2.8) scenarios against a ZooKeeper-compatible server.
+
+Usage: /usr/bin/python3 kazoo_scenarios.py HOSTS SCENARIO
+
+Each scenario asserts the exact results a kazoo user observes and exits non-zero
+with a clear message at the first difference. It prints `RESULT key=value` lines
+that the Rust test (tests/tests/kazoo.rs) checks too, and `OK <scenario>` at the end.
+The same scenarios pass against Apache ZooKeeper; that is what proves them.
+
+Waiting without sleeping: ZooKeeper sends a client its watch events before the reply
+to any later request of that client, and kazoo runs watch callbacks in order on one
+worker thread. So after a round trip (`sync_and_flush`), every event the server sent
+so far has been handled, and a missing event is really missing.
+"""
+
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections import namedtuple
+
+from kazoo.client import KazooClient
+from kazoo.exceptions import (
+    AuthFailedError,
+    BadVersionError,
+    NoAuthError,
+    NoChildrenForEphemeralsError,
+    NodeExistsError,
+    NoNodeError,
+    NotEmptyError,
+    RolledBackError,
+    RuntimeInconsistency,
+)
+from kazoo.protocol.serialization import write_string
+from kazoo.protocol.states import Callback, EventType, KazooState, KeeperState
+from kazoo.security import (
+    ACL,
+    Id,
+    OPEN_ACL_UNSAFE,
+    READ_ACL_UNSAFE,
+    make_digest_acl,
+    make_digest_acl_credential,
+)
+
+WAIT_S = 30.0
+
+
+class Failed(Exception):
+    pass
+
+
+def fail(msg):
+    raise Failed(msg)
+
+
+def eq(actual, expected, what):
+    if actual != expected:
+        fail("%s: expected %r, got %r" % (what, expected, actual))
+
+
+def check(cond, what):
+    if not cond:
+        fail(what)
+
+
+def result(key, value):
+    print("RESULT %s=%s" % (key, value), flush=True)
+
+
+def raises(exc_type, fn, *args, **kwargs):
+    """Calls fn and requires exactly the exception type exc_type."""
+    try:
+        value = fn(*args, **kwargs)
+    except Exception as e:  # noqa: BLE001 - we compare the type below
+        if type(e) is not exc_type:
+            fail("%s%r: expected %s, got %s: %s" % (
+                getattr(fn, "__name__", fn), args, exc_type.__name__,
+                type(e).__name__, e))
+        return e
+    fail("%s%r: expected %s, returned %r" % (
+        getattr(fn, "__name__", fn), args, exc_type.__name__, value))
+
+
+def wait_until(cond, what, timeout=WAIT_S):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return
+        time.sleep(0.02)
+    fail("timed out after %ss waiting for %s" % (timeout, what))
+
+
+def client(hosts, **kwargs):
+    kwargs.setdefault("timeout", 10.0)
+    zk = KazooClient(hosts=hosts, **kwargs)
+    zk.start(timeout=WAIT_S)
+    return zk
+
+
+def flush_callbacks(zk):
+    """Returns once every watch callback kazoo queued so far has run."""
+    done = threading.Event()
+    zk.handler.dispatch_callback(Callback("watch", done.set, ()))
+    check(done.wait(WAIT_S), "kazoo's callback queue did not drain")
+
+
+def sync_and_flush(zk):
+    zk.sync("/")
+    flush_callbacks(zk)
+
+
+class Recorder(object):
+    """A watch function that records (type, path) of every event it gets."""
+
+    def __init__(self):
+        self.events = []
+        self.lock = threading.Lock()
+
+    def __call__(self, event):
+        with self.lock:
+            self.events.append((event.type, event.path))
+
+    def get(self):
+        with self.lock:
+            return list(self.events)
+
+
+def stat_dict(stat):
+    return dict(
+        version=stat.version, cversion=stat.cversion, aversion=stat.aversion,
+        numChildren=stat.numChildren, dataLength=stat.dataLength,
+        ephemeralOwner=stat.ephemeralOwner)
+
+
+# ---------------------------------------------------------------------------------
+# CRUD
+
+
+def scenario_crud(hosts):
+    zk = client(hosts)
+    try:
+        check(zk.exists("/crud") is None, "/crud exists before the test")
+        eq(zk.create("/crud", b"root"), "/crud", "create returns the path")
+        z_create = zk.last_zxid
+        data, st = zk.get("/crud")
+        eq(data, b"root", "data after create")
+        eq(stat_dict(st), dict(version=0, cversion=0, aversion=0, numChildren=0,
+                               dataLength=4, ephemeralOwner=0), "Stat after create")
+        eq(st.czxid, z_create, "czxid is the create's zxid (reply header zxid)")
+        eq(st.mzxid, st.czxid, "mzxid == czxid after create")
+        eq(st.pzxid, st.czxid, "pzxid == czxid after create")
+        eq(st.mtime, st.ctime, "mtime == ctime after create")
+        check(st.ctime > 1500000000000, "ctime is wall-clock milliseconds: %r" % st.ctime)
+
+        # set with the right and a wrong version
+        st1 = zk.set("/crud", b"v1", version=0)
+        z_set = zk.last_zxid
+        eq((st1.version, st1.dataLength, st1.mzxid, st1.czxid),
+           (1, 2, z_set, st.czxid), "Stat from set (version, dataLength, mzxid, czxid)")
+        check(st1.mzxid > st1.czxid, "mzxid grows on set")
+        eq(st1.pzxid, st.czxid, "set does not change pzxid")
+        check(st1.mtime >= st.mtime, "mtime does not go back")
+        raises(BadVersionError, zk.set, "/crud", b"x", version=0)
+        st2 = zk.set("/crud", b"v2")  # -1: any version
+        eq(st2.version, 2, "version after an unconditional set")
+        eq(zk.get("/crud")[0], b"v2", "data after set")
+
+        # errors
+        raises(NoNodeError, zk.get, "/crud/none")
+        raises(NoNodeError, zk.set, "/crud/none", b"")
+        raises(NoNodeError, zk.delete, "/crud/none")
+        raises(NoNodeError, zk.create, "/crud/none/child")
+        raises(NoNodeError, zk.get_children, "/crud/none")
+        raises(NodeExistsError, zk.create, "/crud")
+        eq(zk.exists("/crud/none"), None, "exists on a missing node")
+
+        # children, cversion, pzxid
+        for name in ["b", "a", "c"]:
+            zk.create("/crud/" + name, name.encode())
+        z_last_child = zk.last_zxid
+        st = zk.exists("/crud")
+        eq((st.numChildren, st.cversion, st.version), (3, 3, 2),
+           "parent (numChildren, cversion, version) after 3 creates")
+        eq(st.pzxid, z_last_child, "parent pzxid is the last child create's zxid")
+        eq(st.mzxid, st2.mzxid, "creating children does not change the parent's mzxid")
+        eq(sorted(zk.get_children("/crud")), ["a", "b", "c"], "get_children")
+        children, st_c = zk.get_children("/crud", include_data=True)
+        eq(sorted(children), ["a", "b", "c"], "get_children include_data children")
+        eq(stat_dict(st_c), stat_dict(st), "getChildren2's Stat equals exists' Stat")
+        eq(st_c.pzxid, st.pzxid, "getChildren2's pzxid")
+        eq(zk.get_children("/crud/a"), [], "children of a leaf")
+
+        raises(NotEmptyError, zk.delete, "/crud")
+        a = zk.exists("/crud/a")
+        raises(BadVersionError, zk.delete, "/crud/a", version=a.version + 1)
+        zk.delete("/crud/a", version=a.version)
+        z_delete = zk.last_zxid
+        st = zk.exists("/crud")
+        eq((st.numChildren, st.cversion), (2, 4), "parent after a child delete")
+        eq(st.pzxid, z_delete, "pzxid is the child delete's zxid")
+        eq(zk.exists("/crud/a"), None, "deleted node is gone")
+
+        # makepath and ensure_path
+        eq(zk.create("/crud/deep/er/node", b"d", makepath=True), "/crud/deep/er/node",
+           "create makepath")
+        eq(zk.get("/crud/deep/er")[0], b"", "makepath intermediate nodes are empty")
+        eq(zk.ensure_path("/crud/ens/ured"), "/crud/ens/ured", "ensure_path")
+        check(zk.exists("/crud/ens/ured") is not None, "ensure_path created the node")
+        zk.ensure_path("/crud/ens/ured")  # idempotent
+
+        # recursive delete (kazoo walks the tree with get_children + delete)
+        zk.delete("/crud/deep", recursive=True)
+        eq(zk.exists("/crud/deep"), None, "recursive delete")
+
+        # binary data and empty data
+        zk.create("/crud/bin", bytes(range(256)))
+        eq(zk.get("/crud/bin")[0], bytes(range(256)), "binary data round trip")
+        zk.set("/crud/bin", b"")
+        d, s = zk.get("/crud/bin")
+        eq((d, s.dataLength), (b"", 0), "empty data")
+
+        # ephemeral owner
+        zk.create("/crud/eph", b"e", ephemeral=True)
+        st = zk.exists("/crud/eph")
+        eq(st.ephemeralOwner, zk.client_id[0], "ephemeralOwner is the session id")
+        result("session_id_nonzero", zk.client_id[0] != 0)
+
+        # system nodes
+        check(zk.exists("/zookeeper") is not None, "/zookeeper exists")
+        check("zookeeper" in zk.get_children("/"), "/ lists zookeeper")
+    finally:
+        zk.stop()
+        zk.close()
+
+
+# ---------------------------------------------------------------------------------
+# create2, sequential, ephemeral
+
+
+def scenario_nodes(hosts):
+    zk = client(hosts)
+    other = client(hosts)
+    try:
+        path, st = zk.create("/n2", b"abc", include_data=True)
+        eq(path, "/n2", "create2 path")
+        eq(stat_dict(st), dict(version=0, cversion=0, aversion=0, numChildren=0,
+                               dataLength=3, ephemeralOwner=0), "create2 Stat")
+        eq(st.czxid, zk.last_zxid, "create2 Stat czxid is the create's zxid")
+        eq(st, zk.exists("/n2"), "create2 Stat equals exists' Stat")
+        path, st = zk.create("/n2/e", b"", ephemeral=True, include_data=True)
+        eq(st.ephemeralOwner, zk.client_id[0], "create2 ephemeral owner")
+
+        # Sequential names count the parent's child creates: ZooKeeper bumps cversion
+        # on a child delete too, but the next sequence number does not move.
+        zk.create("/seq")
+        names = [zk.create("/seq/n-", b"", sequence=True) for _ in range(3)]
+        eq(names, ["/seq/n-0000000000", "/seq/n-0000000001", "/seq/n-0000000002"],
+           "first sequential names")
+        zk.delete("/seq/n-0000000001")
+        zk.create("/seq/plain")  # a non-sequential child bumps the counter too
+        more = [zk.create("/seq/n-", b"", sequence=True) for _ in range(2)]
+        eq(zk.exists("/seq").cversion, 7, "cversion after 6 creates and 1 delete")
+        eq(more, ["/seq/n-0000000004", "/seq/n-0000000005"],
+           "sequential names after a delete and a plain create")
+        eph = zk.create("/seq/e-", b"", sequence=True, ephemeral=True)
+        eq(eph, "/seq/e-0000000006", "ephemeral sequential name")
+        p, st = zk.create("/seq/", b"", sequence=True, include_data=True)
+        eq(p, "/seq/0000000007", "sequential name with an empty prefix (create2)")
+        eq(sorted(zk.get_children("/seq")),
+           ["0000000007", "e-0000000006", "n-0000000000", "n-0000000002",
+            "n-0000000004", "n-0000000005", "plain"], "children of /seq")
+        eq(zk.exists("/seq").cversion, 9, "parent cversion after 8 creates and 1 delete")
+        result("seq_names", ",".join(names + more + [eph, p]))
+
+        # ephemerals cannot have children
+        zk.create("/eph", b"", ephemeral=True)
+        raises(NoChildrenForEphemeralsError, zk.create, "/eph/child")
+        raises(NoChildrenForEphemeralsError, zk.create, "/eph/child", ephemeral=True)
+
+        # ephemerals vanish when the session closes, as another client sees
+        rec = Recorder()
+        check(other.exists("/eph", watch=rec) is not None, "other client sees /eph")
+        check(other.exists("/n2/e") is not None, "other client sees /n2/e")
+        zk.stop()
+        zk.close()
+        wait_until(lambda: rec.get() != [], "DELETED event for /eph")
+        eq(rec.get(), [(EventType.DELETED, "/eph")], "event when the owner closed")
+        eq(other.exists("/eph"), None, "/eph after its session closed")
+        eq(other.exists("/n2/e"), None, "/n2/e after its session closed")
+        eq(other.exists("/seq/e-0000000006"), None, "ephemeral sequential after close")
+        eq(other.exists("/n2").numChildren, 0, "/n2 numChildren after close")
+        eq(sorted(other.get_children("/seq")),
+           ["0000000007", "n-0000000000", "n-0000000002", "n-0000000004",
+            "n-0000000005", "plain"], "/seq after its ephemeral vanished")
+    finally:
+        for c in (zk, other):
+            c.stop()
+            c.close()
+
+
+# ---------------------------------------------------------------------------------
+# Watches
+
+
+def scenario_watches(hosts):
+    a = client(hosts)
+    b = client(hosts)
+    try:
+        a.create("/w", b"0")
+        a.create("/w/kid", b"")
+
+        # data watch fires once with CHANGED
+        rec = Recorder()
+        a.get("/w", watch=rec)
+        b.set("/w", b"1")
+        sync_and_flush(a)
+        eq(rec.get(), [(EventType.CHANGED, "/w")], "data watch after one set")
+        b.set("/w", b"2")
+        sync_and_flush(a)
+        eq(rec.get(), [(EventType.CHANGED, "/w")], "one-shot: no event for the second set")
+
+        # the same watcher registered twice is one watch (kazoo keeps a set)
+        rec = Recorder()
+        a.get("/w", watch=rec)
+        a.exists("/w", watch=rec)
+        b.set("/w", b"3")
+        sync_and_flush(a)
+        eq(rec.get(), [(EventType.CHANGED, "/w")], "get+exists with one watcher")
+
+        # child watch
+        rec = Recorder()
+        a.get_children("/w", watch=rec)
+        b.set("/w", b"4")  # data changes do not fire child watches
+        b.create("/w/new")
+        sync_and_flush(a)
+        eq(rec.get(), [(EventType.CHILD, "/w")], "child watch after a create")
+        b.delete("/w/new")
+        sync_and_flush(a)
+        eq(rec.get(), [(EventType.CHILD, "/w")], "child watch is one-shot")
+        # creating a grandchild is not a child change of /w
+        rec = Recorder()
+        a.get_children("/w", watch=rec, include_data=True)
+        b.create("/w/kid/grand")
+        b.set("/w/kid", b"x")
+        sync_and_flush(a)
+        eq(rec.get(), [], "grandchild and child data changes fire no child watch")
+        b.delete("/w/kid/grand")
+        b.delete("/w/kid")
+        sync_and_flush(a)
+        eq(rec.get(), [(EventType.CHILD, "/w")], "getChildren2 watch on a child delete")
+
+        # exists watch on a missing node fires CREATED
+        rec = Recorder()
+        eq(a.exists("/w/later", watch=rec), None, "exists on a missing node")
+        b.create("/w/later", b"L")
+        sync_and_flush(a)
+        eq(rec.get(), [(EventType.CREATED, "/w/later")], "exists watch -> CREATED")
+
+        # delete fires DELETED on data and child watchers
+        data_rec, child_rec, exists_rec = Recorder(), Recorder(), Recorder()
+        a.get("/w/later", watch=data_rec)
+        a.get_children("/w/later", watch=child_rec)
+        parent_rec = Recorder()
+        a.get_children("/w", watch=parent_rec)
+        b.delete("/w/later")
+        sync_and_flush(a)
+        eq(data_rec.get(), [(EventType.DELETED, "/w/later")], "data watcher on delete")
+        eq(child_rec.get(), [(EventType.DELETED, "/w/later")], "child watcher on delete")
+        eq(parent_rec.get(), [(EventType.CHILD, "/w")], "parent child watcher on delete")
+        eq(a.exists("/w/later", watch=exists_rec), None, "gone")
+
+        # setting data on a node with only an exists watch from NoNode: no event
+        # until it is created
+        b.create("/w/later")
+        b.set("/w/later", b"again")
+        sync_and_flush(a)
+        eq(exists_rec.get(), [(EventType.CREATED, "/w/later")],
+           "exists watch fires CREATED once, not CHANGED for the next set")
+
+        # ordering: A's watch event arrives before the reply to A's next request,
+        # as kazoo's connection thread sees them on the wire.
+        wire = []
+        conn = a._connection
+        orig_event, orig_response = conn._read_watch_event, conn._read_response
+
+        def log_event(buffer, offset):
+            wire.append("event")
+            return orig_event(buffer, offset)
+
+        def log_response(header, buffer, offset):
+            wire.append("reply:%d" % header.xid)
+            return orig_response(header, buffer, offset)
+
+        conn._read_watch_event, conn._read_response = log_event, log_response
+        try:
+            seen_at_callback = []
+            rec = Recorder()
+
+            def watcher(event):
+                rec(event)
+                seen_at_callback.append(list(wire))
+
+            a.get("/w", watch=watcher)
+            wire_before = len(wire)
+            b.set("/w", b"ordered")
+            data, _ = a.get("/w")
+            eq(data, b"ordered", "A reads B's write after B's set returned")
+            got = wire[wire_before:]
+            eq(got, ["event", "reply:%d" % a._connection._xid],
+               "A's wire after B's set: the event, then the get's reply")
+            flush_callbacks(a)
+            eq(rec.get(), [(EventType.CHANGED, "/w")], "ordered event")
+        finally:
+            conn._read_watch_event, conn._read_response = orig_event, orig_response
+
+        # DataWatch and ChildrenWatch recipes
+        data_calls, child_calls = [], []
+
+        @a.DataWatch("/w/dw")
+        def on_data(data, stat):
+            data_calls.append((data, stat.version if stat else None))
+
+        @a.ChildrenWatch("/w")
+        def on_children(children):
+            child_calls.append(sorted(children))
+
+        eq(data_calls, [(None, None)], "DataWatch first call on a missing node")
+        eq(child_calls, [["later"]], "ChildrenWatch first call")
+        b.create("/w/dw", b"d0")
+        wait_until(lambda: len(data_calls) == 2 and len(child_calls) == 2,
+                   "recipes to see the create (data %r, children %r)" % (
+                       data_calls, child_calls))
+        eq(data_calls[1], (b"d0", 0), "DataWatch after create")
+        eq(child_calls[1], ["dw", "later"], "ChildrenWatch after create")
+        b.set("/w/dw", b"d1")
+        wait_until(lambda: len(data_calls) == 3, "DataWatch to see the set")
+        eq(data_calls[2], (b"d1", 1), "DataWatch after set")
+        b.delete("/w/dw")
+        wait_until(lambda: len(data_calls) == 4 and len(child_calls) == 3,
+                   "recipes to see the delete")
+        eq(data_calls[3], (None, None), "DataWatch after delete")
+        eq(child_calls[2], ["later"], "ChildrenWatch after delete")
+        sync_and_flush(a)
+        eq(len(data_calls), 4, "no extra DataWatch calls: %r" % data_calls)
+        eq(len(child_calls), 3, "no extra ChildrenWatch calls: %r" % child_calls)
+    finally:
+        for c in (a, b):
+            c.stop()
+            c.close()
+
+
+# ---------------------------------------------------------------------------------
+# Transactions
+
+
+def scenario_multi(hosts):
+    zk = client(hosts)
+    other = client(hosts)
+    try:
+        zk.create("/m", b"")
+        zk.create("/m/s", b"s0")
+        t = zk.transaction()
+        t.create("/m/a", b"A")
+        t.set_data("/m/s", b"s1", version=0)
+        t.check("/m/s", 1)
+        t.create("/m/b", b"B", ephemeral=True)
+        t.delete("/m/a")
+        res = t.commit()
+        z_ok = zk.last_zxid
+        eq(len(res), 5, "number of results")
+        eq(res[0], "/m/a", "create result")
+        eq(res[1].version, 1, "set_data result Stat version")
+        eq(res[1].mzxid, z_ok, "set_data Stat mzxid is the multi's zxid")
+        eq(res[2], True, "check result")
+        eq(res[3], "/m/b", "second create result")
+        eq(res[4], True, "delete result")
+        eq(zk.exists("/m/a"), None, "created then deleted in one multi")
+        eq(zk.exists("/m/b").czxid, z_ok, "every op in a multi has the multi's zxid")
+        eq(zk.exists("/m/b").ephemeralOwner, zk.client_id[0], "ephemeral in multi")
+        eq(zk.get("/m/s")[0], b"s1", "set in multi")
+        eq(zk.exists("/m").cversion, 4, "cversion after 3 creates and 1 delete")
+
+        # a failing multi: ops before get RolledBackError, the failing op its
+        # error, ops after RuntimeInconsistency; nothing changes; no watch fires
+        data_rec, child_rec, exists_rec = Recorder(), Recorder(), Recorder()
+        other.get("/m/s", watch=data_rec)
+        other.get_children("/m", watch=child_rec)
+        other.exists("/m/x", watch=exists_rec)
+        before = zk.exists("/m")
+        t = zk.transaction()
+        t.create("/m/x", b"X")
+        t.set_data("/m/s", b"s2")
+        t.check("/m/s", 7)
+        t.delete("/m/b")
+        res = t.commit()
+        z_fail = zk.last_zxid
+        eq([type(r) for r in res],
+           [RolledBackError, RolledBackError, BadVersionError, RuntimeInconsistency],
+           "failed multi result types")
+        eq(zk.exists("/m/x"), None, "failed multi created nothing")
+        eq(zk.get("/m/s")[0], b"s1", "failed multi set nothing")
+        check(zk.exists("/m/b") is not None, "failed multi deleted nothing")
+        eq(zk.exists("/m"), before, "parent Stat unchanged by a failed multi")
+        result("failed_multi_zxid_delta", z_fail - z_ok)
+        sync_and_flush(other)
+        eq((data_rec.get(), child_rec.get(), exists_rec.get()), ([], [], []),
+           "a failed multi fires no watches")
+
+        # other failures: NoNode on a later op, NodeExists on the first
+        res = zk.transaction()
+        res.create("/m/b2")
+        res.delete("/m/none")
+        res = res.commit()
+        eq([type(r) for r in res], [RolledBackError, NoNodeError], "NoNode in multi")
+        res = zk.transaction()
+        res.create("/m/s")
+        res.create("/m/c")
+        res = res.commit()
+        eq([type(r) for r in res], [NodeExistsError, RuntimeInconsistency],
+           "NodeExists first in multi")
+        res = zk.transaction()
+        res.create("/m/b/child")
+        res = res.commit()
+        eq([type(r) for r in res], [NoChildrenForEphemeralsError],
+           "NoChildrenForEphemerals in multi")
+
+        # the watches set before still fire for the next real change
+        zk.set("/m/s", b"s3")
+        zk.create("/m/x")
+        sync_and_flush(other)
+        eq(data_rec.get(), [(EventType.CHANGED, "/m/s")], "data watch after the failures")
+        eq(child_rec.get(), [(EventType.CHILD, "/m")], "child watch after the failures")
+        eq(exists_rec.get(), [(EventType.CREATED, "/m/x")], "exists watch")
+
+        # a successful multi fires watches as its ops would
+        rec = Recorder()
+        other.get("/m/x", watch=rec)
+        t = zk.transaction()
+        t.set_data("/m/x", b"1")
+        t.delete("/m/x")
+        t.commit()
+        sync_and_flush(other)
+        # ops fire their watches in order: the set consumes the data watch
+        eq(rec.get(), [(EventType.CHANGED, "/m/x")],
+           "set then delete in one multi: the data watch sees")
+        result("multi_delete_event", rec.get()[0][0])
+
+        # an empty multi
+        eq(zk.transaction().commit(), [], "empty multi")
+    finally:
+        for c in (zk, other):
+            c.stop()
+            c.close()
+
+
+# ---------------------------------------------------------------------------------
+# ACLs
+
+
+def scenario_acl(hosts):
+    owner = client(hosts)
+    anon = client(hosts)
+    try:
+        owner.add_auth("digest", "user1:pw1")
+        acl = make_digest_acl("user1", "pw1", all=True)
+        eq(acl, ACL(31, Id("digest", make_digest_acl_credential("user1", "pw1"))),
+           "make_digest_acl")
+        owner.create("/acl", b"")
+        owner.create("/acl/secret", b"s", acl=[acl])
+        acls, st = owner.get_acls("/acl/secret")
+        eq(acls, [acl], "get_acls")
+        eq(st.aversion, 0, "aversion")
+        eq(owner.get("/acl/secret")[0], b"s", "owner reads")
+
+        raises(NoAuthError, anon.get, "/acl/secret")
+        raises(NoAuthError, anon.set, "/acl/secret", b"x")
+        raises(NoAuthError, anon.create, "/acl/secret/c")
+        raises(NoAuthError, anon.get_children, "/acl/secret")
+        raises(NoAuthError, anon.set_acls, "/acl/secret", OPEN_ACL_UNSAFE)
+        # ZOOKEEPER-4799 (3.9.2, 3.8.4, 3.7.3): exists needs READ on an existing node.
+        v = anon.server_version()
+        if v >= (3, 9, 2) or (3, 8, 4) <= v < (3, 9) or (3, 7, 3) <= v < (3, 8):
+            raises(NoAuthError, anon.exists, "/acl/secret")
+            result("exists_needs_read", True)
+        else:
+            check(anon.exists("/acl/secret") is not None, "exists needs no permission")
+            result("exists_needs_read", False)
+        eq(anon.exists("/acl/secret/none"), None, "exists of a missing child")
+        raises(NoAuthError, anon.get_acls, "/acl/secret")  # needs READ or ADMIN
+        anon.add_auth("digest", "user1:wrong")
+        raises(NoAuthError, anon.get, "/acl/secret")
+        eq(anon.add_auth("digest", "user1:pw1"), True, "add_auth returns True")
+        eq(anon.get("/acl/secret")[0], b"s", "reads after add_auth")
+
+        # set_acls with a version
+        both = [acl, ACL(1, Id("world", "anyone"))]
+        st = owner.set_acls("/acl/secret", both, version=0)
+        eq(st.aversion, 1, "aversion after set_acls")
+        eq(st.version, 0, "set_acls leaves version")
+        raises(BadVersionError, owner.set_acls, "/acl/secret", both, version=0)
+        acls, st = owner.get_acls("/acl/secret")
+        eq((acls, st.aversion), (both, 1), "get_acls after set_acls")
+        raises(NoNodeError, owner.set_acls, "/acl/none", both)
+        raises(NoNodeError, owner.get_acls, "/acl/none")
+
+        # world read-only
+        owner.create("/acl/ro", b"r", acl=READ_ACL_UNSAFE)
+        third = client(hosts)
+        try:
+            eq(third.get("/acl/ro")[0], b"r", "world can read")
+            raises(NoAuthError, third.set, "/acl/ro", b"x")
+            raises(NoAuthError, third.create, "/acl/ro/c")
+            eq(third.get_acls("/acl/ro")[0], READ_ACL_UNSAFE, "get_acls world read")
+            # delete is governed by the parent's ACL
+            third.delete("/acl/ro")
+            eq(third.exists("/acl/ro"), None, "deleted via the parent's ACL")
+        finally:
+            third.stop()
+            third.close()
+
+        # the "auth" scheme stands for the creator's authenticated ids
+        owner.create("/acl/byauth", b"", acl=[ACL(31, Id("auth", ""))])
+        eq(owner.get_acls("/acl/byauth")[0],
+           [ACL(31, Id("digest", make_digest_acl_credential("user1", "pw1")))],
+           "auth scheme becomes the creator's digest id")
+
+        # unknown scheme: AuthFailedError and the AUTH_FAILED state
+        bad = KazooClient(hosts=hosts, timeout=10.0)
+        states = []
+        orig = bad._session_callback
+
+        def record(state):
+            states.append(state)
+            return orig(state)
+
+        bad._session_callback = record
+        bad.start(timeout=WAIT_S)
+        try:
+            raises(AuthFailedError, bad.add_auth, "nosuchscheme", "x")
+            wait_until(lambda: bad.client_state == KeeperState.AUTH_FAILED or
+                       KeeperState.CLOSED in states,
+                       "AUTH_FAILED state (states %r)" % states)
+            check(KeeperState.AUTH_FAILED in states, "states: %r" % states)
+            eq(bad.state, KazooState.LOST, "kazoo state after an auth failure")
+            result("auth_failed_states", ",".join(str(s) for s in states))
+        finally:
+            bad.stop()
+            bad.close()
+    finally:
+        for c in (owner, anon):
+            c.stop()
+            c.close()
+
+
+# ---------------------------------------------------------------------------------
+# Sessions
+
+
+def hold_session(hosts, path, timeout):
+    """Child process: creates an ephemeral, prints its session, then waits to be killed."""
+    zk = client(hosts, timeout=float(timeout))
+    zk.create(path, b"held", ephemeral=True, makepath=False)
+    sid, passwd = zk.client_id
+    print("SESSION %d %s" % (sid, passwd.hex()), flush=True)
+    time.sleep(600)
+
+
+def spawn_holder(hosts, path, timeout):
+    p = subprocess.Popen(
+        [sys.executable, os.path.abspath(__file__), hosts, "_hold", path, str(timeout)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    line = p.stdout.readline().decode()
+    if not line.startswith("SESSION "):
+        p.kill()
+        fail("holder did not start: %r %r" % (line, p.stderr.read()))
+    _, sid, pw = line.split()
+    return p, int(sid), bytes.fromhex(pw)
+
+
+def kill9(p):
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+
+
+def scenario_sessions(hosts):
+    watcher = client(hosts)
+    try:
+        watcher.create("/s")
+        # a second client attaches to the same session with (id, password)
+        p, sid, pw = spawn_holder(hosts, "/s/held", 10)
+        kill9(p)  # the session lives on: nobody closed it
+        eq(watcher.exists("/s/held").ephemeralOwner, sid, "holder's ephemeral")
+        again = client(hosts, client_id=(sid, pw))
+        try:
+            eq(again.client_id[0], sid, "reattached to the same session id")
+            eq(again.client_id[1], pw, "same password")
+            st = again.exists("/s/held")
+            eq(st.ephemeralOwner, again.client_id[0], "ephemeral still owned")
+            again.create("/s/more", b"", ephemeral=True)
+            eq(watcher.exists("/s/more").ephemeralOwner, sid, "new ephemeral owner")
+
+            # a wrong password: the session is expired for that client, which
+            # kazoo then replaces with a new session
+            wrong = bytes((b ^ 0xff) for b in pw)
+            states = []
+            bad = KazooClient(hosts=hosts, timeout=10.0, client_id=(sid, wrong))
+            orig = bad._session_callback
+
+            def record(state):
+                states.append(state)
+                return orig(state)
+
+            bad._session_callback = record
+            bad.start(timeout=WAIT_S)
+            try:
+                check(KeeperState.EXPIRED_SESSION in states,
+                      "EXPIRED_SESSION state for a wrong password: %r" % states)
+                eq(states[states.index(KeeperState.EXPIRED_SESSION) - 1],
+                   KeeperState.CONNECTING, "expired right at connect")
+                check(bad.client_id[0] != sid, "kazoo started a new session")
+                eq(states[-1], KeeperState.CONNECTED, "then connected: %r" % states)
+                result("wrong_password_states", ",".join(str(s) for s in states))
+            finally:
+                bad.stop()
+                bad.close()
+            # the real session is unaffected
+            eq(again.exists("/s/held").ephemeralOwner, sid, "session survives bad login")
+            eq(again.get("/s/held")[0], b"held", "reattached client reads")
+        finally:
+            rec = Recorder()
+            watcher.exists("/s/more", watch=rec)
+            again.stop()
+            again.close()
+        wait_until(lambda: rec.get() != [], "ephemeral gone after the close")
+        eq(rec.get(), [(EventType.DELETED, "/s/more")], "close deletes ephemerals")
+        eq(watcher.exists("/s/held"), None, "both ephemerals gone")
+
+        # the same session id with a wrong password after the session is closed
+        bad = KazooClient(hosts=hosts, timeout=10.0, client_id=(sid, pw))
+        states = []
+        orig2 = bad._session_callback
+        bad._session_callback = lambda s: (states.append(s), orig2(s))[1]
+        bad.start(timeout=WAIT_S)
+        try:
+            check(KeeperState.EXPIRED_SESSION in states,
+                  "a closed session is expired: %r" % states)
+        finally:
+            bad.stop()
+            bad.close()
+    finally:
+        watcher.stop()
+        watcher.close()
+
+
+def scenario_expiry(hosts):
+    """A client that goes silent loses its session after the timeout (4 s here)."""
+    zk = client(hosts)
+    try:
+        zk.create("/x")
+        p, sid, _ = spawn_holder(hosts, "/x/held", 4)
+        rec = Recorder()
+        eq(zk.exists("/x/held", watch=rec).ephemeralOwner, sid, "holder's ephemeral")
+        killed = time.time()
+        kill9(p)
+        wait_until(lambda: rec.get() != [], "the silent session to expire")
+        elapsed = time.time() - killed
+        eq(rec.get(), [(EventType.DELETED, "/x/held")], "expiry deletes the ephemeral")
+        eq(zk.exists("/x/held"), None, "ephemeral gone")
+        result("expiry_seconds", "%.1f" % elapsed)
+        print("expired %.1f s after the holder died" % elapsed)
+        # the expired session cannot be resumed
+        states = []
+        bad = KazooClient(hosts=hosts, timeout=4.0, client_id=(sid, _))
+        orig = bad._session_callback
+        bad._session_callback = lambda s: (states.append(s), orig(s))[1]
+        bad.start(timeout=WAIT_S)
+        try:
+            check(KeeperState.EXPIRED_SESSION in states,
+                  "resuming an expired session: %r" % states)
+        finally:
+            bad.stop()
+            bad.close()
+    finally:
+        zk.stop()
+        zk.close()
+
+
+# ---------------------------------------------------------------------------------
+# Reconnect
+
+
+class SetWatches(namedtuple("SetWatches", "relative_zxid data exist child")):
+    """OpCode.setWatches (101). kazoo 2.8 never re-registers watches after a
+    reconnect (its watchers get a NONE event instead), so the test sends the request
+    the Java client sends, through kazoo's own connection."""
+
+    type = 101
+
+    def serialize(self):
+        b = bytearray(struct.pack("!q", self.relative_zxid))
+        for paths in (self.data, self.exist, self.child):
+            b.extend(struct.pack("!i", len(paths)))
+            for p in paths:
+                b.extend(write_string(p))
+        return b
+
+    @classmethod
+    def deserialize(cls, buf, offset):
+        return True
+
+
+def break_connection(zk):
+    """Closes kazoo's TCP connection under it; the session stays open."""
+    zk._connection._socket.shutdown(socket.SHUT_RDWR)
+
+
+def scenario_reconnect(hosts):
+    a = client(hosts)
+    b = client(hosts)
+    try:
+        for p in ("/r", "/r/changed", "/r/deleted", "/r/same", "/r/kids"):
+            a.create(p, b"0")
+        a.create("/r/eph", b"", ephemeral=True)
+        sid = a.client_id[0]
+
+        # kazoo's own behaviour: on a lost connection the watchers get a NONE event
+        rec = Recorder()
+        a.get("/r/changed", watch=rec)
+        states = []
+        a.add_listener(lambda s: states.append(s))
+        a.sync("/")
+        zxid_before = a.last_zxid
+        break_connection(a)
+        wait_until(lambda: KazooState.CONNECTED in states,
+                   "kazoo to reconnect (states %r)" % states)
+        eq(states[:2], [KazooState.SUSPENDED, KazooState.CONNECTED], "kazoo states")
+        eq(a.client_id[0], sid, "same session after reconnect")
+        flush_callbacks(a)
+        eq(rec.get(), [(EventType.NONE, None)], "kazoo's NONE event on disconnect")
+        eq(b.exists("/r/eph").ephemeralOwner, sid, "ephemeral survived the reconnect")
+
+        # another client changes things while A's watches are not on the server
+        b.set("/r/changed", b"1")
+        b.delete("/r/deleted")
+        b.create("/r/created", b"")
+        b.create("/r/kids/k", b"")
+
+        # setWatches with the zxid A had seen: everything that changed fires now
+        recs = {k: Recorder() for k in
+                ("changed", "deleted", "same", "created", "kids", "absent")}
+        a._data_watchers["/r/changed"].add(recs["changed"])
+        a._data_watchers["/r/deleted"].add(recs["deleted"])
+        a._data_watchers["/r/same"].add(recs["same"])
+        a._data_watchers["/r/created"].add(recs["created"])
+        a._data_watchers["/r/absent"].add(recs["absent"])
+        a._child_watchers["/r/kids"].add(recs["kids"])
+        req = SetWatches(zxid_before,
+                         ["/r/changed", "/r/deleted", "/r/same"],
+                         ["/r/created", "/r/absent"],
+                         ["/r/kids"])
+        async_result = a.handler.async_result()
+        a._call(req, async_result)
+        eq(async_result.get(timeout=WAIT_S), True, "setWatches reply")
+        flush_callbacks(a)
+        got = {k: r.get() for k, r in recs.items()}
+        eq(got, {
+            "changed": [(EventType.CHANGED, "/r/changed")],
+            "deleted": [(EventType.DELETED, "/r/deleted")],
+            "same": [],
+            "created": [(EventType.CREATED, "/r/created")],
+            "kids": [(EventType.CHILD, "/r/kids")],
+            "absent": [],
+        }, "events fired by setWatches")
+
+        # the watches that did not fire are registered now
+        b.set("/r/same", b"1")
+        b.create("/r/absent")
+        sync_and_flush(a)
+        eq(recs["same"].get(), [(EventType.CHANGED, "/r/same")], "re-set data watch")
+        eq(recs["absent"].get(), [(EventType.CREATED, "/r/absent")], "re-set exists watch")
+
+        # the DataWatch recipe re-reads after a reconnect and sees changes made
+        # while it was disconnected
+        calls = []
+        a.DataWatch("/r/changed", lambda d, s: calls.append(d))
+        eq(calls, [b"1"], "DataWatch first call")
+        states.clear()
+        break_connection(a)
+        b.set("/r/changed", b"2")
+        wait_until(lambda: b"2" in calls, "DataWatch to see the change across a reconnect "
+                   "(calls %r)" % calls)
+        eq(a.client_id[0], sid, "still the same session")
+    finally:
+        for c in (a, b):
+            c.stop()
+            c.close()
+
+
+def scenario_restart(hosts):
+    """Run by the Rust test, which kill -9s and restarts the server when this prints
+    READY and writes a line to stdin when it is back. Sessions survive the restart."""
+    a = client(hosts)
+    b = client(hosts)
+    try:
+        a.create("/rs", b"0")
+        a.create("/rs/eph", b"", ephemeral=True)
+        sid = a.client_id[0]
+        calls = []
+        a.DataWatch("/rs", lambda d, s: calls.append(d))
+        eq(calls, [b"0"], "DataWatch first call")
+        states = {a: [], b: []}
+        for c in (a, b):
+            c.add_listener(lambda s, c=c: states[c].append(s))
+        print("READY", flush=True)
+        eq(sys.stdin.readline().strip(), "RESTARTED", "the test's go-ahead")
+        for c in (a, b):
+            wait_until(lambda: KazooState.CONNECTED in states[c],
+                       "kazoo to reconnect after the restart (%r)" % states[c])
+            eq(states[c][0], KazooState.SUSPENDED, "suspended first")
+        eq(a.client_id[0], sid, "the session survived the restart")
+        eq(b.exists("/rs/eph").ephemeralOwner, sid, "its ephemeral too")
+        b.set("/rs", b"1")
+        wait_until(lambda: b"1" in calls, "DataWatch to see the change (%r)" % calls)
+        eq(calls, [b"0", b"1"], "DataWatch calls")
+        a.create("/rs/after", b"")
+        eq(sorted(b.get_children("/rs")), ["after", "eph"], "children after restart")
+    finally:
+        for c in (a, b):
+            c.stop()
+            c.close()
+
+
+# ---------------------------------------------------------------------------------
+# Miscellaneous
+
+
+def scenario_misc(hosts):
+    zk = client(hosts)
+    try:
+        eq(zk.sync("/"), "/", "sync returns its path")
+        zk.create("/misc")
+        eq(zk.sync("/misc"), "/misc", "sync on a node")
+        version = zk.server_version()
+        eq(version[0], 3, "server_version major: %r" % (version,))
+        check(len(version) >= 2, "server_version has major and minor: %r" % (version,))
+        result("server_version", ".".join(str(v) for v in version))
+        eq(zk.command(b"ruok"), "imok", "ruok")
+        srvr = zk.command(b"srvr")
+        check("Mode: standalone" in srvr, "srvr says standalone: %r" % srvr)
+        check(srvr.startswith("Zookeeper version: 3."), "srvr version line: %r" % srvr)
+        envi = zk.command(b"envi")
+        check("zookeeper.version=" in envi, "envi: %r" % envi)
+        stat = zk.command(b"stat")
+        check("Clients:" in stat and "Mode: standalone" in stat, "stat: %r" % stat)
+        eq(zk.command(b"isro"), "rw", "isro")
+
+        # system nodes
+        check(zk.exists("/zookeeper/quota") is not None, "/zookeeper/quota")
+        check(zk.exists("/zookeeper/config") is not None, "/zookeeper/config")
+
+        # reconfig is disabled in a standalone server. kazoo 2.8 has no exception
+        # class for ReconfigDisabled (-123): its connection thread dies on the
+        # unknown code, so read the error code from the reply header it got.
+        probe = client(hosts)
+        try:
+            errors = []
+            conn = probe._connection
+            orig_response = conn._read_response
+
+            def log_response(header, buffer, offset):
+                errors.append(header.err)
+                return orig_response(header, buffer, offset)
+
+            conn._read_response = log_response
+            probe.reconfig_async(
+                joining="server.100=127.0.0.1:2889:3888:observer;0.0.0.0:2181",
+                leaving=None, new_members=None, from_config=-1)
+            wait_until(lambda: errors, "the reconfig reply")
+            eq(errors, [-123], "reconfig's error code (ReconfigDisabled)")
+            result("reconfig_err", errors[0])
+        finally:
+            probe.stop()
+            probe.close()
+    finally:
+        zk.stop()
+        zk.close()
+
+
+def scenario_recipes(hosts):
+    a = client(hosts)
+    b = client(hosts)
+    try:
+        # Lock
+        la = a.Lock("/recipes/lock", "alice")
+        lb = b.Lock("/recipes/lock", "bob")
+        eq(la.acquire(timeout=WAIT_S), True, "alice locks")
+        eq(lb.acquire(blocking=False), False, "bob cannot lock")
+        eq(lb.contenders(), ["alice"], "contenders")
+        got = []
+        t = threading.Thread(target=lambda: got.append(lb.acquire(timeout=WAIT_S)))
+        t.start()
+        wait_until(lambda: len(a.get_children("/recipes/lock")) == 2, "bob to queue")
+        eq(lb.contenders(), ["alice", "bob"], "contenders while bob waits")
+        la.release()
+        t.join(WAIT_S)
+        eq(got, [True], "bob gets the lock after alice releases")
+        lb.release()
+        eq(a.get_children("/recipes/lock"), [], "lock nodes cleaned up")
+
+        # Counter (compare-and-set on the version)
+        c = a.Counter("/recipes/counter")
+        c += 5
+        c2 = b.Counter("/recipes/counter")
+        c2 -= 2
+        eq(c.value, 3, "counter value")
+        fc = a.Counter("/recipes/fcounter", default=0.5)
+        fc += 1.25
+        eq(fc.value, 1.75, "float counter")
+
+        # Barrier
+        bar = a.Barrier("/recipes/barrier")
+        bar.create()
+        eq(b.Barrier("/recipes/barrier").wait(timeout=0.2), False, "barrier holds")
+        waited = []
+        t = threading.Thread(target=lambda: waited.append(
+            b.Barrier("/recipes/barrier").wait(timeout=WAIT_S)))
+        t.start()
+        time.sleep(0.2)
+        bar.remove()
+        t.join(WAIT_S)
+        eq(waited, [True], "barrier released")
+
+        # Queue and LockingQueue
+        q = a.Queue("/recipes/queue")
+        q.put(b"one")
+        q.put(b"two")
+        q.put(b"first", priority=1)
+        eq(len(q), 3, "queue length")
+        qb = b.Queue("/recipes/queue")
+        eq([qb.get(), qb.get(), qb.get(), qb.get()], [b"first", b"one", b"two", None],
+           "queue order")
+        lq = a.LockingQueue("/recipes/lqueue")
+        lq.put_all([b"x", b"y"])
+        lqb = b.LockingQueue("/recipes/lqueue")
+        eq(lqb.get(timeout=WAIT_S), b"x", "locking queue get")
+        eq(lqb.holds_lock(), True, "holds lock")
+        eq(lqb.consume(), True, "consume")
+        eq(len(lq), 1, "one item left")
+
+        # Election
+        elected = threading.Event()
+        leader = []
+        ea = a.Election("/recipes/election", "alice")
+
+        def lead():
+            leader.append("alice")
+            elected.set()
+            release.wait(WAIT_S)
+
+        release = threading.Event()
+        t = threading.Thread(target=ea.run, args=(lead,))
+        t.start()
+        check(elected.wait(WAIT_S), "alice elected")
+        eb = b.Election("/recipes/election", "bob")
+        wait_until(lambda: len(eb.contenders()) == 1, "one contender")
+        eq(eb.contenders(), ["alice"], "election contenders")
+        release.set()
+        t.join(WAIT_S)
+        eq(leader, ["alice"], "leader ran")
+
+        # Semaphore and Party
+        sem = a.Semaphore("/recipes/sem", max_leases=1, identifier="a")
+        eq(sem.acquire(timeout=WAIT_S), True, "semaphore acquire")
+        eq(b.Semaphore("/recipes/sem", max_leases=1, identifier="b").acquire(
+            blocking=False), False, "semaphore full")
+        eq(sem.lease_holders(), ["a"], "lease holders")
+        sem.release()
+        party = a.Party("/recipes/party", "pa")
+        party.join()
+        pb = b.Party("/recipes/party", "pb")
+        pb.join()
+        eq(sorted(party), ["pa", "pb"], "party members")
+        pb.leave()
+        eq(len(party), 1, "party after leave")
+    finally:
+        for c in (a, b):
+            c.stop()
+            c.close()
+
+
+SCENARIOS = {
+    "crud": scenario_crud,
+    "nodes": scenario_nodes,
+    "watches": scenario_watches,
+    "multi": scenario_multi,
+    "acl": scenario_acl,
+    "sessions": scenario_sessions,
+    "expiry": scenario_expiry,
+    "reconnect": scenario_reconnect,
+    "restart": scenario_restart,
+    "misc": scenario_misc,
+    "recipes": scenario_recipes,
+}
+
+
+def main():
+    if len(sys.argv) >= 3 and sys.argv[2] == "_hold":
+        hold_session(sys.argv[1], sys.argv[3], sys.argv[4])
+        return 0
+    if len(sys.argv) != 3 or sys.argv[2] not in SCENARIOS:
+        print("usage: kazoo_scenarios.py HOSTS {%s}" % "|".join(SCENARIOS),
+              file=sys.stderr)
+        return 2
+    hosts, name = sys.argv[1], sys.argv[2]
+    try:
+        SCENARIOS[name](hosts)
+    except Failed as e:
+        print("FAILED %s: %s" % (name, e), flush=True)
+        return 1
+    print("OK %s" % name, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
