@@ -525,13 +525,11 @@ impl Core {
         let zxid = self.tree.last_zxid();
         let ids = match auth.scheme.as_str() {
             "digest" => {
+                // Like ZooKeeper, any text authenticates: without a ':' the whole text
+                // is hashed and becomes the user part of the id.
                 let text =
                     String::from_utf8_lossy(auth.auth.as_deref().unwrap_or_default()).into_owned();
-                if text.contains(':') {
-                    acl::digest_auth_ids(&text, self.cfg.super_digest.as_deref())
-                } else {
-                    Vec::new()
-                }
+                acl::digest_auth_ids(&text, self.cfg.super_digest.as_deref())
             }
             _ => Vec::new(),
         };
