@@ -32,7 +32,7 @@ use rookery_wire::proto::{
 use rookery_wire::{AddWatchMode, CreateMode, ErrorCode, Id, KeeperState, Record, WatcherType};
 use rookery_zab::storage::{MetaStore, SnapshotStore, StorageError, TxnLog};
 use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, error, info, info_span, warn};
+use tracing::{Span, debug, error, info, info_span, warn};
 
 use crate::stats::ServerStats;
 use crate::words;
@@ -142,9 +142,17 @@ enum Item {
         header: TxnHeader,
         txn: Txn,
         after: AfterApply,
+        /// The request's span (session, xid, op, zxid), re-entered when it is applied.
+        span: Span,
+        received: Instant,
     },
     /// A read (or watch bookkeeping) that must see the writes queued before it.
-    Read { conn: ConnId, req: ClientRequest },
+    Read {
+        conn: ConnId,
+        req: ClientRequest,
+        span: Span,
+        received: Instant,
+    },
 }
 
 pub(crate) struct Core {
@@ -162,6 +170,8 @@ pub(crate) struct Core {
     in_flight: BTreeMap<SessionId, usize>,
     round: VecDeque<Item>,
     txns_since_snapshot: u64,
+    /// A failed log append: the round must not be acknowledged.
+    append_failed: Option<StorageError>,
     last_container_check_ms: i64,
     started: Instant,
     start_wall_ms: i64,
@@ -256,6 +266,7 @@ impl Core {
             in_flight: BTreeMap::new(),
             round: VecDeque::new(),
             txns_since_snapshot: replayed,
+            append_failed: None,
             started: Instant::now(),
             start_wall_ms: now,
             stats: ServerStats::default(),
@@ -429,12 +440,21 @@ impl Core {
                 auth: &[],
                 is_super: false,
             };
+            let span = info_span!(
+                "expire",
+                session = format!("{session:#x}"),
+                zxid = tracing::field::Empty
+            );
+            let _g = span.enter();
             self.submit(session, 0, &caller, &Op::CloseSession, AfterApply::Internal);
         }
         if now - self.last_container_check_ms >= self.cfg.container_check_interval_ms {
             self.last_container_check_ms = now;
-            for path in self.tree.container_candidates(now, i64::MAX) {
-                debug!(%path, "reaping container or expired TTL node");
+            // 0: containers that never had a child stay (znode.container.maxNeverUsedIntervalMs).
+            for path in self.tree.container_candidates(now, 0) {
+                let span = info_span!("reap", %path, zxid = tracing::field::Empty);
+                let _g = span.enter();
+                debug!("reaping container or expired TTL node");
                 let caller = Caller::system();
                 self.submit(
                     0,
@@ -465,15 +485,29 @@ impl Core {
         self.sessions.touch(session, now);
         let op = req.header.op;
         let xid_ = req.header.xid;
-        let span = info_span!("request", session = format!("{session:#x}"), xid = xid_, op);
+        let span = info_span!(
+            "request",
+            session = format!("{session:#x}"),
+            xid = xid_,
+            op,
+            zxid = tracing::field::Empty
+        );
         let _g = span.enter();
+        let received = Instant::now();
 
         match &req.body {
             Request::Auth(auth) => {
                 self.add_auth(conn, xid_, auth);
                 return;
             }
-            Request::Unknown { .. } | Request::DeleteContainer(_) | Request::Sasl(_) => {
+            Request::DeleteContainer(_) => {
+                // Only the server's reaper may delete containers; ZooKeeper answers a
+                // client's op 20 with BadArguments and keeps the connection.
+                let zxid = self.tree.last_zxid();
+                self.send_reply(conn, xid_, zxid, ErrorCode::BadArguments, &Response::Empty);
+                return;
+            }
+            Request::Unknown { .. } | Request::Sasl(_) => {
                 warn!("unimplemented opcode {op}; closing the connection as ZooKeeper does");
                 let zxid = self.tree.last_zxid();
                 self.send_reply(conn, xid_, zxid, ErrorCode::Unimplemented, &Response::Empty);
@@ -511,9 +545,15 @@ impl Core {
 
         // A read, sync or watch operation.
         if self.in_flight.get(&session).copied().unwrap_or(0) > 0 {
-            self.round.push_back(Item::Read { conn, req });
+            self.round.push_back(Item::Read {
+                conn,
+                req,
+                span: span.clone(),
+                received,
+            });
         } else {
             self.read(conn, &req);
+            self.stats.latency.record(received.elapsed());
         }
     }
 
@@ -571,18 +611,30 @@ impl Core {
             zxid,
             time_ms,
         };
+        let span = Span::current();
+        span.record("zxid", format!("{zxid:#x}"));
         if let Err(e) = self.storage.append(zxid, &encode_entry(&header, &txn)) {
-            // Surfaced at the sync of this round, which stops the server.
+            // Nothing of this round may be acknowledged now; finish_round stops the server.
             error!(error = %e, "log append failed");
+            self.append_failed.get_or_insert(e);
         }
         *self.in_flight.entry(session).or_default() += 1;
-        self.round.push_back(Item::Write { header, txn, after });
+        self.round.push_back(Item::Write {
+            header,
+            txn,
+            after,
+            span,
+            received: Instant::now(),
+        });
     }
 
     /// Makes the round durable, then applies and answers it in arrival order.
     fn finish_round(&mut self) -> Result<(), CoreError> {
         if self.round.is_empty() {
             return Ok(());
+        }
+        if let Some(e) = self.append_failed.take() {
+            return Err(e.into());
         }
         if self.round.iter().any(|i| matches!(i, Item::Write { .. })) {
             let started = Instant::now();
@@ -591,8 +643,27 @@ impl Core {
         }
         while let Some(item) = self.round.pop_front() {
             match item {
-                Item::Write { header, txn, after } => self.apply(header, &txn, after),
-                Item::Read { conn, req } => self.read(conn, &req),
+                Item::Write {
+                    header,
+                    txn,
+                    after,
+                    span,
+                    received,
+                } => {
+                    let _g = span.enter();
+                    self.apply(header, &txn, after);
+                    self.stats.latency.record(received.elapsed());
+                }
+                Item::Read {
+                    conn,
+                    req,
+                    span,
+                    received,
+                } => {
+                    let _g = span.enter();
+                    self.read(conn, &req);
+                    self.stats.latency.record(received.elapsed());
+                }
             }
         }
         self.pending.applied_through(self.tree.last_zxid());
