@@ -976,6 +976,7 @@ def scenario_misc(hosts):
         stat = zk.command(b"stat")
         check("Clients:" in stat and "Mode: standalone" in stat, "stat: %r" % stat)
         eq(zk.command(b"isro"), "rw", "isro")
+        eq(zk.command(b"gtmk"), "306", "gtmk: ZooKeeper's default trace mask, no newline")
 
         # system nodes
         check(zk.exists("/zookeeper/quota") is not None, "/zookeeper/quota")

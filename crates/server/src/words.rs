@@ -133,7 +133,9 @@ pub(crate) fn answer(word: FourLetterWord, v: &View<'_>) -> String {
             dir_size(&v.describe.data_dir)
         ),
         W::Hash => format!("digest: {:x}\n", v.tree.digest()),
-        W::Gtmk => "0\n".to_owned(),
+        // ZooTrace's default mask (client requests, server packets, sessions, warnings),
+        // printed without a newline as ZooKeeper does; Rookery has no trace levels.
+        W::Gtmk => "306".to_owned(),
         W::Stmk => "0\n".to_owned(),
     }
 }
