@@ -28,7 +28,10 @@ from collections import namedtuple
 from kazoo.client import KazooClient
 from kazoo.exceptions import (
     AuthFailedError,
+    BadArgumentsError,
     BadVersionError,
+    ConnectionLoss,
+    InvalidACLError,
     NoAuthError,
     NoChildrenForEphemeralsError,
     NodeExistsError,
@@ -36,8 +39,9 @@ from kazoo.exceptions import (
     NotEmptyError,
     RolledBackError,
     RuntimeInconsistency,
+    UnimplementedError,
 )
-from kazoo.protocol.serialization import write_string
+from kazoo.protocol.serialization import Watch, write_string
 from kazoo.protocol.states import Callback, EventType, KazooState, KeeperState
 from kazoo.security import (
     ACL,
@@ -953,6 +957,231 @@ def scenario_restart(hosts):
             c.close()
 
 
+class WireEvents(object):
+    """Records every notification as kazoo's connection thread reads it off the wire
+    (kazoo itself merges duplicates, so this is the only way to count them)."""
+
+    def __init__(self, zk):
+        self.zk = zk
+        self.seen = []
+        conn = zk._connection
+        orig = conn._read_watch_event
+
+        def log_event(buffer, offset):
+            w, _ = Watch.deserialize(buffer, offset)
+            self.seen.append((EVENT_NAMES[w.type], w.path))
+            return orig(buffer, offset)
+
+        conn._read_watch_event = log_event
+
+    def take(self):
+        sync_and_flush(self.zk)
+        got, self.seen = self.seen, []
+        return got
+
+
+EVENT_NAMES = {1: "CREATED", 2: "DELETED", 3: "CHANGED", 4: "CHILD"}
+
+
+def scenario_events(hosts):
+    """Exactly which notifications the server sends, counted on the wire."""
+    a = client(hosts)
+    b = client(hosts)
+    try:
+        wire = WireEvents(a)
+
+        def noop(event):
+            pass
+
+        a.create("/v", b"0")
+        a.create("/v/k")
+        a.get("/v", watch=noop)
+        a.exists("/v", watch=noop)
+        a.get_children("/v", watch=noop)
+        b.delete("/v/k")
+        eq(wire.take(), [("CHILD", "/v")], "child delete with data, exists, child watches")
+        b.delete("/v")
+        eq(wire.take(), [("DELETED", "/v")], "delete with data and exists watches: one event")
+        a.create("/v", b"0")
+        a.get("/v", watch=noop)
+        a.get_children("/v", watch=noop)
+        b.delete("/v")
+        eq(wire.take(), [("DELETED", "/v")], "delete with data and child watches: one event")
+
+        a.exists("/v", watch=noop)
+        t = b.transaction()
+        t.create("/v")
+        t.delete("/v")
+        t.commit()
+        eq(wire.take(), [("CREATED", "/v")], "create+delete in one multi, exists watch")
+        a.exists("/v", watch=noop)
+        t = b.transaction()
+        t.create("/v")
+        t.create("/v/c")
+        t.set_data("/v", b"1")
+        t.commit()
+        eq(wire.take(), [("CREATED", "/v")], "multi create, child, set; exists watch")
+        a.get_children("/v", watch=noop)
+        a.get("/v/c", watch=noop)
+        b.delete("/v", recursive=True)
+        eq(wire.take(), [("DELETED", "/v/c"), ("CHILD", "/v")],
+           "recursive delete: data watch on the child, child watch on the parent")
+
+        e = client(hosts)
+        e.create("/sc")
+        e.create("/sc/eph", ephemeral=True)
+        a.get_children("/sc", watch=noop)
+        a.exists("/sc/eph", watch=noop)
+        a.get("/sc/eph", watch=noop)
+        e.stop()
+        e.close()
+        wait_until(lambda: a.exists("/sc/eph") is None, "the closed session's ephemeral")
+        eq(wire.take(), [("DELETED", "/sc/eph"), ("CHILD", "/sc")], "session close")
+
+        # setWatches: which registrations fire at once, by relativeZxid
+        def set_watches(zxid, data, exist, child):
+            r = a.handler.async_result()
+            a._call(SetWatches(zxid, data, exist, child), r)
+            eq(r.get(timeout=WAIT_S), True, "setWatches reply")
+
+        a.create("/sw", b"0")
+        a.create("/sw/x")
+        a.sync("/")
+        z = a.last_zxid
+        set_watches(0, ["/sw", "/sw/none"], ["/sw/x", "/sw/none2"], ["/sw", "/sw/none3"])
+        eq(wire.take(), [("CHANGED", "/sw"), ("DELETED", "/sw/none"), ("CREATED", "/sw/x"),
+                         ("CHILD", "/sw"), ("DELETED", "/sw/none3")],
+           "setWatches from zxid 0 (a missing node's exists watch stays)")
+        set_watches(z, ["/sw"], ["/sw/x"], ["/sw"])
+        eq(wire.take(), [("CREATED", "/sw/x")],
+           "setWatches at the current zxid: an exists watch on a node that exists fires")
+        b.set("/sw", b"1")
+        b.delete("/sw/x")
+        eq(wire.take(), [("CHANGED", "/sw"), ("CHILD", "/sw")],
+           "the watches setWatches registered")
+        set_watches(z + 1000, ["/sw"], [], [])
+        eq(wire.take(), [], "setWatches from a zxid in the future")
+        b.set("/sw", b"2")
+        eq(wire.take(), [("CHANGED", "/sw")], "registered by the future setWatches")
+        set_watches(z, ["/sw"], ["/sw"], ["/sw"])
+        eq(wire.take(), [("CHANGED", "/sw"), ("CREATED", "/sw"), ("CHILD", "/sw")],
+           "setWatches of all three kinds on a changed node")
+        b.set("/sw", b"3")
+        eq(wire.take(), [], "all three fired: nothing left")
+        eq(wire.take(), [], "")
+    finally:
+        for c in (a, b):
+            c.stop()
+            c.close()
+
+
+def scenario_edges(hosts):
+    """Error paths and corners, as ZooKeeper 3.8 answers them."""
+    zk = client(hosts)
+    other = client(hosts)
+    try:
+        zk.create("/d")
+        raises(NodeExistsError, zk.create, "/d/")  # kazoo normalizes it to /d
+        raises(BadArgumentsError, zk.create, "/d/a\x00b")
+        raises(BadArgumentsError, zk.delete, "/")
+        raises(BadArgumentsError, zk.delete, "/zookeeper")
+        raises(BadArgumentsError, zk.delete, "/zookeeper/quota")
+        eq(zk.sync("/no/such"), "/no/such", "sync does not check the path")
+
+        # ACL validation
+        for bad in ([ACL(31, Id("auth", ""))], [ACL(31, Id("digest", "nocolon"))],
+                    [ACL(31, Id("foo", "bar"))], [ACL(31, Id("ip", "notanip"))]):
+            raises(InvalidACLError, zk.create, "/d/bad", acl=bad)
+        t = zk.transaction()  # (kazoo's create replaces [] with its default ACL)
+        t.create("/d/t3", acl=[])
+        t.create("/d/t4")
+        eq([type(r) for r in t.commit()], [InvalidACLError, RuntimeInconsistency],
+           "an empty ACL list inside a multi is invalid")
+
+        # ip ACLs
+        zk.create("/d/ip", b"i", acl=[ACL(31, Id("ip", "127.0.0.1"))])
+        zk.create("/d/ip8", b"i", acl=[ACL(31, Id("ip", "127.0.0.0/8"))])
+        zk.create("/d/ip10", b"i", acl=[ACL(31, Id("ip", "10.0.0.0/8"))])
+        eq(other.get("/d/ip")[0], b"i", "ip 127.0.0.1")
+        eq(other.get("/d/ip8")[0], b"i", "ip 127.0.0.0/8")
+        raises(NoAuthError, other.get, "/d/ip10")
+
+        # permissions one by one
+        zk.create("/d/p0", acl=[ACL(0, Id("world", "anyone"))])
+        raises(NoAuthError, other.get, "/d/p0")
+        raises(NoAuthError, other.get_children, "/d/p0")
+        other.delete("/d/p0")  # the parent's DELETE permission decides
+        zk.create("/d/co", acl=[ACL(4, Id("world", "anyone"))])  # CREATE only
+        eq(other.create("/d/co/k"), "/d/co/k", "CREATE permission")
+        raises(NoAuthError, other.get, "/d/co")
+        raises(NoAuthError, other.delete, "/d/co/k")
+        raises(NoAuthError, other.set_acls, "/d/co", OPEN_ACL_UNSAFE)
+        raises(NoAuthError, other.get_acls, "/d/co")
+        zk.create("/d/adm", b"a", acl=[ACL(16, Id("world", "anyone"))])  # ADMIN only
+        eq(other.get_acls("/d/adm")[0], [ACL(16, Id("world", "anyone"))], "ADMIN reads ACLs")
+        other.set_acls("/d/adm", READ_ACL_UNSAFE)
+        eq(other.get("/d/adm")[0], b"a", "READ after ADMIN changed the ACL")
+
+        # system nodes
+        eq(zk.create("/zookeeper/x"), "/zookeeper/x", "create under /zookeeper")
+        eq(sorted(zk.get_children("/zookeeper")), ["config", "quota", "x"],
+           "children of /zookeeper")
+        data, st = zk.get("/zookeeper/config")
+        eq((data, st.czxid, st.version, st.aversion), (b"", 0, 0, -1),
+           "/zookeeper/config in a standalone server")
+        eq(zk.get_acls("/zookeeper/config")[0], READ_ACL_UNSAFE, "/zookeeper/config ACL")
+        data, st = zk.get("/")
+        eq((data, st.czxid, st.ctime, st.version, st.ephemeralOwner), (b"", 0, 0, 0, 0),
+           "the root")
+        eq(zk.get_acls("/")[0], OPEN_ACL_UNSAFE, "the root's ACL")
+        eq(zk.set("/", b"root").version, 1, "set on the root")
+
+        # children of an ephemeral; sequential under it
+        zk.create("/d/eph", ephemeral=True)
+        eq(zk.get_children("/d/eph"), [], "children of an ephemeral")
+        raises(NoChildrenForEphemeralsError, zk.create, "/d/eph/s", sequence=True)
+
+        # a request larger than jute.maxbuffer: the server drops the connection;
+        # kazoo reconnects to the same session
+        sid = zk.client_id[0]
+        raises(ConnectionLoss, zk.create, "/d/big", b"x" * (1024 * 1024))
+        wait_until(lambda: zk.connected and zk.client_id, "kazoo to reconnect")
+        eq(zk.client_id[0], sid, "same session after the oversized request")
+        eq(zk.exists("/d/big"), None, "the oversized node was not created")
+
+        # an unknown opcode: UnimplementedError, then the server closes the
+        # connection (kazoo reconnects to the same session)
+        sid = other.client_id[0]
+        r = other.handler.async_result()
+        other._call(Unknown(), r)
+        e = r.exception if r.wait(WAIT_S) else None
+        eq(type(e), UnimplementedError, "unknown opcode")
+
+        def works():
+            try:
+                return other.exists("/d") is not None
+            except ConnectionLoss:
+                return False
+
+        wait_until(works, "the client to work again")
+        eq(other.client_id[0], sid, "same session after the unknown opcode")
+    finally:
+        for c in (zk, other):
+            c.stop()
+            c.close()
+
+
+class Unknown(namedtuple("Unknown", "")):
+    type = 999
+
+    def serialize(self):
+        return b""
+
+    @classmethod
+    def deserialize(cls, buf, offset):
+        return True
+
+
 # ---------------------------------------------------------------------------------
 # Miscellaneous
 
@@ -1122,6 +1351,8 @@ SCENARIOS = {
     "expiry": scenario_expiry,
     "reconnect": scenario_reconnect,
     "restart": scenario_restart,
+    "events": scenario_events,
+    "edges": scenario_edges,
     "misc": scenario_misc,
     "recipes": scenario_recipes,
 }

@@ -130,6 +130,18 @@ fn reconnect_set_watches_and_data_watch() {
 }
 
 #[test]
+fn notifications_on_the_wire_and_set_watches_by_zxid() {
+    require_kazoo!();
+    scenario("events");
+}
+
+#[test]
+fn error_paths_acl_permissions_system_nodes_and_bad_requests() {
+    require_kazoo!();
+    scenario("edges");
+}
+
+#[test]
 fn sync_version_four_letter_words_and_reconfig() {
     require_kazoo!();
     let r = scenario("misc");
