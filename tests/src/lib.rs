@@ -39,6 +39,18 @@ impl Target {
 pub const ZOOKEEPER_JAR: &str = "/usr/share/java/zookeeper.jar";
 pub const ZKCLI: &str = "/usr/share/zookeeper/bin/zkCli.sh";
 pub const CLI_MT: &str = "/usr/lib/zookeeper/bin/cli_mt";
+/// Under /usr/share/java: Debian's Curator 5.4 (libcurator-*-java) and what it needs
+/// besides the ZooKeeper client.
+pub const CURATOR_JARS: [&str; 8] = [
+    "curator-client.jar",
+    "curator-framework.jar",
+    "curator-recipes.jar",
+    "zookeeper.jar",
+    "zookeeper-jute.jar",
+    "guava.jar",
+    "slf4j-api.jar",
+    "slf4j-simple.jar",
+];
 /// Debian's python3 (with python3-kazoo), not whatever `python3` is first on PATH.
 pub const DEBIAN_PYTHON: &str = "/usr/bin/python3";
 
@@ -58,6 +70,12 @@ pub fn missing(what: &[&str]) -> Option<String> {
                 .output()
                 .map(|o| o.status.success())
                 .unwrap_or(false),
+            "curator" => {
+                CURATOR_JARS
+                    .iter()
+                    .all(|j| Path::new("/usr/share/java").join(j).is_file())
+                    && Command::new("javac").arg("-version").output().is_ok()
+            }
             other => panic!("unknown requirement {other}"),
         };
         if !ok {

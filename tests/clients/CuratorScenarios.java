@@ -1,0 +1,297 @@
+// Apache Curator (Debian's 5.4 with the ZooKeeper 3.8 client) against a server:
+// `java CuratorScenarios <connect string> <mutex|latch|cache|create>`. Each scenario
+// prints what it observed, one fact per line; tests/tests/curator.rs checks the lines.
+// Any failure throws, which exits non-zero with the stack trace on stderr.
+
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Collection;
+import java.util.List;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+
+import org.apache.curator.framework.CuratorFramework;
+import org.apache.curator.framework.CuratorFrameworkFactory;
+import org.apache.curator.framework.api.transaction.CuratorOp;
+import org.apache.curator.framework.api.transaction.CuratorTransactionResult;
+import org.apache.curator.framework.recipes.cache.ChildData;
+import org.apache.curator.framework.recipes.cache.CuratorCache;
+import org.apache.curator.framework.recipes.cache.CuratorCacheListener;
+import org.apache.curator.framework.recipes.leader.LeaderLatch;
+import org.apache.curator.framework.recipes.leader.Participant;
+import org.apache.curator.framework.recipes.locks.InterProcessMutex;
+import org.apache.curator.retry.RetryNTimes;
+import org.apache.curator.utils.Compatibility;
+import org.apache.zookeeper.CreateMode;
+import org.apache.zookeeper.KeeperException;
+import org.apache.zookeeper.data.Stat;
+
+public class CuratorScenarios {
+    static final long WAIT_S = 30;
+    static String connect;
+
+    public static void main(String[] args) throws Exception {
+        connect = args[0];
+        switch (args[1]) {
+            case "mutex": mutex(); break;
+            case "latch": latch(); break;
+            case "cache": cache(); break;
+            case "create": create(); break;
+            default: throw new IllegalArgumentException("unknown scenario " + args[1]);
+        }
+        System.out.flush();
+        // Curator leaves non-daemon threads behind.
+        System.exit(0);
+    }
+
+    static CuratorFramework client() throws Exception {
+        CuratorFramework c = CuratorFrameworkFactory.builder()
+            .connectString(connect)
+            .sessionTimeoutMs(30000)
+            .connectionTimeoutMs(30000)
+            .retryPolicy(new RetryNTimes(20, 500))
+            .build();
+        c.start();
+        check(c.blockUntilConnected((int) WAIT_S, TimeUnit.SECONDS), "connected");
+        return c;
+    }
+
+    static void check(boolean ok, String what) {
+        if (!ok) throw new AssertionError("failed: " + what);
+    }
+
+    static byte[] b(String s) { return s.getBytes(StandardCharsets.UTF_8); }
+    static String s(byte[] b) { return b == null ? "null" : new String(b, StandardCharsets.UTF_8); }
+
+    // Two clients, one thread each, take the same lock 15 times: never two holders.
+    static void mutex() throws Exception {
+        CuratorFramework c1 = client(), c2 = client();
+        AtomicInteger holders = new AtomicInteger();
+        AtomicInteger maxHolders = new AtomicInteger();
+        AtomicInteger acquisitions = new AtomicInteger();
+        AtomicInteger lockNodesWhileHeld = new AtomicInteger(-1);
+        List<Throwable> errors = new ArrayList<>();
+        List<Thread> threads = new ArrayList<>();
+        for (CuratorFramework c : Arrays.asList(c1, c2)) {
+            Thread t = new Thread(() -> {
+                try {
+                    InterProcessMutex m = new InterProcessMutex(c, "/locks/m");
+                    for (int i = 0; i < 15; i++) {
+                        check(m.acquire(WAIT_S, TimeUnit.SECONDS), "acquire");
+                        try {
+                            int now = holders.incrementAndGet();
+                            maxHolders.accumulateAndGet(now, Math::max);
+                            acquisitions.incrementAndGet();
+                            List<String> kids = c.getChildren().forPath("/locks/m");
+                            // Our own lock node is there while we hold it.
+                            boolean mine = false;
+                            for (String k : kids) mine |= k.contains("lock-");
+                            check(mine, "lock node present while held");
+                            Thread.sleep(3);
+                            holders.decrementAndGet();
+                        } finally {
+                            m.release();
+                        }
+                    }
+                } catch (Throwable e) {
+                    synchronized (errors) { errors.add(e); }
+                }
+            });
+            threads.add(t);
+            t.start();
+        }
+        for (Thread t : threads) t.join();
+        if (!errors.isEmpty()) throw new RuntimeException(errors.get(0));
+        System.out.println("mutex acquisitions=" + acquisitions.get());
+        System.out.println("mutex max holders=" + maxHolders.get());
+        // The lock's parent is a container: the server may already have reaped it.
+        int left;
+        try {
+            left = c1.getChildren().forPath("/locks/m").size();
+        } catch (KeeperException.NoNodeException gone) {
+            left = 0;
+        }
+        System.out.println("mutex lock nodes left=" + left);
+        c1.close();
+        c2.close();
+    }
+
+    static LeaderLatch awaitLeader(LeaderLatch... latches) throws Exception {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(WAIT_S);
+        while (System.nanoTime() < deadline) {
+            LeaderLatch leader = null;
+            int n = 0;
+            for (LeaderLatch l : latches) {
+                if (l.hasLeadership()) { leader = l; n++; }
+            }
+            check(n <= 1, "at most one leader");
+            if (n == 1) return leader;
+            Thread.sleep(20);
+        }
+        throw new AssertionError("no leader within " + WAIT_S + " s");
+    }
+
+    // Two participants: exactly one leads, both agree who, and leadership moves on close.
+    static void latch() throws Exception {
+        CuratorFramework c1 = client(), c2 = client();
+        LeaderLatch a = new LeaderLatch(c1, "/leader", "a");
+        LeaderLatch b = new LeaderLatch(c2, "/leader", "b");
+        a.start();
+        b.start();
+        LeaderLatch first = awaitLeader(a, b);
+        LeaderLatch other = first == a ? b : a;
+        System.out.println("latch leaders=1");
+        // Let the follower's view settle, then compare: both name the same leader.
+        Thread.sleep(200);
+        check(!other.hasLeadership(), "follower does not lead");
+        System.out.println("latch agreed=" + (a.getLeader().getId().equals(first.getId())
+            && b.getLeader().getId().equals(first.getId())));
+        Collection<Participant> ps = a.getParticipants();
+        System.out.println("latch participants=" + ps.size());
+        System.out.println("latch latch nodes=" + c1.getChildren().forPath("/leader").size());
+        first.close();
+        check(other.await(WAIT_S, TimeUnit.SECONDS), "leadership moves");
+        System.out.println("latch moved=" + other.hasLeadership());
+        System.out.println("latch leader after close is the other=" + other.getLeader().getId().equals(other.getId()));
+        System.out.println("latch latch nodes after close=" + c1.getChildren().forPath("/leader").size());
+        other.close();
+        c1.close();
+        c2.close();
+    }
+
+    // A CuratorCache on /cache sees another client's creates, changes and deletes.
+    static void cache() throws Exception {
+        System.out.println("cache persistent watchers in client library=" + Compatibility.hasPersistentWatchers());
+        CuratorFramework watcher = client(), writer = client();
+        writer.create().forPath("/cache", b("root"));
+        writer.create().forPath("/cache/pre", b("p"));
+        BlockingQueue<String> events = new LinkedBlockingQueue<>();
+        CountDownLatch initialized = new CountDownLatch(1);
+        CuratorCache cache = CuratorCache.build(watcher, "/cache");
+        cache.listenable().addListener(CuratorCacheListener.builder()
+            .forCreates(n -> events.add("create " + n.getPath() + " " + s(n.getData())))
+            .forChanges((o, n) -> events.add("change " + n.getPath() + " " + s(o.getData()) + " -> " + s(n.getData())
+                + " version " + n.getStat().getVersion()))
+            .forDeletes(n -> events.add("delete " + n.getPath()))
+            .forInitialized(initialized::countDown)
+            .build());
+        cache.start();
+        check(initialized.await(WAIT_S, TimeUnit.SECONDS), "cache initialized");
+        // The initial load: both existing nodes, in either order.
+        List<String> initial = new ArrayList<>();
+        initial.add(take(events));
+        initial.add(take(events));
+        initial.sort(null);
+        for (String e : initial) System.out.println("cache initial " + e);
+        // One change at a time, each awaited, so the order is the server's.
+        writer.create().forPath("/cache/a", b("1"));
+        System.out.println("cache " + take(events));
+        writer.create().forPath("/cache/a/b", b("2"));
+        System.out.println("cache " + take(events));
+        writer.setData().forPath("/cache/a", b("3"));
+        System.out.println("cache " + take(events));
+        writer.setData().forPath("/cache", b("root2"));
+        System.out.println("cache " + take(events));
+        writer.delete().forPath("/cache/a/b");
+        System.out.println("cache " + take(events));
+        writer.delete().forPath("/cache/a");
+        System.out.println("cache " + take(events));
+        writer.create().withMode(CreateMode.EPHEMERAL).forPath("/cache/pre/e", b("eph"));
+        System.out.println("cache " + take(events));
+        writer.close(); // the ephemeral goes with the writer's session
+        System.out.println("cache " + take(events));
+        System.out.println("cache size=" + cache.size());
+        String extra = events.poll(300, TimeUnit.MILLISECONDS);
+        System.out.println("cache extra event=" + extra);
+        cache.close();
+        watcher.close();
+    }
+
+    static String take(BlockingQueue<String> q) throws InterruptedException {
+        String e = q.poll(WAIT_S, TimeUnit.SECONDS);
+        if (e == null) throw new AssertionError("no cache event within " + WAIT_S + " s");
+        return e;
+    }
+
+    // Curator's create(): create2 (op 15) with a Stat, createContainer (19) for parents,
+    // TTL, ephemeral owner, version checks and transactions (multi).
+    static void create() throws Exception {
+        CuratorFramework c = client();
+        long session = c.getZookeeperClient().getZooKeeper().getSessionId();
+
+        Stat st = new Stat();
+        String p = c.create().storingStatIn(st).withMode(CreateMode.PERSISTENT_SEQUENTIAL).forPath("/seq-", b("hello"));
+        System.out.println("create2 path=" + p);
+        System.out.println("create2 stat version=" + st.getVersion() + " cversion=" + st.getCversion()
+            + " aversion=" + st.getAversion() + " dataLength=" + st.getDataLength()
+            + " numChildren=" + st.getNumChildren() + " ephemeralOwner=" + st.getEphemeralOwner());
+        System.out.println("create2 czxid==mzxid==pzxid=" + (st.getCzxid() == st.getMzxid() && st.getMzxid() == st.getPzxid() && st.getCzxid() > 0));
+        Stat again = c.checkExists().forPath(p);
+        System.out.println("create2 stat equals exists=" + st.equals(again));
+
+        Stat e = new Stat();
+        c.create().storingStatIn(e).withMode(CreateMode.EPHEMERAL).forPath("/eph", b("x"));
+        System.out.println("ephemeral owner is session=" + (e.getEphemeralOwner() == session && session != 0));
+
+        // Parents as containers: once the leaf goes, the server reaps them bottom-up.
+        c.create().creatingParentContainersIfNeeded().forPath("/ct/a/b/leaf", b("leaf"));
+        System.out.println("containers parent data=" + s(c.getData().forPath("/ct/a/b")));
+        System.out.println("containers parent ephemeralOwner=" + c.checkExists().forPath("/ct/a").getEphemeralOwner());
+        c.create().creatingParentsIfNeeded().forPath("/plain/a/leaf");
+        c.delete().forPath("/ct/a/b/leaf");
+        c.delete().forPath("/plain/a/leaf");
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(WAIT_S);
+        while (c.checkExists().forPath("/ct") != null) {
+            check(System.nanoTime() < deadline, "containers reaped");
+            Thread.sleep(50);
+        }
+        System.out.println("containers reaped=true");
+        System.out.println("plain parents kept=" + (c.checkExists().forPath("/plain/a") != null));
+
+        Stat t = new Stat();
+        c.create().withTtl(600000).storingStatIn(t).withMode(CreateMode.PERSISTENT_WITH_TTL).forPath("/ttl", b("t"));
+        System.out.println("ttl node ephemeralOwner=" + t.getEphemeralOwner());
+
+        // create().orSetData() and version checks.
+        c.create().orSetData().forPath("/v", b("1"));
+        c.create().orSetData().forPath("/v", b("2"));
+        Stat v = c.checkExists().forPath("/v");
+        System.out.println("orSetData data=" + s(c.getData().forPath("/v")) + " version=" + v.getVersion());
+        try {
+            c.setData().withVersion(7).forPath("/v", b("3"));
+            System.out.println("bad version accepted");
+        } catch (KeeperException.BadVersionException ex) {
+            System.out.println("bad version=" + ex.code());
+        }
+        try {
+            c.create().forPath("/v");
+            System.out.println("duplicate accepted");
+        } catch (KeeperException.NodeExistsException ex) {
+            System.out.println("duplicate=" + ex.code());
+        }
+
+        // Transactions (multi): all or nothing.
+        CuratorOp op1 = c.transactionOp().create().forPath("/tx", b("a"));
+        CuratorOp op2 = c.transactionOp().setData().forPath("/v", b("tx"));
+        CuratorOp op3 = c.transactionOp().check().withVersion(0).forPath("/tx");
+        CuratorOp op4 = c.transactionOp().delete().forPath("/eph");
+        for (CuratorTransactionResult r : c.transaction().forOperations(op1, op2, op3, op4)) {
+            System.out.println("tx " + r.getType() + " " + r.getForPath() + " " + r.getResultPath()
+                + " err=" + r.getError() + (r.getResultStat() != null ? " version=" + r.getResultStat().getVersion() : ""));
+        }
+        CuratorOp bad1 = c.transactionOp().create().forPath("/tx2", b("a"));
+        CuratorOp bad2 = c.transactionOp().delete().withVersion(5).forPath("/tx");
+        try {
+            c.transaction().forOperations(bad1, bad2);
+            System.out.println("failed tx accepted");
+        } catch (KeeperException ex) {
+            System.out.println("failed tx=" + ex.code() + " tx2 exists=" + (c.checkExists().forPath("/tx2") != null));
+        }
+        System.out.println("config length=" + c.getConfig().forEnsemble().length);
+        c.close();
+    }
+}
