@@ -1,0 +1,391 @@
+//! Bad input on the client port: oversized, negative, truncated and garbage frames, an
+//! unknown opcode, requests before or instead of the handshake, idle connections, a
+//! flood of connections and the per-IP connection limit. Each case asserts what the
+//! client can observe (an answer, or a closed connection) as Apache ZooKeeper 3.8 does
+//! it, and after each case that a fresh client can still create and read a node and
+//! (Rookery) that the server process is still running.
+
+mod raw_client;
+
+use std::io::Write;
+use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use raw_client::{CallError, RawClient, closed_within, connect_request, framed, read_frame};
+use rookery_tests::{Server, Target};
+use rookery_wire::proto::records::{CreateRequest, ReplyHeader};
+use rookery_wire::{
+    Acl, ClientRequest, ConnectResponse, CreateMode, DEFAULT_MAX_FRAME, ErrorCode, OpCode, Reader,
+    Record, Request, RequestHeader, Response, Writer, decode_response,
+};
+
+/// How long a server may take to close a connection it must close. Generous: this is
+/// no timing assertion, only a bound on a hung test.
+const CLOSE_WITHIN: Duration = Duration::from_secs(20);
+
+fn start(extra: &str) -> Option<Server> {
+    let target = Target::from_env();
+    if target == Target::ZooKeeper {
+        if let Some(reason) = rookery_tests::missing(&["zookeeper"]) {
+            println!("SKIPPED: {reason}");
+            return None;
+        }
+    }
+    Some(Server::start_with(target, extra))
+}
+
+/// A fresh client can create and read a node, and (Rookery) the process still runs.
+fn assert_serves(server: &mut Server, case: &str) {
+    static N: AtomicU32 = AtomicU32::new(0);
+    if server.target == Target::Rookery {
+        assert!(
+            server.is_running(),
+            "{case}: the server exited:\n{}",
+            server.log()
+        );
+    }
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let path = format!("/probe-{n}");
+    // Retried: after a case that closes connections the server may still be counting
+    // them against maxClientCnxns for a moment.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut zk = loop {
+        match RawClient::connect(server.port, 30_000) {
+            Ok(zk) => break zk,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            Err(e) => panic!("{case}: a fresh client cannot connect: {e:?}"),
+        }
+    };
+    let resp = zk.create(&path, case.as_bytes()).expect("create");
+    assert_eq!(resp.header.err, 0, "{case}: create {path}");
+    assert_eq!(
+        zk.get_data(&path),
+        Some((case.as_bytes().to_vec(), 0)),
+        "{case}: read back {path}"
+    );
+    zk.close();
+}
+
+fn tcp(server: &Server) -> TcpStream {
+    let s = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s
+}
+
+/// Sends bytes, ignoring a write failure (the server may already have closed).
+fn send(s: &mut TcpStream, bytes: &[u8]) {
+    let _ = s.write_all(bytes);
+}
+
+/// A connection with an established session, as a plain socket.
+fn session(server: &Server) -> TcpStream {
+    RawClient::connect(server.port, 30_000)
+        .expect("handshake")
+        .stream
+}
+
+fn assert_closed(s: &mut TcpStream, case: &str) {
+    assert!(
+        closed_within(s, CLOSE_WITHIN),
+        "{case}: the server kept the connection open"
+    );
+}
+
+/// The payload of a create frame with `n` data bytes.
+fn create_frame(xid: i32, path: &str, n: usize) -> Vec<u8> {
+    ClientRequest {
+        header: RequestHeader {
+            xid,
+            op: OpCode::Create.as_i32(),
+        },
+        body: Request::Create(CreateRequest {
+            path: path.to_owned(),
+            data: Some(vec![b'x'; n]),
+            acl: Acl::open_unsafe(),
+            flags: CreateMode::Persistent.as_i32(),
+        }),
+    }
+    .encode()
+}
+
+/// How many data bytes make a create frame's whole payload exactly `len` bytes.
+fn data_len_of(path: &str, len: usize) -> usize {
+    len - create_frame(1, path, 0).len()
+}
+
+/// The payload of a create frame whose whole payload is exactly `len` bytes.
+fn create_frame_of_len(xid: i32, path: &str, len: usize) -> Vec<u8> {
+    let payload = create_frame(xid, path, data_len_of(path, len));
+    assert_eq!(payload.len(), len);
+    payload
+}
+
+#[test]
+fn malformed_frames_close_the_connection_and_nothing_else() {
+    let Some(mut server) = start("") else { return };
+    let max = DEFAULT_MAX_FRAME;
+
+    // A frame one byte longer than jute.maxbuffer, after the handshake: "Len error".
+    let mut s = session(&server);
+    let mut bytes = framed(&create_frame_of_len(1, "/too-big", max + 1));
+    bytes.truncate(64 * 1024);
+    send(&mut s, &bytes);
+    assert_closed(&mut s, "frame of maxbuffer + 1");
+    assert_serves(&mut server, "frame of maxbuffer + 1");
+
+    // The same length as the very first frame (instead of a ConnectRequest).
+    let mut s = tcp(&server);
+    send(&mut s, &((max + 1) as i32).to_be_bytes());
+    send(&mut s, &[0u8; 1024]);
+    assert_closed(&mut s, "first frame of maxbuffer + 1");
+    assert_serves(&mut server, "first frame of maxbuffer + 1");
+
+    // A frame of exactly jute.maxbuffer is a legal request and is answered.
+    let mut s = session(&server);
+    send(&mut s, &framed(&create_frame_of_len(1, "/max", max)));
+    let reply = read_frame(&mut s).expect("reply to a frame of exactly maxbuffer");
+    let reply = decode_response(OpCode::Create, &reply).unwrap();
+    assert_eq!(reply.header.xid, 1);
+    assert_eq!(reply.header.err, 0, "{reply:?}");
+    drop(s);
+    let mut zk = RawClient::connect(server.port, 30_000).unwrap();
+    let (data, version) = zk.get_data("/max").expect("/max exists");
+    assert_eq!((data.len(), version), (data_len_of("/max", max), 0));
+    assert!(data.iter().all(|b| *b == b'x'));
+    zk.close();
+    assert_serves(&mut server, "frame of exactly maxbuffer");
+
+    // Garbage as the first frame: an HTTP request (its first 4 bytes read as a huge
+    // length), and a short frame that is no ConnectRequest. Neither gets a session.
+    for (case, garbage) in [
+        (
+            "HTTP request",
+            b"GET / HTTP/1.1\r\nHost: zk\r\n\r\n".to_vec(),
+        ),
+        ("garbage ConnectRequest", {
+            let mut g = 12i32.to_be_bytes().to_vec();
+            g.extend([0xAB; 12]);
+            g
+        }),
+    ] {
+        let mut s = tcp(&server);
+        send(&mut s, &garbage);
+        let mut buf = Vec::new();
+        assert!(
+            read_until_closed(&mut s, &mut buf),
+            "{case}: the server kept the connection open"
+        );
+        assert!(buf.is_empty(), "{case}: the server answered {buf:?}");
+        assert_serves(&mut server, case);
+    }
+
+    // Negative lengths, first frame and after the handshake.
+    let mut s = tcp(&server);
+    send(&mut s, &(-1i32).to_be_bytes());
+    assert_closed(&mut s, "negative first length");
+    assert_serves(&mut server, "negative first length");
+    let mut s = session(&server);
+    send(&mut s, &i32::MIN.to_be_bytes());
+    send(&mut s, &[0u8; 16]);
+    assert_closed(&mut s, "negative length");
+    assert_serves(&mut server, "negative length");
+
+    // Truncated frames, then the client goes away: a ConnectRequest, and a request.
+    let mut s = tcp(&server);
+    let connect = framed(&connect_request(30_000));
+    send(&mut s, &connect[..connect.len() - 10]);
+    drop(s);
+    assert_serves(&mut server, "truncated ConnectRequest then close");
+    let mut s = session(&server);
+    let frame = framed(&create_frame_of_len(1, "/half", 200));
+    send(&mut s, &frame[..60]);
+    let _ = s.shutdown(Shutdown::Write);
+    drop(s);
+    assert_serves(&mut server, "truncated request then close");
+    let mut zk = RawClient::connect(server.port, 30_000).unwrap();
+    assert_eq!(zk.get_data("/half"), None, "a truncated create was applied");
+    zk.close();
+
+    // An unknown opcode: ZooKeeper answers Unimplemented under the request's xid, then
+    // closes the connection.
+    let mut s = session(&server);
+    let mut w = Writer::new();
+    RequestHeader { xid: 7, op: 999 }.encode(&mut w);
+    send(&mut s, &framed(&w.into_inner()));
+    let reply = read_frame(&mut s).expect("an answer to the unknown opcode");
+    let header = ReplyHeader::decode(&mut Reader::new(&reply)).unwrap();
+    assert_eq!(
+        (header.xid, header.err),
+        (7, ErrorCode::Unimplemented.as_i32()),
+        "{header:?}"
+    );
+    assert_closed(&mut s, "unknown opcode");
+    assert_serves(&mut server, "unknown opcode");
+
+    // A request pipelined behind the ConnectRequest, before its answer: both answered,
+    // in order.
+    let mut s = tcp(&server);
+    let create = ClientRequest {
+        header: RequestHeader {
+            xid: 1,
+            op: OpCode::Create2.as_i32(),
+        },
+        body: Request::Create2(CreateRequest {
+            path: "/early".into(),
+            data: Some(b"early".to_vec()),
+            acl: Acl::open_unsafe(),
+            flags: 0,
+        }),
+    };
+    let mut bytes = framed(&connect_request(30_000));
+    bytes.extend(framed(&create.encode()));
+    send(&mut s, &bytes);
+    let hello = ConnectResponse::from_bytes(&read_frame(&mut s).unwrap()).unwrap();
+    assert_ne!(hello.session_id, 0);
+    let reply = decode_response(OpCode::Create2, &read_frame(&mut s).unwrap()).unwrap();
+    assert_eq!((reply.header.xid, reply.header.err), (1, 0), "{reply:?}");
+    let Response::Create2(created) = reply.body else {
+        panic!("{reply:?}")
+    };
+    assert_eq!(created.path, "/early");
+    drop(s);
+    assert_serves(&mut server, "request pipelined behind the handshake");
+
+    // A request instead of a handshake: read as a ConnectRequest it claims to have seen
+    // a zxid from the future, so no session is made and the connection is closed.
+    let mut s = tcp(&server);
+    send(&mut s, &framed(&create.encode()));
+    let mut buf = Vec::new();
+    assert!(
+        read_until_closed(&mut s, &mut buf),
+        "request instead of a handshake: the server kept the connection open"
+    );
+    assert!(
+        buf.is_empty(),
+        "request instead of a handshake: answered {buf:?}"
+    );
+    assert_serves(&mut server, "request instead of a handshake");
+}
+
+/// Collects whatever arrives until the server closes (true) or [`CLOSE_WITHIN`] passes.
+fn read_until_closed(s: &mut TcpStream, out: &mut Vec<u8>) -> bool {
+    use std::io::Read;
+    let deadline = Instant::now() + CLOSE_WITHIN;
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+#[test]
+fn idle_connections_and_a_flood_of_connections() {
+    // No per-IP limit here: the server must hold every one of them.
+    let Some(mut server) = start("maxClientCnxns=0") else {
+        return;
+    };
+
+    // A connection that sends nothing does not stop others being served.
+    let mut idle = tcp(&server);
+    assert_serves(&mut server, "an idle connection is open");
+    let mut idle_after_handshake = session(&server);
+    assert_serves(&mut server, "an idle session is open");
+
+    // 2,000 connections at once, each sending its handshake as soon as it is open
+    // (ZooKeeper closes a connection without one after 10 s), none answered yet.
+    const N: usize = 2000;
+    let hello = framed(&connect_request(30_000));
+    let opening = Instant::now();
+    let mut conns: Vec<TcpStream> = (0..N)
+        .map(|_| {
+            let mut c = tcp(&server);
+            c.write_all(&hello).expect("send the handshake");
+            c
+        })
+        .collect();
+    println!("opened {N} connections in {:?}", opening.elapsed());
+    assert_serves(&mut server, "2,000 connections open");
+    let mut sessions = std::collections::BTreeSet::new();
+    for c in &mut conns {
+        let reply = read_frame(c).unwrap_or_else(|e| {
+            let log = server.log();
+            let tail = &log[log.len().saturating_sub(3000)..];
+            panic!("no ConnectResponse: {e:?}; server log ends:\n{tail}")
+        });
+        let r = ConnectResponse::from_bytes(&reply).unwrap();
+        assert_ne!(r.session_id, 0);
+        sessions.insert(r.session_id);
+    }
+    assert_eq!(sessions.len(), N, "every connection got its own session");
+    assert_serves(&mut server, "2,000 sessions open");
+    drop(conns);
+    assert_serves(&mut server, "2,000 connections closed");
+
+    // The idle connections are closed by the server in time or kept harmlessly.
+    let mut probe = [0u8; 1];
+    idle.set_nonblocking(true).unwrap();
+    let _ = std::io::Read::read(&mut idle, &mut probe);
+    idle_after_handshake.set_nonblocking(true).unwrap();
+    let _ = std::io::Read::read(&mut idle_after_handshake, &mut probe);
+    assert_serves(&mut server, "after the idle connections");
+}
+
+#[test]
+fn connections_beyond_max_client_cnxns_are_closed() {
+    let Some(mut server) = start("maxClientCnxns=5") else {
+        return;
+    };
+    let mut five: Vec<RawClient> = (0..5)
+        .map(|_| RawClient::connect(server.port, 30_000).expect("within the limit"))
+        .collect();
+    for c in &mut five {
+        assert_eq!(c.get_data("/zookeeper"), Some((Vec::new(), 0)));
+    }
+
+    // The sixth is closed without a session.
+    let mut sixth = tcp(&server);
+    send(&mut sixth, &framed(&connect_request(30_000)));
+    let mut buf = Vec::new();
+    assert!(
+        read_until_closed(&mut sixth, &mut buf),
+        "the sixth connection was kept open"
+    );
+    assert!(buf.is_empty(), "the sixth connection was answered: {buf:?}");
+    match RawClient::connect(server.port, 30_000) {
+        Err(CallError::Closed) => {}
+        Err(e) => panic!("the sixth connection: {e:?}"),
+        Ok(_) => panic!("a sixth connection got a session with maxClientCnxns=5"),
+    }
+    // The five still work.
+    for c in &mut five {
+        assert_eq!(c.get_data("/zookeeper"), Some((Vec::new(), 0)));
+    }
+
+    // Closing one frees its slot (once the server has noticed).
+    five.pop().unwrap().close();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut sixth = loop {
+        match RawClient::connect(server.port, 30_000) {
+            Ok(c) => break c,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            Err(e) => panic!("no slot freed after closing a connection: {e:?}"),
+        }
+    };
+    assert_eq!(sixth.get_data("/zookeeper"), Some((Vec::new(), 0)));
+    sixth.close();
+    for c in five {
+        c.close();
+    }
+    assert_serves(&mut server, "maxClientCnxns");
+}
