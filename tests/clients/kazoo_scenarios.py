@@ -41,7 +41,7 @@ from kazoo.exceptions import (
     RuntimeInconsistency,
     UnimplementedError,
 )
-from kazoo.protocol.serialization import Watch, write_string
+from kazoo.protocol.serialization import Connect, Watch, write_string
 from kazoo.protocol.states import Callback, EventType, KazooState, KeeperState
 from kazoo.security import (
     ACL,
@@ -291,8 +291,9 @@ def scenario_nodes(hosts):
         rec = Recorder()
         check(other.exists("/eph", watch=rec) is not None, "other client sees /eph")
         check(other.exists("/n2/e") is not None, "other client sees /n2/e")
-        zk.stop()
+        zk.stop()  # returns after the server answered closeSession
         zk.close()
+        eq(other.exists("/eph"), None, "/eph as soon as the owner's close returned")
         wait_until(lambda: rec.get() != [], "DELETED event for /eph")
         eq(rec.get(), [(EventType.DELETED, "/eph")], "event when the owner closed")
         eq(other.exists("/eph"), None, "/eph after its session closed")
@@ -709,7 +710,31 @@ def kill9(p):
     p.wait()
 
 
+def negotiated_timeout(hosts, asked_s):
+    """The session timeout the server granted (ConnectResponse.timeOut, in ms)."""
+    granted = []
+    orig = Connect.deserialize.__func__
+
+    def record(cls, buf, offset):
+        obj, end = orig(cls, buf, offset)
+        granted.append(obj.time_out)
+        return obj, end
+
+    Connect.deserialize = classmethod(record)
+    try:
+        zk = client(hosts, timeout=asked_s)
+    finally:
+        Connect.deserialize = classmethod(orig)
+    zk.stop()
+    zk.close()
+    return granted[0]
+
+
 def scenario_sessions(hosts):
+    # tickTime 2000: minSessionTimeout 4000, maxSessionTimeout 40000
+    timeouts = [negotiated_timeout(hosts, t) for t in (1.0, 4.0, 10.0, 100.0)]
+    eq(timeouts, [4000, 4000, 10000, 40000], "negotiated session timeouts")
+    result("negotiated_timeouts", ",".join(str(t) for t in timeouts))
     watcher = client(hosts)
     try:
         watcher.create("/s")
@@ -784,6 +809,11 @@ def scenario_expiry(hosts):
     zk = client(hosts)
     try:
         zk.create("/x")
+        idle = client(hosts, timeout=4.0)
+        idle_states = []
+        idle.add_listener(lambda s: idle_states.append(s))
+        idle.create("/x/idle", ephemeral=True)
+        idle_sid = idle.client_id[0]
         p, sid, _ = spawn_holder(hosts, "/x/held", 4)
         rec = Recorder()
         eq(zk.exists("/x/held", watch=rec).ephemeralOwner, sid, "holder's ephemeral")
@@ -794,6 +824,12 @@ def scenario_expiry(hosts):
         eq(rec.get(), [(EventType.DELETED, "/x/held")], "expiry deletes the ephemeral")
         eq(zk.exists("/x/held"), None, "ephemeral gone")
         result("expiry_seconds", "%.1f" % elapsed)
+        # meanwhile an idle client with the same timeout kept its session by pinging
+        eq(idle_states, [], "the idle client's connection states")
+        eq(idle.client_id[0], idle_sid, "the idle client's session")
+        eq(zk.exists("/x/idle").ephemeralOwner, idle_sid, "the idle client's ephemeral")
+        idle.stop()
+        idle.close()
         print("expired %.1f s after the holder died" % elapsed)
         # the expired session cannot be resumed
         states = []
@@ -1136,6 +1172,27 @@ def scenario_edges(hosts):
         eq(zk.get_acls("/")[0], OPEN_ACL_UNSAFE, "the root's ACL")
         eq(zk.set("/", b"root").version, 1, "set on the root")
 
+        # another session may delete an ephemeral
+        other.create("/d/theirs", ephemeral=True)
+        zk.delete("/d/theirs")
+        eq(other.exists("/d/theirs"), None, "ephemeral deleted by another session")
+
+        # data close to jute.maxbuffer (1 MiB - 1) still fits in a request and a reply
+        big = bytes(range(256)) * 3900  # 998400 bytes
+        zk.create("/d/large", big)
+        data, st = other.get("/d/large")
+        eq((len(data), data == big, st.dataLength), (len(big), True, len(big)), "large data")
+
+        # many children, listed in full
+        t = zk.transaction()
+        zk.create("/d/many")
+        for i in range(500):
+            t.create("/d/many/c%03d" % i)
+        eq(len(t.commit()), 500, "500 creates in one multi")
+        eq(sorted(other.get_children("/d/many")), ["c%03d" % i for i in range(500)],
+           "get_children of 500")
+        eq(other.exists("/d/many").numChildren, 500, "numChildren")
+
         # children of an ephemeral; sequential under it
         zk.create("/d/eph", ephemeral=True)
         eq(zk.get_children("/d/eph"), [], "children of an ephemeral")
@@ -1206,6 +1263,35 @@ def scenario_misc(hosts):
         check("Clients:" in stat and "Mode: standalone" in stat, "stat: %r" % stat)
         eq(zk.command(b"isro"), "rw", "isro")
         eq(zk.command(b"gtmk"), "306", "gtmk: ZooKeeper's default trace mask, no newline")
+
+        # a client that allows read-only servers gets a read-write session here
+        ro = client(hosts, read_only=True)
+        try:
+            eq(ro.client_state, KeeperState.CONNECTED, "read_only client on a rw server")
+            ro.create("/misc/from-ro")
+        finally:
+            ro.stop()
+            ro.close()
+
+        # chroot is the client's business: the server sees absolute paths
+        zk.create("/misc/app")
+        ch = client(hosts + "/misc/app")
+        try:
+            eq(ch.create("/a", b"x"), "/a", "create under a chroot")
+            eq(zk.get("/misc/app/a")[0], b"x", "seen at the absolute path")
+            rec = Recorder()
+            ch.get("/a", watch=rec)
+            zk.set("/misc/app/a", b"y")
+            sync_and_flush(ch)
+            eq(rec.get(), [(EventType.CHANGED, "/a")], "event path under a chroot")
+            t = ch.transaction()
+            t.create("/b")
+            t.create("/s-", sequence=True)
+            eq(t.commit(), ["/b", "/s-0000000002"], "multi results under a chroot")
+            eq(sorted(ch.get_children("/")), ["a", "b", "s-0000000002"], "chroot root")
+        finally:
+            ch.stop()
+            ch.close()
 
         # system nodes
         check(zk.exists("/zookeeper/quota") is not None, "/zookeeper/quota")

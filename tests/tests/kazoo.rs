@@ -107,6 +107,8 @@ fn acls_digest_world_and_auth_failure() {
 fn session_reattach_and_wrong_password() {
     require_kazoo!();
     let r = scenario("sessions");
+    // Clamped to [2, 20] x tickTime (2000 ms).
+    assert_eq!(get(&r, "negotiated_timeouts"), "4000,4000,10000,40000");
     assert_eq!(
         get(&r, "wrong_password_states"),
         "CONNECTING,EXPIRED_SESSION,CONNECTING,CONNECTED"
