@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use rookery_wire::Record;
 use rookery_wire::frame::{four_letter_word, split_frame};
-use rookery_wire::proto::{ConnectRequest, decode_request};
+use rookery_wire::proto::{
+    ClientRequest, ConnectRequest, Request, decode_request, decode_request_header,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
@@ -130,10 +132,26 @@ async fn read_loop(
                                 return;
                             }
                         }
-                        Err(e) => {
-                            warn!(%peer, error = %e, "closing connection: malformed request");
-                            return;
-                        }
+                        // A body ZooKeeper cannot read is answered MarshallingError under
+                        // its xid, in order, and the connection stays: the core does that
+                        // for an Unknown body under a client opcode.
+                        Err(e) => match decode_request_header(payload) {
+                            Ok(header) => {
+                                debug!(%peer, error = %e, "malformed request body");
+                                let body = Request::Unknown {
+                                    op: header.op,
+                                    body: payload.get(8..).unwrap_or_default().to_vec(),
+                                };
+                                let req = ClientRequest { header, body };
+                                if core.send(CoreCmd::Request { conn, req }).is_err() {
+                                    return;
+                                }
+                            }
+                            Err(_) => {
+                                warn!(%peer, error = %e, "closing connection: malformed request");
+                                return;
+                            }
+                        },
                     }
                     consumed += used;
                 }

@@ -507,6 +507,9 @@ impl Core {
                 self.send_reply(conn, xid_, zxid, ErrorCode::BadArguments, &Response::Empty);
                 return;
             }
+            // A client opcode whose body did not decode (conn.rs passes it on as Unknown):
+            // ZooKeeper answers MarshallingError in order and keeps the connection.
+            Request::Unknown { op, .. } if is_malformed_client_op(*op) => {}
             Request::Unknown { .. } | Request::Sasl(_) => {
                 warn!("unimplemented opcode {op}; closing the connection as ZooKeeper does");
                 let zxid = self.tree.last_zxid();
@@ -909,6 +912,7 @@ impl Core {
                 self.set_watches(conn, &req);
                 ok(Response::Empty)
             }
+            Request::Unknown { .. } => (ErrorCode::MarshallingError, Response::Empty),
             // Writes, auth and unknown opcodes never reach here.
             _ => (ErrorCode::Unimplemented, Response::Empty),
         }
@@ -1165,6 +1169,18 @@ fn to_op(body: &Request) -> Option<Result<Op, ErrorCode>> {
         // Reconfig is disabled (reconfigEnabled=false), as in a default ZooKeeper.
         Request::Reconfig(_) => Err(ErrorCode::ReconfigDisabled),
         _ => return None,
+    })
+}
+
+/// Whether an `Unknown` body carries a client opcode that has a body decoder, which
+/// only a body that failed to decode does.
+fn is_malformed_client_op(op: i32) -> bool {
+    use rookery_wire::OpCode as O;
+    O::from_i32(op).is_some_and(|code| {
+        !matches!(
+            code,
+            O::Notification | O::CreateSession | O::Error | O::Sasl
+        )
     })
 }
 
