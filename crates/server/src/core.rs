@@ -574,6 +574,12 @@ impl Core {
                     String::from_utf8_lossy(auth.auth.as_deref().unwrap_or_default()).into_owned();
                 acl::digest_auth_ids(&text, self.cfg.super_digest.as_deref())
             }
+            // ZooKeeper's ip provider ignores the text and adds the peer's address.
+            "ip" => self
+                .conns
+                .get(&conn)
+                .map(|c| vec![Id::new("ip", c.peer.ip().to_string())])
+                .unwrap_or_default(),
             _ => Vec::new(),
         };
         if ids.is_empty() {
