@@ -389,3 +389,220 @@ fn connections_beyond_max_client_cnxns_are_closed() {
     }
     assert_serves(&mut server, "maxClientCnxns");
 }
+
+/// What became of one raw request on a session: the reply's header (if any), and
+/// whether the connection still answers a ping afterwards.
+#[derive(Debug, PartialEq, Eq)]
+struct Outcome {
+    err: Option<i32>,
+    open: bool,
+}
+
+const PING: [u8; 8] = [0xff, 0xff, 0xff, 0xfe, 0, 0, 0, 11];
+
+/// Sends `payload` (a whole request frame's payload, xid 5) on a fresh session.
+fn outcome(server: &Server, payload: &[u8]) -> Outcome {
+    let mut s = session(server);
+    send(&mut s, &framed(payload));
+    let err = match read_frame(&mut s) {
+        Ok(reply) => {
+            let h = ReplyHeader::decode(&mut Reader::new(&reply)).unwrap();
+            assert_eq!(h.xid, 5, "{h:?}");
+            Some(h.err)
+        }
+        Err(_) => None,
+    };
+    send(&mut s, &framed(&PING));
+    let open = match read_frame(&mut s) {
+        Ok(reply) => ReplyHeader::decode(&mut Reader::new(&reply)).unwrap().xid == -2,
+        Err(_) => false,
+    };
+    Outcome { err, open }
+}
+
+fn header(op: OpCode) -> Writer {
+    let mut w = Writer::new();
+    RequestHeader {
+        xid: 5,
+        op: op.as_i32(),
+    }
+    .encode(&mut w);
+    w
+}
+
+fn answered(err: ErrorCode) -> Outcome {
+    Outcome {
+        err: Some(err.as_i32()),
+        open: true,
+    }
+}
+
+#[test]
+fn malformed_bodies_invalid_arguments_and_credentials() {
+    let Some(mut server) = start("") else { return };
+    let mut cases: Vec<(&str, Vec<u8>, Outcome)> = Vec::new();
+
+    // Bodies cut short: ZooKeeper reads a body only when it serves the request and
+    // answers one it cannot read with MarshallingError, keeping the connection.
+    let mut w = header(OpCode::GetData);
+    w.write_i32(100);
+    w.write_raw(b"/zoo");
+    cases.push((
+        "truncated getData",
+        w.into_inner(),
+        answered(ErrorCode::MarshallingError),
+    ));
+    let mut w = header(OpCode::Create);
+    w.write_string("/cut");
+    w.write_i32(10);
+    cases.push((
+        "truncated create",
+        w.into_inner(),
+        answered(ErrorCode::MarshallingError),
+    ));
+    let mut w = header(OpCode::SetData);
+    w.write_string("/zookeeper");
+    cases.push((
+        "truncated setData",
+        w.into_inner(),
+        answered(ErrorCode::MarshallingError),
+    ));
+
+    // Invalid paths are answered, never a reason to close. ZooKeeper looks the parent
+    // up before it validates the whole path, so some answer NoNode.
+    for (path, err) in [
+        ("a", ErrorCode::BadArguments),
+        ("", ErrorCode::BadArguments),
+        ("/.", ErrorCode::BadArguments),
+        ("/a/", ErrorCode::NoNode),
+        ("/a//b", ErrorCode::NoNode),
+        ("/a/..", ErrorCode::NoNode),
+        ("/zookeeper/", ErrorCode::BadArguments),
+    ] {
+        let mut w = header(OpCode::Create);
+        CreateRequest {
+            path: path.into(),
+            data: Some(Vec::new()),
+            acl: Acl::open_unsafe(),
+            flags: 0,
+        }
+        .encode(&mut w);
+        cases.push(("invalid path", w.into_inner(), answered(err)));
+    }
+    // Invalid ACLs and create flags.
+    let mut w = header(OpCode::Create);
+    CreateRequest {
+        path: "/no-acl".into(),
+        data: None,
+        acl: Vec::new(),
+        flags: 0,
+    }
+    .encode(&mut w);
+    cases.push(("empty ACL", w.into_inner(), answered(ErrorCode::InvalidAcl)));
+    let mut w = header(OpCode::Create);
+    CreateRequest {
+        path: "/bad-acl".into(),
+        data: None,
+        acl: vec![Acl::new(31, rookery_wire::Id::new("nosuchscheme", "x"))],
+        flags: 0,
+    }
+    .encode(&mut w);
+    cases.push((
+        "unknown ACL scheme",
+        w.into_inner(),
+        answered(ErrorCode::InvalidAcl),
+    ));
+    let mut w = header(OpCode::Create);
+    CreateRequest {
+        path: "/bad-flags".into(),
+        data: None,
+        acl: Acl::open_unsafe(),
+        flags: 99,
+    }
+    .encode(&mut w);
+    cases.push((
+        "unknown create flags",
+        w.into_inner(),
+        answered(ErrorCode::BadArguments),
+    ));
+
+    // Credentials: an unknown scheme fails and closes; digest takes any text; the ip
+    // provider ignores the text and adds the peer's address.
+    for (scheme, text, want) in [
+        (
+            "nosuchscheme",
+            &b"x"[..],
+            Outcome {
+                err: Some(ErrorCode::AuthFailed.as_i32()),
+                open: false,
+            },
+        ),
+        ("digest", b"no-colon", answered(ErrorCode::Ok)),
+        ("ip", b"10.0.0.1", answered(ErrorCode::Ok)),
+    ] {
+        let mut w = header(OpCode::Auth);
+        rookery_wire::proto::records::AuthPacket {
+            auth_type: 0,
+            scheme: scheme.into(),
+            auth: Some(text.to_vec()),
+        }
+        .encode(&mut w);
+        cases.push(("addauth", w.into_inner(), want));
+    }
+
+    let mut wrong = Vec::new();
+    for (case, payload, want) in &cases {
+        let got = outcome(&server, payload);
+        if &got != want {
+            wrong.push(format!("{case}: got {got:?}, want {want:?}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    assert_serves(&mut server, "malformed bodies and invalid arguments");
+
+    // A body with bytes after it: ZooKeeper's jute reads what it needs and ignores the
+    // rest. Both targets answer under the xid and keep the connection; Rookery's
+    // decoder rejects the extra bytes (MarshallingError) where ZooKeeper answers OK.
+    let mut w = header(OpCode::GetData);
+    w.write_string("/zookeeper");
+    w.write_bool(false);
+    w.write_raw(&[1, 2, 3]);
+    let got = outcome(&server, &w.into_inner());
+    assert!(got.open && got.err.is_some(), "trailing bytes: {got:?}");
+    if server.target == Target::ZooKeeper {
+        assert_eq!(got.err, Some(0));
+    }
+
+    // Session timeouts out of range are clamped to [2, 20] ticks, not refused.
+    for (asked, negotiated) in [(-1, 4000), (0, 4000), (i32::MAX, 40_000)] {
+        let mut s = tcp(&server);
+        send(&mut s, &framed(&connect_request(asked)));
+        let r = ConnectResponse::from_bytes(&read_frame(&mut s).unwrap()).unwrap();
+        assert_ne!(r.session_id, 0);
+        assert_eq!(r.timeout_ms, negotiated, "asked for {asked} ms");
+    }
+
+    // Re-attaching to a session with the wrong password, or to a session that does
+    // not exist: an answer with session 0 and timeout 0, then the connection closes.
+    let owner = RawClient::connect(server.port, 30_000).unwrap();
+    for (case, session_id) in [
+        ("wrong password", owner.session_id),
+        ("unknown session", 0x4242),
+    ] {
+        let mut s = tcp(&server);
+        let hello = rookery_wire::ConnectRequest {
+            protocol_version: 0,
+            last_zxid_seen: 0,
+            timeout_ms: 30_000,
+            session_id,
+            passwd: vec![7; 16],
+            read_only: Some(false),
+        };
+        send(&mut s, &framed(&hello.to_bytes()));
+        let r = ConnectResponse::from_bytes(&read_frame(&mut s).unwrap()).unwrap();
+        assert_eq!((r.session_id, r.timeout_ms), (0, 0), "{case}: {r:?}");
+        assert_closed(&mut s, case);
+    }
+    owner.close();
+    assert_serves(&mut server, "bad handshakes");
+}
