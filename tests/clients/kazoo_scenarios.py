@@ -16,6 +16,7 @@ so far has been handled, and a missing event is really missing.
 import base64
 import hashlib
 import os
+import re
 import signal
 import socket
 import struct
@@ -1261,6 +1262,14 @@ def scenario_misc(hosts):
         check("zookeeper.version=" in envi, "envi: %r" % envi)
         stat = zk.command(b"stat")
         check("Clients:" in stat and "Mode: standalone" in stat, "stat: %r" % stat)
+        # stat lists clients in the brief form: counters, no session details
+        clients = stat.split("Clients:\n", 1)[1].split("\n\n", 1)[0].splitlines()
+        check(len(clients) >= 2, "stat lists this client and the asking one: %r" % stat)
+        for line in clients:
+            check(re.match(r"^ /127\.0\.0\.1:\d+\[[01]\]\(queued=\d+,recved=\d+,sent=\d+\)$",
+                           line), "stat client line %r" % line)
+        cons = zk.command(b"cons")
+        check(",sid=0x%x," % zk.client_id[0] in cons, "cons names our session: %r" % cons)
         eq(zk.command(b"isro"), "rw", "isro")
         eq(zk.command(b"gtmk"), "306", "gtmk: ZooKeeper's default trace mask, no newline")
 

@@ -83,7 +83,7 @@ pub(crate) fn answer(word: FourLetterWord, v: &View<'_>) -> String {
         W::Stat => srvr(v, true),
         W::Mntr => mntr(v),
         W::Conf => conf(v),
-        W::Cons => format!("{}\n", cons(v)),
+        W::Cons => format!("{}\n", cons(v, false)),
         W::Crst => "Connection stats reset.\n".to_owned(),
         W::Srst => "Server stats reset.\n".to_owned(),
         W::Envi => envi(),
@@ -149,7 +149,7 @@ fn srvr(v: &View<'_>, with_clients: bool) -> String {
     let mut out = format!("Zookeeper version: {VERSION}\n");
     if with_clients {
         out.push_str("Clients:\n");
-        out.push_str(&cons(v));
+        out.push_str(&cons(v, true));
         out.push('\n');
     }
     let l = &v.stats.latency;
@@ -169,17 +169,22 @@ fn srvr(v: &View<'_>, with_clients: bool) -> String {
     out
 }
 
-fn cons(v: &View<'_>) -> String {
+/// `brief` is the form `stat` prints (ZooKeeper's `dumpConnectionInfo(pw, true)`): the
+/// counters without the session details.
+fn cons(v: &View<'_>, brief: bool) -> String {
     let mut out = String::new();
     for c in &v.conns {
-        let sid = c
-            .session
-            .map(|s| format!(",sid=0x{s:x}"))
-            .unwrap_or_default();
+        let details = match c.session {
+            Some(s) if !brief => format!(
+                ",sid=0x{s:x},est={},to={}",
+                c.stats.established_ms, c.timeout_ms
+            ),
+            _ => String::new(),
+        };
         let _ = writeln!(
             out,
-            " /{}[1](queued=0,recved={},sent={}{sid},est={},to={})",
-            c.peer, c.stats.received, c.stats.sent, c.stats.established_ms, c.timeout_ms
+            " /{}[1](queued=0,recved={},sent={}{details})",
+            c.peer, c.stats.received, c.stats.sent
         );
     }
     let _ = writeln!(out, " /{}[0](queued=0,recved=1,sent=0)", v.peer);
