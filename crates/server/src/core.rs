@@ -520,15 +520,9 @@ impl Core {
             _ => {}
         }
 
-        if let Some(write) = to_op(&req.body) {
-            let write = match write {
-                Ok(w) => w,
-                Err(code) => {
-                    let zxid = self.tree.last_zxid();
-                    self.send_reply(conn, xid_, zxid, code, &Response::Empty);
-                    return;
-                }
-            };
+        // A write rejected before prep (reconfig, a bad create mode) is answered on the
+        // read path below, so its reply still follows the session's earlier writes.
+        if let Some(Ok(write)) = to_op(&req.body) {
             let after = if matches!(write, Op::CloseSession) {
                 self.sessions.set_closing(session);
                 AfterApply::Closed { conn, xid: xid_ }
@@ -919,8 +913,11 @@ impl Core {
                 ok(Response::Empty)
             }
             Request::Unknown { .. } => (ErrorCode::MarshallingError, Response::Empty),
-            // Writes, auth and unknown opcodes never reach here.
-            _ => (ErrorCode::Unimplemented, Response::Empty),
+            // Of the writes, only those rejected before prep reach here.
+            other => match to_op(other) {
+                Some(Err(code)) => (code, Response::Empty),
+                _ => (ErrorCode::Unimplemented, Response::Empty),
+            },
         }
     }
 
