@@ -28,6 +28,8 @@ import org.apache.curator.retry.RetryNTimes;
 import org.apache.curator.utils.Compatibility;
 import org.apache.zookeeper.CreateMode;
 import org.apache.zookeeper.KeeperException;
+import org.apache.zookeeper.ZooDefs;
+import org.apache.zookeeper.admin.ZooKeeperAdmin;
 import org.apache.zookeeper.data.Stat;
 
 public class CuratorScenarios {
@@ -41,6 +43,7 @@ public class CuratorScenarios {
             case "latch": latch(); break;
             case "cache": cache(); break;
             case "create": create(); break;
+            case "pipeline": pipeline(); break;
             default: throw new IllegalArgumentException("unknown scenario " + args[1]);
         }
         System.out.flush();
@@ -293,5 +296,38 @@ public class CuratorScenarios {
         }
         System.out.println("config length=" + c.getConfig().forEnsemble().length);
         c.close();
+    }
+
+    // The plain Java client (no Curator): a reconfig the server rejects, pipelined behind
+    // 100 async creates on the same session, must be answered after them. The client
+    // checks reply xids against its queue and drops the connection on a mismatch.
+    static void pipeline() throws Exception {
+        CountDownLatch connected = new CountDownLatch(1);
+        ZooKeeperAdmin zk = new ZooKeeperAdmin(connect, 30000, e -> {
+            if (e.getState() == org.apache.zookeeper.Watcher.Event.KeeperState.SyncConnected) connected.countDown();
+        });
+        check(connected.await(WAIT_S, TimeUnit.SECONDS), "connected");
+        zk.create("/pipe", new byte[0], ZooDefs.Ids.OPEN_ACL_UNSAFE, CreateMode.PERSISTENT);
+        // Big creates keep the server's commit busy while the reconfig arrives.
+        int n = 100;
+        byte[] big = new byte[200 * 1024];
+        List<String> order = java.util.Collections.synchronizedList(new ArrayList<>());
+        CountDownLatch done = new CountDownLatch(n + 2);
+        for (int i = 0; i < n; i++) {
+            zk.create("/pipe/n-", big, ZooDefs.Ids.OPEN_ACL_UNSAFE, CreateMode.PERSISTENT_SEQUENTIAL,
+                (rc, path, ctx, name) -> { order.add("create " + KeeperException.Code.get(rc)); done.countDown(); }, null);
+        }
+        zk.reconfigure("server.5=127.0.0.1:2888:3888;2181", null, null, -1,
+            (rc, path, ctx, data, stat) -> { order.add("reconfig " + KeeperException.Code.get(rc)); done.countDown(); }, null);
+        zk.create("/pipe/after", b("x"), ZooDefs.Ids.OPEN_ACL_UNSAFE, CreateMode.PERSISTENT,
+            (rc, path, ctx, name) -> { order.add("after " + KeeperException.Code.get(rc)); done.countDown(); }, null);
+        check(done.await(WAIT_S, TimeUnit.SECONDS), "all replies");
+        int ok = 0;
+        for (int i = 0; i < n; i++) if (order.get(i).equals("create OK")) ok++;
+        System.out.println("pipeline creates ok=" + ok);
+        System.out.println("pipeline " + order.get(n));
+        System.out.println("pipeline " + order.get(n + 1));
+        System.out.println("pipeline children=" + zk.getChildren("/pipe", false).size());
+        zk.close();
     }
 }

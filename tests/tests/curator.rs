@@ -195,3 +195,23 @@ fn creates_containers_ttl_and_transactions() {
         ])
     );
 }
+
+/// The plain Java client pipelines 100 creates and then a reconfig the server rejects
+/// (reconfigEnabled=false) on one session: the rejection must come after the creates'
+/// replies, or the client sees an out-of-order xid and drops the connection.
+#[test]
+fn java_client_gets_a_rejected_write_reply_in_order() {
+    require!("curator");
+    let Some(out) = scenario("pipeline") else {
+        return;
+    };
+    assert_eq!(
+        out,
+        v(&[
+            "pipeline creates ok=100",
+            "pipeline reconfig RECONFIGDISABLED",
+            "pipeline after OK",
+            "pipeline children=101",
+        ])
+    );
+}
