@@ -788,6 +788,29 @@ def scenario_sessions(hosts):
         eq(rec.get(), [(EventType.DELETED, "/s/more")], "close deletes ephemerals")
         eq(watcher.exists("/s/held"), None, "both ephemerals gone")
 
+        # a session moves: when a second connection attaches, the server closes the
+        # first one (its client is pointed at a dead port so it cannot take it back)
+        first = client(hosts)
+        first_states = []
+        first.add_listener(lambda s: first_states.append(s))
+        first.create("/s/moving", ephemeral=True)
+        first.set_hosts("127.0.0.1:1")
+        second = client(hosts, client_id=first.client_id)
+        try:
+            wait_until(lambda: first_states, "the first connection to be closed")
+            eq(first_states[0], KazooState.SUSPENDED, "the first client lost its connection")
+            second.create("/s/moved", ephemeral=True)
+            eq(watcher.exists("/s/moved").ephemeralOwner, second.client_id[0],
+               "the moved session works")
+            eq(watcher.exists("/s/moving").ephemeralOwner, second.client_id[0],
+               "and owns the first connection's ephemeral")
+        finally:
+            second.stop()
+            second.close()
+            first.stop()
+            first.close()
+        eq(watcher.exists("/s/moving"), None, "closed by the second connection")
+
         # the same session id with a wrong password after the session is closed
         bad = KazooClient(hosts=hosts, timeout=10.0, client_id=(sid, pw))
         states = []
@@ -1105,7 +1128,26 @@ def scenario_events(hosts):
            "setWatches of all three kinds on a changed node")
         b.set("/sw", b"3")
         eq(wire.take(), [], "all three fired: nothing left")
-        eq(wire.take(), [], "")
+
+        # a watch event goes only to a client that may READ the node (the watch
+        # is used up all the same)
+        b.add_auth("digest", "u:p")
+        secret = [make_digest_acl("u", "p", all=True)]
+        a.exists("/x", watch=noop)
+        b.create("/x", acl=secret)
+        eq(wire.take(), [], "CREATED of a node the watcher cannot read")
+        b.create("/y")
+        a.get("/y", watch=noop)
+        a.get_children("/y", watch=noop)
+        b.set_acls("/y", secret)
+        eq(wire.take(), [], "an ACL change fires no data watch")
+        b.set("/y", b"1")
+        b.create("/y/c")
+        eq(wire.take(), [], "CHANGED and CHILD of a node the watcher cannot read")
+        b.set_acls("/y", OPEN_ACL_UNSAFE)
+        b.set("/y", b"2")
+        b.delete("/y/c")
+        eq(wire.take(), [], "the watches were used up by the events not sent")
     finally:
         for c in (a, b):
             c.stop()
