@@ -2,12 +2,12 @@
 //!
 //! Several sessions write concurrently (create, versioned setData, delete, and a multi
 //! that creates two nodes) while the server is killed with SIGKILL at a random moment,
-//! again and again. Each writer owns its nodes and sends one request at a time, so it
-//! knows exactly what the server acknowledged, plus at most one request in flight
-//! whose fate is unknown. After every restart the whole tree under /d must equal, per
-//! writer, the acknowledged state or that state with the in-flight request applied
-//! whole: every acknowledged write present with its data and version, nothing
-//! unacknowledged half there.
+//! again and again. Each writer owns its nodes and pipelines up to four requests, so
+//! it knows exactly what the server acknowledged and which requests were unanswered
+//! when it died. After every restart the whole tree under /d must equal, per writer,
+//! the acknowledged state plus some prefix of the unanswered requests (FIFO order),
+//! each applied whole: every acknowledged write present with its data and version,
+//! nothing unacknowledged half there, no later request without an earlier one.
 //!
 //! The kill points come from a seeded RNG; the seed is printed, and
 //! `ROOKERY_DURABILITY_SEED=<n>` replays the same choices (the server's timing still
@@ -15,7 +15,7 @@
 
 mod raw_client;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use raw_client::{CallError, RawClient};
 use rookery_tests::{Server, Target};
-use rookery_wire::{ErrorCode, Response};
+use rookery_wire::{ErrorCode, OpCode, Request, Response};
 
 const WRITERS: usize = 4;
 const KILL_ROUNDS: usize = 10;
@@ -58,7 +58,7 @@ fn seed() -> u64 {
     std::collections::hash_map::RandomState::new().hash_one(SystemTime::now())
 }
 
-/// The one request a writer may have in flight when the server dies.
+/// A request whose fate is unknown until the check after the restart.
 #[derive(Debug, Clone)]
 enum Pending {
     Create {
@@ -79,17 +79,20 @@ enum Pending {
     },
 }
 
-/// What one writer knows: the state of its nodes as acknowledged, path -> (data, version).
+/// What one writer knows: the state of its nodes as acknowledged, path -> (data,
+/// version), and the requests sent but not yet answered, oldest first.
 #[derive(Debug, Default)]
 struct Writer {
     id: usize,
     nodes: BTreeMap<String, (Vec<u8>, i32)>,
     next_k: u64,
-    pending: Option<Pending>,
+    pending: VecDeque<Pending>,
     acked: u64,
 }
 
-fn apply(nodes: &mut BTreeMap<String, (Vec<u8>, i32)>, op: &Pending) {
+type Nodes = BTreeMap<String, (Vec<u8>, i32)>;
+
+fn apply(nodes: &mut Nodes, op: &Pending) {
     match op {
         Pending::Create { path, data } => {
             nodes.insert(path.clone(), (data.clone(), 0));
@@ -116,8 +119,56 @@ fn payload(rng: &mut Rng, tag: &str) -> Vec<u8> {
 }
 
 impl Writer {
-    /// Writes until the connection dies or `stop` is set. Returns an error only for a
-    /// reply that contradicts the model (a server bug).
+    /// A random next write against `projected` (the acknowledged state with every
+    /// unanswered request applied), the request that makes it, and the version its
+    /// reply must carry (setData).
+    fn next_op(&mut self, rng: &mut Rng, projected: &Nodes) -> (Pending, Request, Option<i32>) {
+        let w = self.id;
+        let roll = if projected.is_empty() {
+            0
+        } else {
+            rng.below(100)
+        };
+        if roll < 35 {
+            let k = self.next_k;
+            self.next_k += 1;
+            let path = format!("/d/w{w}-n{k}");
+            let data = payload(rng, &format!("{path}@0:"));
+            let req = raw_client::create_req(&path, &data);
+            (Pending::Create { path, data }, req, None)
+        } else if roll < 70 {
+            let i = rng.below(projected.len() as u64) as usize;
+            let (path, (_, v)) = projected.iter().nth(i).expect("index in range");
+            let data = payload(rng, &format!("{path}@{}:", v + 1));
+            let req = raw_client::set_data_req(path, &data, *v);
+            let path = path.clone();
+            (Pending::Set { path, data }, req, Some(v + 1))
+        } else if roll < 88 {
+            let k = self.next_k;
+            self.next_k += 1;
+            let a = format!("/d/w{w}-m{k}a");
+            let b = format!("/d/w{w}-m{k}b");
+            let (da, db) = (payload(rng, &a), payload(rng, &b));
+            let req = raw_client::multi_create_req(&[(&a, &da), (&b, &db)]);
+            (
+                Pending::Pair {
+                    a: (a, da),
+                    b: (b, db),
+                },
+                req,
+                None,
+            )
+        } else {
+            let i = rng.below(projected.len() as u64) as usize;
+            let (path, (_, v)) = projected.iter().nth(i).expect("index in range");
+            let req = raw_client::delete_req(path, *v);
+            (Pending::Delete { path: path.clone() }, req, None)
+        }
+    }
+
+    /// Writes, keeping up to `depth` requests unanswered, until the connection dies or
+    /// `stop` is set. Returns an error only for a reply that contradicts the model (a
+    /// server bug).
     fn run(
         &mut self,
         port: u16,
@@ -128,60 +179,32 @@ impl Writer {
         let Ok(mut zk) = RawClient::connect(port, SESSION_TIMEOUT_MS) else {
             return Ok(());
         };
-        while !stop.load(Ordering::Relaxed) {
-            let w = self.id;
-            let roll = if self.nodes.is_empty() {
-                0
-            } else {
-                rng.below(100)
+        let w = self.id;
+        let depth = 1 + rng.below(4) as usize;
+        let mut projected = self.nodes.clone();
+        let mut sent: VecDeque<(i32, OpCode, Option<i32>)> = VecDeque::new();
+        loop {
+            while sent.len() < depth && !stop.load(Ordering::Relaxed) {
+                let (op, req, want_version) = self.next_op(rng, &projected);
+                apply(&mut projected, &op);
+                self.pending.push_back(op);
+                match zk.send(req) {
+                    Ok((xid, code)) => sent.push_back((xid, code, want_version)),
+                    Err(_) => return Ok(()),
+                }
+            }
+            let Some((xid, code, want_version)) = sent.pop_front() else {
+                return Ok(());
             };
-            let op = if roll < 35 {
-                let k = self.next_k;
-                self.next_k += 1;
-                let path = format!("/d/w{w}-n{k}");
-                let data = payload(rng, &format!("{path}@0:"));
-                Pending::Create { path, data }
-            } else if roll < 70 {
-                let i = rng.below(self.nodes.len() as u64) as usize;
-                let (path, (_, v)) = self.nodes.iter().nth(i).expect("index in range");
-                let data = payload(rng, &format!("{path}@{}:", v + 1));
-                Pending::Set {
-                    path: path.clone(),
-                    data,
-                }
-            } else if roll < 88 {
-                let k = self.next_k;
-                self.next_k += 1;
-                let a = format!("/d/w{w}-m{k}a");
-                let b = format!("/d/w{w}-m{k}b");
-                let (da, db) = (payload(rng, &a), payload(rng, &b));
-                Pending::Pair {
-                    a: (a, da),
-                    b: (b, db),
-                }
-            } else {
-                let i = rng.below(self.nodes.len() as u64) as usize;
-                let path = self.nodes.keys().nth(i).expect("index in range").clone();
-                Pending::Delete { path }
-            };
-            self.pending = Some(op.clone());
-            let reply = match &op {
-                Pending::Create { path, data } => zk.create(path, data),
-                Pending::Set { path, data } => {
-                    let v = self.nodes[path].1;
-                    zk.set_data(path, data, v)
-                }
-                Pending::Delete { path } => {
-                    let v = self.nodes[path].1;
-                    zk.delete(path, v)
-                }
-                Pending::Pair { a, b } => zk.multi_create(&[(&a.0, &a.1), (&b.0, &b.1)]),
-            };
-            let resp = match reply {
+            let resp = match zk.reply(xid, code) {
                 Ok(r) => r,
                 Err(CallError::Closed) => return Ok(()),
-                Err(e) => return Err(format!("writer {w}: {op:?}: {e:?}")),
+                Err(e) => return Err(format!("writer {w}: xid {xid}: {e:?}")),
             };
+            let op = self
+                .pending
+                .pop_front()
+                .expect("a pending op per sent request");
             if resp.header.err != ErrorCode::Ok.as_i32() {
                 return Err(format!(
                     "writer {w}: {op:?} answered err {} (the model says it must succeed)",
@@ -189,10 +212,6 @@ impl Writer {
                 ));
             }
             // The reply must also say what the model expects.
-            let want_version = match &op {
-                Pending::Set { path, .. } => Some(self.nodes[path].1 + 1),
-                _ => None,
-            };
             match (&op, &resp.body) {
                 (Pending::Create { path, .. }, Response::Create2(r)) if &r.path == path => {}
                 (Pending::Set { .. }, Response::SetData(r))
@@ -202,11 +221,9 @@ impl Writer {
                 (_, body) => return Err(format!("writer {w}: {op:?} answered {body:?}")),
             }
             apply(&mut self.nodes, &op);
-            self.pending = None;
             self.acked += 1;
             acks.fetch_add(1, Ordering::Relaxed);
         }
-        Ok(())
     }
 }
 
@@ -239,22 +256,26 @@ fn verify(port: u16, writers: &mut [Writer], round: usize) -> Checked {
     let mut checked = Checked::default();
     for (writer, actual) in writers.iter_mut().zip(actual) {
         checked.nodes += actual.len();
-        let pending = writer.pending.take();
-        if actual == writer.nodes {
-            checked.in_flight_lost += usize::from(pending.is_some());
-            continue;
-        }
-        if let Some(op) = pending {
-            let mut with = writer.nodes.clone();
-            apply(&mut with, &op);
-            if actual == with {
-                writer.nodes = with;
-                checked.in_flight_applied += 1;
-                continue;
+        // Requests execute in the order sent, so what survived is the acknowledged
+        // state plus some prefix of the unanswered requests, each applied whole.
+        let pending: Vec<Pending> = writer.pending.drain(..).collect();
+        let mut candidate = writer.nodes.clone();
+        let mut applied = None;
+        for n in 0..=pending.len() {
+            if n > 0 {
+                apply(&mut candidate, &pending[n - 1]);
             }
-            report(round, writer, &actual, Some(&op));
+            if candidate == actual {
+                applied = Some(n);
+                break;
+            }
         }
-        report(round, writer, &actual, None);
+        let Some(n) = applied else {
+            report(round, writer, &actual, &pending);
+        };
+        writer.nodes = actual;
+        checked.in_flight_applied += n;
+        checked.in_flight_lost += pending.len() - n;
     }
     zk.close();
     checked
@@ -264,12 +285,12 @@ fn report(
     round: usize,
     writer: &Writer,
     actual: &BTreeMap<String, (Vec<u8>, i32)>,
-    pending: Option<&Pending>,
+    pending: &[Pending],
 ) -> ! {
     let mut diff = String::new();
     for (p, (d, v)) in &writer.nodes {
         match actual.get(p) {
-            None => diff += &format!("  acknowledged {p} v{v} is MISSING\n"),
+            None => diff += &format!("  {p} v{v} (acknowledged) is MISSING\n"),
             Some((ad, av)) if ad != d || av != v => {
                 diff += &format!(
                     "  {p}: acknowledged v{v} {:?}, found v{av} {:?}\n",
@@ -281,13 +302,29 @@ fn report(
         }
     }
     for p in actual.keys().filter(|p| !writer.nodes.contains_key(*p)) {
-        diff += &format!("  {p} present but never acknowledged\n");
+        diff += &format!("  {p} present but not acknowledged\n");
     }
     panic!(
         "round {round}, writer {}: state after restart matches neither the acknowledged \
-         state nor it plus the in-flight request {pending:?}:\n{diff}",
-        writer.id
+         state nor it plus a prefix of the unanswered requests {:?}:\n{diff}",
+        writer.id,
+        pending.iter().map(Pending::brief).collect::<Vec<_>>()
     );
+}
+
+impl Pending {
+    /// The op and its paths, without the data.
+    fn brief(&self) -> String {
+        match self {
+            Pending::Create { path, .. } => format!("create {path}"),
+            Pending::Set { path, data } => format!(
+                "set {path} ({})",
+                String::from_utf8_lossy(&data[..data.len().min(30)])
+            ),
+            Pending::Delete { path } => format!("delete {path}"),
+            Pending::Pair { a, b } => format!("multi create {} {}", a.0, b.0),
+        }
+    }
 }
 
 #[test]
@@ -353,7 +390,7 @@ fn kill9_under_load_loses_no_acknowledged_write() {
             acked_before_kill >= min_acks,
             "round {round}: only {acked_before_kill} writes acknowledged in 30 s"
         );
-        let pending = writers.iter().filter(|w| w.pending.is_some()).count();
+        let pending: usize = writers.iter().map(|w| w.pending.len()).sum();
         server.restart();
         let c = verify(server.port, &mut writers, round);
         let acked: u64 = writers.iter().map(|w| w.acked).sum();

@@ -124,6 +124,12 @@ impl RawClient {
 
     /// Sends one request and waits for its reply, skipping watch notifications.
     pub(crate) fn call(&mut self, body: Request) -> Result<ServerResponse, CallError> {
+        let (xid, op) = self.send(body)?;
+        self.reply(xid, op)
+    }
+
+    /// Sends one request without waiting; returns its xid and opcode for [`Self::reply`].
+    pub(crate) fn send(&mut self, body: Request) -> Result<(i32, OpCode), CallError> {
         let op = body.op_code();
         self.xid += 1;
         let xid = self.xid;
@@ -134,7 +140,12 @@ impl RawClient {
         self.stream
             .write_all(&framed(&req.encode()))
             .map_err(|_| CallError::Closed)?;
-        let op = OpCode::from_i32(op).unwrap_or(OpCode::Error);
+        Ok((xid, OpCode::from_i32(op).unwrap_or(OpCode::Error)))
+    }
+
+    /// Waits for the reply to `xid` (the oldest request still unanswered: replies come
+    /// in the order sent), skipping watch notifications.
+    pub(crate) fn reply(&mut self, xid: i32, op: OpCode) -> Result<ServerResponse, CallError> {
         loop {
             let payload = read_frame(&mut self.stream)?;
             let resp =
@@ -152,40 +163,7 @@ impl RawClient {
     }
 
     pub(crate) fn create(&mut self, path: &str, data: &[u8]) -> Result<ServerResponse, CallError> {
-        self.call(Request::Create2(create_body(path, data)))
-    }
-
-    pub(crate) fn set_data(
-        &mut self,
-        path: &str,
-        data: &[u8],
-        version: i32,
-    ) -> Result<ServerResponse, CallError> {
-        self.call(Request::SetData(SetDataRequest {
-            path: path.to_owned(),
-            data: Some(data.to_vec()),
-            version,
-        }))
-    }
-
-    pub(crate) fn delete(&mut self, path: &str, version: i32) -> Result<ServerResponse, CallError> {
-        self.call(Request::Delete(DeleteRequest {
-            path: path.to_owned(),
-            version,
-        }))
-    }
-
-    /// All-or-nothing creates of every path.
-    pub(crate) fn multi_create(
-        &mut self,
-        nodes: &[(&str, &[u8])],
-    ) -> Result<ServerResponse, CallError> {
-        self.call(Request::Multi(MultiRequest {
-            ops: nodes
-                .iter()
-                .map(|(p, d)| Request::Create2(create_body(p, d)))
-                .collect(),
-        }))
+        self.call(create_req(path, data))
     }
 
     /// `(data, version)`, or `None` if the node does not exist.
@@ -220,6 +198,36 @@ impl RawClient {
     pub(crate) fn close(mut self) {
         let _ = self.call(Request::CloseSession);
     }
+}
+
+/// A create2 of a persistent, open node.
+pub(crate) fn create_req(path: &str, data: &[u8]) -> Request {
+    Request::Create2(create_body(path, data))
+}
+
+pub(crate) fn set_data_req(path: &str, data: &[u8], version: i32) -> Request {
+    Request::SetData(SetDataRequest {
+        path: path.to_owned(),
+        data: Some(data.to_vec()),
+        version,
+    })
+}
+
+pub(crate) fn delete_req(path: &str, version: i32) -> Request {
+    Request::Delete(DeleteRequest {
+        path: path.to_owned(),
+        version,
+    })
+}
+
+/// All-or-nothing creates of every path.
+pub(crate) fn multi_create_req(nodes: &[(&str, &[u8])]) -> Request {
+    Request::Multi(MultiRequest {
+        ops: nodes
+            .iter()
+            .map(|(p, d)| Request::Create2(create_body(p, d)))
+            .collect(),
+    })
 }
 
 fn create_body(path: &str, data: &[u8]) -> CreateRequest {
