@@ -44,6 +44,7 @@ from kazoo.exceptions import (
 )
 from kazoo.protocol.serialization import Connect, Watch, write_string
 from kazoo.protocol.states import Callback, EventType, KazooState, KeeperState
+from kazoo.recipe.cache import TreeCache, TreeEvent
 from kazoo.security import (
     ACL,
     Id,
@@ -849,7 +850,9 @@ def scenario_expiry(hosts):
         eq(zk.exists("/x/held"), None, "ephemeral gone")
         result("expiry_seconds", "%.1f" % elapsed)
         # meanwhile an idle client with the same timeout kept its session by pinging
-        eq(idle_states, [], "the idle client's connection states")
+        # (a ping answered late on a loaded machine may cost it a reconnect, not
+        # the session)
+        check(KazooState.LOST not in idle_states, "idle client states %r" % idle_states)
         eq(idle.client_id[0], idle_sid, "the idle client's session")
         eq(zk.exists("/x/idle").ephemeralOwner, idle_sid, "the idle client's ephemeral")
         idle.stop()
@@ -1457,6 +1460,42 @@ def scenario_recipes(hosts):
         release.set()
         t.join(WAIT_S)
         eq(leader, ["alice"], "leader ran")
+
+        # TreeCache: a watch on every node of a subtree
+        a.create("/recipes/tree/x", b"x0", makepath=True)
+        cache = TreeCache(b, "/recipes/tree")
+        tree_events = []
+        lock = threading.Lock()
+
+        def on_tree(event):
+            with lock:
+                data = event.event_data
+                tree_events.append((event.event_type, data.path if data else None,
+                                    data.data if data else None))
+
+        cache.listen(on_tree)
+        cache.start()
+        wait_until(lambda: any(e[0] == TreeEvent.INITIALIZED for e in tree_events),
+                   "TreeCache to initialize")
+        a.create("/recipes/tree/x/y", b"y0")
+        a.set("/recipes/tree/x", b"x1")
+        wait_until(lambda: cache.get_children("/recipes/tree/x") == frozenset(["y"]) and
+                   cache.get_data("/recipes/tree/x").data == b"x1", "TreeCache to follow")
+        a.delete("/recipes/tree/x", recursive=True)
+        wait_until(lambda: cache.get_children("/recipes/tree") == frozenset() and
+                   len([e for e in tree_events if e[0] == TreeEvent.NODE_REMOVED]) >= 2,
+                   "TreeCache to see the delete")
+        cache.close()
+        with lock:
+            changes = [e for e in tree_events if e[0] != TreeEvent.INITIALIZED]
+        eq(sorted(changes, key=repr), sorted([
+            (TreeEvent.NODE_ADDED, "/recipes/tree", b""),
+            (TreeEvent.NODE_ADDED, "/recipes/tree/x", b"x0"),
+            (TreeEvent.NODE_ADDED, "/recipes/tree/x/y", b"y0"),
+            (TreeEvent.NODE_UPDATED, "/recipes/tree/x", b"x1"),
+            (TreeEvent.NODE_REMOVED, "/recipes/tree/x/y", b"y0"),
+            (TreeEvent.NODE_REMOVED, "/recipes/tree/x", b"x1"),
+        ], key=repr), "TreeCache events")
 
         # Semaphore and Party
         sem = a.Semaphore("/recipes/sem", max_leases=1, identifier="a")
