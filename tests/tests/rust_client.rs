@@ -9,7 +9,7 @@ use std::time::Duration;
 use rookery_tests::{Server, Target, require};
 use zookeeper_client::{
     Acls, AddWatchMode, AuthUser, Client, CreateMode, CreateOptions, Error, EventType,
-    MultiWriteError, MultiWriteResult, SessionState, Stat, WatchedEvent,
+    MultiWriteError, MultiWriteResult, Permission, SessionState, Stat, WatchedEvent,
 };
 
 /// Long enough for a loaded 2-core CI machine; nothing here is a timing assertion.
@@ -731,4 +731,132 @@ async fn ttl_needs_extended_types() {
     assert_eq!(zk.check_stat("/ttl").await, Ok(None));
     // The session survives the refusal.
     zk.create("/after", b"", &persistent()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acls_sync_and_chroot() {
+    let Some(server) = start() else { return };
+    let alice = connect(&server).await;
+    alice.auth("digest", b"alice:secret").await.unwrap();
+    let other = connect(&server).await;
+
+    // creator_all becomes the creator's digest identity.
+    alice
+        .create(
+            "/secure",
+            b"s",
+            &CreateMode::Persistent.with_acls(Acls::creator_all()),
+        )
+        .await
+        .unwrap();
+    let (acl, stat) = alice.get_acl("/secure").await.unwrap();
+    assert_eq!(acl.len(), 1);
+    assert_eq!(
+        (acl[0].permission(), acl[0].scheme(), acl[0].id()),
+        (
+            Permission::ALL,
+            "digest",
+            "alice:aYXlLOpEooaV1cRAvUL1fp9Qt7E="
+        )
+    );
+    assert_eq!(stat.aversion, 0);
+    alice
+        .create("/secure/child", b"", &persistent())
+        .await
+        .unwrap();
+
+    // Without that identity: no reads, writes, children or child deletes; exists works.
+    assert_eq!(other.get_data("/secure").await, Err(Error::NoAuth));
+    assert_eq!(
+        other.set_data("/secure", b"x", None).await,
+        Err(Error::NoAuth)
+    );
+    assert_eq!(other.list_children("/secure").await, Err(Error::NoAuth));
+    assert_eq!(
+        other.create("/secure/mine", b"", &persistent()).await,
+        Err(Error::NoAuth)
+    );
+    assert_eq!(
+        other.delete("/secure/child", None).await,
+        Err(Error::NoAuth)
+    );
+    // exists without READ: ZooKeeper 3.8.0 answers it; 3.8.4+ and Rookery check READ
+    // (the ACL fix behind CVE-2024-23944's release), so either is right here.
+    match (server.target, other.check_stat("/secure").await) {
+        (Target::ZooKeeper, Ok(Some(_))) | (_, Err(Error::NoAuth)) => {}
+        (_, r) => panic!("exists without READ: {r:?}"),
+    }
+    // The same identity from another session is enough.
+    let alice2 = connect(&server).await;
+    alice2.auth("digest", b"alice:secret").await.unwrap();
+    assert_eq!(alice2.get_data("/secure").await.unwrap().0, b"s");
+
+    // setACL with versions: aversion moves, a stale version is refused; once ADMIN is
+    // gone, setACL is refused before its version is looked at.
+    let alice_and_readers = [
+        zookeeper_client::Acl::new(
+            Permission::ALL,
+            zookeeper_client::AuthId::new("digest", "alice:aYXlLOpEooaV1cRAvUL1fp9Qt7E="),
+        ),
+        zookeeper_client::Acl::new(Permission::READ, zookeeper_client::AuthId::anyone()),
+    ];
+    let stat = alice
+        .set_acl("/secure", &alice_and_readers, Some(0))
+        .await
+        .unwrap();
+    assert_eq!((stat.aversion, stat.version), (1, 0));
+    assert_eq!(
+        alice.set_acl("/secure", &alice_and_readers, Some(0)).await,
+        Err(Error::BadVersion)
+    );
+    assert_eq!(other.get_data("/secure").await.unwrap().0, b"s");
+    assert_eq!(
+        other.set_data("/secure", b"x", None).await,
+        Err(Error::NoAuth)
+    );
+    assert_eq!(
+        other.set_acl("/secure", &alice_and_readers, Some(1)).await,
+        Err(Error::NoAuth)
+    );
+    let read_only = [zookeeper_client::Acl::new(
+        Permission::READ,
+        zookeeper_client::AuthId::anyone(),
+    )];
+    let stat = alice.set_acl("/secure", &read_only, Some(1)).await.unwrap();
+    assert_eq!(stat.aversion, 2);
+    assert_eq!(
+        alice.set_data("/secure", b"x", None).await,
+        Err(Error::NoAuth)
+    );
+    assert_eq!(
+        alice.set_acl("/secure", &read_only, Some(9)).await,
+        Err(Error::NoAuth)
+    );
+    let (acl, stat) = other.get_acl("/secure").await.unwrap();
+    assert_eq!(acl, read_only);
+    assert_eq!(stat.aversion, 2);
+
+    // sync, then a read that sees a write made through another session.
+    other.create("/synced", b"1", &persistent()).await.unwrap();
+    alice.sync("/synced").await.unwrap();
+    assert_eq!(alice.get_data("/synced").await.unwrap().0, b"1");
+
+    // A chrooted client: paths, sequential names and watch events are relative.
+    other.create("/app", b"", &persistent()).await.unwrap();
+    let app = other.clone().chroot("/app").unwrap();
+    let (_, w) = app.check_and_watch_stat("/x").await.unwrap();
+    app.create("/x", b"in", &persistent()).await.unwrap();
+    assert_eq!(
+        got(&next(w.changed()).await),
+        event(EventType::NodeCreated, "/x")
+    );
+    assert_eq!(other.get_data("/app/x").await.unwrap().0, b"in");
+    let (_, seq) = app
+        .create("/s-", b"", &mode(CreateMode::PersistentSequential))
+        .await
+        .unwrap();
+    assert_eq!(seq.to_string(), "0000000001");
+    let mut children = app.list_children("/").await.unwrap();
+    children.sort();
+    assert_eq!(children, ["s-0000000001", "x"]);
 }
