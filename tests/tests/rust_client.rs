@@ -860,3 +860,34 @@ async fn acls_sync_and_chroot() {
     children.sort();
     assert_eq!(children, ["s-0000000001", "x"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_expiry_removes_ephemerals_and_refuses_reattach() {
+    let Some(server) = start() else { return };
+    let watcher = connect(&server).await;
+    let doomed = Client::connector()
+        .with_session_timeout(Duration::from_millis(4000))
+        .with_detached()
+        .connect(&server.connect_string())
+        .await
+        .unwrap();
+    assert_eq!(doomed.session_timeout(), Duration::from_millis(4000));
+    doomed
+        .create("/doomed", b"", &mode(CreateMode::Ephemeral))
+        .await
+        .unwrap();
+    let (_, w) = watcher.check_and_watch_stat("/doomed").await.unwrap();
+    let info = doomed.session().clone();
+    // Gone without closing the session: it must expire on the server's clock.
+    drop(doomed);
+    assert_eq!(
+        got(&next(w.changed()).await),
+        event(EventType::NodeDeleted, "/doomed")
+    );
+    let again = Client::connector()
+        .with_session_timeout(Duration::from_millis(4000))
+        .with_session(info)
+        .connect(&server.connect_string())
+        .await;
+    assert_eq!(again.err(), Some(Error::SessionExpired));
+}
