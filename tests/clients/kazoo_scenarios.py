@@ -988,9 +988,12 @@ def scenario_reconnect(hosts):
 
 def scenario_restart(hosts):
     """Run by the Rust test, which kill -9s and restarts the server when this prints
-    READY and writes a line to stdin when it is back. Sessions survive the restart."""
-    a = client(hosts)
-    b = client(hosts)
+    READY and writes a line to stdin when it is back. Sessions survive the restart.
+    A long session timeout and a retry delay of at most 1 s keep a slow JVM start
+    from expiring the sessions before kazoo gets back."""
+    retry = {"max_tries": -1, "delay": 0.1, "backoff": 2, "max_delay": 1.0}
+    a = client(hosts, timeout=30.0, connection_retry=retry)
+    b = client(hosts, timeout=30.0, connection_retry=retry)
     try:
         a.create("/rs", b"0")
         a.create("/rs/eph", b"", ephemeral=True)
@@ -1285,6 +1288,53 @@ class Unknown(namedtuple("Unknown", "")):
         return True
 
 
+def scenario_pipeline(hosts):
+    """Hundreds of requests in flight at once, writes and reads interleaved: replies
+    come back in order (kazoo checks every xid) and each read sees the same
+    session's earlier writes."""
+    clients = [client(hosts) for _ in range(2)]
+    try:
+        clients[0].create("/p")
+        pending = []
+        for k, zk in enumerate(clients):
+            for i in range(150):
+                path = "/p/c%d-%03d" % (k, i)
+                data = path.encode()
+                pending.append((path, "create", zk.create_async(path, data), path))
+                pending.append((path, "get", zk.get_async(path), data))
+                pending.append((path, "set", zk.set_async(path, data + b"!", 0), 1))
+                pending.append((path, "exists", zk.exists_async(path), 1))
+                pending.append((path, "children", zk.get_children_async("/p"), path))
+                t = zk.transaction()
+                t.check(path, 1)
+                t.set_data(path, b"m", 1)
+                pending.append((path, "multi", t.commit_async(), 2))
+                pending.append((path, "get2", zk.get_async(path), b"m"))
+                if i % 2:
+                    pending.append((path, "delete", zk.delete_async(path, 2), True))
+                    pending.append((path, "gone", zk.exists_async(path), None))
+        for path, what, r, expected in pending:
+            got = r.get(timeout=WAIT_S)
+            if what == "get":
+                got = got[0]
+            elif what == "get2":
+                got = got[0]
+            elif what in ("set", "exists"):
+                got = got.version
+            elif what == "children":
+                got = path.rsplit("/", 1)[1] in got
+                expected = True
+            elif what == "multi":
+                got = got[1].version
+            eq(got, expected, "%s %s" % (what, path))
+        eq(len(clients[0].get_children("/p")), 150, "nodes left")
+        result("pipelined_requests", len(pending))
+    finally:
+        for c in clients:
+            c.stop()
+            c.close()
+
+
 # ---------------------------------------------------------------------------------
 # Miscellaneous
 
@@ -1529,6 +1579,7 @@ SCENARIOS = {
     "restart": scenario_restart,
     "events": scenario_events,
     "edges": scenario_edges,
+    "pipeline": scenario_pipeline,
     "misc": scenario_misc,
     "recipes": scenario_recipes,
 }

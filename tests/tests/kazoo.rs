@@ -144,6 +144,13 @@ fn error_paths_acl_permissions_system_nodes_and_bad_requests() {
 }
 
 #[test]
+fn pipelined_requests_answer_in_order_and_read_own_writes() {
+    require_kazoo!();
+    let r = scenario("pipeline");
+    assert_eq!(get(&r, "pipelined_requests"), "2400");
+}
+
+#[test]
 fn sync_version_four_letter_words_and_reconfig() {
     require_kazoo!();
     let r = scenario("misc");
