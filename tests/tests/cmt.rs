@@ -42,8 +42,7 @@ impl CliMt {
     fn run(&mut self, cmd: &str) -> Vec<String> {
         self.marks += 1;
         let marker = format!("/cmt-end-{}", self.marks);
-        self.p.send(cmd);
-        self.p.send(&format!("get {marker}"));
+        self.p.send_lines(&[cmd, &format!("get {marker}")]);
         let end = format!("{marker}: rc = -101");
         let mut lines = self.p.wait_for(&end, |l| l == end);
         lines.pop();
@@ -76,8 +75,7 @@ impl CliMt {
     /// `quit` closes the session; `myid` (printed on stdout, flushed at exit) must
     /// agree with the id the session event reported.
     fn quit(mut self) {
-        self.p.send("myid");
-        self.p.send("quit");
+        self.p.send_lines(&["myid", "quit"]);
         let session = self.session.clone();
         let all = self.p.finish();
         assert!(

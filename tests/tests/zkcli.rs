@@ -28,8 +28,7 @@ impl ZkCli {
     fn run(&mut self, cmd: &str) -> Vec<String> {
         self.marks += 1;
         let marker = format!("/zkcli-end-{}", self.marks);
-        self.p.send(cmd);
-        self.p.send(&format!("get {marker}"));
+        self.p.send_lines(&[cmd, &format!("get {marker}")]);
         let end = format!("Node does not exist: {marker}");
         let mut lines = self.p.wait_for(&end, |l| l == end);
         lines.pop();

@@ -71,8 +71,20 @@ impl Interactive {
     }
 
     pub(crate) fn send(&mut self, line: &str) {
+        self.send_lines(&[line]);
+    }
+
+    /// Writes the lines in one write(2): cli_mt loses the tail of a line when a read
+    /// returns a complete line followed by part of the next.
+    pub(crate) fn send_lines(&mut self, lines: &[&str]) {
+        let mut text = String::new();
+        for l in lines {
+            text.push_str(l);
+            text.push('\n');
+        }
         let stdin = self.stdin.as_mut().expect("stdin already closed");
-        writeln!(stdin, "{line}")
+        stdin
+            .write_all(text.as_bytes())
             .and_then(|()| stdin.flush())
             .unwrap_or_else(|e| panic!("writing to {}: {e}\n{}", self.name, self.transcript()));
     }
