@@ -9,7 +9,8 @@
 //! multi is a Txn that consumes its zxid, changes nothing and fires no watches.
 //!
 //! No clocks, randomness, threads or I/O: time arrives as `time_ms` / `now_ms`, and
-//! all maps are BTreeMaps so iteration order is deterministic.
+//! all maps are ordered (BTreeMap, or `imbl`'s persistent OrdMap where a DataTree clone
+//! must be cheap: snapshots) so iteration order is deterministic.
 //!
 //! ```
 //! use rookery_tree::{Caller, CreateKind, DataTree, Op, OpResult, PendingChanges, TxnHeader};

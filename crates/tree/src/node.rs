@@ -1,6 +1,6 @@
 //! A znode as the tree stores it, and the `ephemeralOwner` encodings (`EphemeralType`).
 
-use std::collections::BTreeSet;
+use imbl::OrdSet;
 
 use rookery_wire::{Acl, Stat};
 
@@ -114,8 +114,9 @@ pub struct Node {
     pub data: Option<Vec<u8>>,
     pub acl: Vec<Acl>,
     pub stat: StatPersisted,
-    /// Child names (not paths), sorted.
-    pub children: BTreeSet<String>,
+    /// Child names (not paths), sorted. Persistent, so a node with many children is
+    /// cheap to copy when a snapshot still shares it.
+    pub children: OrdSet<String>,
 }
 
 impl Node {
@@ -124,7 +125,7 @@ impl Node {
             data,
             acl,
             stat,
-            children: BTreeSet::new(),
+            children: OrdSet::new(),
         }
     }
 

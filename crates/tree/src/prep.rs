@@ -121,7 +121,7 @@ impl PendingChanges {
             let Some((_, predicted)) = stack.iter().rev().find(|(z, _)| *z <= zxid) else {
                 continue;
             };
-            let actual = tree.nodes.get(path).map(|n| NodeRec {
+            let actual = tree.nodes.get(path.as_str()).map(|n| NodeRec {
                 stat: n.stat,
                 child_count: i32::try_from(n.children.len()).unwrap_or(i32::MAX),
                 acl: n.acl.clone(),

@@ -5,6 +5,7 @@
 //! (`DataTree.updateQuotaStat`, `ZooKeeperServer.checkQuota`, `StatsTrack`).
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 
 use rookery_wire::ErrorCode;
 
@@ -128,7 +129,8 @@ impl DataTree {
         }
         let lo = format!("{root}/");
         let hi = format!("{root}0");
-        for (_, n) in self.nodes.range(lo..hi) {
+        let range = (Bound::Included(lo.as_str()), Bound::Excluded(hi.as_str()));
+        for (_, n) in self.nodes.range::<_, str>(range) {
             count += 1;
             bytes += n.data_len() as i64;
         }
@@ -153,7 +155,7 @@ impl DataTree {
         let Some(root) = self.quota_prefix(path) else {
             return Ok(());
         };
-        let Some(limit_node) = self.nodes.get(&limit_path(root)) else {
+        let Some(limit_node) = self.nodes.get(limit_path(root).as_str()) else {
             return Ok(());
         };
         let limits = StatsTrack::parse(limit_node.data.as_deref().unwrap_or_default());
@@ -164,7 +166,7 @@ impl DataTree {
         if !check_count && !check_bytes {
             return Ok(());
         }
-        let Some(stat_node) = self.nodes.get(&stat_path(root)) else {
+        let Some(stat_node) = self.nodes.get(stat_path(root).as_str()) else {
             return Ok(());
         };
         let current = StatsTrack::parse(stat_node.data.as_deref().unwrap_or_default());

@@ -6,6 +6,9 @@
 //! present) and the digest, so corrupt input is an error, never a panic.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use imbl::OrdMap;
 
 use crate::codec::{CodecError, Dec, Enc};
 use crate::node::{Node, StatPersisted};
@@ -44,7 +47,8 @@ pub enum SnapshotError {
 }
 
 impl DataTree {
-    /// Serializes the whole tree.
+    /// Serializes the whole tree. Takes as long as the tree is large: a server calls
+    /// it on a clone (O(1), see [`DataTree`]) on another thread.
     pub fn snapshot(&self) -> Vec<u8> {
         let mut e = Enc::default();
         e.buf.extend_from_slice(MAGIC);
@@ -104,7 +108,7 @@ impl DataTree {
         let last_zxid = d.i64()?;
         let stored_digest = d.u64()?;
         let n_sessions = d.count(12)?;
-        let mut sessions = BTreeMap::new();
+        let mut sessions = OrdMap::new();
         for _ in 0..n_sessions {
             let id = d.i64()?;
             let t = d.i32()?;
@@ -169,9 +173,13 @@ impl DataTree {
                 None => return Err(SnapshotError::Orphan(path::join(&parent, &child))),
             }
         }
+        let nodes = nodes
+            .into_iter()
+            .map(|(p, n)| (Arc::from(p), Arc::new(n)))
+            .collect();
         let mut tree = DataTree {
             nodes,
-            ephemerals: BTreeMap::new(),
+            ephemerals: OrdMap::new(),
             containers: Default::default(),
             ttls: Default::default(),
             sessions,

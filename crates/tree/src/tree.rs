@@ -2,7 +2,11 @@
 //! per session, containers, TTL nodes), the replicated session table, reads with ACL
 //! checks, and the deterministic `apply`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
+use std::ops::Bound;
+use std::sync::Arc;
+
+use imbl::{OrdMap, OrdSet};
 
 use rookery_wire::codes::perms;
 use rookery_wire::{Acl, ErrorCode, EventType, Id, Stat};
@@ -56,14 +60,20 @@ impl<'a> Caller<'a> {
 
 /// The replicated state: every server that applied the same Txns in the same order has
 /// an equal `DataTree` (and equal [`DataTree::digest`]).
+///
+/// The large collections are persistent (structurally shared) ordered maps, so
+/// `clone` is O(1): a snapshot freezes the tree at its `last_zxid` with a clone and
+/// serializes it on another thread while this one keeps applying. A write after the
+/// clone copies only the few map nodes on its path (and the znode it changes).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DataTree {
-    pub(crate) nodes: BTreeMap<String, Node>,
-    pub(crate) ephemerals: BTreeMap<SessionId, BTreeSet<String>>,
-    pub(crate) containers: BTreeSet<String>,
-    pub(crate) ttls: BTreeSet<String>,
+    /// `Arc` keys and values keep the copy of a shared map node to reference counts.
+    pub(crate) nodes: OrdMap<Arc<str>, Arc<Node>>,
+    pub(crate) ephemerals: OrdMap<SessionId, OrdSet<String>>,
+    pub(crate) containers: OrdSet<String>,
+    pub(crate) ttls: OrdSet<String>,
     /// Open sessions and their negotiated timeouts (ZooKeeper's sessionsWithTimeouts).
-    pub(crate) sessions: BTreeMap<SessionId, i32>,
+    pub(crate) sessions: OrdMap<SessionId, i32>,
     pub(crate) last_zxid: Zxid,
     pub(crate) digest: u64,
     pub(crate) config: TreeConfig,
@@ -83,11 +93,11 @@ impl DataTree {
     /// (world:anyone READ, aversion -1, as `DataTree.addConfigNode` leaves it).
     pub fn new(config: TreeConfig) -> Self {
         let mut t = DataTree {
-            nodes: BTreeMap::new(),
-            ephemerals: BTreeMap::new(),
-            containers: BTreeSet::new(),
-            ttls: BTreeSet::new(),
-            sessions: BTreeMap::new(),
+            nodes: OrdMap::new(),
+            ephemerals: OrdMap::new(),
+            containers: OrdSet::new(),
+            ttls: OrdSet::new(),
+            sessions: OrdMap::new(),
             last_zxid: 0,
             digest: 0,
             config,
@@ -108,7 +118,7 @@ impl DataTree {
 
     fn insert_raw(&mut self, path: &str, node: Node) {
         self.digest = self.digest.wrapping_add(node_digest(path, &node));
-        self.nodes.insert(path.to_owned(), node);
+        self.nodes.insert(Arc::from(path), Arc::new(node));
     }
 
     pub fn config(&self) -> &TreeConfig {
@@ -138,12 +148,12 @@ impl DataTree {
     }
 
     pub fn node(&self, path: &str) -> Option<&Node> {
-        self.nodes.get(path)
+        self.nodes.get(path).map(|n| &**n)
     }
 
     /// All nodes in path order.
     pub fn nodes(&self) -> impl Iterator<Item = (&str, &Node)> {
-        self.nodes.iter().map(|(p, n)| (p.as_str(), n))
+        self.nodes.iter().map(|(p, n)| (&**p, &**n))
     }
 
     pub fn node_count(&self) -> usize {
@@ -157,7 +167,7 @@ impl DataTree {
             .map(|n| n.client_stat(self.config.extended_types))
     }
 
-    pub fn sessions(&self) -> &BTreeMap<SessionId, i32> {
+    pub fn sessions(&self) -> &OrdMap<SessionId, i32> {
         &self.sessions
     }
 
@@ -172,14 +182,14 @@ impl DataTree {
 
     /// Number of ephemeral nodes over all sessions (`zk_ephemerals_count`).
     pub fn ephemeral_count(&self) -> usize {
-        self.ephemerals.values().map(BTreeSet::len).sum()
+        self.ephemerals.values().map(OrdSet::len).sum()
     }
 
-    pub fn containers(&self) -> &BTreeSet<String> {
+    pub fn containers(&self) -> &OrdSet<String> {
         &self.containers
     }
 
-    pub fn ttl_nodes(&self) -> &BTreeSet<String> {
+    pub fn ttl_nodes(&self) -> &OrdSet<String> {
         &self.ttls
     }
 
@@ -293,7 +303,8 @@ impl DataTree {
             // Descendants are exactly the keys in ["path/", "path0"): '0' follows '/'.
             let lo = format!("{path}/");
             let hi = format!("{path}0");
-            self.nodes.range(lo..hi).count()
+            let range = (Bound::Included(lo.as_str()), Bound::Excluded(hi.as_str()));
+            self.nodes.range::<_, str>(range).count()
         };
         Ok(i32::try_from(n).unwrap_or(i32::MAX))
     }
@@ -304,7 +315,7 @@ impl DataTree {
     pub fn container_candidates(&self, now_ms: i64, max_never_used_ms: i64) -> Vec<String> {
         let mut out = Vec::new();
         for p in &self.containers {
-            if let Some(n) = self.nodes.get(p) {
+            if let Some(n) = self.nodes.get(p.as_str()) {
                 if n.children.is_empty()
                     && (n.stat.cversion > 0
                         || (max_never_used_ms != 0
@@ -315,7 +326,7 @@ impl DataTree {
             }
         }
         for p in &self.ttls {
-            if let Some(n) = self.nodes.get(p) {
+            if let Some(n) = self.nodes.get(p.as_str()) {
                 if let EphemeralType::Ttl(ttl) =
                     EphemeralType::of(n.stat.ephemeral_owner, self.config.extended_types)
                 {
@@ -451,7 +462,7 @@ impl DataTree {
                 Ok(OpResult::SetAcl { stat })
             }
             Txn::Check { path, .. } => {
-                if self.nodes.contains_key(path) {
+                if self.nodes.contains_key(path.as_str()) {
                     Ok(OpResult::Check)
                 } else {
                     Err(ErrorCode::NoNode)
@@ -542,7 +553,9 @@ impl DataTree {
         path: &str,
         f: impl FnOnce(&mut Node) -> R,
     ) -> Result<R, ErrorCode> {
-        let node = self.nodes.get_mut(path).ok_or(ErrorCode::NoNode)?;
+        let shared = self.nodes.get_mut(path).ok_or(ErrorCode::NoNode)?;
+        // Copies the znode only if a snapshot still holds it.
+        let node = Arc::make_mut(shared);
         let before = node_digest(path, node);
         let r = f(node);
         let after = node_digest(path, node);
@@ -629,7 +642,7 @@ impl DataTree {
             }
             p.acl.clone()
         })?;
-        let Some(node) = self.nodes.remove(path) else {
+        let Some(node) = self.nodes.remove(path).map(Arc::unwrap_or_clone) else {
             return Err(ErrorCode::NoNode);
         };
         self.digest = self.digest.wrapping_sub(node_digest(path, &node));
@@ -704,8 +717,8 @@ impl DataTree {
         let owners: Vec<(String, i64)> = self
             .nodes
             .iter()
-            .filter(|(p, _)| p.as_str() != ROOT)
-            .map(|(p, n)| (p.clone(), n.stat.ephemeral_owner))
+            .filter(|(p, _)| &***p != ROOT)
+            .map(|(p, n)| (p.to_string(), n.stat.ephemeral_owner))
             .collect();
         for (p, o) in owners {
             self.index(&p, o);

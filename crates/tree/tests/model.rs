@@ -292,6 +292,9 @@ proptest! {
             let z = h.tree.last_zxid();
             assert_matches(&h.tree, &history[&z]);
         };
+        // A clone after each partial apply, with its snapshot at that moment: later
+        // applies to the live tree must not show through the shared structure.
+        let mut frozen: Vec<(DataTree, Vec<u8>)> = Vec::new();
         for m in &ops {
             match m {
                 MOp::Apply(k) => {
@@ -303,6 +306,7 @@ proptest! {
                         prop_assert!(!matches!(r.result, OpResult::Error(_)), "{r:?}");
                     }
                     check_applied(&h, &history);
+                    frozen.push((h.tree.clone(), h.tree.snapshot()));
                 }
                 MOp::Cycle(s) => {
                     h.prep(*s, &[], Op::CloseSession).unwrap();
@@ -360,5 +364,10 @@ proptest! {
         prop_assert_eq!(restored.digest(), h.tree.digest());
         prop_assert_eq!(&restored, &h.tree);
         prop_assert_eq!(restored.snapshot(), snap);
+        for (tree, bytes) in &frozen {
+            assert_matches(tree, &history[&tree.last_zxid()]);
+            prop_assert_eq!(&tree.snapshot(), bytes);
+            prop_assert_eq!(tree.recompute_digest(), tree.digest());
+        }
     }
 }

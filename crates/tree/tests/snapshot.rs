@@ -99,3 +99,181 @@ fn ttl_classification_follows_the_config() {
     assert!(r.ttl_nodes().contains("/t"));
     assert_eq!(r, h.tree);
 }
+
+/// A tree large enough that its maps have several levels, with every kind of node the
+/// snapshot stores: null data, containers, TTL nodes, ephemerals of two sessions,
+/// digest ACLs, deletes and rewrites.
+fn larger() -> H {
+    let cfg = TreeConfig {
+        extended_types: true,
+        ..TreeConfig::default()
+    };
+    let mut h = H::with(cfg);
+    h.open(S1);
+    h.open(S2);
+    let digest_acl = vec![rookery_wire::Acl {
+        perms: rookery_wire::codes::perms::ALL,
+        id: rookery_wire::Id {
+            scheme: "digest".into(),
+            id: "u:hash=".into(),
+        },
+    }];
+    for p in 0..12 {
+        let (kind, mode) = if p % 4 == 3 {
+            (
+                rookery_tree::CreateKind::CreateContainer,
+                CreateMode::Container,
+            )
+        } else {
+            (rookery_tree::CreateKind::Create2, CreateMode::Persistent)
+        };
+        let op = rookery_tree::Op::Create {
+            kind,
+            path: format!("/p{p}"),
+            data: Some(b"parent".to_vec()),
+            acl: rookery_wire::Acl::open_unsafe(),
+            mode,
+            ttl_ms: None,
+        };
+        h.run(S1, &[], op).unwrap();
+        for c in 0..25 {
+            let path = format!("/p{p}/c{c}");
+            let op = match c % 5 {
+                0 => rookery_tree::Op::Create {
+                    kind: rookery_tree::CreateKind::Create2,
+                    path,
+                    data: None,
+                    acl: rookery_wire::Acl::open_unsafe(),
+                    mode: CreateMode::Persistent,
+                    ttl_ms: None,
+                },
+                1 => create(&path, b"eph", CreateMode::Ephemeral),
+                2 => create_acl(&path, b"secret", CreateMode::Persistent, digest_acl.clone()),
+                3 => rookery_tree::Op::Create {
+                    kind: rookery_tree::CreateKind::CreateTtl,
+                    path,
+                    data: Some(b"ttl".to_vec()),
+                    acl: rookery_wire::Acl::open_unsafe(),
+                    mode: CreateMode::PersistentWithTtl,
+                    ttl_ms: Some(60_000),
+                },
+                _ => create(
+                    &path,
+                    format!("v{p}.{c}").as_bytes(),
+                    CreateMode::Persistent,
+                ),
+            };
+            let session = if p % 2 == 0 { S1 } else { S2 };
+            h.run(session, &[], op).unwrap();
+        }
+    }
+    for p in 0..12 {
+        h.run(S1, &[], set(&format!("/p{p}/c4"), b"rewritten", 0))
+            .unwrap();
+        h.run(S1, &[], del(&format!("/p{p}/c9"), -1)).unwrap();
+    }
+    h
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn sha1_hex(bytes: &[u8]) -> String {
+    use sha1::Digest;
+    hex(&sha1::Sha1::digest(bytes))
+}
+
+/// The bytes `DataTree::snapshot` wrote for `sample()` when the tree was kept in
+/// `std` BTreeMaps: the persistent maps must not change the format.
+const SAMPLE_SNAPSHOT: &str = concat!(
+    "524b545302000000000000000773c8d19016f461b000000002010000000000000100007530010000",
+    "00000000020000753000000006000000012f00000000000000010000001f00000005776f726c6400",
+    "000006616e796f6e6500000000000000000000000000000000000000000000000000000000000000",
+    "0000000000000000010000000000000000000000000000000000000003000000022f61000000046d",
+    "6f7265000000010000001f00000005776f726c6400000006616e796f6e6500000000000000030000",
+    "00000000000600000000000004060000000000000424000000010000000200000000000000000000",
+    "000000000000000000070000000e2f612f6530303030303030303031000000036570680000000100",
+    "00001f00000005776f726c6400000006616e796f6e65000000000000000500000000000000050000",
+    "00000000041a000000000000041a0000000000000000000000000100000000000001000000000000",
+    "00050000000a2f7a6f6f6b656570657200000000000000010000001f00000005776f726c64000000",
+    "06616e796f6e65000000000000000000000000000000000000000000000000000000000000000000",
+    "000000000000000000000000000000000000000000000000000000000000112f7a6f6f6b65657065",
+    "722f636f6e66696700000000000000010000000100000005776f726c6400000006616e796f6e6500",
+    "000000000000000000000000000000000000000000000000000000000000000000000000000000ff",
+    "ffffff00000000000000000000000000000000000000102f7a6f6f6b65657065722f71756f746100",
+    "000000000000010000001f00000005776f726c6400000006616e796f6e6500000000000000000000",
+    "00000000000000000000000000000000000000000000000000000000000000000000000000000000",
+    "00000000000000000000d847e47c",
+);
+
+#[test]
+fn snapshot_bytes_are_unchanged_by_the_persistent_maps() {
+    let bytes = sample().snapshot();
+    assert_eq!(hex(&bytes), SAMPLE_SNAPSHOT);
+    let h = larger();
+    let bytes = h.tree.snapshot();
+    assert_eq!(h.tree.node_count(), 304);
+    assert_eq!(bytes.len(), 32_181);
+    // SHA-1 of what the BTreeMap tree wrote for the same Txns.
+    assert_eq!(sha1_hex(&bytes), "086eb27dd3da7b0e52df629a4e9c4714f0871ff3");
+    let cfg = h.tree.config().clone();
+    let r = DataTree::restore_with(&bytes, cfg).unwrap();
+    assert_eq!(r, h.tree);
+    assert_eq!(r.snapshot(), bytes);
+    assert_eq!(r.containers().len(), 3);
+    assert_eq!(r.ttl_nodes().len(), 60);
+    assert_eq!(r.ephemeral_count(), 60);
+}
+
+#[test]
+fn a_clone_serializes_the_state_it_was_taken_at() {
+    let mut h = larger();
+    let frozen = h.tree.clone();
+    let before = h.tree.snapshot();
+    let before_digest = h.tree.digest();
+    // Touch every kind of state the clone shares: data, ACLs, children sets, the
+    // ephemeral, container and TTL indexes, and the session table.
+    h.run(S1, &[], set("/p0/c4", b"after the clone", 1))
+        .unwrap();
+    h.run(
+        S1,
+        &[],
+        rookery_tree::Op::SetAcl {
+            path: "/p1/c4".into(),
+            acl: rookery_wire::Acl::read_unsafe(),
+            version: -1,
+        },
+    )
+    .unwrap();
+    h.create("/p0/new", b"").unwrap();
+    h.run(S1, &[], del("/p3/c4", -1)).unwrap();
+    h.run(S1, &[], del("/p2/c3", -1)).unwrap();
+    h.run(S1, &[], rookery_tree::Op::CloseSession).unwrap();
+    h.open(0x0100_0000_0000_0003);
+    assert_ne!(h.tree.snapshot(), before);
+    assert_ne!(h.tree.digest(), before_digest);
+
+    assert_eq!(frozen.snapshot(), before);
+    assert_eq!(frozen.digest(), before_digest);
+    assert_eq!(frozen.recompute_digest(), before_digest);
+    assert!(frozen.node("/p0/new").is_none());
+    assert!(frozen.node("/p3/c4").is_some());
+    assert_eq!(frozen.ephemerals(S1).count(), 30);
+    assert_eq!(frozen.sessions().len(), 2);
+    let cfg = frozen.config().clone();
+    assert_eq!(DataTree::restore_with(&before, cfg).unwrap(), frozen);
+    // And the live tree is exactly what its own snapshot restores to.
+    let cfg = h.tree.config().clone();
+    let live = h.tree.snapshot();
+    assert_eq!(DataTree::restore_with(&live, cfg).unwrap(), h.tree);
+    assert_eq!(h.tree.ephemerals(S1).count(), 0);
+    assert_eq!(h.tree.recompute_digest(), h.tree.digest());
+}
+
+/// The server moves the clone to its snapshot thread.
+#[test]
+fn a_tree_can_be_sent_to_another_thread() {
+    fn send_and_sync<T: Send + Sync + 'static>() {}
+    send_and_sync::<DataTree>();
+}
