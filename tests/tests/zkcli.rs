@@ -587,3 +587,112 @@ fn sync_config_reconfig_ephemerals_and_counts() {
     let mut d = ZkCli::connect(&server);
     assert_eq!(d.run("getEphemerals"), v(&["[]"]));
 }
+
+/// One-shot watches from `get -w`, `ls -w` and `stat -w`: one txn that fires two of
+/// them delivers the created node's event before its parent's children event.
+#[test]
+fn one_shot_watches_fire_once_in_order() {
+    require!("zkcli");
+    let Some(server) = start("") else { return };
+    let mut w = ZkCli::connect(&server);
+    assert_eq!(w.run("create /x x"), v(&["Created /x"]));
+    assert_eq!(w.run("ls -w /x"), v(&["[]"]));
+    assert_eq!(w.run("stat -w /x/new"), v(&["Node does not exist: /x/new"]));
+    assert_eq!(w.run("get -w /x"), v(&["x"]));
+    let mut other = ZkCli::connect(&server);
+    assert_eq!(other.run("create /x/new n"), v(&["Created /x/new"]));
+    assert_eq!(other.run("set /x y"), Vec::<String>::new());
+    assert_eq!(other.run("set /x z"), Vec::<String>::new());
+    assert_eq!(other.run("create /x/new2"), v(&["Created /x/new2"]));
+    assert_eq!(other.run("delete /x/new"), Vec::<String>::new());
+    // A fresh watch as a barrier: everything before it has been delivered.
+    assert_eq!(w.run("get -w /x/new2"), v(&["null"]));
+    assert_eq!(other.run("set /x/new2 b"), Vec::<String>::new());
+    w.wait_event(
+        "WatchedEvent state:SyncConnected type:NodeDataChanged path:/x/new2",
+        1,
+    );
+    assert_eq!(
+        w.events(),
+        v(&[
+            "WatchedEvent state:SyncConnected type:None path:null",
+            "WatchedEvent state:SyncConnected type:NodeCreated path:/x/new",
+            "WatchedEvent state:SyncConnected type:NodeChildrenChanged path:/x",
+            "WatchedEvent state:SyncConnected type:NodeDataChanged path:/x",
+            "WatchedEvent state:SyncConnected type:NodeDataChanged path:/x/new2",
+        ])
+    );
+}
+
+/// setquota/listquota/delquota keep their limits and stats under /zookeeper/quota
+/// (soft limits only: ZooKeeper enforces hard ones only with zookeeper.enforceQuota).
+#[test]
+fn quotas_are_recorded_and_listed() {
+    require!("zkcli");
+    let Some(server) = start("") else { return };
+    let mut c = ZkCli::connect(&server);
+    let abs = "absolute path is /zookeeper/quota/q/zookeeper_limits";
+    assert_eq!(c.run("create /q"), v(&["Created /q"]));
+    assert_eq!(c.run("setquota -n 2 /q"), Vec::<String>::new());
+    assert_eq!(
+        c.run("listquota /q"),
+        v(&[
+            abs,
+            "Output quota for /q count=2,bytes=-1=;byteHardLimit=-1;countHardLimit=-1",
+            "Output stat for /q count=1,bytes=0",
+        ])
+    );
+    for n in ["a", "b", "c"] {
+        c.run(&format!("create /q/{n}"));
+    }
+    // zkCli checks the count limit (2) against the 4 nodes whenever it sets one.
+    assert_eq!(
+        c.run("setquota -b 10 /q"),
+        v(&["[Warning]: the count quota you create is less than the existing count:4"])
+    );
+    assert_eq!(
+        c.run("setquota -N 4 /q"),
+        v(&["[Warning]: the count quota you create is less than the existing count:4"])
+    );
+    assert_eq!(
+        c.run("listquota /q"),
+        v(&[
+            abs,
+            "Output quota for /q count=2,bytes=10=;byteHardLimit=-1;countHardLimit=4",
+            "Output stat for /q count=4,bytes=0",
+        ])
+    );
+    assert_eq!(c.run("create /q/d"), v(&["Created /q/d"]));
+    assert_eq!(c.run("set /q/a 0123456789"), Vec::<String>::new());
+    assert_eq!(c.run("delquota -n /q"), Vec::<String>::new());
+    assert_eq!(
+        c.run("listquota /q"),
+        v(&[
+            abs,
+            "Output quota for /q count=-1,bytes=10=;byteHardLimit=-1;countHardLimit=4",
+            "Output stat for /q count=5,bytes=10",
+        ])
+    );
+    assert_eq!(
+        c.run("setquota -n 2 /q/a"),
+        v(&["/q/a has a parent /q which has a quota"])
+    );
+    assert_eq!(
+        c.run("ls -R /zookeeper/quota"),
+        v(&[
+            "/zookeeper/quota",
+            "/zookeeper/quota/q",
+            "/zookeeper/quota/q/zookeeper_limits",
+            "/zookeeper/quota/q/zookeeper_stats",
+        ])
+    );
+    assert_eq!(
+        c.run("get /zookeeper/quota/q/zookeeper_stats"),
+        v(&["count=5,bytes=10"])
+    );
+    assert_eq!(c.run("delquota /q"), Vec::<String>::new());
+    assert_eq!(
+        c.run("listquota /q"),
+        v(&[abs, "quota for /q does not exist."])
+    );
+}
