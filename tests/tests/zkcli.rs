@@ -558,6 +558,9 @@ fn sync_config_reconfig_ephemerals_and_counts() {
     ] {
         c.run(cmd);
     }
+    // The rejected reconfig took a zxid (an error Txn), as every rejected write does.
+    let out = c.run("stat /e1");
+    assert_eq!(counter(&stat(&out)["cZxid"]), 3, "{out:#?}");
     let list = c.run("getEphemerals");
     assert_eq!(list.len(), 1, "{list:?}");
     // ZooKeeper returns them in hash-set order.
