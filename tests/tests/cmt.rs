@@ -389,3 +389,43 @@ fn ttl_is_unimplemented_without_extended_types() {
     );
     c.quit();
 }
+
+/// cli_mt's `od` pipelines 200 pairs of a 64 KiB set and a watching get on /od: every
+/// reply comes back OK and in order, and each get's watch is fired by the next set.
+#[test]
+fn od_pipelines_large_sets_and_watching_gets() {
+    require!("cli_mt");
+    let Some(server) = start("") else { return };
+    let mut c = CliMt::connect(&server);
+    assert_eq!(
+        c.run("create /od"),
+        v(&[
+            "Creating [/od] node (mode: 0)",
+            "[/od]: rc = 0",
+            "\tname = /od"
+        ])
+    );
+    c.p.send("od");
+    c.p.wait_for("all od replies", |l| {
+        l == "Recvd 200 responses for 200 requests sent"
+    });
+    let all = c.p.all_lines();
+    let count = |s: &str| all.iter().filter(|l| *l == s).count();
+    assert_eq!(count("od command response: rc = 0 Stat:"), 1);
+    assert_eq!(count("Data completion /od rc = 0"), 200, "{all:#?}");
+    assert_eq!(
+        count("Watcher CHANGED_EVENT state = CONNECTED_STATE for path /od"),
+        199
+    );
+    assert!(
+        all.iter()
+            .all(|l| !l.starts_with("Data completion") || l.ends_with("rc = 0")),
+        "{all:#?}"
+    );
+    let out = c.run("get /od");
+    assert_eq!(out[..2], v(&["/od: rc = 0", " value_len = 65535"]));
+    let s = stat(&out);
+    // The od command's own set, then 200 more.
+    assert_eq!(s["version"], format!("{:x}", 201), "{out:#?}");
+    c.quit();
+}
