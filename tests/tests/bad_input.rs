@@ -573,37 +573,48 @@ fn malformed_bodies_invalid_arguments_and_credentials() {
         assert_eq!(got.err, Some(0));
     }
 
-    // A malformed request between two writes, all sent at once: three answers, in
-    // the order sent.
-    let mut s = session(&server);
-    let mut bytes = Vec::new();
-    for xid in 1..=3 {
-        let payload = if xid == 2 {
-            let mut w = Writer::new();
-            RequestHeader {
-                xid,
-                op: OpCode::GetData.as_i32(),
-            }
-            .encode(&mut w);
-            w.write_i32(50);
-            w.into_inner()
-        } else {
-            create_frame(xid, &format!("/pipelined-{xid}"), 10)
-        };
-        bytes.extend(framed(&payload));
+    // A malformed request between two creates, all sent at once: three answers, in
+    // the order sent. A malformed write still takes a zxid (ZooKeeper's prep makes it
+    // an error Txn); a malformed read does not.
+    for (op, zxids_taken) in [(OpCode::GetData, 0), (OpCode::Create, 1)] {
+        let mut s = session(&server);
+        let mut bytes = Vec::new();
+        for xid in 1..=3 {
+            let payload = if xid == 2 {
+                let mut w = Writer::new();
+                RequestHeader {
+                    xid,
+                    op: op.as_i32(),
+                }
+                .encode(&mut w);
+                w.write_i32(50);
+                w.into_inner()
+            } else {
+                create_frame(xid, &format!("/pipelined-{op}-{xid}"), 10)
+            };
+            bytes.extend(framed(&payload));
+        }
+        send(&mut s, &bytes);
+        let mut answers = Vec::new();
+        let mut zxids = Vec::new();
+        for _ in 0..3 {
+            let reply = read_frame(&mut s).expect("an answer");
+            let h = ReplyHeader::decode(&mut Reader::new(&reply)).unwrap();
+            answers.push((h.xid, h.err));
+            zxids.push(h.zxid);
+        }
+        assert_eq!(
+            answers,
+            [(1, 0), (2, ErrorCode::MarshallingError.as_i32()), (3, 0)],
+            "malformed {op}"
+        );
+        assert_eq!(
+            zxids[2] - zxids[0],
+            1 + zxids_taken,
+            "malformed {op}: {zxids:?}"
+        );
+        drop(s);
     }
-    send(&mut s, &bytes);
-    let mut answers = Vec::new();
-    for _ in 0..3 {
-        let reply = read_frame(&mut s).expect("an answer");
-        let h = ReplyHeader::decode(&mut Reader::new(&reply)).unwrap();
-        answers.push((h.xid, h.err));
-    }
-    assert_eq!(
-        answers,
-        [(1, 0), (2, ErrorCode::MarshallingError.as_i32()), (3, 0)]
-    );
-    drop(s);
 
     // Session timeouts out of range are clamped to [2, 20] ticks, not refused.
     for (asked, negotiated) in [(-1, 4000), (0, 4000), (i32::MAX, 40_000)] {

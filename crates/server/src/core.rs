@@ -1180,6 +1180,11 @@ fn to_op(body: &Request) -> Option<Result<Op, ErrorCode>> {
         Request::CloseSession => Ok(Op::CloseSession),
         // Reconfig is disabled (reconfigEnabled=false), as in a default ZooKeeper.
         Request::Reconfig(_) => Err(ErrorCode::ReconfigDisabled),
+        // A write whose body did not decode: ZooKeeper's prep still makes it an error
+        // Txn (MarshallingError) that takes a zxid.
+        Request::Unknown { op, .. } if is_malformed_write_op(*op) => {
+            Err(ErrorCode::MarshallingError)
+        }
         _ => return None,
     })
 }
@@ -1192,6 +1197,26 @@ fn is_malformed_client_op(op: i32) -> bool {
         !matches!(
             code,
             O::Notification | O::CreateSession | O::Error | O::Sasl
+        )
+    })
+}
+
+/// Whether a malformed-body `Unknown` is of an opcode that ZooKeeper preps as a Txn.
+fn is_malformed_write_op(op: i32) -> bool {
+    use rookery_wire::OpCode as O;
+    O::from_i32(op).is_some_and(|code| {
+        matches!(
+            code,
+            O::Create
+                | O::Create2
+                | O::CreateContainer
+                | O::CreateTtl
+                | O::Delete
+                | O::SetData
+                | O::SetAcl
+                | O::Check
+                | O::Multi
+                | O::Reconfig
         )
     })
 }
