@@ -18,7 +18,15 @@ import org.apache.curator.framework.CuratorFramework;
 import org.apache.curator.framework.CuratorFrameworkFactory;
 import org.apache.curator.framework.api.transaction.CuratorOp;
 import org.apache.curator.framework.api.transaction.CuratorTransactionResult;
+import org.apache.curator.framework.recipes.atomic.AtomicValue;
+import org.apache.curator.framework.recipes.atomic.DistributedAtomicLong;
+import org.apache.curator.framework.recipes.barriers.DistributedDoubleBarrier;
 import org.apache.curator.framework.recipes.cache.ChildData;
+import org.apache.curator.framework.recipes.cache.TreeCache;
+import org.apache.curator.framework.recipes.cache.TreeCacheEvent;
+import org.apache.curator.framework.recipes.locks.InterProcessSemaphoreV2;
+import org.apache.curator.framework.recipes.locks.Lease;
+import org.apache.curator.framework.recipes.shared.SharedCount;
 import org.apache.curator.framework.recipes.cache.CuratorCache;
 import org.apache.curator.framework.recipes.cache.CuratorCacheListener;
 import org.apache.curator.framework.recipes.leader.LeaderLatch;
@@ -44,6 +52,7 @@ public class CuratorScenarios {
             case "cache": cache(); break;
             case "create": create(); break;
             case "pipeline": pipeline(); break;
+            case "recipes": recipes(); break;
             default: throw new IllegalArgumentException("unknown scenario " + args[1]);
         }
         System.out.flush();
@@ -329,5 +338,120 @@ public class CuratorScenarios {
         System.out.println("pipeline " + order.get(n + 1));
         System.out.println("pipeline children=" + zk.getChildren("/pipe", false).size());
         zk.close();
+    }
+
+    // More recipes: versioned counters, a semaphore, a double barrier, the older
+    // TreeCache (one-shot watches) and a namespaced client.
+    static void recipes() throws Exception {
+        CuratorFramework c1 = client(), c2 = client(), c3 = client();
+
+        // SharedCount: trySetCount with a stale version fails (setData with a version).
+        SharedCount a = new SharedCount(c1, "/count", 0), b = new SharedCount(c2, "/count", 0);
+        a.start();
+        b.start();
+        org.apache.curator.framework.recipes.shared.VersionedValue<Integer> stale = b.getVersionedValue();
+        check(a.trySetCount(a.getVersionedValue(), 5), "first trySetCount");
+        boolean staleWon = b.trySetCount(stale, 6);
+        System.out.println("sharedcount stale set won=" + staleWon);
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(WAIT_S);
+        while (b.getCount() != 5) {
+            check(System.nanoTime() < deadline, "b sees 5");
+            Thread.sleep(20);
+        }
+        System.out.println("sharedcount other client sees=" + b.getCount());
+        a.close();
+        b.close();
+
+        // DistributedAtomicLong: 3 clients x 20 increments, optimistic (versioned set).
+        List<Thread> ts = new ArrayList<>();
+        List<Throwable> errors = java.util.Collections.synchronizedList(new ArrayList<>());
+        for (CuratorFramework c : Arrays.asList(c1, c2, c3)) {
+            Thread t = new Thread(() -> {
+                try {
+                    DistributedAtomicLong n = new DistributedAtomicLong(c, "/atomic", new RetryNTimes(1000, 1));
+                    for (int i = 0; i < 20; i++) {
+                        AtomicValue<Long> r = n.increment();
+                        check(r.succeeded(), "increment succeeded");
+                    }
+                } catch (Throwable e) { errors.add(e); }
+            });
+            ts.add(t);
+            t.start();
+        }
+        for (Thread t : ts) t.join();
+        if (!errors.isEmpty()) throw new RuntimeException(errors.get(0));
+        System.out.println("atomic long=" + new DistributedAtomicLong(c1, "/atomic", new RetryNTimes(3, 10)).get().postValue());
+
+        // InterProcessSemaphoreV2 with 2 leases: a third acquire times out until one returns.
+        InterProcessSemaphoreV2 s1 = new InterProcessSemaphoreV2(c1, "/sem", 2);
+        InterProcessSemaphoreV2 s2 = new InterProcessSemaphoreV2(c2, "/sem", 2);
+        InterProcessSemaphoreV2 s3 = new InterProcessSemaphoreV2(c3, "/sem", 2);
+        Lease l1 = s1.acquire(WAIT_S, TimeUnit.SECONDS);
+        Lease l2 = s2.acquire(WAIT_S, TimeUnit.SECONDS);
+        check(l1 != null && l2 != null, "two leases");
+        Lease l3 = s3.acquire(300, TimeUnit.MILLISECONDS);
+        System.out.println("semaphore third lease while full=" + (l3 != null));
+        s1.returnLease(l1);
+        l3 = s3.acquire(WAIT_S, TimeUnit.SECONDS);
+        System.out.println("semaphore third lease after return=" + (l3 != null));
+        s2.returnLease(l2);
+        s3.returnLease(l3);
+
+        // DistributedDoubleBarrier for 3: all enter together, all leave together.
+        List<String> order = java.util.Collections.synchronizedList(new ArrayList<>());
+        ts.clear();
+        for (CuratorFramework c : Arrays.asList(c1, c2, c3)) {
+            Thread t = new Thread(() -> {
+                try {
+                    DistributedDoubleBarrier bar = new DistributedDoubleBarrier(c, "/barrier", 3);
+                    check(bar.enter(WAIT_S, TimeUnit.SECONDS), "enter");
+                    order.add("entered");
+                    check(bar.leave(WAIT_S, TimeUnit.SECONDS), "leave");
+                    order.add("left");
+                } catch (Throwable e) { errors.add(e); }
+            });
+            ts.add(t);
+            t.start();
+        }
+        for (Thread t : ts) t.join();
+        if (!errors.isEmpty()) throw new RuntimeException(errors.get(0));
+        System.out.println("barrier " + order);
+
+        // TreeCache: one-shot data and child watches re-set on every event.
+        BlockingQueue<String> events = new LinkedBlockingQueue<>();
+        c1.create().forPath("/tree", b("t"));
+        TreeCache tc = TreeCache.newBuilder(c1, "/tree").build();
+        tc.getListenable().addListener((cl, ev) -> {
+            if (ev.getType() == TreeCacheEvent.Type.CONNECTION_SUSPENDED
+                || ev.getType() == TreeCacheEvent.Type.CONNECTION_RECONNECTED
+                || ev.getType() == TreeCacheEvent.Type.CONNECTION_LOST) return;
+            events.add(ev.getType() + (ev.getData() != null ? " " + ev.getData().getPath() + " " + s(ev.getData().getData()) : ""));
+        });
+        tc.start();
+        System.out.println("treecache " + take(events));
+        System.out.println("treecache " + take(events));
+        c2.create().forPath("/tree/a", b("1"));
+        System.out.println("treecache " + take(events));
+        c2.create().forPath("/tree/a/b", b("2"));
+        System.out.println("treecache " + take(events));
+        c2.setData().forPath("/tree/a/b", b("3"));
+        System.out.println("treecache " + take(events));
+        c2.delete().deletingChildrenIfNeeded().forPath("/tree/a");
+        List<String> removed = new ArrayList<>();
+        removed.add(take(events));
+        removed.add(take(events));
+        removed.sort(null);
+        System.out.println("treecache " + removed);
+        tc.close();
+
+        // A namespace is a client-side chroot: paths the server sees are prefixed.
+        CuratorFramework ns = c3.usingNamespace("app");
+        ns.create().creatingParentsIfNeeded().forPath("/x/y", b("v"));
+        System.out.println("namespace raw path data=" + s(c1.getData().forPath("/app/x/y")));
+        System.out.println("namespace children=" + ns.getChildren().forPath("/x"));
+
+        c1.close();
+        c2.close();
+        c3.close();
     }
 }

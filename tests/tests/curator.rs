@@ -215,3 +215,33 @@ fn java_client_gets_a_rejected_write_reply_in_order() {
         ])
     );
 }
+
+/// SharedCount (versioned setData), DistributedAtomicLong under contention from three
+/// clients, InterProcessSemaphoreV2, DistributedDoubleBarrier, the one-shot-watch
+/// TreeCache and a namespaced client.
+#[test]
+fn more_recipes_agree() {
+    require!("curator");
+    let Some(out) = scenario("recipes") else {
+        return;
+    };
+    assert_eq!(
+        out,
+        v(&[
+            "sharedcount stale set won=false",
+            "sharedcount other client sees=5",
+            "atomic long=60",
+            "semaphore third lease while full=false",
+            "semaphore third lease after return=true",
+            "barrier [entered, entered, entered, left, left, left]",
+            "treecache NODE_ADDED /tree t",
+            "treecache INITIALIZED",
+            "treecache NODE_ADDED /tree/a 1",
+            "treecache NODE_ADDED /tree/a/b 2",
+            "treecache NODE_UPDATED /tree/a/b 3",
+            "treecache [NODE_REMOVED /tree/a 1, NODE_REMOVED /tree/a/b 3]",
+            "namespace raw path data=v",
+            "namespace children=[y]",
+        ])
+    );
+}
