@@ -53,6 +53,7 @@ public class CuratorScenarios {
             case "create": create(); break;
             case "pipeline": pipeline(); break;
             case "recipes": recipes(); break;
+            case "restart": restart(); break;
             default: throw new IllegalArgumentException("unknown scenario " + args[1]);
         }
         System.out.flush();
@@ -453,5 +454,49 @@ public class CuratorScenarios {
         c1.close();
         c2.close();
         c3.close();
+    }
+
+    // The plain Java client across a server restart (kill -9, same port and data): it
+    // reconnects within the session timeout to the same session, its ephemeral is
+    // still there, and the watch it set before is re-registered (setWatches) and fires.
+    // The test restarts the server between "ready" and the line it writes to stdin.
+    static void restart() throws Exception {
+        BlockingQueue<String> states = new LinkedBlockingQueue<>();
+        BlockingQueue<String> events = new LinkedBlockingQueue<>();
+        org.apache.zookeeper.ZooKeeper zk = new org.apache.zookeeper.ZooKeeper(connect, 30000, e -> {
+            if (e.getType() == org.apache.zookeeper.Watcher.Event.EventType.None) states.add(e.getState().toString());
+            else events.add(e.getType() + " " + e.getPath());
+        });
+        check("SyncConnected".equals(states.poll(WAIT_S, TimeUnit.SECONDS)), "connected");
+        long session = zk.getSessionId();
+        zk.create("/p", b("v0"), ZooDefs.Ids.OPEN_ACL_UNSAFE, CreateMode.PERSISTENT);
+        zk.create("/eph", b("e"), ZooDefs.Ids.OPEN_ACL_UNSAFE, CreateMode.EPHEMERAL);
+        zk.getData("/p", true, null);
+        zk.exists("/later", true);
+        System.out.println("ready");
+        System.out.flush();
+        new java.io.BufferedReader(new java.io.InputStreamReader(System.in)).readLine();
+        String st;
+        while (!"SyncConnected".equals(st = states.poll(WAIT_S, TimeUnit.SECONDS))) {
+            check(st != null, "reconnected");
+            check(!"Expired".equals(st), "session not expired");
+        }
+        System.out.println("restart same session=" + (zk.getSessionId() == session));
+        Stat e = zk.exists("/eph", false);
+        System.out.println("restart ephemeral kept=" + (e != null && e.getEphemeralOwner() == session));
+        System.out.println("restart data=" + s(zk.getData("/p", false, null)));
+        CountDownLatch c2 = new CountDownLatch(1);
+        org.apache.zookeeper.ZooKeeper other = new org.apache.zookeeper.ZooKeeper(connect, 30000, ev -> {
+            if (ev.getState() == org.apache.zookeeper.Watcher.Event.KeeperState.SyncConnected) c2.countDown();
+        });
+        check(c2.await(WAIT_S, TimeUnit.SECONDS), "other connected");
+        other.setData("/p", b("v1"), -1);
+        other.create("/later", b("l"), ZooDefs.Ids.OPEN_ACL_UNSAFE, CreateMode.PERSISTENT);
+        List<String> got = new ArrayList<>();
+        got.add(take(events));
+        got.add(take(events));
+        System.out.println("restart watches fired=" + got);
+        other.close();
+        zk.close();
     }
 }

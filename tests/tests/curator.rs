@@ -245,3 +245,59 @@ fn more_recipes_agree() {
         ])
     );
 }
+
+/// The plain Java client rides out a kill -9 and restart of the server: same session,
+/// its ephemeral kept, its watches re-registered on reconnect and fired.
+#[test]
+fn java_client_keeps_its_session_across_a_server_restart() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::Stdio;
+    require!("curator");
+    if Target::from_env() == Target::ZooKeeper {
+        require!("zookeeper");
+    }
+    let mut server = Server::start_with(Target::from_env(), "");
+    let cp = format!("{}:{}", classes().display(), classpath());
+    let mut child = Command::new("java")
+        .args([
+            "-Xmx256m",
+            "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
+            "-cp",
+            &cp,
+        ])
+        .arg("CuratorScenarios")
+        .arg(server.connect_string())
+        .arg("restart")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running java");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n", "the scenario did not get ready");
+    server.restart();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"go\n").unwrap();
+    drop(stdin);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "restart scenario failed ({})\nstdout:\n{rest}\nstderr:\n{}\nserver log:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+    assert_eq!(
+        rest.lines().collect::<Vec<_>>(),
+        [
+            "restart same session=true",
+            "restart ephemeral kept=true",
+            "restart data=v0",
+            "restart watches fired=[NodeDataChanged /p, NodeCreated /later]",
+        ]
+    );
+}
