@@ -17,7 +17,12 @@ struct ZkCli {
 
 impl ZkCli {
     fn connect(server: &Server) -> ZkCli {
-        let mut p = Interactive::spawn(ZKCLI, &["-server", &server.connect_string()]);
+        ZkCli::connect_to(&server.connect_string())
+    }
+
+    /// `address` may end in a chroot path.
+    fn connect_to(address: &str) -> ZkCli {
+        let mut p = Interactive::spawn(ZKCLI, &["-server", address]);
         p.wait_for("SyncConnected", |l| {
             l == "WatchedEvent state:SyncConnected type:None path:null"
         });
@@ -698,4 +703,45 @@ fn quotas_are_recorded_and_listed() {
         c.run("listquota /q"),
         v(&[abs, "quota for /q does not exist."])
     );
+}
+
+/// A chroot in the connect string: the client prefixes every path and strips the prefix
+/// from what the server sends back, notifications included.
+#[test]
+fn chroot_paths_and_watch_events() {
+    require!("zkcli");
+    let Some(server) = start("") else { return };
+    let mut root = ZkCli::connect(&server);
+    assert_eq!(root.run("create /app"), v(&["Created /app"]));
+    let mut app = ZkCli::connect_to(&format!("{}/app", server.connect_string()));
+    assert_eq!(app.run("create /x x"), v(&["Created /x"]));
+    assert_eq!(app.run("create -s /x/s"), v(&["Created /x/s0000000000"]));
+    assert_eq!(app.run("ls /"), v(&["[x]"]));
+    assert_eq!(
+        app.run("addWatch -m PERSISTENT_RECURSIVE /x"),
+        Vec::<String>::new()
+    );
+    // No second (one-shot) watch on /x: ZooKeeper 3.8.0 lets a standard watch replace
+    // a same-session persistent recursive one on the same path (Rookery keeps both).
+    assert_eq!(
+        root.run("ls -R /app"),
+        v(&["/app", "/app/x", "/app/x/s0000000000"])
+    );
+    assert_eq!(root.run("create /app/x/y"), v(&["Created /app/x/y"]));
+    assert_eq!(root.run("set /app/x z"), Vec::<String>::new());
+    assert_eq!(root.run("delete /app/x/y"), Vec::<String>::new());
+    app.wait_event(
+        "WatchedEvent state:SyncConnected type:NodeDeleted path:/x/y",
+        1,
+    );
+    assert_eq!(
+        app.events(),
+        v(&[
+            "WatchedEvent state:SyncConnected type:None path:null",
+            "WatchedEvent state:SyncConnected type:NodeCreated path:/x/y",
+            "WatchedEvent state:SyncConnected type:NodeDataChanged path:/x",
+            "WatchedEvent state:SyncConnected type:NodeDeleted path:/x/y",
+        ])
+    );
+    assert_eq!(app.run("getAllChildrenNumber /"), v(&["2"]));
 }
