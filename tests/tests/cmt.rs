@@ -429,3 +429,60 @@ fn od_pipelines_large_sets_and_watching_gets() {
     assert_eq!(s["version"], format!("{:x}", 201), "{out:#?}");
     c.quit();
 }
+
+/// Digest auth from the C client on a node whose ACL zkCli.sh set; an unknown scheme
+/// fails the session (AUTH_FAILED) as ZooKeeper does; `-r` (read-only allowed) still
+/// gets a read-write session from a standalone server.
+#[test]
+fn digest_auth_unknown_scheme_and_read_only_flag() {
+    require!("cli_mt", "zkcli");
+    let Some(server) = start("") else { return };
+    let zkcli = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "printf 'create /sec s\\nsetAcl /sec digest:alice:aYXlLOpEooaV1cRAvUL1fp9Qt7E=:cdrwa\\nquit\\n' \
+             | {} -server {} 2>&1",
+            rookery_tests::ZKCLI,
+            server.connect_string()
+        ))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&zkcli.stdout);
+    assert!(text.contains("Created /sec"), "{text}");
+
+    let mut c = CliMt::connect(&server);
+    assert_eq!(
+        c.run("get /sec"),
+        v(&["/sec: rc = -102", "", "Stat:", "null"])
+    ); // ZNOAUTH
+    assert_eq!(c.run("addauth digest alice:wrong"), Vec::<String>::new());
+    assert_eq!(
+        c.run("get /sec"),
+        v(&["/sec: rc = -102", "", "Stat:", "null"])
+    );
+    assert_eq!(c.run("addauth digest alice:secret"), Vec::<String>::new());
+    assert_eq!(
+        c.run("get /sec")[..3],
+        v(&["/sec: rc = 0", " value_len = 1", "s"])
+    );
+    assert_eq!(c.run("delete /sec"), v(&["/sec: rc = 0"]));
+    c.quit();
+
+    let mut c = CliMt::connect(&server);
+    c.p.send("addauth nosuchscheme whatever");
+    c.p.wait_for("AUTH_FAILED", |l| {
+        l == "Watcher SESSION_EVENT state = AUTH_FAILED_STATE"
+    });
+    c.p.wait_for("shutdown", |l| {
+        l == "Authentication failure. Shutting down..."
+    });
+    drop(c);
+
+    let mut p = interactive::Interactive::spawn(CLI_MT, &["-h", &server.connect_string(), "-r"]);
+    p.wait_for("CONNECTED_STATE", |l| {
+        l == "Watcher SESSION_EVENT state = CONNECTED_STATE"
+    });
+    p.send_lines(&["create /rw", "get /cmt-end"]);
+    let out = p.wait_for("marker", |l| l == "/cmt-end: rc = -101");
+    assert!(out.iter().any(|l| l == "[/rw]: rc = 0"), "{out:#?}");
+}
