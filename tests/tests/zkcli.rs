@@ -745,3 +745,35 @@ fn chroot_paths_and_watch_events() {
     );
     assert_eq!(app.run("getAllChildrenNumber /"), v(&["2"]));
 }
+
+/// `deleteall` removes a 321-node tree in one multi (zkCli batches up to 1000 deletes),
+/// which takes one zxid.
+#[test]
+fn deleteall_removes_a_large_tree_in_one_multi() {
+    require!("zkcli");
+    let Some(server) = start("") else { return };
+    let mut c = ZkCli::connect(&server);
+    // Txn 1 is the session, 2 /big, 3..=302 its children, 303..=322 grandchildren.
+    let mut script = vec!["create /big".to_owned()];
+    script.extend((1..=300).map(|i| format!("create /big/n{i}")));
+    script.extend((1..=20).map(|i| format!("create /big/n1/c{i}")));
+    let lines: Vec<&str> = script.iter().map(String::as_str).collect();
+    c.p.send_lines(&lines);
+    c.p.wait_for("the last create", |l| l == "Created /big/n1/c20");
+    assert_eq!(c.run("getAllChildrenNumber /big"), v(&["320"]));
+    let out = c.run("stat /big/n1");
+    assert_stat(
+        &out,
+        3,
+        3,
+        322,
+        &[("cversion", "20"), ("numChildren", "20")],
+    );
+    assert_eq!(c.run("deleteall /big"), Vec::<String>::new()); // 323
+    assert_eq!(c.run("ls /big"), v(&["Node does not exist: /big"]));
+    let out = c.run("stat /");
+    assert_eq!(counter(&stat(&out)["pZxid"]), 323, "{out:#?}");
+    assert_eq!(stat(&out)["numChildren"], "1", "{out:#?}");
+    assert_eq!(c.run("create /next"), v(&["Created /next"])); // 324
+    assert_stat(&c.run("stat /next"), 324, 324, 324, &[]);
+}
