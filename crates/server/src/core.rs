@@ -170,12 +170,30 @@ pub(crate) struct Core {
     in_flight: BTreeMap<SessionId, usize>,
     round: VecDeque<Item>,
     txns_since_snapshot: u64,
+    /// The snapshot being serialized and saved off this thread; at most one at a time.
+    snapshot_task: Option<SnapshotTask>,
     /// A failed log append: the round must not be acknowledged.
     append_failed: Option<StorageError>,
     last_container_check_ms: i64,
     started: Instant,
     start_wall_ms: i64,
     stats: ServerStats,
+}
+
+/// A snapshot in flight: a frozen clone of the tree being serialized, saved and
+/// retention-checked on its own thread while the core keeps applying.
+struct SnapshotTask {
+    last_zxid: i64,
+    handle: std::thread::JoinHandle<Result<SnapshotSaved, StorageError>>,
+}
+
+/// What the snapshot thread reports once the snapshot is durable.
+struct SnapshotSaved {
+    bytes: usize,
+    serialize_ms: u64,
+    save_ms: u64,
+    /// The valid snapshots kept by retention, newest first; `None` if retention failed.
+    retained: Option<Vec<i64>>,
 }
 
 /// A storage failure: the server must stop (DESIGN: storage failure stops the node).
@@ -266,6 +284,7 @@ impl Core {
             in_flight: BTreeMap::new(),
             round: VecDeque::new(),
             txns_since_snapshot: replayed,
+            snapshot_task: None,
             append_failed: None,
             started: Instant::now(),
             start_wall_ms: now,
@@ -294,7 +313,9 @@ impl Core {
             }
             self.finish_round()?;
         }
-        Ok(())
+        // Let an in-flight snapshot finish: it holds a storage handle, and the log
+        // purge it allows happens only once it is saved.
+        self.finish_snapshot()
     }
 
     fn next_zxid(&mut self) -> i64 {
@@ -379,9 +400,9 @@ impl Core {
                 session,
                 0,
                 &caller,
-                Ok(&Op::CreateSession {
+                &Op::CreateSession {
                     timeout_ms: timeout,
-                }),
+                },
                 AfterApply::Connected { conn },
             );
             info!(session = format!("{session:#x}"), timeout, "new session");
@@ -446,13 +467,7 @@ impl Core {
                 zxid = tracing::field::Empty
             );
             let _g = span.enter();
-            self.submit(
-                session,
-                0,
-                &caller,
-                Ok(&Op::CloseSession),
-                AfterApply::Internal,
-            );
+            self.submit(session, 0, &caller, &Op::CloseSession, AfterApply::Internal);
         }
         if now - self.last_container_check_ms >= self.cfg.container_check_interval_ms {
             self.last_container_check_ms = now;
@@ -466,7 +481,7 @@ impl Core {
                     0,
                     0,
                     &caller,
-                    Ok(&Op::DeleteContainer { path }),
+                    &Op::DeleteContainer { path },
                     AfterApply::Internal,
                 );
             }
@@ -526,10 +541,10 @@ impl Core {
             _ => {}
         }
 
-        // A write rejected before prep (disabled reconfig, a bad create mode) is still
-        // an error Txn, as in ZooKeeper: it takes a zxid and is answered in order.
-        if let Some(write) = to_op(&req.body) {
-            let after = if matches!(write, Ok(Op::CloseSession)) {
+        // A write rejected before prep (reconfig, a bad create mode) is answered on the
+        // read path below, so its reply still follows the session's earlier writes.
+        if let Some(Ok(write)) = to_op(&req.body) {
+            let after = if matches!(write, Op::CloseSession) {
                 self.sessions.set_closing(session);
                 AfterApply::Closed { conn, xid: xid_ }
             } else {
@@ -542,13 +557,7 @@ impl Core {
                 auth: &auth,
                 is_super,
             };
-            self.submit(
-                session,
-                xid_,
-                &caller,
-                write.as_ref().map_err(|e| *e),
-                after,
-            );
+            self.submit(session, xid_, &caller, &write, after);
             return;
         }
 
@@ -605,21 +614,21 @@ impl Core {
     }
 
     /// Preps `op` into a Txn at the next zxid and queues it for this round. A failed
-    /// single op still takes a zxid and is logged as an error Txn, as ZooKeeper does;
-    /// so does a write rejected before prep (`op` is its error).
+    /// single op still takes a zxid and is logged as an error Txn, as ZooKeeper does.
     fn submit(
         &mut self,
         session: SessionId,
         cxid: i32,
         caller: &Caller<'_>,
-        op: Result<&Op, ErrorCode>,
+        op: &Op,
         after: AfterApply,
     ) {
         let zxid = self.next_zxid();
         let time_ms = wall_ms();
-        let prepped =
-            op.and_then(|op| self.tree.prep(&mut self.pending, caller, op, zxid, time_ms));
-        let txn = prepped.unwrap_or_else(Txn::Error);
+        let txn = match self.tree.prep(&mut self.pending, caller, op, zxid, time_ms) {
+            Ok(t) => t,
+            Err(code) => Txn::Error(code),
+        };
         let header = TxnHeader {
             session_id: session,
             cxid,
@@ -925,8 +934,11 @@ impl Core {
                 ok(Response::Empty)
             }
             Request::Unknown { .. } => (ErrorCode::MarshallingError, Response::Empty),
-            // Writes, auth and unknown opcodes never reach here.
-            _ => (ErrorCode::Unimplemented, Response::Empty),
+            // Of the writes, only those rejected before prep reach here.
+            other => match to_op(other) {
+                Some(Err(code)) => (code, Response::Empty),
+                _ => (ErrorCode::Unimplemented, Response::Empty),
+            },
         }
     }
 
@@ -988,47 +1000,110 @@ impl Core {
     // ---------------------------------------------------------------------------------
     // Snapshots and four-letter words.
 
+    /// Every `snap_count` Txns, freezes the tree (an O(1) clone of its persistent
+    /// maps, exactly the state at its last zxid) and hands it to a thread that
+    /// serializes, saves and applies retention, so writes never wait for a snapshot.
+    /// At most one is in flight; a snapshot due meanwhile starts after it finishes.
     fn maybe_snapshot(&mut self) -> Result<(), CoreError> {
-        if self.txns_since_snapshot < self.cfg.snap_count {
+        if self
+            .snapshot_task
+            .as_ref()
+            .is_some_and(|t| t.handle.is_finished())
+        {
+            self.finish_snapshot()?;
+        }
+        if self.txns_since_snapshot < self.cfg.snap_count || self.snapshot_task.is_some() {
             return Ok(());
         }
         self.txns_since_snapshot = 0;
         let started = Instant::now();
-        let last = self.tree.last_zxid();
-        let bytes = self.tree.snapshot();
-        let len = bytes.len();
+        let frozen = self.tree.clone();
+        let last = frozen.last_zxid();
         let mut store = self.storage.snapshot_store();
         let retain = self.cfg.snap_retain_count;
-        // Serializing is done (it needs the tree); writing and fsyncing the bytes and
-        // purging old snapshots and log happen off the request path.
-        std::thread::spawn(move || {
-            if let Err(e) = store.save_snapshot(last, &bytes) {
-                error!(error = %e, "snapshot save failed");
-                return;
+        let spawned = std::thread::Builder::new()
+            .name("snapshot".into())
+            .spawn(move || {
+                let t = Instant::now();
+                let bytes = frozen.snapshot();
+                // The clone's copy of every node changed since the freeze goes now.
+                drop(frozen);
+                let serialize_ms = t.elapsed().as_millis() as u64;
+                let t = Instant::now();
+                store.save_snapshot(last, &bytes)?;
+                let save_ms = t.elapsed().as_millis() as u64;
+                let retained = match store.retain_snapshots(retain) {
+                    Ok(r) => {
+                        debug!(retained = ?r.retained, deleted = ?r.deleted, "snapshot retention");
+                        Some(r.retained)
+                    }
+                    Err(e) => {
+                        error!(error = %e, "snapshot retention failed");
+                        None
+                    }
+                };
+                Ok(SnapshotSaved {
+                    bytes: bytes.len(),
+                    serialize_ms,
+                    save_ms,
+                    retained,
+                })
+            });
+        match spawned {
+            Ok(handle) => {
+                self.snapshot_task = Some(SnapshotTask {
+                    last_zxid: last,
+                    handle,
+                });
+                debug!(
+                    zxid = format!("{last:#x}"),
+                    core_us = started.elapsed().as_micros() as u64,
+                    "snapshot started"
+                );
             }
-            match store.retain_snapshots(retain) {
-                Ok(r) => debug!(retained = ?r.retained, deleted = ?r.deleted, "snapshot retention"),
-                Err(e) => error!(error = %e, "snapshot retention failed"),
-            }
-        });
-        // The log before the oldest retained snapshot is no longer needed.
-        if let Ok(list) = self.storage.list_snapshots() {
-            if list.len() >= retain {
-                if let Some(oldest) = list.iter().rev().nth(retain - 1) {
-                    let purged = self.storage.purge_before(oldest.last_zxid)?;
-                    debug!(
-                        purged,
-                        "purged log entries older than the retained snapshots"
-                    );
-                }
-            }
+            Err(e) => error!(error = %e, "could not start the snapshot thread"),
         }
+        Ok(())
+    }
+
+    /// Waits for the snapshot in flight (if any), then drops the log before the
+    /// oldest retained snapshot: only a saved snapshot may stand in for the log.
+    fn finish_snapshot(&mut self) -> Result<(), CoreError> {
+        let Some(task) = self.snapshot_task.take() else {
+            return Ok(());
+        };
+        let zxid = format!("{:#x}", task.last_zxid);
+        let saved = match task.handle.join() {
+            Ok(Ok(saved)) => saved,
+            Ok(Err(e)) => {
+                error!(%zxid, error = %e, "snapshot save failed");
+                return Ok(());
+            }
+            Err(_) => {
+                error!(%zxid, "snapshot thread panicked");
+                return Ok(());
+            }
+        };
         info!(
-            zxid = format!("{last:#x}"),
-            bytes = len,
-            elapsed_ms = started.elapsed().as_millis() as u64,
+            %zxid,
+            bytes = saved.bytes,
+            serialize_ms = saved.serialize_ms,
+            save_ms = saved.save_ms,
             "snapshot taken"
         );
+        let retain = self.cfg.snap_retain_count;
+        if let Some(&oldest) = saved
+            .retained
+            .as_ref()
+            .filter(|r| r.len() >= retain)
+            .and_then(|r| r.last())
+        {
+            let purged = self.storage.purge_before(oldest)?;
+            debug!(
+                purged,
+                "purged log entries older than the retained snapshots"
+            );
+        }
         Ok(())
     }
 
@@ -1180,11 +1255,6 @@ fn to_op(body: &Request) -> Option<Result<Op, ErrorCode>> {
         Request::CloseSession => Ok(Op::CloseSession),
         // Reconfig is disabled (reconfigEnabled=false), as in a default ZooKeeper.
         Request::Reconfig(_) => Err(ErrorCode::ReconfigDisabled),
-        // A write whose body did not decode: ZooKeeper's prep still makes it an error
-        // Txn (MarshallingError) that takes a zxid.
-        Request::Unknown { op, .. } if is_malformed_write_op(*op) => {
-            Err(ErrorCode::MarshallingError)
-        }
         _ => return None,
     })
 }
@@ -1197,26 +1267,6 @@ fn is_malformed_client_op(op: i32) -> bool {
         !matches!(
             code,
             O::Notification | O::CreateSession | O::Error | O::Sasl
-        )
-    })
-}
-
-/// Whether a malformed-body `Unknown` is of an opcode that ZooKeeper preps as a Txn.
-fn is_malformed_write_op(op: i32) -> bool {
-    use rookery_wire::OpCode as O;
-    O::from_i32(op).is_some_and(|code| {
-        matches!(
-            code,
-            O::Create
-                | O::Create2
-                | O::CreateContainer
-                | O::CreateTtl
-                | O::Delete
-                | O::SetData
-                | O::SetAcl
-                | O::Check
-                | O::Multi
-                | O::Reconfig
         )
     })
 }
@@ -1293,5 +1343,111 @@ mod tests {
         assert_eq!(a.len(), 16);
         assert_eq!(a, session_password(0x1000_0000_0000_0001));
         assert_ne!(a, session_password(0x1000_0000_0000_0002));
+    }
+
+    fn snapshot_core(dir: &std::path::Path) -> Core {
+        let cfg = CoreConfig {
+            server_id: 1,
+            tick_ms: 2000,
+            min_session_timeout_ms: 4000,
+            max_session_timeout_ms: 40000,
+            tree: TreeConfig::default(),
+            super_digest: None,
+            four_letter_words: Default::default(),
+            container_check_interval_ms: 60_000,
+            snap_count: 10,
+            snap_retain_count: 3,
+            describe: Default::default(),
+        };
+        Core::open(cfg, SledStorage::open(dir).unwrap()).unwrap()
+    }
+
+    /// Logs and applies one Txn the way a round does (append, sync, apply).
+    fn write(core: &mut Core, txn: Txn) -> i64 {
+        let zxid = core.next_zxid();
+        let header = TxnHeader {
+            session_id: 0,
+            cxid: 0,
+            zxid,
+            time_ms: 1_000,
+        };
+        core.storage
+            .append(zxid, &encode_entry(&header, &txn))
+            .unwrap();
+        core.storage.sync().unwrap();
+        core.apply(header, &txn, AfterApply::Internal);
+        zxid
+    }
+
+    fn create(core: &mut Core, path: String) -> i64 {
+        let parent_cversion = core.tree.node("/").map_or(0, |n| n.stat.cversion) + 1;
+        write(
+            core,
+            Txn::Create {
+                kind: CreateKind::Create,
+                path,
+                data: Some(b"v".to_vec()),
+                acl: rookery_wire::Acl::open_unsafe(),
+                ephemeral_owner: 0,
+                parent_cversion,
+            },
+        )
+    }
+
+    #[test]
+    fn a_background_snapshot_is_the_state_at_its_zxid_and_purges_only_once_saved() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut core = snapshot_core(dir.path());
+        let first = create(&mut core, "/n0".into());
+        let mut taken = Vec::new();
+        for round in 0..4 {
+            for i in 0..9 {
+                create(&mut core, format!("/r{round}-{i}"));
+            }
+            let expected = core.tree.snapshot();
+            let at = core.tree.last_zxid();
+            core.maybe_snapshot().unwrap();
+            assert!(
+                core.snapshot_task.is_some(),
+                "round {round}: no snapshot started"
+            );
+            // Writes go on while the snapshot thread serializes the frozen tree.
+            write(
+                &mut core,
+                Txn::SetData {
+                    path: "/n0".into(),
+                    data: Some(format!("after {round}").into_bytes()),
+                    version: round + 1,
+                },
+            );
+            create(&mut core, format!("/after{round}"));
+            core.finish_snapshot().unwrap();
+            let saved = core.storage.load_snapshot(at).unwrap().unwrap();
+            assert_eq!(
+                saved.data, expected,
+                "round {round}: not the state at {at:#x}"
+            );
+            taken.push(at);
+            // Fewer than snap_retain_count saved snapshots: the whole log stays.
+            let oldest_kept = if taken.len() < 3 {
+                first
+            } else {
+                taken[taken.len() - 3]
+            };
+            assert_eq!(core.storage.first_zxid().unwrap(), Some(oldest_kept));
+        }
+        let listed: Vec<i64> = core
+            .storage
+            .list_snapshots()
+            .unwrap()
+            .iter()
+            .map(|s| s.last_zxid)
+            .collect();
+        assert_eq!(listed, taken[1..]);
+        // Recovery from the newest snapshot plus the log after it.
+        let live = core.tree.clone();
+        drop(core);
+        let core = snapshot_core(dir.path());
+        assert_eq!(core.tree, live);
     }
 }
