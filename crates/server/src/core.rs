@@ -400,9 +400,9 @@ impl Core {
                 session,
                 0,
                 &caller,
-                &Op::CreateSession {
+                Ok(&Op::CreateSession {
                     timeout_ms: timeout,
-                },
+                }),
                 AfterApply::Connected { conn },
             );
             info!(session = format!("{session:#x}"), timeout, "new session");
@@ -467,7 +467,13 @@ impl Core {
                 zxid = tracing::field::Empty
             );
             let _g = span.enter();
-            self.submit(session, 0, &caller, &Op::CloseSession, AfterApply::Internal);
+            self.submit(
+                session,
+                0,
+                &caller,
+                Ok(&Op::CloseSession),
+                AfterApply::Internal,
+            );
         }
         if now - self.last_container_check_ms >= self.cfg.container_check_interval_ms {
             self.last_container_check_ms = now;
@@ -481,7 +487,7 @@ impl Core {
                     0,
                     0,
                     &caller,
-                    &Op::DeleteContainer { path },
+                    Ok(&Op::DeleteContainer { path }),
                     AfterApply::Internal,
                 );
             }
@@ -541,10 +547,10 @@ impl Core {
             _ => {}
         }
 
-        // A write rejected before prep (reconfig, a bad create mode) is answered on the
-        // read path below, so its reply still follows the session's earlier writes.
-        if let Some(Ok(write)) = to_op(&req.body) {
-            let after = if matches!(write, Op::CloseSession) {
+        // A write rejected before prep (disabled reconfig, a bad create mode) is still
+        // an error Txn, as in ZooKeeper: it takes a zxid and is answered in order.
+        if let Some(write) = to_op(&req.body) {
+            let after = if matches!(write, Ok(Op::CloseSession)) {
                 self.sessions.set_closing(session);
                 AfterApply::Closed { conn, xid: xid_ }
             } else {
@@ -557,7 +563,13 @@ impl Core {
                 auth: &auth,
                 is_super,
             };
-            self.submit(session, xid_, &caller, &write, after);
+            self.submit(
+                session,
+                xid_,
+                &caller,
+                write.as_ref().map_err(|e| *e),
+                after,
+            );
             return;
         }
 
@@ -614,21 +626,21 @@ impl Core {
     }
 
     /// Preps `op` into a Txn at the next zxid and queues it for this round. A failed
-    /// single op still takes a zxid and is logged as an error Txn, as ZooKeeper does.
+    /// single op still takes a zxid and is logged as an error Txn, as ZooKeeper does;
+    /// so does a write rejected before prep (`op` is its error).
     fn submit(
         &mut self,
         session: SessionId,
         cxid: i32,
         caller: &Caller<'_>,
-        op: &Op,
+        op: Result<&Op, ErrorCode>,
         after: AfterApply,
     ) {
         let zxid = self.next_zxid();
         let time_ms = wall_ms();
-        let txn = match self.tree.prep(&mut self.pending, caller, op, zxid, time_ms) {
-            Ok(t) => t,
-            Err(code) => Txn::Error(code),
-        };
+        let prepped =
+            op.and_then(|op| self.tree.prep(&mut self.pending, caller, op, zxid, time_ms));
+        let txn = prepped.unwrap_or_else(Txn::Error);
         let header = TxnHeader {
             session_id: session,
             cxid,
@@ -934,11 +946,8 @@ impl Core {
                 ok(Response::Empty)
             }
             Request::Unknown { .. } => (ErrorCode::MarshallingError, Response::Empty),
-            // Of the writes, only those rejected before prep reach here.
-            other => match to_op(other) {
-                Some(Err(code)) => (code, Response::Empty),
-                _ => (ErrorCode::Unimplemented, Response::Empty),
-            },
+            // Writes, auth and unknown opcodes never reach here.
+            _ => (ErrorCode::Unimplemented, Response::Empty),
         }
     }
 
@@ -1255,6 +1264,11 @@ fn to_op(body: &Request) -> Option<Result<Op, ErrorCode>> {
         Request::CloseSession => Ok(Op::CloseSession),
         // Reconfig is disabled (reconfigEnabled=false), as in a default ZooKeeper.
         Request::Reconfig(_) => Err(ErrorCode::ReconfigDisabled),
+        // A write whose body did not decode: ZooKeeper's prep still makes it an error
+        // Txn (MarshallingError) that takes a zxid.
+        Request::Unknown { op, .. } if is_malformed_write_op(*op) => {
+            Err(ErrorCode::MarshallingError)
+        }
         _ => return None,
     })
 }
@@ -1267,6 +1281,26 @@ fn is_malformed_client_op(op: i32) -> bool {
         !matches!(
             code,
             O::Notification | O::CreateSession | O::Error | O::Sasl
+        )
+    })
+}
+
+/// Whether a malformed-body `Unknown` is of an opcode that ZooKeeper preps as a Txn.
+fn is_malformed_write_op(op: i32) -> bool {
+    use rookery_wire::OpCode as O;
+    O::from_i32(op).is_some_and(|code| {
+        matches!(
+            code,
+            O::Create
+                | O::Create2
+                | O::CreateContainer
+                | O::CreateTtl
+                | O::Delete
+                | O::SetData
+                | O::SetAcl
+                | O::Check
+                | O::Multi
+                | O::Reconfig
         )
     })
 }
