@@ -777,3 +777,44 @@ fn deleteall_removes_a_large_tree_in_one_multi() {
     assert_eq!(c.run("create /next"), v(&["Created /next"])); // 324
     assert_stat(&c.run("stat /next"), 324, 324, 324, &[]);
 }
+
+/// One-shot mode (`zkCli.sh -server ... <command> <args>`), as scripts use it: the
+/// command's output and exit status 0, or 1 with the error text.
+#[test]
+fn one_shot_commands_exit_with_status() {
+    require!("zkcli");
+    let Some(server) = start("") else { return };
+    let one_shot = |args: &[&str]| -> (i32, Vec<String>) {
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg("exec \"$0\" \"$@\" 2>&1")
+            .arg(ZKCLI)
+            .args(["-server", &server.connect_string()])
+            .args(args)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        // What the command printed comes after the connection event.
+        let lines: Vec<String> = text
+            .lines()
+            .skip_while(|l| !l.starts_with("WatchedEvent state:SyncConnected type:None"))
+            .skip(1)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect();
+        (out.status.code().unwrap_or(-1), lines)
+    };
+    assert_eq!(
+        one_shot(&["create", "/one", "data"]),
+        (0, v(&["Created /one"]))
+    );
+    assert_eq!(one_shot(&["get", "/one"]), (0, v(&["data"])));
+    assert_eq!(
+        one_shot(&["get", "/none"]),
+        (1, v(&["Node does not exist: /none"]))
+    );
+    assert_eq!(
+        one_shot(&["create", "/one", "again"]),
+        (1, v(&["Node already exists: /one"]))
+    );
+}
