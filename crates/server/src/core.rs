@@ -1041,6 +1041,10 @@ impl Core {
                 let t = Instant::now();
                 store.save_snapshot(last, &bytes)?;
                 let save_ms = t.elapsed().as_millis() as u64;
+                // Retention reads every kept snapshot back to check it: do not hold
+                // this copy as well.
+                let len = bytes.len();
+                drop(bytes);
                 let retained = match store.retain_snapshots(retain) {
                     Ok(r) => {
                         debug!(retained = ?r.retained, deleted = ?r.deleted, "snapshot retention");
@@ -1052,7 +1056,7 @@ impl Core {
                     }
                 };
                 Ok(SnapshotSaved {
-                    bytes: bytes.len(),
+                    bytes: len,
                     serialize_ms,
                     save_ms,
                     retained,
