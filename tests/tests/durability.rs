@@ -336,7 +336,8 @@ fn kill9_under_load_loses_no_acknowledged_write() {
     let seed = seed();
     println!("durability seed: {seed} (replay with ROOKERY_DURABILITY_SEED={seed})");
     let mut rng = Rng(seed);
-    let mut server = Server::start_with(target, "");
+    // A small snapCount makes kills land during snapshots, retention and log purges too.
+    let mut server = Server::start_with(target, "snapCount=300");
     {
         let mut zk = RawClient::connect(server.port, 30_000).unwrap();
         assert_eq!(zk.create("/d", b"").unwrap().header.err, 0);

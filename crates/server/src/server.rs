@@ -19,9 +19,6 @@ use crate::conn::{self, ConnLimits};
 use crate::core::{Core, CoreCmd, CoreConfig, CoreError, CoreHandle};
 use crate::words::ConfigDescription;
 
-/// Txns between snapshots (ZooKeeper's `snapCount` default).
-const SNAP_COUNT: u64 = 100_000;
-
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("no client port configured (clientPort or a ;clientPort suffix on this server's line)")]
@@ -139,7 +136,7 @@ pub async fn start(cfg: &ServerConfig) -> Result<RunningServer, ServerError> {
         four_letter_words: cfg.four_letter_words.clone(),
         container_check_interval_ms: i64::try_from(cfg.container_check_interval_ms)
             .unwrap_or(i64::MAX),
-        snap_count: SNAP_COUNT,
+        snap_count: cfg.snap_count,
         snap_retain_count: usize::try_from(cfg.snap_retain_count).unwrap_or(3),
         describe: ConfigDescription {
             client_port: listen.port,

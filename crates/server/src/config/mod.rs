@@ -43,6 +43,8 @@ pub const DEFAULT_PURGE_INTERVAL_HOURS: u32 = 1;
 pub const DEFAULT_CONTAINER_CHECK_INTERVAL_MS: u64 = 60_000;
 /// ZooKeeper refuses to keep fewer snapshots than this (`PurgeTxnLog`).
 pub const MIN_SNAP_RETAIN_COUNT: u32 = 3;
+/// ZooKeeper's `snapCount` default.
+pub const DEFAULT_SNAP_COUNT: u64 = 100_000;
 /// Every four-letter word ZooKeeper 3.9 knows; `*` in the whitelist means these.
 pub const FOUR_LETTER_WORDS: [&str; 20] = [
     "conf", "cons", "crst", "dirs", "dump", "envi", "gtmk", "hash", "icfg", "isro", "mntr", "ruok",
@@ -244,6 +246,8 @@ pub struct ServerConfig {
     pub read_only_mode_enabled: bool,
     pub local_sessions_enabled: bool,
     pub snap_retain_count: u32,
+    /// `snapCount`: Txns logged between snapshots (ZooKeeper's default 100,000).
+    pub snap_count: u64,
     /// `autopurge.purgeInterval`; 0 = never purge.
     pub purge_interval_hours: u32,
     /// TTL nodes and other extended ephemeral types (`extendedTypesEnabled`).
@@ -370,7 +374,6 @@ const IGNORED_KEYS: &[&str] = &[
     "quorum.auth.serverRequireSasl",
     "quorum.cnxn.threads.size",
     "quorumListenOnAllIPs",
-    "snapCount",
     "sslQuorum",
     "sslQuorumReloadCertFiles",
     "syncEnabled",
@@ -509,6 +512,7 @@ impl Builder {
         let mut read_only_mode_enabled = false;
         let mut local_sessions_enabled = false;
         let mut snap_retain_count = MIN_SNAP_RETAIN_COUNT;
+        let mut snap_count: u64 = DEFAULT_SNAP_COUNT;
         let mut purge_interval_hours = DEFAULT_PURGE_INTERVAL_HOURS;
         let mut extended_types_enabled = false;
         let mut extended_types_line = None;
@@ -592,6 +596,11 @@ impl Builder {
                              by Rookery yet; all sessions are global",
                         );
                     }
+                }
+                "snapCount" => {
+                    // ZooKeeper raises anything below 2 to 2 (SyncRequestProcessor).
+                    let n = self.int(e, i64::MIN, i64::MAX)?;
+                    snap_count = u64::try_from(n.max(2)).unwrap_or(DEFAULT_SNAP_COUNT);
                 }
                 "autopurge.snapRetainCount" => {
                     let n = self.int(e, i64::from(i32::MIN), i64::from(i32::MAX))?;
@@ -905,6 +914,7 @@ impl Builder {
             read_only_mode_enabled,
             local_sessions_enabled,
             snap_retain_count,
+            snap_count,
             purge_interval_hours,
             extended_types_enabled,
             jute_max_buffer,

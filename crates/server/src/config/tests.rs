@@ -373,7 +373,7 @@ fn session_timeout_defaults_follow_tick_time_and_minus_one_means_default() {
 #[test]
 fn unknown_and_ignored_keys_warn_with_their_line() {
     let cfg = ok(&format!(
-        "{MIN}fooBar=1\nsnapCount=100000\nssl.keyStore.location=/k\n"
+        "{MIN}fooBar=1\npreAllocSize=65536\nssl.keyStore.location=/k\n"
     ));
     let lines: Vec<_> = cfg.warnings.iter().map(|w| w.line).collect();
     assert_eq!(lines, vec![Some(3), Some(4), Some(5)]);
@@ -832,4 +832,11 @@ fn load_reads_real_files() {
     let err = ServerConfig::load(&dir.path().join("absent.cfg")).unwrap_err();
     assert!(matches!(err, ConfigError::Read { .. }), "{err}");
     assert!(err.to_string().contains("absent.cfg"), "{err}");
+}
+
+#[test]
+fn snap_count_is_read_and_raised_to_two_as_zookeeper_does() {
+    assert_eq!(ok(MIN).snap_count, 100_000);
+    assert_eq!(ok(&format!("{MIN}snapCount=500\n")).snap_count, 500);
+    assert_eq!(ok(&format!("{MIN}snapCount=1\n")).snap_count, 2);
 }
