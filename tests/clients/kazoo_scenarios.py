@@ -42,7 +42,7 @@ from kazoo.exceptions import (
     RuntimeInconsistency,
     UnimplementedError,
 )
-from kazoo.protocol.serialization import Connect, Watch, write_string
+from kazoo.protocol.serialization import SASL, Connect, Watch, write_string
 from kazoo.protocol.states import Callback, EventType, KazooState, KeeperState
 from kazoo.recipe.cache import TreeCache, TreeEvent
 from kazoo.security import (
@@ -1254,6 +1254,16 @@ def scenario_edges(hosts):
         wait_until(lambda: zk.connected and zk.client_id, "kazoo to reconnect")
         eq(zk.client_id[0], sid, "same session after the oversized request")
         eq(zk.exists("/d/big"), None, "the oversized node was not created")
+
+        # a SASL token to a server without SASL configured: OK with a null token, and
+        # the connection stays (kazoo's own DIGEST-MD5 loop would spin on that
+        # answer forever, against ZooKeeper too, so the token is sent by hand)
+        sid = zk.client_id[0]
+        r = zk.handler.async_result()
+        zk._call(SASL(b""), r)
+        eq(r.get(timeout=WAIT_S)[0], None, "the server's SASL token")
+        eq((zk.connected, zk.client_id[0]), (True, sid), "connection after SASL")
+        eq(zk.get("/d/ip")[0], b"i", "requests after SASL")
 
         # an unknown opcode: UnimplementedError, then the server closes the
         # connection (kazoo reconnects to the same session)

@@ -537,7 +537,16 @@ impl Core {
             // A client opcode whose body did not decode (conn.rs passes it on as Unknown):
             // ZooKeeper answers MarshallingError in order and keeps the connection.
             Request::Unknown { op, .. } if is_malformed_client_op(*op) => {}
-            Request::Unknown { .. } | Request::Sasl(_) => {
+            Request::Sasl(_) => {
+                // ZooKeeper without a SASL login (no JAAS `Server` section) answers every
+                // token OK with a null token and the connection stays, unauthenticated:
+                // clients configured for SASL carry on (ZooKeeperServer.processSasl).
+                debug!("SASL token but no SASL configured; answering a null token");
+                let body = Response::Sasl(wp::SetSaslResponse { token: None });
+                self.send_reply(conn, xid_, 0, ErrorCode::Ok, &body);
+                return;
+            }
+            Request::Unknown { .. } => {
                 warn!("unimplemented opcode {op}; closing the connection as ZooKeeper does");
                 let zxid = self.tree.last_zxid();
                 self.send_reply(conn, xid_, zxid, ErrorCode::Unimplemented, &Response::Empty);
