@@ -1173,6 +1173,27 @@ def scenario_edges(hosts):
         raises(BadArgumentsError, zk.delete, "/zookeeper/quota")
         eq(zk.sync("/no/such"), "/no/such", "sync does not check the path")
 
+        # which characters a path may hold (ZooKeeper's PathUtils.validatePath works on
+        # Java chars: control characters, private use, specials and surrogates fail)
+        zk.create("/d/u")
+        for ch, ok in [("\u0001", False), ("\u001f", False), (" ", True), ("\u007f", False),
+                       ("\u0080", False), ("\u009f", False), ("\u00a0", True),
+                       ("\u00e9", True), ("\ud7ff", True), ("\ue000", False),
+                       ("\uf8ff", False), ("\uf900", True), ("\ufff0", False),
+                       ("\ufffd", False), ("\uffff", False), ("\U0001F600", False),
+                       ("\t", False), (".", True), ("..", True)]:
+            path = "/d/u/x" + ch
+            if ok:
+                eq(zk.create(path), path, "create %r" % path)
+                eq(zk.exists(path).czxid, zk.last_zxid, "exists %r" % path)
+            else:
+                raises(BadArgumentsError, zk.create, path)
+        eq(len(zk.get_children("/d/u")), 7, "valid names created")
+        eq(zk.create("/zookeeper/quota/x"), "/zookeeper/quota/x", "create in quota")
+        raises(NoAuthError, zk.create, "/zookeeper/config/x")
+        raises(NoAuthError, zk.set, "/zookeeper/config", b"x")
+        raises(BadArgumentsError, zk.delete, "/zookeeper/config")
+
         # ACL validation
         for bad in ([ACL(31, Id("auth", ""))], [ACL(31, Id("digest", "nocolon"))],
                     [ACL(31, Id("foo", "bar"))], [ACL(31, Id("ip", "notanip"))]):
