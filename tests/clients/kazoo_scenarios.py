@@ -1001,6 +1001,10 @@ def scenario_restart(hosts):
         calls = []
         a.DataWatch("/rs", lambda d, s: calls.append(d))
         eq(calls, [b"0"], "DataWatch first call")
+        # a session whose client is gone must still expire after the restart
+        holder, dead_sid, _ = spawn_holder(hosts, "/rs/dead", 4)
+        kill9(holder)
+        eq(b.exists("/rs/dead").ephemeralOwner, dead_sid, "the dead client's ephemeral")
         states = {a: [], b: []}
         for c in (a, b):
             c.add_listener(lambda s, c=c: states[c].append(s))
@@ -1016,6 +1020,8 @@ def scenario_restart(hosts):
         wait_until(lambda: b"1" in calls, "DataWatch to see the change (%r)" % calls)
         eq(calls, [b"0", b"1"], "DataWatch calls")
         a.create("/rs/after", b"")
+        wait_until(lambda: b.exists("/rs/dead") is None,
+                   "the dead client's session to expire after the restart")
         eq(sorted(b.get_children("/rs")), ["after", "eph"], "children after restart")
     finally:
         for c in (a, b):

@@ -165,8 +165,9 @@ fn recipes_lock_counter_barrier_queue_election() {
     scenario("recipes");
 }
 
-/// The script sets up sessions, a DataWatch and an ephemeral, prints READY, and
-/// waits; the server is killed with SIGKILL and restarted; the sessions resume.
+/// The script sets up sessions, a DataWatch, an ephemeral and a session whose client
+/// was killed, prints READY, and waits; the server is killed with SIGKILL and
+/// restarted; the live sessions resume and the dead one still expires.
 #[test]
 fn sessions_and_watches_survive_server_restart() {
     require_kazoo!();
