@@ -97,6 +97,22 @@ macro_rules! require {
     };
 }
 
+/// Starts the target from the environment with `extra_config`, unless a client in
+/// `clients` (or, for the ZooKeeper target, ZooKeeper itself) is missing: then prints
+/// why and returns None, and the test returns without running.
+pub fn start_if_available(clients: &[&str], extra_config: &str) -> Option<Server> {
+    let target = Target::from_env();
+    let mut needs = clients.to_vec();
+    if target == Target::ZooKeeper {
+        needs.push("zookeeper");
+    }
+    if let Some(reason) = missing(&needs) {
+        println!("SKIPPED: {reason}");
+        return None;
+    }
+    Some(Server::start_with(target, extra_config))
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

@@ -25,14 +25,7 @@ use rookery_wire::{
 const CLOSE_WITHIN: Duration = Duration::from_secs(20);
 
 fn start(extra: &str) -> Option<Server> {
-    let target = Target::from_env();
-    if target == Target::ZooKeeper {
-        if let Some(reason) = rookery_tests::missing(&["zookeeper"]) {
-            println!("SKIPPED: {reason}");
-            return None;
-        }
-    }
-    Some(Server::start_with(target, extra))
+    rookery_tests::start_if_available(&[], extra)
 }
 
 /// A fresh client can create and read a node, and (Rookery) the process still runs.

@@ -9,7 +9,7 @@
 mod interactive;
 
 use interactive::Interactive;
-use rookery_tests::{CLI_MT, Server, Target, require};
+use rookery_tests::{CLI_MT, Server, require};
 use std::collections::BTreeMap;
 
 struct CliMt {
@@ -134,17 +134,7 @@ fn v(lines: &[&str]) -> Vec<String> {
 }
 
 fn start(extra: &str) -> Option<Server> {
-    if let Some(reason) = rookery_tests::missing(&["cli_mt"]) {
-        println!("SKIPPED: {reason}");
-        return None;
-    }
-    if Target::from_env() == Target::ZooKeeper {
-        if let Some(reason) = rookery_tests::missing(&["zookeeper"]) {
-            println!("SKIPPED: {reason}");
-            return None;
-        }
-    }
-    Some(Server::start_with(Target::from_env(), extra))
+    rookery_tests::start_if_available(&["cli_mt"], extra)
 }
 
 #[test]

@@ -62,20 +62,10 @@ fn classes() -> &'static Path {
 
 /// Runs one scenario against a fresh server; returns its stdout lines.
 fn scenario(name: &str) -> Option<Vec<String>> {
-    if let Some(reason) = rookery_tests::missing(&["curator"]) {
-        println!("SKIPPED: {reason}");
-        return None;
-    }
-    if Target::from_env() == Target::ZooKeeper {
-        if let Some(reason) = rookery_tests::missing(&["zookeeper"]) {
-            println!("SKIPPED: {reason}");
-            return None;
-        }
-    }
-    let server = Server::start_with(
-        Target::from_env(),
+    let server = rookery_tests::start_if_available(
+        &["curator"],
         "extendedTypesEnabled=true\nznode.container.checkIntervalMs=100",
-    );
+    )?;
     let cp = format!("{}:{}", classes().display(), classpath());
     let out = Command::new("java")
         .args([

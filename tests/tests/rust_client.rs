@@ -20,14 +20,7 @@ const WAIT: Duration = Duration::from_secs(30);
 const EXTRA: &str = "extendedTypesEnabled=true\nznode.container.checkIntervalMs=500";
 
 fn start() -> Option<Server> {
-    let target = Target::from_env();
-    if target == Target::ZooKeeper {
-        if let Some(reason) = rookery_tests::missing(&["zookeeper"]) {
-            println!("SKIPPED: {reason}");
-            return None;
-        }
-    }
-    Some(Server::start_with(target, EXTRA))
+    rookery_tests::start_if_available(&[], EXTRA)
 }
 
 async fn connect(server: &Server) -> Client {

@@ -7,7 +7,7 @@
 mod interactive;
 
 use interactive::Interactive;
-use rookery_tests::{Server, Target, ZKCLI, require};
+use rookery_tests::{Server, ZKCLI, require};
 use std::collections::BTreeMap;
 
 struct ZkCli {
@@ -135,17 +135,7 @@ fn assert_stat(lines: &[String], czxid: u64, mzxid: u64, pzxid: u64, rest: &[(&s
 }
 
 fn start(extra: &str) -> Option<Server> {
-    if let Some(reason) = rookery_tests::missing(&["zkcli"]) {
-        println!("SKIPPED: {reason}");
-        return None;
-    }
-    if Target::from_env() == Target::ZooKeeper {
-        if let Some(reason) = rookery_tests::missing(&["zookeeper"]) {
-            println!("SKIPPED: {reason}");
-            return None;
-        }
-    }
-    Some(Server::start_with(Target::from_env(), extra))
+    rookery_tests::start_if_available(&["zkcli"], extra)
 }
 
 fn v(lines: &[&str]) -> Vec<String> {
