@@ -77,7 +77,10 @@ fn ensemble_config_is_logged_then_refused_until_replication_exists() {
         .unwrap();
     assert_ne!(out.status.code(), Some(0));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("replication is not implemented yet"), "{stderr}");
+    assert!(
+        stderr.contains("replication is not implemented yet"),
+        "{stderr}"
+    );
     assert!(stderr.contains("unknown key someFutureKey"), "{stderr}");
     assert!(stderr.contains(r#""mode":"Ensemble""#), "{stderr}");
     assert!(stderr.contains("hadoop2:2888:3888"), "{stderr}");
