@@ -65,6 +65,7 @@ pub fn missing(what: &[&str]) -> Option<String> {
             }
             "zkcli" => Path::new(ZKCLI).is_file(),
             "cli_mt" => Path::new(CLI_MT).is_file(),
+            "zktop" => Path::new("/usr/lib/python3/dist-packages/zktop.py").is_file(),
             "kazoo" => Command::new(DEBIAN_PYTHON)
                 .args(["-c", "import kazoo"])
                 .output()
