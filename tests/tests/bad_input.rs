@@ -642,3 +642,53 @@ fn malformed_bodies_invalid_arguments_and_credentials() {
     owner.close();
     assert_serves(&mut server, "bad handshakes");
 }
+
+/// A client that sends requests but never reads the replies must not make the server
+/// buffer without bound: Rookery closes the connection once 64 MiB of replies wait
+/// unread, and keeps serving everyone else. Rookery only: ZooKeeper has no such limit
+/// and keeps buffering (with 200 MB here it would exhaust the test's JVM heap).
+#[test]
+fn a_client_that_never_reads_is_cut_off() {
+    let Some(mut server) = start("") else {
+        return;
+    };
+    if server.target == Target::ZooKeeper {
+        println!("SKIPPED: ZooKeeper buffers replies to a non-reading client without bound");
+        return;
+    }
+    let big = vec![b'x'; 1_000_000];
+    let mut writer = RawClient::connect(server.port, 30_000).unwrap();
+    assert_eq!(writer.create("/big", &big).unwrap().header.err, 0);
+    writer.close();
+
+    let mut reader = RawClient::connect(server.port, 30_000).unwrap();
+    let get = || {
+        Request::GetData(rookery_wire::proto::records::GetDataRequest {
+            path: "/big".into(),
+            watch: false,
+        })
+    };
+    // 200 replies of 1 MB: far more than socket buffers plus the 64 MiB limit.
+    for _ in 0..200 {
+        if reader.send(get()).is_err() {
+            break; // already closed by the server
+        }
+    }
+    let deadline = Instant::now() + CLOSE_WITHIN;
+    while !server
+        .log()
+        .contains("the client stopped reading its replies")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the server never gave up on the non-reading client:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        closed_within(&mut reader.stream, CLOSE_WITHIN),
+        "connection still open"
+    );
+    assert_serves(&mut server, "non-reading client");
+}

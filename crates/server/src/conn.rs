@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rookery_wire::Record;
@@ -89,14 +90,14 @@ pub(crate) async fn serve(
         }
     };
 
-    let (out_tx, out_rx) = mpsc::unbounded_channel();
+    let (out, out_rx, queued) = OutQueue::new();
     let (rd, wr) = stream.into_split();
     if core
         .send(CoreCmd::Connect {
             conn,
             peer,
             req,
-            out: out_tx,
+            out,
         })
         .is_err()
     {
@@ -106,7 +107,7 @@ pub(crate) async fn serve(
     // or the core asking to close (expired session, auth failure, session moved).
     tokio::select! {
         () = read_loop(rd, peer, conn, &core, &limits) => {}
-        () = write_loop(wr, out_rx) => {}
+        () = write_loop(wr, out_rx, queued) => {}
     }
     let _ = core.send(CoreCmd::Disconnected { conn });
 }
@@ -177,9 +178,58 @@ async fn read_loop(
     }
 }
 
+/// Bytes a connection may have queued but not yet written before the server gives up
+/// on it: a client that stops reading must not make the server buffer without bound.
+pub(crate) const MAX_QUEUED_BYTES: usize = 64 << 20;
+
+/// The outbound side of a connection as the core holds it: frames for the writer task,
+/// and a count of the bytes not yet written.
+#[derive(Debug, Clone)]
+pub(crate) struct OutQueue {
+    tx: mpsc::UnboundedSender<Outbound>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl OutQueue {
+    pub(crate) fn new() -> (
+        OutQueue,
+        mpsc::UnboundedReceiver<Outbound>,
+        Arc<AtomicUsize>,
+    ) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        (
+            OutQueue {
+                tx,
+                queued: queued.clone(),
+            },
+            rx,
+            queued,
+        )
+    }
+
+    /// Queues one frame; false, queuing nothing, when the client is already
+    /// [`MAX_QUEUED_BYTES`] behind (the caller then closes the connection).
+    pub(crate) fn frame(&self, bytes: Vec<u8>) -> bool {
+        let len = bytes.len() + 4;
+        if self.queued.load(Ordering::Relaxed) + len > MAX_QUEUED_BYTES {
+            return false;
+        }
+        self.queued.fetch_add(len, Ordering::Relaxed);
+        let _ = self.tx.send(Outbound::Frame(bytes));
+        true
+    }
+
+    /// Flush what came before, then close the socket.
+    pub(crate) fn close(&self) {
+        let _ = self.tx.send(Outbound::Close);
+    }
+}
+
 async fn write_loop(
     mut wr: tokio::net::tcp::OwnedWriteHalf,
     mut rx: mpsc::UnboundedReceiver<Outbound>,
+    queued: Arc<AtomicUsize>,
 ) {
     let mut batch = Vec::with_capacity(64 * 1024);
     while let Some(first) = rx.recv().await {
@@ -205,6 +255,7 @@ async fn write_loop(
             if wr.write_all(&batch).await.is_err() {
                 return;
             }
+            queued.fetch_sub(batch.len(), Ordering::Relaxed);
             batch.clear();
         }
         if close {

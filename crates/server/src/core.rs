@@ -34,6 +34,7 @@ use rookery_zab::storage::{MetaStore, SnapshotStore, StorageError, TxnLog};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{Span, debug, error, info, info_span, warn};
 
+use crate::conn::{MAX_QUEUED_BYTES, OutQueue};
 use crate::stats::ServerStats;
 use crate::words;
 
@@ -58,7 +59,7 @@ pub(crate) enum CoreCmd {
         conn: ConnId,
         peer: SocketAddr,
         req: ConnectRequest,
-        out: mpsc::UnboundedSender<Outbound>,
+        out: OutQueue,
     },
     Request {
         conn: ConnId,
@@ -113,7 +114,9 @@ pub(crate) struct CoreConfig {
 #[derive(Debug)]
 struct Conn {
     peer: SocketAddr,
-    out: mpsc::UnboundedSender<Outbound>,
+    out: OutQueue,
+    /// Set once the client fell [`MAX_QUEUED_BYTES`] behind: nothing more is queued.
+    falling_behind: bool,
     session: Option<SessionId>,
     /// `ip:<addr>` plus whatever addauth added; per connection, as in ZooKeeper.
     auth: Vec<Id>,
@@ -356,19 +359,14 @@ impl Core {
         )
     }
 
-    fn connect(
-        &mut self,
-        conn: ConnId,
-        peer: SocketAddr,
-        req: ConnectRequest,
-        out: mpsc::UnboundedSender<Outbound>,
-    ) {
+    fn connect(&mut self, conn: ConnId, peer: SocketAddr, req: ConnectRequest, out: OutQueue) {
         let span = info_span!("connect", %peer, session = format!("{:#x}", req.session_id));
         let _g = span.enter();
         let timeout = self.negotiate_timeout(req.timeout_ms);
         let mut c = Conn {
             peer,
             out,
+            falling_behind: false,
             session: None,
             auth: vec![Id::new("ip", peer.ip().to_string())],
             read_only_byte: req.read_only.is_some(),
@@ -382,7 +380,7 @@ impl Core {
                 req.last_zxid_seen,
                 self.tree.last_zxid()
             );
-            let _ = c.out.send(Outbound::Close);
+            c.out.close();
             return;
         }
         if req.session_id == 0 {
@@ -415,7 +413,7 @@ impl Core {
         if !valid {
             info!("Invalid session {session:#x} for client {peer}, probably expired");
             send_connect_response(&c, 0, 0, vec![0; 16]);
-            let _ = c.out.send(Outbound::Close);
+            c.out.close();
             return;
         }
         self.sessions.touch(session, self.now_ms());
@@ -425,7 +423,7 @@ impl Core {
                 // The session moved: the old connection must not act for it any more.
                 info!(old_peer = %old_conn.peer, "closing the session's previous connection");
                 old_conn.session = None;
-                let _ = old_conn.out.send(Outbound::Close);
+                old_conn.out.close();
             }
         }
         send_connect_response(&c, timeout, session, session_password(session));
@@ -1002,16 +1000,30 @@ impl Core {
     }
 
     fn send(&mut self, conn: ConnId, frame: Vec<u8>) {
-        if let Some(c) = self.conns.get_mut(&conn) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if c.falling_behind {
+            return;
+        }
+        if c.out.frame(frame) {
             c.stats.sent += 1;
             self.stats.packets_sent += 1;
-            let _ = c.out.send(Outbound::Frame(frame));
+        } else {
+            // The session survives: the client may reconnect and resume it.
+            warn!(
+                peer = %c.peer,
+                limit_mib = MAX_QUEUED_BYTES >> 20,
+                "closing connection: the client stopped reading its replies"
+            );
+            c.falling_behind = true;
+            c.out.close();
         }
     }
 
     fn close_conn(&mut self, conn: ConnId) {
         if let Some(c) = self.conns.get(&conn) {
-            let _ = c.out.send(Outbound::Close);
+            c.out.close();
         }
     }
 
@@ -1214,7 +1226,7 @@ fn send_connect_response(c: &Conn, timeout_ms: i32, session_id: SessionId, passw
         passwd,
         read_only: c.read_only_byte.then_some(false),
     };
-    let _ = c.out.send(Outbound::Frame(resp.to_bytes()));
+    c.out.frame(resp.to_bytes());
 }
 
 /// The write a request asks for, or None for reads. Requests that cannot be a valid
