@@ -73,6 +73,9 @@
 //! - [`path`]: `PathUtils.validatePath` and the parent/child split.
 //! - [`node`]: [`Node`], [`StatPersisted`], `ephemeralOwner` encodings.
 
+// Bytes from the network or the disk are never unwrapped (ARCHITECTURE.md); tests may.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod acl;
 mod codec;
 pub mod node;

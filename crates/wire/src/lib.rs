@@ -20,6 +20,9 @@
 //! Decoding never panics and never allocates more than the frame could hold; every
 //! record that real clients or ZooKeeper send re-encodes to the same bytes.
 
+// Bytes from the network or the disk are never unwrapped (ARCHITECTURE.md); tests may.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod codes;
 pub mod data;
 pub mod error;

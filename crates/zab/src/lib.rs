@@ -1,5 +1,8 @@
 //! ZAB consensus core (work in progress).
 
+// Bytes from the network or the disk are never unwrapped (ARCHITECTURE.md); tests may.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod storage;
 
 pub use storage::{Epoch, Zxid};
