@@ -107,6 +107,9 @@ pub(crate) struct CoreConfig {
     /// Take a snapshot after this many Txns.
     pub snap_count: u64,
     pub snap_retain_count: usize,
+    /// `autopurge.purgeInterval` > 0: after each snapshot keep `snap_retain_count`
+    /// snapshots and the log they need. 0 keeps everything, as in ZooKeeper.
+    pub purge: bool,
     /// For `conf` and `dirs`.
     pub describe: words::ConfigDescription,
 }
@@ -1050,7 +1053,7 @@ impl Core {
         let frozen = self.tree.clone();
         let last = frozen.last_zxid();
         let mut store = self.storage.snapshot_store();
-        let retain = self.cfg.snap_retain_count;
+        let retain = self.cfg.purge.then_some(self.cfg.snap_retain_count);
         let spawned = std::thread::Builder::new()
             .name("snapshot".into())
             .spawn(move || {
@@ -1066,12 +1069,13 @@ impl Core {
                 // this copy as well.
                 let len = bytes.len();
                 drop(bytes);
-                let retained = match store.retain_snapshots(retain) {
-                    Ok(r) => {
+                let retained = match retain.map(|n| store.retain_snapshots(n)) {
+                    None => None,
+                    Some(Ok(r)) => {
                         debug!(retained = ?r.retained, deleted = ?r.deleted, "snapshot retention");
                         Some(r.retained)
                     }
-                    Err(e) => {
+                    Some(Err(e)) => {
                         error!(error = %e, "snapshot retention failed");
                         None
                     }
@@ -1405,6 +1409,10 @@ mod tests {
     }
 
     fn snapshot_core(dir: &std::path::Path) -> Core {
+        snapshot_core_with(dir, true)
+    }
+
+    fn snapshot_core_with(dir: &std::path::Path, purge: bool) -> Core {
         let cfg = CoreConfig {
             server_id: 1,
             tick_ms: 2000,
@@ -1416,6 +1424,7 @@ mod tests {
             container_check_interval_ms: 60_000,
             snap_count: 10,
             snap_retain_count: 3,
+            purge,
             describe: Default::default(),
         };
         Core::open(cfg, SledStorage::open(dir).unwrap()).unwrap()
@@ -1508,5 +1517,21 @@ mod tests {
         drop(core);
         let core = snapshot_core(dir.path());
         assert_eq!(core.tree, live);
+    }
+
+    #[test]
+    fn purge_interval_zero_keeps_every_snapshot_and_the_whole_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut core = snapshot_core_with(dir.path(), false);
+        let first = create(&mut core, "/n0".into());
+        for round in 0..5 {
+            for i in 0..10 {
+                create(&mut core, format!("/r{round}-{i}"));
+            }
+            core.maybe_snapshot().unwrap();
+            core.finish_snapshot().unwrap();
+        }
+        assert_eq!(core.storage.list_snapshots().unwrap().len(), 5);
+        assert_eq!(core.storage.first_zxid().unwrap(), Some(first));
     }
 }

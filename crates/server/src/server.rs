@@ -138,6 +138,7 @@ pub async fn start(cfg: &ServerConfig) -> Result<RunningServer, ServerError> {
             .unwrap_or(i64::MAX),
         snap_count: cfg.snap_count,
         snap_retain_count: usize::try_from(cfg.snap_retain_count).unwrap_or(3),
+        purge: cfg.purge_interval_hours > 0,
         describe: ConfigDescription {
             client_port: listen.port,
             secure_client_port: cfg.secure_client_port.map_or(-1, i32::from),
