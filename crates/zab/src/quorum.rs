@@ -1,0 +1,128 @@
+//! Who may vote, and when a set of voters is a quorum: ZooKeeper's `QuorumMaj`
+//! (`server/quorum/flexible/QuorumMaj.java`). Observers are members that never count.
+//! Hierarchical and weighted quorums (`group.x`, `weight.x`) are not supported.
+
+use std::collections::BTreeSet;
+
+/// A server's `myid`, the `x` of `server.x` in zoo.cfg.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ServerId(pub u64);
+
+impl std::fmt::Display for ServerId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A membership that cannot form quorums.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MembershipError {
+    #[error("no voting members")]
+    NoVoters,
+    #[error("server {0} is both a voter and an observer")]
+    VoterAndObserver(ServerId),
+}
+
+/// Majority quorums over the voting members (participants); observers are excluded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumMaj {
+    voters: BTreeSet<ServerId>,
+    observers: BTreeSet<ServerId>,
+    /// ZooKeeper's config version (the zxid that committed this configuration).
+    version: i64,
+}
+
+impl QuorumMaj {
+    pub fn new(
+        voters: impl IntoIterator<Item = ServerId>,
+        observers: impl IntoIterator<Item = ServerId>,
+        version: i64,
+    ) -> Result<Self, MembershipError> {
+        let voters: BTreeSet<ServerId> = voters.into_iter().collect();
+        let observers: BTreeSet<ServerId> = observers.into_iter().collect();
+        if voters.is_empty() {
+            return Err(MembershipError::NoVoters);
+        }
+        if let Some(both) = voters.intersection(&observers).next() {
+            return Err(MembershipError::VoterAndObserver(*both));
+        }
+        Ok(Self {
+            voters,
+            observers,
+            version,
+        })
+    }
+
+    pub fn voters(&self) -> &BTreeSet<ServerId> {
+        &self.voters
+    }
+
+    pub fn observers(&self) -> &BTreeSet<ServerId> {
+        &self.observers
+    }
+
+    pub fn version(&self) -> i64 {
+        self.version
+    }
+
+    pub fn is_voter(&self, sid: ServerId) -> bool {
+        self.voters.contains(&sid)
+    }
+
+    pub fn is_member(&self, sid: ServerId) -> bool {
+        self.is_voter(sid) || self.observers.contains(&sid)
+    }
+
+    /// `QuorumVerifier.getWeight`: 1 for a voter, 0 for anyone else (a vote for a
+    /// non-voter never wins).
+    pub fn weight(&self, sid: ServerId) -> u64 {
+        u64::from(self.is_voter(sid))
+    }
+
+    /// More than half of the voters are in `acks`; non-voters in `acks` are ignored, as
+    /// `SyncedLearnerTracker.addAck` ignores them.
+    pub fn contains_quorum<'a>(&self, acks: impl IntoIterator<Item = &'a ServerId>) -> bool {
+        let counted: BTreeSet<&ServerId> = acks
+            .into_iter()
+            .filter(|sid| self.is_voter(**sid))
+            .collect();
+        counted.len() > self.voters.len() / 2
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(v: &[u64]) -> Vec<ServerId> {
+        v.iter().copied().map(ServerId).collect()
+    }
+
+    #[test]
+    fn majority_of_voters_only() {
+        let q = QuorumMaj::new(ids(&[1, 2, 3]), ids(&[4, 5]), 0).unwrap();
+        assert!(!q.contains_quorum(&ids(&[1])));
+        assert!(q.contains_quorum(&ids(&[1, 3])));
+        // Observers never make up the difference.
+        assert!(!q.contains_quorum(&ids(&[1, 4, 5])));
+        // Duplicates count once.
+        assert!(!q.contains_quorum(&ids(&[2, 2])));
+        let q4 = QuorumMaj::new(ids(&[1, 2, 3, 4]), [], 0).unwrap();
+        assert!(!q4.contains_quorum(&ids(&[1, 2])));
+        assert!(q4.contains_quorum(&ids(&[1, 2, 4])));
+        assert_eq!(q.weight(ServerId(4)), 0);
+        assert_eq!(q.weight(ServerId(2)), 1);
+    }
+
+    #[test]
+    fn bad_memberships_are_refused() {
+        assert_eq!(
+            QuorumMaj::new([], ids(&[1]), 0),
+            Err(MembershipError::NoVoters)
+        );
+        assert_eq!(
+            QuorumMaj::new(ids(&[1, 2]), ids(&[2]), 0),
+            Err(MembershipError::VoterAndObserver(ServerId(2)))
+        );
+    }
+}
