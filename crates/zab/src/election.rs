@@ -22,6 +22,9 @@
 //!   reconfiguration during an election (processReconfig) is not handled here.
 //! - The `-1` zxid guard (servers with no database) and the mixed-version `Vote.equals`
 //!   rule (ZOOKEEPER-1732 rolling upgrades) are left out; peer epochs are always compared.
+//! - A looking observer does not answer a voter in an older round. ZooKeeper's does,
+//!   the voter ignores the answer (it comes from a non-voter) and answers back, and the
+//!   two ping-pong until one of them leaves the round.
 //! - Connection handling (`haveDelivered`, `connectAll`) belongs to the transport: a
 //!   notification timeout always re-sends.
 
@@ -317,7 +320,10 @@ impl Election {
             }
             return out;
         }
-        if n.state == ServerState::Looking && n.election_epoch < self.logical_clock {
+        if n.state == ServerState::Looking
+            && n.election_epoch < self.logical_clock
+            && self.is_voter()
+        {
             // A voter in an older round: bring it forward with our proposal.
             out.push(self.notification_to(
                 from,

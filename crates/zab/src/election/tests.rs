@@ -387,3 +387,26 @@ fn silence_resends_with_backoff() {
         .collect();
     assert_eq!(at, vec![1, 3, 7, 11, 15]);
 }
+
+#[test]
+fn observers_and_voters_do_not_ping_pong() {
+    let q = quorum(&[1, 2, 3], &[4]);
+    let mut voter = Election::new(sid(1), q.clone(), 5, 1, ElectionTimeouts::default());
+    let mut observer = Election::new(sid(4), q, 9, 1, ElectionTimeouts::default());
+    voter.start();
+    for _ in 0..3 {
+        observer.start();
+    }
+    // The observer (round 3) asks the voter (round 1): the voter answers at once...
+    let to_voter = observer
+        .start()
+        .into_iter()
+        .find(|o| o.to == sid(1))
+        .unwrap();
+    let answer = voter.step(sid(4), to_voter.notification);
+    assert_eq!(answer.len(), 1);
+    assert_eq!(answer[0].notification.election_epoch, 1);
+    // ...and the observer, in a later round, neither counts it nor answers back.
+    assert!(observer.step(sid(1), answer[0].notification).is_empty());
+    assert_eq!(observer.decision(), None);
+}
