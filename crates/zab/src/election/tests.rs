@@ -410,3 +410,25 @@ fn observers_and_voters_do_not_ping_pong() {
     assert!(observer.step(sid(1), answer[0].notification).is_empty());
     assert_eq!(observer.decision(), None);
 }
+
+#[test]
+fn late_joiner_matches_the_established_epoch() {
+    let q = quorum(&[1, 2, 3], &[]);
+    let mut net = Net::new(&q, &[(1, 5, 1), (2, 9, 1), (3, 7, 1)]);
+    net.up.remove(&sid(3));
+    net.start_all();
+    net.run(10);
+    assert_eq!(net.decision(1).unwrap().leader, sid(2));
+    // Discovery settled epoch 2, but only the leader announces it yet: the leader and
+    // its follower now disagree on (leader, epoch), so server 3 cannot join.
+    net.nodes.get_mut(&sid(2)).unwrap().update_election_vote(2);
+    net.up.insert(sid(3));
+    net.start(3);
+    net.run(10);
+    assert_eq!(net.decision(3), None);
+    // Once the follower announces it too, server 3 joins in epoch 2.
+    net.nodes.get_mut(&sid(1)).unwrap().update_election_vote(2);
+    net.run(10);
+    let d = net.decision(3).unwrap();
+    assert_eq!((d.leader, d.vote.peer_epoch), (sid(2), 2));
+}
