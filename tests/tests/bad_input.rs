@@ -692,3 +692,30 @@ fn a_client_that_never_reads_is_cut_off() {
     );
     assert_serves(&mut server, "non-reading client");
 }
+
+/// deleteContainer (op 20) belongs to the server's reaper. A client that sends it gets
+/// BadArguments from prep, as an error Txn that takes a zxid, answered in order between
+/// the writes around it; the connection stays.
+#[test]
+fn a_client_delete_container_is_bad_arguments_in_order() {
+    let Some(server) = start("") else { return };
+    let mut zk = RawClient::connect(server.port, 30_000).unwrap();
+    let (x1, op1) = zk.send(raw_client::create_req("/c1", b"")).unwrap();
+    let (x2, op2) = zk
+        .send(Request::DeleteContainer(
+            rookery_wire::proto::records::DeleteContainerRequest {
+                path: b"/c1".to_vec(),
+            },
+        ))
+        .unwrap();
+    let (x3, op3) = zk.send(raw_client::create_req("/c2", b"")).unwrap();
+    let r1 = zk.reply(x1, op1).unwrap();
+    let r2 = zk.reply(x2, op2).unwrap();
+    let r3 = zk.reply(x3, op3).unwrap();
+    assert_eq!(r1.header.err, 0);
+    assert_eq!(r2.header.err, ErrorCode::BadArguments.as_i32());
+    assert_eq!(r3.header.err, 0);
+    assert_eq!(r2.header.zxid, r1.header.zxid + 1, "op 20 takes a zxid");
+    assert_eq!(r3.header.zxid, r2.header.zxid + 1);
+    assert_eq!(zk.get_data("/c1"), Some((vec![], 0)), "/c1 is still there");
+}

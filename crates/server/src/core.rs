@@ -528,13 +528,6 @@ impl Core {
                 self.add_auth(conn, xid_, auth);
                 return;
             }
-            Request::DeleteContainer(_) => {
-                // Only the server's reaper may delete containers; ZooKeeper answers a
-                // client's op 20 with BadArguments and keeps the connection.
-                let zxid = self.tree.last_zxid();
-                self.send_reply(conn, xid_, zxid, ErrorCode::BadArguments, &Response::Empty);
-                return;
-            }
             // A client opcode whose body did not decode (conn.rs passes it on as Unknown):
             // ZooKeeper answers MarshallingError in order and keeps the connection.
             Request::Unknown { op, .. } if is_malformed_client_op(*op) => {}
@@ -1293,6 +1286,9 @@ fn to_op(body: &Request) -> Option<Result<Op, ErrorCode>> {
         Request::CloseSession => Ok(Op::CloseSession),
         // Reconfig is disabled (reconfigEnabled=false), as in a default ZooKeeper.
         Request::Reconfig(_) => Err(ErrorCode::ReconfigDisabled),
+        // Only the server's reaper may delete containers; ZooKeeper's prep rejects a
+        // client's op 20 with BadArguments (an error Txn; the connection stays).
+        Request::DeleteContainer(_) => Err(ErrorCode::BadArguments),
         // A write whose body did not decode: ZooKeeper's prep still makes it an error
         // Txn (MarshallingError) that takes a zxid.
         Request::Unknown { op, .. } if is_malformed_write_op(*op) => {
