@@ -2,6 +2,10 @@
 //! checks (openraft's storage-suite pattern). Each check takes a fresh [`Harness`]; the
 //! checks panic on failure, so call them from `#[test]` functions.
 
+// A test suite (compiled only for tests and the `conformance` feature): a failed
+// storage call is a failed check, so unwrapping is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use super::{
     LogEntry, LogRecovery, MetaStore, RecordKind, SnapshotStore, StorageError, TxnLog, Zxid, purge,
 };
