@@ -102,6 +102,13 @@ def wait_until(cond, what, timeout=WAIT_S):
     fail("timed out after %ss waiting for %s" % (timeout, what))
 
 
+def shut(*clients):
+    """Stops and closes each client (kazoo needs both to release its threads)."""
+    for c in clients:
+        c.stop()
+        c.close()
+
+
 def client(hosts, **kwargs):
     kwargs.setdefault("timeout", 10.0)
     zk = KazooClient(hosts=hosts, **kwargs)
@@ -241,8 +248,7 @@ def scenario_crud(hosts):
         check(zk.exists("/zookeeper") is not None, "/zookeeper exists")
         check("zookeeper" in zk.get_children("/"), "/ lists zookeeper")
     finally:
-        zk.stop()
-        zk.close()
+        shut(zk)
 
 
 # ---------------------------------------------------------------------------------
@@ -306,9 +312,7 @@ def scenario_nodes(hosts):
            ["0000000007", "n-0000000000", "n-0000000002", "n-0000000004",
             "n-0000000005", "plain"], "/seq after its ephemeral vanished")
     finally:
-        for c in (zk, other):
-            c.stop()
-            c.close()
+        shut(zk, other)
 
 
 # ---------------------------------------------------------------------------------
@@ -457,9 +461,7 @@ def scenario_watches(hosts):
         eq(len(data_calls), 4, "no extra DataWatch calls: %r" % data_calls)
         eq(len(child_calls), 3, "no extra ChildrenWatch calls: %r" % child_calls)
     finally:
-        for c in (a, b):
-            c.stop()
-            c.close()
+        shut(a, b)
 
 
 # ---------------------------------------------------------------------------------
@@ -561,9 +563,7 @@ def scenario_multi(hosts):
         # an empty multi
         eq(zk.transaction().commit(), [], "empty multi")
     finally:
-        for c in (zk, other):
-            c.stop()
-            c.close()
+        shut(zk, other)
 
 
 # ---------------------------------------------------------------------------------
@@ -616,8 +616,7 @@ def scenario_acl(hosts):
             raises(NoAuthError, anon.get, "/acl/lone")
             eq(lone.state, KazooState.CONNECTED, "still connected")
         finally:
-            lone.stop()
-            lone.close()
+            shut(lone)
 
         # set_acls with a version
         both = [acl, ACL(1, Id("world", "anyone"))]
@@ -642,8 +641,7 @@ def scenario_acl(hosts):
             third.delete("/acl/ro")
             eq(third.exists("/acl/ro"), None, "deleted via the parent's ACL")
         finally:
-            third.stop()
-            third.close()
+            shut(third)
 
         # the "auth" scheme stands for the creator's authenticated ids
         owner.create("/acl/byauth", b"", acl=[ACL(31, Id("auth", ""))])
@@ -674,12 +672,9 @@ def scenario_acl(hosts):
             first = states[:states.index(KeeperState.AUTH_FAILED) + 1]
             result("auth_failed_states", ",".join(str(s) for s in first))
         finally:
-            bad.stop()
-            bad.close()
+            shut(bad)
     finally:
-        for c in (owner, anon):
-            c.stop()
-            c.close()
+        shut(owner, anon)
 
 
 # ---------------------------------------------------------------------------------
@@ -727,8 +722,7 @@ def negotiated_timeout(hosts, asked_s):
         zk = client(hosts, timeout=asked_s)
     finally:
         Connect.deserialize = classmethod(orig)
-    zk.stop()
-    zk.close()
+    shut(zk)
     return granted[0]
 
 
@@ -775,16 +769,14 @@ def scenario_sessions(hosts):
                 eq(states[-1], KeeperState.CONNECTED, "then connected: %r" % states)
                 result("wrong_password_states", ",".join(str(s) for s in states))
             finally:
-                bad.stop()
-                bad.close()
+                shut(bad)
             # the real session is unaffected
             eq(again.exists("/s/held").ephemeralOwner, sid, "session survives bad login")
             eq(again.get("/s/held")[0], b"held", "reattached client reads")
         finally:
             rec = Recorder()
             watcher.exists("/s/more", watch=rec)
-            again.stop()
-            again.close()
+            shut(again)
         wait_until(lambda: rec.get() != [], "ephemeral gone after the close")
         eq(rec.get(), [(EventType.DELETED, "/s/more")], "close deletes ephemerals")
         eq(watcher.exists("/s/held"), None, "both ephemerals gone")
@@ -806,10 +798,8 @@ def scenario_sessions(hosts):
             eq(watcher.exists("/s/moving").ephemeralOwner, second.client_id[0],
                "and owns the first connection's ephemeral")
         finally:
-            second.stop()
-            second.close()
-            first.stop()
-            first.close()
+            shut(second)
+            shut(first)
         eq(watcher.exists("/s/moving"), None, "closed by the second connection")
 
         # the same session id with a wrong password after the session is closed
@@ -822,11 +812,9 @@ def scenario_sessions(hosts):
             check(KeeperState.EXPIRED_SESSION in states,
                   "a closed session is expired: %r" % states)
         finally:
-            bad.stop()
-            bad.close()
+            shut(bad)
     finally:
-        watcher.stop()
-        watcher.close()
+        shut(watcher)
 
 
 def scenario_expiry(hosts):
@@ -855,8 +843,7 @@ def scenario_expiry(hosts):
         check(KazooState.LOST not in idle_states, "idle client states %r" % idle_states)
         eq(idle.client_id[0], idle_sid, "the idle client's session")
         eq(zk.exists("/x/idle").ephemeralOwner, idle_sid, "the idle client's ephemeral")
-        idle.stop()
-        idle.close()
+        shut(idle)
         print("expired %.1f s after the holder died" % elapsed)
         # the expired session cannot be resumed
         states = []
@@ -868,11 +855,9 @@ def scenario_expiry(hosts):
             check(KeeperState.EXPIRED_SESSION in states,
                   "resuming an expired session: %r" % states)
         finally:
-            bad.stop()
-            bad.close()
+            shut(bad)
     finally:
-        zk.stop()
-        zk.close()
+        shut(zk)
 
 
 # ---------------------------------------------------------------------------------
@@ -981,9 +966,7 @@ def scenario_reconnect(hosts):
                    "(calls %r)" % calls)
         eq(a.client_id[0], sid, "still the same session")
     finally:
-        for c in (a, b):
-            c.stop()
-            c.close()
+        shut(a, b)
 
 
 def scenario_restart(hosts):
@@ -1024,9 +1007,7 @@ def scenario_restart(hosts):
                    "the dead client's session to expire after the restart")
         eq(sorted(b.get_children("/rs")), ["after", "eph"], "children after restart")
     finally:
-        for c in (a, b):
-            c.stop()
-            c.close()
+        shut(a, b)
 
 
 class WireEvents(object):
@@ -1105,8 +1086,7 @@ def scenario_events(hosts):
         a.get_children("/sc", watch=noop)
         a.exists("/sc/eph", watch=noop)
         a.get("/sc/eph", watch=noop)
-        e.stop()
-        e.close()
+        shut(e)
         wait_until(lambda: a.exists("/sc/eph") is None, "the closed session's ephemeral")
         eq(wire.take(), [("DELETED", "/sc/eph"), ("CHILD", "/sc")], "session close")
 
@@ -1161,9 +1141,7 @@ def scenario_events(hosts):
         b.delete("/y/c")
         eq(wire.take(), [], "the watches were used up by the events not sent")
     finally:
-        for c in (a, b):
-            c.stop()
-            c.close()
+        shut(a, b)
 
 
 def scenario_edges(hosts):
@@ -1309,9 +1287,7 @@ def scenario_edges(hosts):
         wait_until(works, "the client to work again")
         eq(other.client_id[0], sid, "same session after the unknown opcode")
     finally:
-        for c in (zk, other):
-            c.stop()
-            c.close()
+        shut(zk, other)
 
 
 class Unknown(namedtuple("Unknown", "")):
@@ -1368,8 +1344,7 @@ def scenario_pipeline(hosts):
         result("pipelined_requests", len(pending))
     finally:
         for c in clients:
-            c.stop()
-            c.close()
+            shut(c)
 
 
 # ---------------------------------------------------------------------------------
@@ -1411,8 +1386,7 @@ def scenario_misc(hosts):
             eq(ro.client_state, KeeperState.CONNECTED, "read_only client on a rw server")
             ro.create("/misc/from-ro")
         finally:
-            ro.stop()
-            ro.close()
+            shut(ro)
 
         # chroot is the client's business: the server sees absolute paths
         zk.create("/misc/app")
@@ -1431,8 +1405,7 @@ def scenario_misc(hosts):
             eq(t.commit(), ["/b", "/s-0000000002"], "multi results under a chroot")
             eq(sorted(ch.get_children("/")), ["a", "b", "s-0000000002"], "chroot root")
         finally:
-            ch.stop()
-            ch.close()
+            shut(ch)
 
         # system nodes
         check(zk.exists("/zookeeper/quota") is not None, "/zookeeper/quota")
@@ -1459,11 +1432,9 @@ def scenario_misc(hosts):
             eq(errors, [-123], "reconfig's error code (ReconfigDisabled)")
             result("reconfig_err", errors[0])
         finally:
-            probe.stop()
-            probe.close()
+            shut(probe)
     finally:
-        zk.stop()
-        zk.close()
+        shut(zk)
 
 
 def scenario_recipes(hosts):
@@ -1599,9 +1570,7 @@ def scenario_recipes(hosts):
         pb.leave()
         eq(len(party), 1, "party after leave")
     finally:
-        for c in (a, b):
-            c.stop()
-            c.close()
+        shut(a, b)
 
 
 SCENARIOS = {
