@@ -1,0 +1,1573 @@
+//! One server's side of ZAB, sans-IO: election, discovery, synchronization and
+//! broadcast, for leaders, followers and observers.
+//!
+//! The caller feeds it peer messages ([`Peer::step`]), time ([`Peer::tick`]), writes
+//! ([`Peer::propose`] on the leader, [`Peer::forward`] on a learner) and durability
+//! ([`Peer::flush`], which syncs the log and only then acknowledges), and after each call
+//! drains [`Peer::take_ready`] until it is empty: messages to send, committed entries to
+//! apply in zxid order, sync tokens answered, forwarded requests (leader), snapshots to
+//! install (learner) or to produce (leader), and role changes.
+//!
+//! It follows Apache ZooKeeper's `Leader`, `LearnerHandler`, `Learner`, `Follower` and
+//! `Observer` and the Zab 1.0 phases. Differences, all invisible to clients:
+//! - ACK and COMMIT are cumulative, and every PROPOSAL names the entry before it, so a
+//!   lost, duplicated or reordered packet is detected (a gap sends the learner back to
+//!   election, as a broken TCP stream does in ZooKeeper) and never leaves a hole.
+//! - A learner applies only committed Txns: a restarted server recovers its tree from
+//!   the snapshot and applies the log once the leader says what is committed, so a TRUNC
+//!   never has to undo the tree (ZooKeeper reloads its database for that).
+//! - Observers are synced only to the commit point and then informed of each commit.
+//! - A leader whose zxid counter is exhausted steps down, as ZooKeeper does.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::election::{Decision, Election, ElectionTimeouts, ServerState};
+use crate::message::{Message, epoch_of, make_zxid};
+use crate::quorum::{QuorumMaj, ServerId};
+use crate::storage::{LogEntry, MetaStore, Snapshot, SnapshotStore, StorageError, TxnLog};
+use crate::{Epoch, Zxid};
+
+/// Most log entries read for one DIFF batch or one [`Ready`]'s committed list.
+const READ_BATCH: usize = 10_000;
+
+/// What a peer needs from its storage.
+pub trait PeerStorage: TxnLog + MetaStore + SnapshotStore {}
+impl<T: TxnLog + MetaStore + SnapshotStore> PeerStorage for T {}
+
+/// Timing, in ticks (ZooKeeper's tickTime units).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerTimeouts {
+    /// `initLimit`: how long discovery and synchronization may take.
+    pub init_limit_ticks: u32,
+    /// `syncLimit`: how long a leader and a learner may not hear from each other.
+    pub sync_limit_ticks: u32,
+    /// Re-send FOLLOWERINFO this often while the leader has not answered.
+    pub retry_ticks: u32,
+    pub election: ElectionTimeouts,
+}
+
+impl Default for PeerTimeouts {
+    fn default() -> Self {
+        Self {
+            init_limit_ticks: 10,
+            sync_limit_ticks: 5,
+            retry_ticks: 2,
+            election: ElectionTimeouts::default(),
+        }
+    }
+}
+
+/// Known bugs the simulator must catch; compiled only with the `inject-bugs` feature.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InjectedBugs {
+    /// Followers ACK a proposal when it is appended, before the log is synced.
+    pub ack_before_sync: bool,
+    /// The leader commits a proposal as soon as it has logged it, without a quorum.
+    pub commit_without_quorum: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct PeerConfig {
+    pub self_id: ServerId,
+    pub quorum: QuorumMaj,
+    pub timeouts: PeerTimeouts,
+    pub bugs: InjectedBugs,
+}
+
+/// The role as operators see it (`Mode:` in `srvr`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    Looking,
+    Leading,
+    Following,
+    Observing,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Looking => "looking",
+            Role::Leading => "leader",
+            Role::Following => "follower",
+            Role::Observing => "observer",
+        }
+    }
+}
+
+/// A change the host must act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleChange {
+    /// Back to election: stop serving clients, drop what waits on the old leader.
+    Looking,
+    /// Established as leader (a quorum acked NEWLEADER) or synced as a learner (UPTODATE):
+    /// serve clients.
+    Serving {
+        role: Role,
+        leader: ServerId,
+        epoch: Epoch,
+    },
+}
+
+/// What the host must do after a call, in this order: install the snapshot, apply
+/// `committed`, answer `synced`, produce `snapshot_requests`, send `messages`, handle
+/// `requests`. Messages are already safe to send: ACKs are made only after a sync.
+#[derive(Debug, Default)]
+pub struct Ready {
+    pub role_changes: Vec<RoleChange>,
+    /// A learner's SNAP: replace the tree with this before applying anything.
+    pub install_snapshot: Option<Snapshot>,
+    /// Committed entries to apply, in zxid order, each exactly once.
+    pub committed: Vec<LogEntry>,
+    /// Sync tokens answered: everything committed when the sync was asked is in
+    /// `committed` of this or an earlier Ready.
+    pub synced: Vec<u64>,
+    /// Leader: learners that need a snapshot; answer with [`Peer::snapshot_ready`] with
+    /// the tree at [`Peer::applied_zxid`] once `committed` is applied.
+    pub snapshot_requests: Vec<ServerId>,
+    pub messages: Vec<(ServerId, Message)>,
+    /// Leader: payloads learners forwarded with [`Peer::forward`].
+    pub requests: Vec<(ServerId, Vec<u8>)>,
+}
+
+impl Ready {
+    pub fn is_empty(&self) -> bool {
+        self.role_changes.is_empty()
+            && self.install_snapshot.is_none()
+            && self.committed.is_empty()
+            && self.synced.is_empty()
+            && self.snapshot_requests.is_empty()
+            && self.messages.is_empty()
+            && self.requests.is_empty()
+    }
+}
+
+/// Why a write or a sync could not be taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NotServing {
+    #[error("this server is not serving (looking for a leader or syncing)")]
+    NotServing,
+    #[error("only the leader proposes")]
+    NotLeader,
+}
+
+/// How far a learner has come with the leader, as the leader sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LearnerPhase {
+    /// FOLLOWERINFO received; LEADERINFO sent once the epoch is known.
+    Discovery,
+    /// ACKEPOCH received; waiting for the leader's epoch to be settled, or for its snapshot.
+    AwaitingSync,
+    /// The sync stream and NEWLEADER are sent.
+    Syncing,
+    /// It acked NEWLEADER: its ACKs count.
+    Synced,
+    /// UPTODATE sent: it serves.
+    UpToDate,
+}
+
+/// The leader's view of one learner (`LearnerHandler`).
+#[derive(Debug, Clone)]
+pub struct LearnerView {
+    pub id: ServerId,
+    pub observer: bool,
+    pub phase: LearnerPhase,
+    accepted_epoch: Epoch,
+    /// From ACKEPOCH.
+    last_zxid: Zxid,
+    current_epoch: Epoch,
+    /// Cumulative ACK.
+    pub acked: Zxid,
+    /// Observers: the last entry informed (or synced).
+    informed: Zxid,
+    last_heard_tick: u64,
+}
+
+#[derive(Debug)]
+struct LeaderState {
+    /// The new epoch, once a quorum of FOLLOWERINFOs chose it.
+    new_epoch: Option<Epoch>,
+    /// Voters (and the leader) whose ACKEPOCH arrived.
+    epoch_acks: BTreeSet<ServerId>,
+    /// Voters that acked NEWLEADER, the leader included.
+    newleader_acks: BTreeSet<ServerId>,
+    established: bool,
+    learners: BTreeMap<ServerId, LearnerView>,
+    /// The leader's own durable point (what it would ACK).
+    self_acked: Zxid,
+    /// Waiting syncs: answered once commit reaches the zxid.
+    syncs: Vec<(Zxid, Option<ServerId>, u64)>,
+    started_tick: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LearnerStage {
+    /// FOLLOWERINFO sent; waiting for LEADERINFO.
+    Discovery,
+    /// ACKEPOCH sent; waiting for DIFF, TRUNC or SNAP.
+    AwaitingBase,
+    /// Receiving the sync stream, until NEWLEADER.
+    Syncing,
+    /// NEWLEADER acked; waiting for UPTODATE.
+    AwaitingUpToDate,
+    Serving,
+}
+
+#[derive(Debug)]
+struct LearnerState {
+    leader: ServerId,
+    observer: bool,
+    stage: LearnerStage,
+    epoch: Option<Epoch>,
+    last_heard_tick: u64,
+    last_sent_tick: u64,
+    started_tick: u64,
+    /// Last ACK sent (cumulative).
+    acked: Zxid,
+}
+
+#[derive(Debug)]
+enum State {
+    Looking,
+    Leading(LeaderState),
+    Learning(LearnerState),
+}
+
+/// One server's ZAB state machine over its storage.
+#[derive(Debug)]
+pub struct Peer<S: PeerStorage> {
+    cfg: PeerConfig,
+    storage: S,
+    election: Election,
+    state: State,
+    ticks: u64,
+    /// Last logged zxid (or the snapshot's, when the log is empty).
+    last_zxid: Zxid,
+    accepted_epoch: Epoch,
+    current_epoch: Epoch,
+    /// Highest zxid known committed.
+    commit_zxid: Zxid,
+    /// Highest zxid handed to the host to apply.
+    applied_zxid: Zxid,
+    /// Entries appended since the last sync.
+    unsynced: bool,
+    ready: Ready,
+    leader: Option<ServerId>,
+    serving: bool,
+}
+
+impl<S: PeerStorage> Peer<S> {
+    /// `applied_zxid` is what the host's tree holds (the snapshot it restored): nothing
+    /// later is applied until it is known committed.
+    pub fn new(cfg: PeerConfig, mut storage: S, applied_zxid: Zxid) -> Result<Self, StorageError> {
+        storage.recover()?;
+        let last_zxid = storage.last_zxid().unwrap_or(0).max(applied_zxid);
+        let accepted_epoch = storage.accepted_epoch()?.unwrap_or(0);
+        let current_epoch = storage.current_epoch()?.unwrap_or(0);
+        let mut timeouts = cfg.timeouts.election;
+        if cfg.quorum.voters().len() == 1 {
+            // Alone, there is no better vote to wait for.
+            timeouts.finalize_wait_ticks = 0;
+        }
+        let election = Election::new(
+            cfg.self_id,
+            cfg.quorum.clone(),
+            last_zxid,
+            current_epoch,
+            timeouts,
+        );
+        let mut peer = Self {
+            cfg,
+            storage,
+            election,
+            state: State::Looking,
+            ticks: 0,
+            last_zxid,
+            accepted_epoch,
+            current_epoch,
+            commit_zxid: applied_zxid,
+            applied_zxid,
+            unsynced: false,
+            ready: Ready::default(),
+            leader: None,
+            serving: false,
+        };
+        let out = peer.election.start();
+        peer.send_notifications(out);
+        peer.check_decision()?;
+        Ok(peer)
+    }
+
+    // ---------------------------------------------------------------------------------
+    // Accessors.
+
+    pub fn self_id(&self) -> ServerId {
+        self.cfg.self_id
+    }
+
+    pub fn role(&self) -> Role {
+        match &self.state {
+            State::Looking => Role::Looking,
+            State::Leading(_) => Role::Leading,
+            State::Learning(l) if l.observer => Role::Observing,
+            State::Learning(_) => Role::Following,
+        }
+    }
+
+    /// Whether clients may be served: an established leader or an up-to-date learner.
+    pub fn is_serving(&self) -> bool {
+        self.serving
+    }
+
+    pub fn leader(&self) -> Option<ServerId> {
+        self.leader
+    }
+
+    pub fn current_epoch(&self) -> Epoch {
+        self.current_epoch
+    }
+
+    pub fn accepted_epoch(&self) -> Epoch {
+        self.accepted_epoch
+    }
+
+    pub fn last_zxid(&self) -> Zxid {
+        self.last_zxid
+    }
+
+    pub fn commit_zxid(&self) -> Zxid {
+        self.commit_zxid
+    }
+
+    pub fn applied_zxid(&self) -> Zxid {
+        self.applied_zxid
+    }
+
+    pub fn storage(&self) -> &S {
+        &self.storage
+    }
+
+    /// For snapshots and purges, which the consensus does not order.
+    pub fn storage_mut(&mut self) -> &mut S {
+        &mut self.storage
+    }
+
+    pub fn election(&self) -> &Election {
+        &self.election
+    }
+
+    /// The leader's learners (empty elsewhere).
+    pub fn learners(&self) -> Vec<LearnerView> {
+        match &self.state {
+            State::Leading(l) => l.learners.values().cloned().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// What to do now; call until it returns an empty Ready (committed entries come
+    /// in bounded batches).
+    pub fn take_ready(&mut self) -> Result<Ready, StorageError> {
+        self.collect_committed()?;
+        Ok(std::mem::take(&mut self.ready))
+    }
+
+    // ---------------------------------------------------------------------------------
+    // Inputs.
+
+    /// Handles one message from `from`.
+    pub fn step(&mut self, from: ServerId, msg: Message) -> Result<(), StorageError> {
+        if let Message::Notification(n) = msg {
+            let out = self.election.step(from, n);
+            self.send_notifications(out);
+            return self.check_decision();
+        }
+        match &self.state {
+            State::Looking => Ok(()),
+            State::Leading(_) => self.leader_step(from, msg),
+            State::Learning(l) if l.leader == from => self.learner_step(msg),
+            State::Learning(_) => Ok(()),
+        }
+    }
+
+    /// Advances time by one tick.
+    pub fn tick(&mut self) -> Result<(), StorageError> {
+        self.ticks += 1;
+        match &self.state {
+            State::Looking => {
+                let out = self.election.tick();
+                self.send_notifications(out);
+                self.check_decision()
+            }
+            State::Leading(_) => self.leader_tick(),
+            State::Learning(_) => self.learner_tick(),
+        }
+    }
+
+    /// Makes every appended entry durable, then acknowledges: a follower ACKs, the
+    /// leader counts its own ACK. Call once per batch of appends (group commit).
+    pub fn flush(&mut self) -> Result<(), StorageError> {
+        if self.unsynced {
+            self.storage.sync()?;
+            self.unsynced = false;
+        }
+        match &mut self.state {
+            State::Leading(l) => {
+                l.self_acked = self.last_zxid;
+                self.try_commit();
+            }
+            State::Learning(_) => self.send_ack(),
+            State::Looking => {}
+        }
+        Ok(())
+    }
+
+    /// Whether [`Peer::flush`] has anything to make durable.
+    pub fn needs_flush(&self) -> bool {
+        self.unsynced
+    }
+
+    /// Leader: appends a Txn built for the next zxid and sends it to the voters. It is
+    /// committed once a quorum, this server included (after [`Peer::flush`]), has it.
+    pub fn propose(&mut self, build: impl FnOnce(Zxid) -> Vec<u8>) -> Result<Zxid, ProposeError> {
+        let State::Leading(l) = &self.state else {
+            return Err(ProposeError::NotServing(NotServing::NotLeader));
+        };
+        if !l.established {
+            return Err(ProposeError::NotServing(NotServing::NotServing));
+        }
+        let epoch = self.current_epoch;
+        let zxid = if epoch_of(self.last_zxid) == epoch {
+            if self.last_zxid & 0xffff_ffff == 0xffff_ffff {
+                // ZooKeeper forces an election when the counter runs out.
+                self.go_looking("zxid counter exhausted; a new epoch is needed");
+                return Err(ProposeError::NotServing(NotServing::NotServing));
+            }
+            self.last_zxid + 1
+        } else {
+            make_zxid(epoch, 1)
+        };
+        let payload = build(zxid);
+        let prev_zxid = self.last_zxid;
+        self.append(zxid, &payload)?;
+        if let State::Leading(l) = &self.state {
+            let to: Vec<ServerId> = l
+                .learners
+                .values()
+                .filter(|v| !v.observer && v.phase >= LearnerPhase::Syncing)
+                .map(|v| v.id)
+                .collect();
+            for id in to {
+                self.send(
+                    id,
+                    Message::Proposal {
+                        zxid,
+                        prev_zxid,
+                        payload: payload.clone(),
+                    },
+                );
+            }
+        }
+        #[cfg(feature = "inject-bugs")]
+        if self.cfg.bugs.commit_without_quorum {
+            if let State::Leading(l) = &mut self.state {
+                l.self_acked = zxid;
+            }
+            self.advance_commit(zxid);
+        }
+        Ok(zxid)
+    }
+
+    /// Learner: sends a payload (a write or session touches) to the leader.
+    pub fn forward(&mut self, payload: Vec<u8>) -> Result<(), NotServing> {
+        match &self.state {
+            State::Learning(l) if l.stage == LearnerStage::Serving => {
+                let leader = l.leader;
+                self.send(leader, Message::Request { payload });
+                Ok(())
+            }
+            State::Leading(_) => Err(NotServing::NotLeader),
+            _ => Err(NotServing::NotServing),
+        }
+    }
+
+    /// ZooKeeper's `sync`: `token` appears in [`Ready::synced`] once this server has
+    /// applied everything the leader had proposed when the sync reached it.
+    pub fn sync(&mut self, token: u64) -> Result<(), NotServing> {
+        if !self.serving {
+            return Err(NotServing::NotServing);
+        }
+        match &mut self.state {
+            State::Leading(l) => {
+                l.syncs.push((self.last_zxid, None, token));
+                self.resolve_syncs();
+                Ok(())
+            }
+            State::Learning(l) => {
+                let leader = l.leader;
+                self.send(leader, Message::Sync { token });
+                Ok(())
+            }
+            State::Looking => Err(NotServing::NotServing),
+        }
+    }
+
+    /// Leader: the snapshot a learner asked for ([`Ready::snapshot_requests`]): the
+    /// tree at `zxid`, which must be this server's applied zxid when it was taken.
+    pub fn snapshot_ready(
+        &mut self,
+        to: ServerId,
+        zxid: Zxid,
+        data: Vec<u8>,
+    ) -> Result<(), StorageError> {
+        let State::Leading(l) = &mut self.state else {
+            return Ok(());
+        };
+        let Some(view) = l.learners.get_mut(&to) else {
+            return Ok(());
+        };
+        if view.phase != LearnerPhase::AwaitingSync || zxid > self.commit_zxid {
+            return Ok(());
+        }
+        view.phase = LearnerPhase::Syncing;
+        self.send(to, Message::Snap { zxid, data });
+        self.send_sync_tail(to, zxid)
+    }
+
+    // ---------------------------------------------------------------------------------
+    // Election and role changes.
+
+    fn send_notifications(&mut self, out: Vec<crate::election::Outgoing>) {
+        for o in out {
+            self.ready
+                .messages
+                .push((o.to, Message::Notification(o.notification)));
+        }
+    }
+
+    fn check_decision(&mut self) -> Result<(), StorageError> {
+        if !matches!(self.state, State::Looking) {
+            return Ok(());
+        }
+        let Some(decision) = self.election.decision().copied() else {
+            return Ok(());
+        };
+        self.start_role(decision)
+    }
+
+    fn start_role(&mut self, d: Decision) -> Result<(), StorageError> {
+        self.leader = Some(d.leader);
+        match d.state {
+            ServerState::Leading => {
+                // Whatever the log holds is this leader's history and must be durable
+                // before anyone counts on it.
+                self.storage.sync()?;
+                self.unsynced = false;
+                let mut l = LeaderState {
+                    new_epoch: None,
+                    epoch_acks: BTreeSet::new(),
+                    newleader_acks: BTreeSet::new(),
+                    established: false,
+                    learners: BTreeMap::new(),
+                    self_acked: self.last_zxid,
+                    syncs: Vec::new(),
+                    started_tick: self.ticks,
+                };
+                l.epoch_acks.insert(self.cfg.self_id);
+                self.state = State::Leading(l);
+                self.maybe_choose_epoch()?;
+            }
+            ServerState::Following | ServerState::Observing => {
+                let observer = d.state == ServerState::Observing;
+                self.state = State::Learning(LearnerState {
+                    leader: d.leader,
+                    observer,
+                    stage: LearnerStage::Discovery,
+                    epoch: None,
+                    last_heard_tick: self.ticks,
+                    last_sent_tick: self.ticks,
+                    started_tick: self.ticks,
+                    acked: 0,
+                });
+                self.send_follower_info();
+            }
+            ServerState::Looking => {}
+        }
+        Ok(())
+    }
+
+    /// Back to election, with the log as it is now.
+    fn go_looking(&mut self, _why: &str) {
+        if matches!(self.state, State::Looking) {
+            return;
+        }
+        self.state = State::Looking;
+        self.leader = None;
+        self.serving = false;
+        self.ready.role_changes.push(RoleChange::Looking);
+        let out = self.election.restart(self.last_zxid, self.current_epoch);
+        self.send_notifications(out);
+        // A single voter decides at once.
+        let _ = self.check_decision();
+    }
+
+    fn send(&mut self, to: ServerId, msg: Message) {
+        self.ready.messages.push((to, msg));
+    }
+
+    fn append(&mut self, zxid: Zxid, payload: &[u8]) -> Result<(), StorageError> {
+        self.storage.append(zxid, payload)?;
+        self.last_zxid = zxid;
+        self.unsynced = true;
+        Ok(())
+    }
+
+    /// Moves the commit point forward (never past what is logged) and answers syncs.
+    fn advance_commit(&mut self, zxid: Zxid) {
+        let zxid = zxid.min(self.last_zxid);
+        if zxid > self.commit_zxid {
+            self.commit_zxid = zxid;
+        }
+    }
+
+    /// Reads committed entries the host has not applied into the Ready.
+    fn collect_committed(&mut self) -> Result<(), StorageError> {
+        if self.commit_zxid <= self.applied_zxid || !self.ready.committed.is_empty() {
+            return Ok(());
+        }
+        for e in self
+            .storage
+            .entries_from(self.applied_zxid + 1, READ_BATCH)?
+        {
+            if e.zxid > self.commit_zxid {
+                break;
+            }
+            self.applied_zxid = e.zxid;
+            self.ready.committed.push(e);
+        }
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------------------------
+    // Leader.
+
+    fn leader_state(&mut self) -> Option<&mut LeaderState> {
+        match &mut self.state {
+            State::Leading(l) => Some(l),
+            _ => None,
+        }
+    }
+
+    fn leader_step(&mut self, from: ServerId, msg: Message) -> Result<(), StorageError> {
+        let ticks = self.ticks;
+        let is_member = self.cfg.quorum.is_member(from);
+        if !is_member {
+            return Ok(());
+        }
+        let Some(l) = self.leader_state() else {
+            return Ok(());
+        };
+        if let Some(v) = l.learners.get_mut(&from) {
+            v.last_heard_tick = ticks;
+        }
+        match msg {
+            Message::FollowerInfo {
+                accepted_epoch,
+                last_zxid,
+                observer,
+            } => {
+                let observer = observer || !self.cfg.quorum.is_voter(from);
+                let Some(l) = self.leader_state() else {
+                    return Ok(());
+                };
+                // A (re)connecting learner starts over.
+                l.epoch_acks.remove(&from);
+                l.newleader_acks.remove(&from);
+                l.learners.insert(
+                    from,
+                    LearnerView {
+                        id: from,
+                        observer,
+                        phase: LearnerPhase::Discovery,
+                        accepted_epoch,
+                        last_zxid,
+                        current_epoch: -1,
+                        acked: 0,
+                        informed: 0,
+                        last_heard_tick: ticks,
+                    },
+                );
+                match l.new_epoch {
+                    Some(e) => self.send(from, Message::LeaderInfo { new_epoch: e }),
+                    None => self.maybe_choose_epoch()?,
+                }
+            }
+            Message::AckEpoch {
+                current_epoch,
+                last_zxid,
+            } => {
+                let (leader_epoch, leader_last) = (self.current_epoch, self.last_zxid);
+                let Some(l) = self.leader_state() else {
+                    return Ok(());
+                };
+                let Some(v) = l.learners.get_mut(&from) else {
+                    return Ok(());
+                };
+                if v.phase != LearnerPhase::Discovery {
+                    return Ok(());
+                }
+                v.phase = LearnerPhase::AwaitingSync;
+                v.current_epoch = current_epoch;
+                v.last_zxid = last_zxid;
+                let voter = !v.observer;
+                if !l.established
+                    && voter
+                    && (current_epoch, last_zxid) > (leader_epoch, leader_last)
+                {
+                    // waitForEpochAck: a follower is ahead of us; we must not lead.
+                    self.go_looking("a follower has a later history");
+                    return Ok(());
+                }
+                if voter {
+                    l.epoch_acks.insert(from);
+                }
+                self.maybe_start_syncs()?;
+            }
+            Message::AckNewLeader { epoch } => {
+                let established;
+                {
+                    let Some(l) = self.leader_state() else {
+                        return Ok(());
+                    };
+                    if Some(epoch) != l.new_epoch {
+                        return Ok(());
+                    }
+                    let Some(v) = l.learners.get_mut(&from) else {
+                        return Ok(());
+                    };
+                    if v.phase != LearnerPhase::Syncing {
+                        return Ok(());
+                    }
+                    v.phase = LearnerPhase::Synced;
+                    if !v.observer {
+                        l.newleader_acks.insert(from);
+                    }
+                    established = l.established;
+                }
+                if established {
+                    self.send_up_to_date(from);
+                } else {
+                    self.maybe_establish();
+                }
+                self.try_commit();
+            }
+            Message::Ack { zxid } => {
+                let Some(l) = self.leader_state() else {
+                    return Ok(());
+                };
+                if let Some(v) = l.learners.get_mut(&from) {
+                    if v.phase >= LearnerPhase::Synced && zxid > v.acked {
+                        v.acked = zxid;
+                    }
+                }
+                self.try_commit();
+            }
+            Message::Ping { .. } => {}
+            Message::Request { payload } => {
+                let Some(l) = self.leader_state() else {
+                    return Ok(());
+                };
+                let up = l
+                    .learners
+                    .get(&from)
+                    .is_some_and(|v| v.phase == LearnerPhase::UpToDate);
+                if up && l.established {
+                    self.ready.requests.push((from, payload));
+                }
+            }
+            Message::Sync { token } => {
+                let last = self.last_zxid;
+                let Some(l) = self.leader_state() else {
+                    return Ok(());
+                };
+                let up = l
+                    .learners
+                    .get(&from)
+                    .is_some_and(|v| v.phase == LearnerPhase::UpToDate);
+                if up {
+                    l.syncs.push((last, Some(from), token));
+                    self.resolve_syncs();
+                }
+            }
+            // Another server thinks it leads this epoch, or stale learner-bound packets.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// `getEpochToPropose`: once a quorum of voters (the leader included) reported
+    /// their acceptedEpoch, the new epoch is one past the largest.
+    fn maybe_choose_epoch(&mut self) -> Result<(), StorageError> {
+        let self_id = self.cfg.self_id;
+        let accepted = self.accepted_epoch;
+        let quorum = self.cfg.quorum.clone();
+        let Some(l) = self.leader_state() else {
+            return Ok(());
+        };
+        if l.new_epoch.is_some() {
+            return Ok(());
+        }
+        let voters: Vec<&LearnerView> = l.learners.values().filter(|v| !v.observer).collect();
+        let ids: Vec<ServerId> = voters.iter().map(|v| v.id).chain([self_id]).collect();
+        if !quorum.contains_quorum(ids.iter()) {
+            return Ok(());
+        }
+        let max = voters
+            .iter()
+            .map(|v| v.accepted_epoch)
+            .chain([accepted])
+            .max()
+            .unwrap_or(accepted);
+        let new_epoch = max + 1;
+        self.storage.set_accepted_epoch(new_epoch)?;
+        self.accepted_epoch = new_epoch;
+        let Some(l) = self.leader_state() else {
+            return Ok(());
+        };
+        l.new_epoch = Some(new_epoch);
+        let to: Vec<ServerId> = l.learners.keys().copied().collect();
+        for id in to {
+            self.send(id, Message::LeaderInfo { new_epoch });
+        }
+        self.maybe_start_syncs()
+    }
+
+    /// `waitForEpochAck` done: sync every learner that acked; later ones at once.
+    fn maybe_start_syncs(&mut self) -> Result<(), StorageError> {
+        let quorum = self.cfg.quorum.clone();
+        let Some(l) = self.leader_state() else {
+            return Ok(());
+        };
+        let Some(new_epoch) = l.new_epoch else {
+            return Ok(());
+        };
+        if !l.established && !quorum.contains_quorum(l.epoch_acks.iter()) {
+            return Ok(());
+        }
+        let established = l.established;
+        if self.current_epoch != new_epoch {
+            // The leader accepts its own history for the new epoch (its NEWLEADER ack).
+            self.storage.set_current_epoch(new_epoch)?;
+            self.current_epoch = new_epoch;
+            self.election.update_election_vote(new_epoch);
+            let self_id = self.cfg.self_id;
+            if let Some(l) = self.leader_state() {
+                l.newleader_acks.insert(self_id);
+            }
+        }
+        let Some(l) = self.leader_state() else {
+            return Ok(());
+        };
+        let waiting: Vec<ServerId> = l
+            .learners
+            .values()
+            .filter(|v| v.phase == LearnerPhase::AwaitingSync)
+            .map(|v| v.id)
+            .collect();
+        let _ = established;
+        for id in waiting {
+            self.sync_learner(id)?;
+        }
+        self.maybe_establish();
+        Ok(())
+    }
+
+    /// `LearnerHandler.syncFollower`: DIFF, TRUNC or SNAP, the entries after it, then
+    /// NEWLEADER.
+    fn sync_learner(&mut self, id: ServerId) -> Result<(), StorageError> {
+        let Some(l) = self.leader_state() else {
+            return Ok(());
+        };
+        let Some(v) = l.learners.get(&id) else {
+            return Ok(());
+        };
+        let peer_last = v.last_zxid;
+        let leader_last = self.last_zxid;
+        let base = self.common_point(peer_last, leader_last)?;
+        // DIFF needs every entry after the base still in the log: the base itself must
+        // be there (a fresh learner at zero gets a SNAP, since the log may be purged).
+        let diff_ok = base == leader_last || self.entry_exists(base)?;
+        let Some(l) = self.leader_state() else {
+            return Ok(());
+        };
+        let Some(v) = l.learners.get_mut(&id) else {
+            return Ok(());
+        };
+        if !diff_ok {
+            // SNAP: the host serializes the tree at its applied zxid.
+            self.ready.snapshot_requests.push(id);
+            return Ok(());
+        }
+        v.phase = LearnerPhase::Syncing;
+        if base == peer_last {
+            self.send(id, Message::Diff { last_zxid: base });
+        } else {
+            self.send(id, Message::Trunc { zxid: base });
+        }
+        self.send_sync_tail(id, base)
+    }
+
+    /// The last entry both the learner (whose log ends at `peer_last`) and the leader
+    /// (through `leader_last`) hold. Within one epoch histories are contiguous runs of
+    /// the same proposals, so the learner's epoch tells how far they agree.
+    fn common_point(&self, peer_last: Zxid, leader_last: Zxid) -> Result<Zxid, StorageError> {
+        if peer_last >= leader_last
+            && (peer_last == leader_last || leader_last == 0 || self.entry_exists(leader_last)?)
+        {
+            return Ok(leader_last);
+        }
+        if self.entry_exists(peer_last)? || peer_last == 0 {
+            return Ok(peer_last.min(leader_last));
+        }
+        // The learner's last entry is not ours: cut it back to our last entry before it.
+        // Zero if none: then only a SNAP can sync it.
+        let mut best = 0;
+        let mut from = self.storage.first_zxid()?.unwrap_or(0);
+        loop {
+            let batch = self.storage.entries_from(from, READ_BATCH)?;
+            let Some(last) = batch.last().map(|e| e.zxid) else {
+                break;
+            };
+            for e in &batch {
+                if e.zxid < peer_last && e.zxid <= leader_last {
+                    best = e.zxid;
+                }
+            }
+            if last >= peer_last {
+                break;
+            }
+            from = last + 1;
+        }
+        Ok(best)
+    }
+
+    fn entry_exists(&self, zxid: Zxid) -> Result<bool, StorageError> {
+        if zxid == 0 {
+            return Ok(false);
+        }
+        Ok(self
+            .storage
+            .entries_from(zxid, 1)?
+            .first()
+            .is_some_and(|e| e.zxid == zxid))
+    }
+
+    /// After the base: every entry up to the leader's last (a voter) or the commit
+    /// point (an observer), then NEWLEADER.
+    fn send_sync_tail(&mut self, id: ServerId, base: Zxid) -> Result<(), StorageError> {
+        let Some(l) = self.leader_state() else {
+            return Ok(());
+        };
+        let Some(v) = l.learners.get(&id) else {
+            return Ok(());
+        };
+        let _ = v;
+        let Some(epoch) = l.new_epoch else {
+            return Ok(());
+        };
+        let until = self.last_zxid;
+        let mut prev = base;
+        let mut from = base + 1;
+        'read: loop {
+            let batch = self.storage.entries_from(from, READ_BATCH)?;
+            if batch.is_empty() {
+                break;
+            }
+            for e in batch {
+                if e.zxid > until {
+                    break 'read;
+                }
+                from = e.zxid + 1;
+                let zxid = e.zxid;
+                self.send(
+                    id,
+                    Message::Proposal {
+                        zxid,
+                        prev_zxid: prev,
+                        payload: e.payload,
+                    },
+                );
+                prev = zxid;
+            }
+        }
+        if let Some(l) = self.leader_state() {
+            if let Some(v) = l.learners.get_mut(&id) {
+                v.informed = prev;
+            }
+        }
+        self.send(
+            id,
+            Message::NewLeader {
+                epoch,
+                last_zxid: prev,
+            },
+        );
+        Ok(())
+    }
+
+    /// `waitForNewLeaderAck` done: the leader is established; its whole history is
+    /// committed and the synced learners are told to serve.
+    fn maybe_establish(&mut self) {
+        let quorum = self.cfg.quorum.clone();
+        let last = self.last_zxid;
+        let epoch = self.current_epoch;
+        let self_id = self.cfg.self_id;
+        let Some(l) = self.leader_state() else {
+            return;
+        };
+        if l.established
+            || l.new_epoch != Some(epoch)
+            || !quorum.contains_quorum(l.newleader_acks.iter())
+        {
+            return;
+        }
+        l.established = true;
+        let synced: Vec<ServerId> = l
+            .learners
+            .values()
+            .filter(|v| v.phase == LearnerPhase::Synced)
+            .map(|v| v.id)
+            .collect();
+        self.advance_commit(last);
+        self.serving = true;
+        self.ready.role_changes.push(RoleChange::Serving {
+            role: Role::Leading,
+            leader: self_id,
+            epoch,
+        });
+        for id in synced {
+            self.send_up_to_date(id);
+        }
+    }
+
+    fn send_up_to_date(&mut self, id: ServerId) {
+        let commit = self.commit_zxid;
+        let Some(l) = self.leader_state() else {
+            return;
+        };
+        let Some(v) = l.learners.get_mut(&id) else {
+            return;
+        };
+        v.phase = LearnerPhase::UpToDate;
+        let observer = v.observer;
+        self.send(
+            id,
+            Message::UpToDate {
+                commit_zxid: commit,
+            },
+        );
+        if observer {
+            // Observers learn what was proposed after their sync by INFORM.
+            self.inform_observer(id);
+        }
+    }
+
+    /// Commits the highest zxid of this epoch that a quorum of voters has durably.
+    fn try_commit(&mut self) {
+        let quorum = self.cfg.quorum.clone();
+        let self_id = self.cfg.self_id;
+        let epoch_start = make_zxid(self.current_epoch, 0);
+        let Some(l) = self.leader_state() else {
+            return;
+        };
+        if !l.established {
+            return;
+        }
+        let mut acks: Vec<(ServerId, Zxid)> = l
+            .learners
+            .values()
+            .filter(|v| !v.observer && v.phase >= LearnerPhase::Synced)
+            .map(|v| (v.id, v.acked))
+            .collect();
+        acks.push((self_id, l.self_acked));
+        let mut candidates: Vec<Zxid> = acks.iter().map(|(_, z)| *z).collect();
+        candidates.sort_unstable_by(|a, b| b.cmp(a));
+        candidates.dedup();
+        let mut new_commit = None;
+        for c in candidates {
+            if c <= epoch_start {
+                break;
+            }
+            if quorum.contains_quorum(acks.iter().filter(|(_, z)| *z >= c).map(|(id, _)| id)) {
+                new_commit = Some(c);
+                break;
+            }
+        }
+        if let Some(c) = new_commit {
+            self.advance_commit(c);
+        }
+        self.announce_commit();
+    }
+
+    /// Tells learners about the commit point and answers syncs it satisfies.
+    fn announce_commit(&mut self) {
+        let commit = self.commit_zxid;
+        let Some(l) = self.leader_state() else {
+            return;
+        };
+        // Observers too: their sync stream may hold proposals committed only now.
+        let followers: Vec<ServerId> = l
+            .learners
+            .values()
+            .filter(|v| v.phase >= LearnerPhase::Synced)
+            .map(|v| v.id)
+            .collect();
+        let observers: Vec<ServerId> = l
+            .learners
+            .values()
+            .filter(|v| v.observer && v.phase == LearnerPhase::UpToDate && v.informed < commit)
+            .map(|v| v.id)
+            .collect();
+        for id in followers {
+            self.send(id, Message::Commit { zxid: commit });
+        }
+        for id in observers {
+            self.inform_observer(id);
+        }
+        self.resolve_syncs();
+    }
+
+    /// INFORM an observer of every committed entry after the last it was sent.
+    fn inform_observer(&mut self, id: ServerId) {
+        let commit = self.commit_zxid;
+        let Some(l) = self.leader_state() else {
+            return;
+        };
+        let Some(v) = l.learners.get(&id) else {
+            return;
+        };
+        let mut prev = v.informed;
+        if prev >= commit {
+            return;
+        }
+        let entries = self
+            .storage
+            .entries_from(prev + 1, READ_BATCH)
+            .unwrap_or_default();
+        for e in entries {
+            if e.zxid > commit {
+                break;
+            }
+            let zxid = e.zxid;
+            self.send(
+                id,
+                Message::Inform {
+                    zxid,
+                    prev_zxid: prev,
+                    payload: e.payload,
+                },
+            );
+            prev = zxid;
+        }
+        if let Some(l) = self.leader_state() {
+            if let Some(v) = l.learners.get_mut(&id) {
+                v.informed = prev;
+            }
+        }
+    }
+
+    fn resolve_syncs(&mut self) {
+        let commit = self.commit_zxid;
+        let Some(l) = self.leader_state() else {
+            return;
+        };
+        let (done, waiting): (Vec<_>, Vec<_>) =
+            l.syncs.drain(..).partition(|(z, _, _)| *z <= commit);
+        l.syncs = waiting;
+        for (_, to, token) in done {
+            match to {
+                None => self.ready.synced.push(token),
+                Some(id) => self.send(id, Message::SyncReply { token }),
+            }
+        }
+    }
+
+    fn leader_tick(&mut self) -> Result<(), StorageError> {
+        let ticks = self.ticks;
+        let quorum = self.cfg.quorum.clone();
+        let self_id = self.cfg.self_id;
+        let timeouts = self.cfg.timeouts;
+        let commit = self.commit_zxid;
+        let Some(l) = self.leader_state() else {
+            return Ok(());
+        };
+        // Learners silent for too long are dropped; they come back with FOLLOWERINFO.
+        let limit = |v: &LearnerView| {
+            if v.phase >= LearnerPhase::Synced {
+                u64::from(timeouts.sync_limit_ticks)
+            } else {
+                u64::from(timeouts.init_limit_ticks)
+            }
+        };
+        let gone: Vec<ServerId> = l
+            .learners
+            .values()
+            .filter(|v| ticks.saturating_sub(v.last_heard_tick) > limit(v))
+            .map(|v| v.id)
+            .collect();
+        for id in &gone {
+            l.learners.remove(id);
+            l.newleader_acks.remove(id);
+            l.epoch_acks.remove(id);
+        }
+        if l.established {
+            // Leader.lead's loop: step down without a quorum of synced voters in touch.
+            let synced = l
+                .learners
+                .values()
+                .filter(|v| !v.observer && v.phase >= LearnerPhase::Synced)
+                .map(|v| v.id)
+                .chain([self_id])
+                .collect::<Vec<_>>();
+            if !quorum.contains_quorum(synced.iter()) {
+                self.go_looking("lost the quorum");
+                return Ok(());
+            }
+        } else if ticks.saturating_sub(l.started_tick) > u64::from(timeouts.init_limit_ticks) {
+            self.go_looking("no quorum joined within initLimit");
+            return Ok(());
+        }
+        let Some(l) = self.leader_state() else {
+            return Ok(());
+        };
+        let to: Vec<ServerId> = l
+            .learners
+            .values()
+            .filter(|v| v.phase >= LearnerPhase::Synced)
+            .map(|v| v.id)
+            .collect();
+        for id in to {
+            self.send(id, Message::Ping { zxid: commit });
+        }
+        // Answer settled-election queries too (the Election keeps its decision).
+        let out = self.election.tick();
+        self.send_notifications(out);
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------------------------
+    // Learner.
+
+    fn learner_state(&mut self) -> Option<&mut LearnerState> {
+        match &mut self.state {
+            State::Learning(l) => Some(l),
+            _ => None,
+        }
+    }
+
+    fn send_follower_info(&mut self) {
+        let accepted_epoch = self.accepted_epoch;
+        let last_zxid = self.last_zxid;
+        let ticks = self.ticks;
+        let Some(l) = self.learner_state() else {
+            return;
+        };
+        l.last_sent_tick = ticks;
+        let (leader, observer) = (l.leader, l.observer);
+        self.send(
+            leader,
+            Message::FollowerInfo {
+                accepted_epoch,
+                last_zxid,
+                observer,
+            },
+        );
+    }
+
+    fn learner_step(&mut self, msg: Message) -> Result<(), StorageError> {
+        let ticks = self.ticks;
+        let Some(l) = self.learner_state() else {
+            return Ok(());
+        };
+        l.last_heard_tick = ticks;
+        let stage = l.stage;
+        let leader = l.leader;
+        match msg {
+            Message::LeaderInfo { new_epoch } => {
+                if stage != LearnerStage::Discovery {
+                    // The leader restarted our handshake (or a stale copy): start over.
+                    if stage == LearnerStage::Serving || stage == LearnerStage::AwaitingUpToDate {
+                        self.restart_learning();
+                    }
+                    return Ok(());
+                }
+                if new_epoch < self.accepted_epoch {
+                    self.go_looking("the leader's epoch is older than our acceptedEpoch");
+                    return Ok(());
+                }
+                if new_epoch > self.accepted_epoch {
+                    self.storage.set_accepted_epoch(new_epoch)?;
+                    self.accepted_epoch = new_epoch;
+                }
+                let (current_epoch, last_zxid) = (self.current_epoch, self.last_zxid);
+                if let Some(l) = self.learner_state() {
+                    l.epoch = Some(new_epoch);
+                    l.stage = LearnerStage::AwaitingBase;
+                }
+                self.send(
+                    leader,
+                    Message::AckEpoch {
+                        current_epoch,
+                        last_zxid,
+                    },
+                );
+            }
+            Message::Diff { last_zxid } => {
+                if stage != LearnerStage::AwaitingBase {
+                    return Ok(());
+                }
+                if last_zxid != self.last_zxid {
+                    self.restart_learning();
+                    return Ok(());
+                }
+                self.set_stage(LearnerStage::Syncing);
+            }
+            Message::Trunc { zxid } => {
+                if stage != LearnerStage::AwaitingBase {
+                    return Ok(());
+                }
+                if zxid < self.applied_zxid {
+                    // Only uncommitted entries may be cut, and we apply only committed
+                    // ones; a TRUNC below the tree means the leader lost a commit.
+                    self.go_looking("TRUNC below what this server has applied");
+                    return Ok(());
+                }
+                self.storage.truncate_after(zxid)?;
+                self.last_zxid = self.storage.last_zxid().unwrap_or(0).max(self.applied_zxid);
+                if self.last_zxid != zxid {
+                    // Our history differs below the leader's guess: keep only what is
+                    // applied (committed, so the leader has it) and sync from there.
+                    self.storage.truncate_after(self.applied_zxid)?;
+                    self.last_zxid = self.applied_zxid;
+                    self.restart_learning();
+                    return Ok(());
+                }
+                self.set_stage(LearnerStage::Syncing);
+            }
+            Message::Snap { zxid, data } => {
+                if stage != LearnerStage::AwaitingBase {
+                    return Ok(());
+                }
+                // The snapshot first, durable, then the log it replaces.
+                self.storage.save_snapshot(zxid, &data)?;
+                self.storage.truncate_after(-1)?;
+                self.last_zxid = zxid;
+                self.applied_zxid = zxid;
+                self.commit_zxid = zxid;
+                self.ready.committed.clear();
+                self.ready.install_snapshot = Some(Snapshot {
+                    last_zxid: zxid,
+                    data,
+                });
+                self.set_stage(LearnerStage::Syncing);
+            }
+            Message::Proposal {
+                zxid,
+                prev_zxid,
+                payload,
+            } => {
+                if !matches!(
+                    stage,
+                    LearnerStage::Syncing | LearnerStage::AwaitingUpToDate | LearnerStage::Serving
+                ) {
+                    return Ok(());
+                }
+                self.accept_entry(zxid, prev_zxid, &payload)?;
+                #[cfg(feature = "inject-bugs")]
+                if self.cfg.bugs.ack_before_sync {
+                    self.send_ack();
+                }
+            }
+            Message::Inform {
+                zxid,
+                prev_zxid,
+                payload,
+            } => {
+                if stage != LearnerStage::Serving {
+                    return Ok(());
+                }
+                if self.accept_entry(zxid, prev_zxid, &payload)? {
+                    self.advance_commit(zxid);
+                }
+            }
+            Message::NewLeader { epoch, last_zxid } => {
+                if stage == LearnerStage::AwaitingUpToDate || stage == LearnerStage::Serving {
+                    return Ok(());
+                }
+                let our_epoch = self.learner_state().and_then(|l| l.epoch);
+                if stage != LearnerStage::Syncing || our_epoch != Some(epoch) {
+                    return Ok(());
+                }
+                if last_zxid != self.last_zxid {
+                    self.restart_learning();
+                    return Ok(());
+                }
+                // The sync stream must be durable before we accept this history.
+                self.storage.sync()?;
+                self.unsynced = false;
+                self.storage.set_current_epoch(epoch)?;
+                self.current_epoch = epoch;
+                self.election.update_election_vote(epoch);
+                self.set_stage(LearnerStage::AwaitingUpToDate);
+                self.send(leader, Message::AckNewLeader { epoch });
+            }
+            Message::UpToDate { commit_zxid } => {
+                if stage != LearnerStage::AwaitingUpToDate {
+                    return Ok(());
+                }
+                self.advance_commit(commit_zxid);
+                self.set_stage(LearnerStage::Serving);
+                self.serving = true;
+                let role = self.role();
+                let epoch = self.current_epoch;
+                self.ready.role_changes.push(RoleChange::Serving {
+                    role,
+                    leader,
+                    epoch,
+                });
+                self.send_ack();
+            }
+            Message::Commit { zxid } if stage == LearnerStage::Serving => {
+                self.advance_commit(zxid);
+            }
+            Message::Ping { zxid } => {
+                if stage == LearnerStage::Serving {
+                    self.advance_commit(zxid);
+                }
+                let last = self.last_zxid;
+                self.send(leader, Message::Ping { zxid: last });
+            }
+            Message::SyncReply { token } if stage == LearnerStage::Serving => {
+                self.ready.synced.push(token);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Appends an entry that follows our last one. A duplicate is ignored (false); a gap
+    /// means the stream lost packets, and we start over with the leader.
+    fn accept_entry(
+        &mut self,
+        zxid: Zxid,
+        prev_zxid: Zxid,
+        payload: &[u8],
+    ) -> Result<bool, StorageError> {
+        if zxid <= self.last_zxid {
+            return Ok(false);
+        }
+        if prev_zxid != self.last_zxid {
+            self.restart_learning();
+            return Ok(false);
+        }
+        self.append(zxid, payload)?;
+        Ok(true)
+    }
+
+    fn set_stage(&mut self, stage: LearnerStage) {
+        if let Some(l) = self.learner_state() {
+            l.stage = stage;
+        }
+    }
+
+    /// A broken stream: reconnect to the same leader (FOLLOWERINFO again). ZooKeeper
+    /// goes through election for this; the leader is still the leader, so we skip it.
+    fn restart_learning(&mut self) {
+        let ticks = self.ticks;
+        let was_serving = self.serving;
+        if let Some(l) = self.learner_state() {
+            l.stage = LearnerStage::Discovery;
+            l.epoch = None;
+            l.started_tick = ticks;
+            l.acked = 0;
+        }
+        if was_serving {
+            self.serving = false;
+            self.ready.role_changes.push(RoleChange::Looking);
+        }
+        self.send_follower_info();
+    }
+
+    /// Cumulative ACK of what is durable, once NEWLEADER is acked (followers only).
+    fn send_ack(&mut self) {
+        let last = self.last_zxid;
+        let epoch = self.current_epoch;
+        let durable = !self.unsynced;
+        let Some(l) = self.learner_state() else {
+            return;
+        };
+        if l.observer
+            || !matches!(
+                l.stage,
+                LearnerStage::AwaitingUpToDate | LearnerStage::Serving
+            )
+            || l.epoch != Some(epoch)
+            || epoch_of(last) != epoch
+            || last <= l.acked
+        {
+            return;
+        }
+        #[cfg(not(feature = "inject-bugs"))]
+        if !durable {
+            return;
+        }
+        #[cfg(feature = "inject-bugs")]
+        if !durable && !self.cfg.bugs.ack_before_sync {
+            return;
+        }
+        let Some(l) = self.learner_state() else {
+            return;
+        };
+        l.acked = last;
+        let leader = l.leader;
+        self.send(leader, Message::Ack { zxid: last });
+    }
+
+    fn learner_tick(&mut self) -> Result<(), StorageError> {
+        let ticks = self.ticks;
+        let timeouts = self.cfg.timeouts;
+        let Some(l) = self.learner_state() else {
+            return Ok(());
+        };
+        let limit = if l.stage == LearnerStage::Serving {
+            timeouts.sync_limit_ticks
+        } else {
+            timeouts.init_limit_ticks
+        };
+        if ticks.saturating_sub(l.last_heard_tick) > u64::from(limit)
+            || (l.stage != LearnerStage::Serving
+                && ticks.saturating_sub(l.started_tick) > u64::from(timeouts.init_limit_ticks))
+        {
+            self.go_looking("lost the leader");
+            return Ok(());
+        }
+        if l.stage == LearnerStage::Discovery
+            && ticks.saturating_sub(l.last_sent_tick) >= u64::from(timeouts.retry_ticks.max(1))
+        {
+            self.send_follower_info();
+        }
+        let out = self.election.tick();
+        self.send_notifications(out);
+        Ok(())
+    }
+}
+
+/// Why [`Peer::propose`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProposeError {
+    #[error(transparent)]
+    NotServing(#[from] NotServing),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,199 @@
+use std::collections::VecDeque;
+
+use super::*;
+use crate::storage::MemStorage;
+
+/// A tiny lossless cluster: every message is delivered in order, every node flushes
+/// after each delivery round. The simulator (rookery-sim) does the adversarial part.
+struct Net {
+    peers: BTreeMap<ServerId, Peer<MemStorage>>,
+    down: BTreeSet<ServerId>,
+    queue: VecDeque<(ServerId, ServerId, Message)>,
+    /// What each server applied, in order.
+    applied: BTreeMap<ServerId, Vec<Zxid>>,
+    synced: BTreeMap<ServerId, Vec<u64>>,
+}
+
+fn cfg(id: u64, voters: &[u64], observers: &[u64]) -> PeerConfig {
+    PeerConfig {
+        self_id: ServerId(id),
+        quorum: QuorumMaj::new(
+            voters.iter().map(|&v| ServerId(v)),
+            observers.iter().map(|&v| ServerId(v)),
+            0,
+        )
+        .unwrap(),
+        timeouts: PeerTimeouts::default(),
+        bugs: InjectedBugs::default(),
+    }
+}
+
+impl Net {
+    fn new(voters: &[u64], observers: &[u64]) -> Net {
+        let mut net = Net {
+            peers: BTreeMap::new(),
+            down: BTreeSet::new(),
+            queue: VecDeque::new(),
+            applied: BTreeMap::new(),
+            synced: BTreeMap::new(),
+        };
+        for &id in voters.iter().chain(observers) {
+            let peer = Peer::new(cfg(id, voters, observers), MemStorage::new(), 0).unwrap();
+            net.peers.insert(ServerId(id), peer);
+            net.drain(ServerId(id));
+        }
+        net
+    }
+
+    fn drain(&mut self, id: ServerId) {
+        let peer = self.peers.get_mut(&id).unwrap();
+        loop {
+            let ready = peer.take_ready().unwrap();
+            if ready.is_empty() {
+                break;
+            }
+            if ready.install_snapshot.is_some() {
+                self.applied.entry(id).or_default().clear();
+            }
+            for e in &ready.committed {
+                self.applied.entry(id).or_default().push(e.zxid);
+            }
+            self.synced.entry(id).or_default().extend(&ready.synced);
+            for to in ready.snapshot_requests {
+                let zxid = peer.applied_zxid();
+                peer.snapshot_ready(to, zxid, vec![1, 2, 3]).unwrap();
+            }
+            for (to, m) in ready.messages {
+                self.queue.push_back((id, to, m));
+            }
+        }
+    }
+
+    fn run(&mut self, rounds: usize) {
+        for _ in 0..rounds {
+            let mut n = 0;
+            while let Some((from, to, m)) = self.queue.pop_front() {
+                n += 1;
+                if self.down.contains(&to) || self.down.contains(&from) {
+                    continue;
+                }
+                self.peers.get_mut(&to).unwrap().step(from, m).unwrap();
+                self.drain(to);
+                if n > 100_000 {
+                    panic!("message storm");
+                }
+            }
+            let ids: Vec<ServerId> = self.peers.keys().copied().collect();
+            for id in ids {
+                if self.down.contains(&id) {
+                    continue;
+                }
+                let p = self.peers.get_mut(&id).unwrap();
+                p.flush().unwrap();
+                p.tick().unwrap();
+                self.drain(id);
+            }
+        }
+    }
+
+    fn leader(&self) -> Option<ServerId> {
+        self.peers
+            .iter()
+            .find(|(id, p)| !self.down.contains(id) && p.role() == Role::Leading && p.is_serving())
+            .map(|(id, _)| *id)
+    }
+
+    fn propose(&mut self, payload: u8) -> Zxid {
+        let leader = self.leader().expect("a leader");
+        let zxid = self
+            .peers
+            .get_mut(&leader)
+            .unwrap()
+            .propose(|_| vec![payload])
+            .unwrap();
+        self.drain(leader);
+        zxid
+    }
+}
+
+#[test]
+fn a_single_voter_leads_at_once() {
+    let net = Net::new(&[1], &[]);
+    let p = &net.peers[&ServerId(1)];
+    assert_eq!(p.role(), Role::Leading);
+    assert!(p.is_serving());
+    assert_eq!(p.current_epoch(), 1);
+}
+
+#[test]
+fn three_voters_elect_the_highest_and_replicate() {
+    let mut net = Net::new(&[1, 2, 3], &[4]);
+    net.run(10);
+    assert_eq!(net.leader(), Some(ServerId(3)));
+    for (id, p) in &net.peers {
+        assert!(p.is_serving(), "{id} serving");
+        assert_eq!(p.current_epoch(), 1);
+    }
+    assert_eq!(net.peers[&ServerId(4)].role(), Role::Observing);
+    let mut zxids = Vec::new();
+    for i in 0..5 {
+        zxids.push(net.propose(i));
+    }
+    net.run(3);
+    for id in 1..=4 {
+        assert_eq!(net.applied[&ServerId(id)], zxids, "server {id} applied");
+    }
+}
+
+#[test]
+fn nothing_commits_before_the_quorum_has_flushed() {
+    let mut net = Net::new(&[1, 2, 3], &[]);
+    net.run(10);
+    let zxid = net.propose(7);
+    // Deliver the proposal but let nobody flush: nothing may be committed anywhere.
+    while let Some((from, to, m)) = net.queue.pop_front() {
+        net.peers.get_mut(&to).unwrap().step(from, m).unwrap();
+        net.drain(to);
+    }
+    for p in net.peers.values() {
+        assert!(p.commit_zxid() < zxid);
+    }
+    net.run(2);
+    assert!(net.peers.values().all(|p| p.commit_zxid() >= zxid));
+}
+
+#[test]
+fn a_new_leader_is_elected_after_the_leader_dies_and_history_survives() {
+    let mut net = Net::new(&[1, 2, 3], &[]);
+    net.run(10);
+    let first = net.propose(1);
+    net.run(3);
+    net.down.insert(ServerId(3));
+    net.run(40);
+    let leader = net.leader().expect("new leader");
+    assert_ne!(leader, ServerId(3));
+    assert_eq!(net.peers[&leader].current_epoch(), 2);
+    let second = net.propose(2);
+    net.run(3);
+    for id in [1, 2] {
+        assert_eq!(net.applied[&ServerId(id)], vec![first, second]);
+    }
+    // The old leader comes back and catches up.
+    net.down.remove(&ServerId(3));
+    net.run(40);
+    assert_eq!(net.peers[&ServerId(3)].role(), Role::Following);
+    assert!(net.peers[&ServerId(3)].is_serving());
+    assert_eq!(net.applied[&ServerId(3)], vec![first, second]);
+}
+
+#[test]
+fn sync_answers_after_the_leaders_proposals_commit() {
+    let mut net = Net::new(&[1, 2, 3], &[]);
+    net.run(10);
+    let zxid = net.propose(1);
+    net.peers.get_mut(&ServerId(1)).unwrap().sync(42).unwrap();
+    net.drain(ServerId(1));
+    net.run(3);
+    assert_eq!(net.synced[&ServerId(1)], vec![42]);
+    assert!(net.applied[&ServerId(1)].contains(&zxid));
+}
