@@ -19,7 +19,7 @@
 //! - Observers are synced only to the commit point and then informed of each commit.
 //! - A leader whose zxid counter is exhausted steps down, as ZooKeeper does.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::election::{Decision, Election, ElectionTimeouts, ServerState};
 use crate::message::{Message, epoch_of, make_zxid};
@@ -250,6 +250,10 @@ pub struct Peer<S: PeerStorage> {
     applied_zxid: Zxid,
     /// Entries appended since the last sync.
     unsynced: bool,
+    /// Entries appended by this process and not yet applied, so applying them does not
+    /// read them back; `recent_base` is the log entry before the first of them.
+    recent: VecDeque<LogEntry>,
+    recent_base: Zxid,
     ready: Ready,
     leader: Option<ServerId>,
     serving: bool,
@@ -287,6 +291,8 @@ impl<S: PeerStorage> Peer<S> {
             commit_zxid: applied_zxid,
             applied_zxid,
             unsynced: false,
+            recent: VecDeque::new(),
+            recent_base: 0,
             ready: Ready::default(),
             leader: None,
             serving: false,
@@ -615,6 +621,13 @@ impl<S: PeerStorage> Peer<S> {
 
     fn append(&mut self, zxid: Zxid, payload: &[u8]) -> Result<(), StorageError> {
         self.storage.append(zxid, payload)?;
+        if self.recent.is_empty() {
+            self.recent_base = self.last_zxid;
+        }
+        self.recent.push_back(LogEntry {
+            zxid,
+            payload: payload.to_vec(),
+        });
         self.last_zxid = zxid;
         self.unsynced = true;
         Ok(())
@@ -631,6 +644,30 @@ impl<S: PeerStorage> Peer<S> {
     /// Reads committed entries the host has not applied into the Ready.
     fn collect_committed(&mut self) -> Result<(), StorageError> {
         if self.commit_zxid <= self.applied_zxid || !self.ready.committed.is_empty() {
+            return Ok(());
+        }
+        // The hot path: what this process appended is still in memory.
+        while self
+            .recent
+            .front()
+            .is_some_and(|e| e.zxid <= self.applied_zxid)
+        {
+            if let Some(e) = self.recent.pop_front() {
+                self.recent_base = e.zxid;
+            }
+        }
+        if self.recent_base <= self.applied_zxid && !self.recent.is_empty() {
+            while self
+                .recent
+                .front()
+                .is_some_and(|e| e.zxid <= self.commit_zxid)
+            {
+                if let Some(e) = self.recent.pop_front() {
+                    self.recent_base = e.zxid;
+                    self.applied_zxid = e.zxid;
+                    self.ready.committed.push(e);
+                }
+            }
             return Ok(());
         }
         for e in self
@@ -1341,6 +1378,7 @@ impl<S: PeerStorage> Peer<S> {
                     return Ok(());
                 }
                 self.storage.truncate_after(zxid)?;
+                self.recent.clear();
                 self.last_zxid = self.storage.last_zxid().unwrap_or(0).max(self.applied_zxid);
                 if self.last_zxid != zxid {
                     // Our history differs below the leader's guess: keep only what is
@@ -1359,6 +1397,7 @@ impl<S: PeerStorage> Peer<S> {
                 // The snapshot first, durable, then the log it replaces.
                 self.storage.save_snapshot(zxid, &data)?;
                 self.storage.truncate_after(-1)?;
+                self.recent.clear();
                 self.last_zxid = zxid;
                 self.applied_zxid = zxid;
                 self.commit_zxid = zxid;
