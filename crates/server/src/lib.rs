@@ -6,6 +6,7 @@
 //! - `core`: the one thread that orders everything (sessions, prep, group commit,
 //!   apply, watches, replies).
 //! - `conn`: one client connection: 4lw detection, handshake, frames in and out.
+//! - `quorum`: the peer protocol and its transport between the servers of an ensemble.
 //! - `words`, `stats`: the four-letter words' answers and the counters behind them.
 //! - [`four_letter`]: the client side of four-letter words (`rookery status`).
 
@@ -13,6 +14,7 @@ pub mod config;
 mod conn;
 mod core;
 pub mod four_letter;
+mod quorum;
 pub mod server;
 mod stats;
 mod words;
