@@ -1,0 +1,815 @@
+//! Connections between the servers of an ensemble.
+//!
+//! Each server dials every peer and only *sends* on that connection; connections it
+//! accepts it only *reads*. Two TCP connections per pair means no tie-breaking over who
+//! dials whom (ZooKeeper's "higher sid wins" dance) and no shared socket state.
+//!
+//! - Outbound: one task per peer connects, sends the [`Handshake`](pb::Handshake), then
+//!   writes whatever [`PeerSender::send`] queued, batching frames before a flush. When
+//!   the connection fails or the peer closes it, the queue is dropped (as a broken TCP
+//!   stream would drop it) and the task reconnects with backoff. While there is no
+//!   connection, sends are dropped: the consensus core resends what matters.
+//! - Inbound: the first frame must be a handshake of this ensemble from a known peer;
+//!   every later frame is decoded and handed to the core as `(sender id, Message)`. A
+//!   newer connection from the same peer replaces an older one, so a half-open socket
+//!   left by a crashed peer does not linger.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use rookery_zab::message::Message;
+use sha1::{Digest, Sha1};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tracing::{Instrument, debug, field, info, info_span, warn};
+
+use super::codec::{
+    self, FrameError, MAGIC, MAX_HANDSHAKE_FRAME, PROTOCOL_VERSION, encode_frame, frame_body_len,
+    handshake_frame, pb, read_frame,
+};
+
+pub(crate) use super::codec::DEFAULT_MAX_FRAME;
+
+/// First reconnect delay; doubles up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
+/// Also how long a link must have lived for its loss to reset the backoff, so a peer
+/// that accepts and at once closes (a rejected handshake) is not redialled in a loop.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// A dial to a black-holed address would otherwise wait for the kernel's SYN timeout
+/// (minutes); ZooKeeper's `cnxTimeout` is the same 5 s.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// An accepted socket that has not identified itself by then is closed.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Messages written per flush at most, so a core that never stops sending still gets
+/// its frames flushed and the link still notices a shutdown or a closed peer.
+const MAX_BATCH: usize = 256;
+
+#[derive(Debug, Clone)]
+pub(crate) struct TransportConfig {
+    pub self_id: u64,
+    /// [`ensemble_id`] of the membership; peers with another one are turned away.
+    pub ensemble_id: String,
+    /// Where to accept peers (used by [`start`]; [`start_on`] takes a bound listener).
+    pub listen: SocketAddr,
+    /// Every other member's quorum address.
+    pub peers: BTreeMap<u64, SocketAddr>,
+    /// Largest frame body sent or accepted, in bytes (at most 4 GiB - 1, the length
+    /// prefix being 32 bits).
+    pub max_frame: usize,
+}
+
+/// A stable name for a membership: the first 16 hex digits of the SHA-1 of the sorted
+/// `id=host:quorumPort:electionPort` lines. Servers compare it in the handshake so a
+/// misconfigured server of another ensemble cannot join this one's quorums.
+pub(crate) fn ensemble_id(servers: impl Iterator<Item = (u64, String)>) -> String {
+    let mut lines: Vec<(u64, String)> = servers.collect();
+    lines.sort();
+    let mut hasher = Sha1::new();
+    for (id, addr) in &lines {
+        hasher.update(format!("{id}={addr}\n").as_bytes());
+    }
+    let mut hex = String::with_capacity(16);
+    for byte in &hasher.finalize()[..8] {
+        let _ = write!(hex, "{byte:02x}");
+    }
+    hex
+}
+
+/// Binds `cfg.listen`, then runs the transport as [`start_on`] does.
+pub(crate) async fn start(
+    cfg: TransportConfig,
+    inbound: mpsc::UnboundedSender<(u64, Message)>,
+) -> io::Result<PeerSender> {
+    let listener = TcpListener::bind(cfg.listen).await?;
+    Ok(start_on(listener, cfg, inbound))
+}
+
+/// Runs the transport on an already bound listener (tests bind port 0 first to learn
+/// every address). Messages received from peers go to `inbound` tagged with the
+/// sender's id. Everything runs until [`PeerSender::shutdown`]; must be called inside
+/// a tokio runtime.
+pub(crate) fn start_on(
+    listener: TcpListener,
+    cfg: TransportConfig,
+    inbound: mpsc::UnboundedSender<(u64, Message)>,
+) -> PeerSender {
+    let max_frame = cfg.max_frame.min(u32::MAX as usize);
+    // A server listed among its own peers would dial itself and accept its own frames.
+    let peers: BTreeMap<u64, SocketAddr> = cfg
+        .peers
+        .into_iter()
+        .filter(|&(id, _)| id != cfg.self_id)
+        .collect();
+    let (stop_tx, stop) = watch::channel(false);
+    let shared = Arc::new(Shared {
+        links: peers.keys().map(|&id| (id, Link::default())).collect(),
+        stop: stop_tx,
+    });
+    let hello = handshake_frame(&cfg.ensemble_id, cfg.self_id);
+    for (&peer, &addr) in &peers {
+        let dialer = Dialer {
+            shared: Arc::clone(&shared),
+            peer,
+            addr,
+            hello: hello.clone(),
+            max_frame,
+            stop: stop.clone(),
+        };
+        tokio::spawn(
+            dialer
+                .run()
+                .instrument(info_span!("quorum_out", peer, %addr)),
+        );
+    }
+    let acceptor = Arc::new(Acceptor {
+        self_id: cfg.self_id,
+        ensemble_id: cfg.ensemble_id,
+        max_frame,
+        newest: peers
+            .keys()
+            .map(|&id| (id, watch::channel(0u64).0))
+            .collect(),
+        inbound,
+    });
+    tokio::spawn(accept_loop(listener, acceptor, stop));
+    PeerSender { shared }
+}
+
+/// The handle the core sends through; cheap to clone.
+#[derive(Debug, Clone)]
+pub(crate) struct PeerSender {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    links: BTreeMap<u64, Link>,
+    stop: watch::Sender<bool>,
+}
+
+/// The queue of the live outbound connection to one peer, `None` while there is none.
+/// Replacing the sender is how a broken connection discards its backlog.
+#[derive(Debug, Default)]
+struct Link {
+    queue: Mutex<Option<mpsc::UnboundedSender<Message>>>,
+}
+
+impl Link {
+    fn set(&self, queue: Option<mpsc::UnboundedSender<Message>>) {
+        *self.queue.lock().unwrap_or_else(PoisonError::into_inner) = queue;
+    }
+
+    fn is_up(&self) -> bool {
+        self.queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+    }
+}
+
+impl PeerSender {
+    /// Queues `msg` for peer `to`. Never blocks and never fails: without a live link
+    /// (or for an id that is not a peer) the message is dropped, as a broken TCP
+    /// stream would drop it.
+    pub(crate) fn send(&self, to: u64, msg: Message) {
+        let Some(link) = self.shared.links.get(&to) else {
+            debug!(
+                to,
+                kind = msg.kind(),
+                "dropping message for an unknown peer"
+            );
+            return;
+        };
+        let queue = link.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        match queue.as_ref() {
+            Some(tx) => {
+                if let Err(mpsc::error::SendError(msg)) = tx.send(msg) {
+                    debug!(to, kind = msg.kind(), "link going down; dropping message");
+                }
+            }
+            None => debug!(to, kind = msg.kind(), "no link; dropping message"),
+        }
+    }
+
+    /// Stops every task: links close, the listener is released, queued messages are
+    /// dropped and later sends too.
+    pub(crate) fn shutdown(&self) {
+        self.shared.stop.send_replace(true);
+        for link in self.shared.links.values() {
+            link.set(None);
+        }
+    }
+
+    /// Peers this server currently has a live outbound connection to.
+    pub(crate) fn connected(&self) -> BTreeSet<u64> {
+        self.shared
+            .links
+            .iter()
+            .filter(|(_, link)| link.is_up())
+            .map(|(&id, _)| id)
+            .collect()
+    }
+}
+
+/// Resolves once the transport is shutting down (or its handle is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|&s| s).await;
+}
+
+/// The outbound side of one peer.
+struct Dialer {
+    shared: Arc<Shared>,
+    peer: u64,
+    addr: SocketAddr,
+    hello: Vec<u8>,
+    max_frame: usize,
+    stop: watch::Receiver<bool>,
+}
+
+/// Why an outbound connection ended.
+enum Ended {
+    Shutdown,
+    Broken(String),
+}
+
+impl Dialer {
+    async fn run(mut self) {
+        let shared = Arc::clone(&self.shared);
+        let Some(link) = shared.links.get(&self.peer) else {
+            return;
+        };
+        let mut backoff = MIN_BACKOFF;
+        // Consecutive failed attempts (refused, or closed within MAX_BACKOFF): only the
+        // first of a streak is logged at info, so a peer that is down or rejects us
+        // does not flood the log.
+        let mut failures = 0u32;
+        loop {
+            let attempt = tokio::select! {
+                () = stopped(&mut self.stop) => return,
+                r = connect(self.addr, &self.hello) => r,
+            };
+            match attempt {
+                Ok(stream) => {
+                    let up = Instant::now();
+                    let (tx, mut rx) = mpsc::unbounded_channel();
+                    link.set(Some(tx));
+                    if failures == 0 {
+                        info!("quorum link up");
+                    } else {
+                        debug!("quorum link up");
+                    }
+                    let ended =
+                        pump(stream, &mut rx, self.max_frame, failures, &mut self.stop).await;
+                    link.set(None);
+                    drop(rx);
+                    match ended {
+                        Ended::Shutdown => return,
+                        Ended::Broken(why) if up.elapsed() >= MAX_BACKOFF => {
+                            info!(reason = %why, "quorum link down; reconnecting");
+                            failures = 0;
+                            backoff = MIN_BACKOFF;
+                        }
+                        Ended::Broken(why) => {
+                            if failures == 0 {
+                                info!(reason = %why, "quorum link closed right after connecting (a peer that rejects our handshake does this: see its log)");
+                            } else {
+                                debug!(reason = %why, "quorum link closed right after connecting");
+                            }
+                            failures += 1;
+                        }
+                    }
+                }
+                Err(e) => {
+                    if failures == 0 {
+                        info!(error = %e, "cannot reach peer; retrying");
+                    } else {
+                        debug!(error = %e, "cannot reach peer; retrying");
+                    }
+                    failures += 1;
+                }
+            }
+            tokio::select! {
+                () = stopped(&mut self.stop) => return,
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+}
+
+/// Dials `addr` and identifies this server with `hello`; the link is usable once this
+/// returns.
+async fn connect(addr: SocketAddr, hello: &[u8]) -> io::Result<TcpStream> {
+    let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
+    stream.set_nodelay(true)?;
+    stream.write_all(hello).await?;
+    Ok(stream)
+}
+
+/// Writes queued messages until the connection breaks or the transport stops.
+/// The peer never writes on this connection, so a readable socket means it closed
+/// (or misbehaves): either way the link is over. This notices a restarted peer
+/// before the next write would.
+async fn pump(
+    stream: TcpStream,
+    rx: &mut mpsc::UnboundedReceiver<Message>,
+    max_frame: usize,
+    failures: u32,
+    stop: &mut watch::Receiver<bool>,
+) -> Ended {
+    let (mut rd, wr) = stream.into_split();
+    let mut wr = BufWriter::with_capacity(64 * 1024, wr);
+    let mut probe = [0u8; 1];
+    // After failed attempts "link up" waits until the link has lasted, so a peer that
+    // keeps rejecting us does not log it once a second.
+    let mut announce = (failures > 0).then(|| tokio::time::Instant::now() + MAX_BACKOFF);
+    loop {
+        let first = tokio::select! {
+            () = stopped(stop) => return Ended::Shutdown,
+            () = tokio::time::sleep_until(announce.unwrap_or_else(tokio::time::Instant::now)), if announce.is_some() => {
+                announce = None;
+                info!(failed_attempts = failures, "quorum link up");
+                continue;
+            }
+            r = rd.read(&mut probe) => return Ended::Broken(match r {
+                Ok(0) => "closed by the peer".to_owned(),
+                Ok(_) => "the peer wrote on a send-only link".to_owned(),
+                Err(e) => e.to_string(),
+            }),
+            m = rx.recv() => match m {
+                Some(m) => m,
+                None => return Ended::Shutdown,
+            },
+        };
+        let batch = async {
+            write(&mut wr, first, max_frame).await?;
+            for _ in 1..MAX_BATCH {
+                let Ok(m) = rx.try_recv() else { break };
+                write(&mut wr, m, max_frame).await?;
+            }
+            wr.flush().await
+        };
+        tokio::select! {
+            () = stopped(stop) => return Ended::Shutdown,
+            r = batch => if let Err(e) = r {
+                return Ended::Broken(e.to_string());
+            },
+        }
+    }
+}
+
+async fn write(
+    wr: &mut BufWriter<OwnedWriteHalf>,
+    msg: Message,
+    max_frame: usize,
+) -> io::Result<()> {
+    let kind = msg.kind();
+    let frame = encode_frame(msg);
+    let len = frame_body_len(&frame);
+    if len > max_frame {
+        // The peer would close the link over it; dropping one message is cheaper.
+        warn!(
+            kind,
+            len,
+            max = max_frame,
+            "dropping a message larger than the frame limit"
+        );
+        return Ok(());
+    }
+    wr.write_all(&frame).await
+}
+
+/// The inbound side, shared by every accepted connection.
+struct Acceptor {
+    self_id: u64,
+    ensemble_id: String,
+    max_frame: usize,
+    /// Per peer, a counter bumped by each accepted connection; an older connection
+    /// that sees it move closes itself.
+    newest: BTreeMap<u64, watch::Sender<u64>>,
+    inbound: mpsc::UnboundedSender<(u64, Message)>,
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: Arc<Acceptor>,
+    mut stop: watch::Receiver<bool>,
+) {
+    if let Ok(addr) = listener.local_addr() {
+        info!(%addr, self_id = acceptor.self_id, "accepting quorum connections");
+    }
+    loop {
+        let accepted = tokio::select! {
+            () = stopped(&mut stop) => return,
+            r = listener.accept() => r,
+        };
+        match accepted {
+            Ok((stream, addr)) => {
+                let span = info_span!("quorum_in", %addr, peer = field::Empty);
+                tokio::spawn(
+                    serve(stream, addr, Arc::clone(&acceptor), stop.clone()).instrument(span),
+                );
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                warn!(error = %e, "accepting a quorum connection failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// One accepted connection: the handshake, then frames until it ends.
+async fn serve(
+    mut stream: TcpStream,
+    addr: SocketAddr,
+    acceptor: Arc<Acceptor>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let first = tokio::select! {
+        () = stopped(&mut stop) => return,
+        r = tokio::time::timeout(HANDSHAKE_TIMEOUT, read_frame(&mut stream, MAX_HANDSHAKE_FRAME)) => r,
+    };
+    let hello = match first {
+        Ok(Ok(Some(bytes))) => bytes,
+        Ok(Ok(None)) => {
+            debug!("quorum connection closed before its handshake");
+            return;
+        }
+        Ok(Err(e)) => {
+            warn!("rejecting quorum connection from {addr}: bad handshake frame: {e}");
+            return;
+        }
+        Err(_) => {
+            warn!(
+                "rejecting quorum connection from {addr}: no handshake within {HANDSHAKE_TIMEOUT:?}"
+            );
+            return;
+        }
+    };
+    let Some(peer) = acceptor.check(addr, &hello) else {
+        return;
+    };
+    tracing::Span::current().record("peer", peer);
+    let Some(newest) = acceptor.newest.get(&peer) else {
+        return;
+    };
+    let mut me = 0;
+    newest.send_modify(|n| {
+        *n += 1;
+        me = *n;
+    });
+    // `wait_for` looks at the current value first, so a connection that was already
+    // superseded before subscribing closes at once.
+    let mut superseded = newest.subscribe();
+    debug!("quorum connection accepted");
+
+    loop {
+        let frame = tokio::select! {
+            () = stopped(&mut stop) => return,
+            _ = superseded.wait_for(|&n| n != me) => {
+                info!("closing quorum connection: the peer opened a newer one");
+                return;
+            }
+            r = read_frame(&mut stream, acceptor.max_frame) => r,
+        };
+        let bytes = match frame {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => {
+                debug!("quorum connection closed by the peer");
+                return;
+            }
+            Err(FrameError::TooLarge { len, max }) => {
+                warn!(
+                    len,
+                    max, "closing quorum connection: frame exceeds the limit"
+                );
+                return;
+            }
+            Err(FrameError::Io(e)) => {
+                debug!(error = %e, "quorum connection broke");
+                return;
+            }
+        };
+        match codec::decode(&bytes) {
+            Ok(msg) => {
+                if acceptor.inbound.send((peer, msg)).is_err() {
+                    debug!("core gone; closing quorum connection");
+                    return;
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, len = bytes.len(), "closing quorum connection: undecodable message");
+                return;
+            }
+        }
+    }
+}
+
+impl Acceptor {
+    /// The sender's id if the handshake is one of ours; otherwise says why not.
+    fn check(&self, addr: SocketAddr, bytes: &[u8]) -> Option<u64> {
+        let why = match codec::decode_handshake(bytes) {
+            Err(e) => format!("malformed handshake ({e})"),
+            Ok(h) if h.magic != MAGIC => format!(
+                "magic {:?} != {MAGIC:?} (not a Rookery quorum peer?)",
+                h.magic
+            ),
+            Ok(h) if h.protocol_version != PROTOCOL_VERSION => format!(
+                "protocol version {} != ours {PROTOCOL_VERSION}",
+                h.protocol_version
+            ),
+            Ok(h) if h.ensemble_id != self.ensemble_id => format!(
+                "ensemble id {} != ours {} (a server of another ensemble, or a different server list?)",
+                h.ensemble_id, self.ensemble_id
+            ),
+            Ok(h) if !self.newest.contains_key(&h.sender_id) => format!(
+                "sender id {} is not a peer of server {} (duplicate myid, or a stale server list?)",
+                h.sender_id, self.self_id
+            ),
+            Ok(h) => return Some(h.sender_id),
+        };
+        warn!("rejecting quorum connection from {addr}: {why}");
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::mpsc::UnboundedReceiver;
+
+    type Inbox = UnboundedReceiver<(u64, Message)>;
+
+    async fn listener() -> (TcpListener, SocketAddr) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        (l, addr)
+    }
+
+    fn config(self_id: u64, ensemble: &str, addrs: &BTreeMap<u64, SocketAddr>) -> TransportConfig {
+        TransportConfig {
+            self_id,
+            ensemble_id: ensemble.to_owned(),
+            listen: addrs[&self_id],
+            peers: addrs
+                .iter()
+                .filter(|(id, _)| **id != self_id)
+                .map(|(&id, &a)| (id, a))
+                .collect(),
+            max_frame: DEFAULT_MAX_FRAME,
+        }
+    }
+
+    fn node(l: TcpListener, cfg: TransportConfig) -> (PeerSender, Inbox) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (start_on(l, cfg, tx), rx)
+    }
+
+    async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !cond() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn recv(inbox: &mut Inbox) -> (u64, Message) {
+        tokio::time::timeout(Duration::from_secs(10), inbox.recv())
+            .await
+            .expect("timed out waiting for a message")
+            .expect("inbound channel closed")
+    }
+
+    #[test]
+    fn ensemble_id_is_stable_and_order_free() {
+        let a =
+            ensemble_id([(1, "a:2888:3888".to_owned()), (2, "b:2888:3888".to_owned())].into_iter());
+        let b =
+            ensemble_id([(2, "b:2888:3888".to_owned()), (1, "a:2888:3888".to_owned())].into_iter());
+        let c =
+            ensemble_id([(1, "a:2888:3888".to_owned()), (2, "c:2888:3888".to_owned())].into_iter());
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(a.len(), 16);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+    }
+
+    #[tokio::test]
+    async fn three_servers_exchange_messages_in_order() {
+        let mut listeners = BTreeMap::new();
+        let mut addrs = BTreeMap::new();
+        for id in 1..=3 {
+            let (l, a) = listener().await;
+            listeners.insert(id, l);
+            addrs.insert(id, a);
+        }
+        let mut nodes = BTreeMap::new();
+        for (id, l) in listeners {
+            nodes.insert(id, node(l, config(id, "ens", &addrs)));
+        }
+        for (id, (sender, _)) in &nodes {
+            let want: BTreeSet<u64> = addrs.keys().copied().filter(|p| p != id).collect();
+            eventually("all links up", || sender.connected() == want).await;
+        }
+
+        const N: u64 = 200;
+        for i in 0..N {
+            for (&from, (sender, _)) in &nodes {
+                for &to in addrs.keys().filter(|&&to| to != from) {
+                    // The token names the sender and the sequence number.
+                    sender.send(
+                        to,
+                        Message::Sync {
+                            token: from * 1_000_000 + i,
+                        },
+                    );
+                }
+            }
+        }
+        for (&id, (_, inbox)) in &mut nodes {
+            let mut next: BTreeMap<u64, u64> = BTreeMap::new();
+            for _ in 0..2 * N {
+                let (from, msg) = recv(inbox).await;
+                assert_ne!(from, id);
+                let Message::Sync { token } = msg else {
+                    panic!("unexpected {msg:?}");
+                };
+                assert_eq!(token / 1_000_000, from, "sender id is the connection's");
+                let seq = next.entry(from).or_default();
+                assert_eq!(token % 1_000_000, *seq, "FIFO from {from} to {id}");
+                *seq += 1;
+            }
+            assert!(next.values().all(|&n| n == N));
+        }
+        for (sender, _) in nodes.values() {
+            sender.shutdown();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_server_of_another_ensemble_is_rejected() {
+        let (la, a) = listener().await;
+        let (lb, b) = listener().await;
+        let (lx, x) = listener().await;
+        let ours: BTreeMap<u64, SocketAddr> = [(1, a), (2, b)].into();
+        // Server 2 of another ensemble, pointing at server 1 of ours.
+        let theirs: BTreeMap<u64, SocketAddr> = [(1, a), (2, x)].into();
+        let (sa, mut inbox_a) = node(la, config(1, "ours", &ours));
+        let (sb, _inbox_b) = node(lb, config(2, "ours", &ours));
+        let (sx, _inbox_x) = node(lx, config(2, "theirs", &theirs));
+
+        eventually("b's link to a", || sb.connected().contains(&1)).await;
+        // The stranger may briefly count its link as up before a closes it; whatever
+        // it sends in that window must never arrive.
+        for i in 0..20 {
+            sx.send(1, Message::Sync { token: 666 });
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            sb.send(1, Message::Sync { token: i });
+        }
+        for i in 0..20 {
+            assert_eq!(recv(&mut inbox_a).await, (2, Message::Sync { token: i }));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(inbox_a.try_recv().is_err(), "nothing from the stranger");
+        for s in [sa, sb, sx] {
+            s.shutdown();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_restarted_peer_is_reconnected() {
+        let (la, a) = listener().await;
+        let (lb, b) = listener().await;
+        let addrs: BTreeMap<u64, SocketAddr> = [(1, a), (2, b)].into();
+        let (sa, _inbox_a) = node(la, config(1, "ens", &addrs));
+        let (sb, mut inbox_b) = node(lb, config(2, "ens", &addrs));
+        eventually("a's link to b", || sa.connected().contains(&2)).await;
+        sa.send(2, Message::Ack { zxid: 1 });
+        assert_eq!(recv(&mut inbox_b).await, (1, Message::Ack { zxid: 1 }));
+
+        sb.shutdown();
+        eventually("a notices b is gone", || !sa.connected().contains(&2)).await;
+        // Sent while b is down: dropped, never delivered to the new b.
+        sa.send(2, Message::Ack { zxid: 2 });
+
+        // b comes back on the same port (its old listener closes asynchronously).
+        let lb = loop {
+            match TcpListener::bind(b).await {
+                Ok(l) => break l,
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        };
+        let (sb, mut inbox_b) = node(lb, config(2, "ens", &addrs));
+        eventually("a reconnects to b", || sa.connected().contains(&2)).await;
+        sa.send(2, Message::Ack { zxid: 3 });
+        assert_eq!(recv(&mut inbox_b).await, (1, Message::Ack { zxid: 3 }));
+        sa.shutdown();
+        sb.shutdown();
+    }
+
+    /// Raw sockets at server 1 of a two-server ensemble; returns its sender and inbox.
+    async fn lone_server(max_frame: usize) -> (SocketAddr, PeerSender, Inbox) {
+        let (la, a) = listener().await;
+        // Peer 2's address is never listened on; only its id matters here.
+        let (_, b) = listener().await;
+        let mut cfg = config(1, "ens", &[(1, a), (2, b)].into());
+        cfg.max_frame = max_frame;
+        let (s, inbox) = node(la, cfg);
+        (a, s, inbox)
+    }
+
+    /// Reads until the server closes the socket; fails if it does not within 5 s.
+    async fn assert_closed(mut sock: TcpStream) {
+        let mut buf = [0u8; 16];
+        let n = tokio::time::timeout(Duration::from_secs(5), sock.read(&mut buf)).await;
+        assert!(
+            matches!(n, Ok(Ok(0)) | Ok(Err(_))),
+            "connection left open: {n:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_handshakes_and_frames_close_the_connection() {
+        let (a, s, mut inbox) = lone_server(1024).await;
+
+        // Garbage instead of a handshake.
+        let mut sock = TcpStream::connect(a).await.unwrap();
+        sock.write_all(b"\x00\x00\x00\x05hello").await.unwrap();
+        assert_closed(sock).await;
+
+        // An unknown sender id.
+        let mut sock = TcpStream::connect(a).await.unwrap();
+        sock.write_all(&handshake_frame("ens", 9)).await.unwrap();
+        assert_closed(sock).await;
+
+        // A valid handshake, a valid message, then an undecodable frame.
+        let mut sock = TcpStream::connect(a).await.unwrap();
+        sock.write_all(&handshake_frame("ens", 2)).await.unwrap();
+        sock.write_all(&encode_frame(Message::Ack { zxid: 7 }))
+            .await
+            .unwrap();
+        sock.write_all(b"\x00\x00\x00\x02\xff\xff").await.unwrap();
+        assert_closed(sock).await;
+        assert_eq!(recv(&mut inbox).await, (2, Message::Ack { zxid: 7 }));
+
+        // A frame over the limit.
+        let mut sock = TcpStream::connect(a).await.unwrap();
+        sock.write_all(&handshake_frame("ens", 2)).await.unwrap();
+        sock.write_all(&[0, 0, 0x10, 0]).await.unwrap();
+        assert_closed(sock).await;
+        assert!(inbox.try_recv().is_err());
+        s.shutdown();
+    }
+
+    #[tokio::test]
+    async fn a_newer_connection_replaces_an_older_one() {
+        let (a, s, mut inbox) = lone_server(1024).await;
+        let mut old = TcpStream::connect(a).await.unwrap();
+        old.write_all(&handshake_frame("ens", 2)).await.unwrap();
+        old.write_all(&encode_frame(Message::Ack { zxid: 1 }))
+            .await
+            .unwrap();
+        assert_eq!(recv(&mut inbox).await, (2, Message::Ack { zxid: 1 }));
+
+        let mut new = TcpStream::connect(a).await.unwrap();
+        new.write_all(&handshake_frame("ens", 2)).await.unwrap();
+        new.write_all(&encode_frame(Message::Ack { zxid: 2 }))
+            .await
+            .unwrap();
+        assert_eq!(recv(&mut inbox).await, (2, Message::Ack { zxid: 2 }));
+        assert_closed(old).await;
+        s.shutdown();
+    }
+
+    #[tokio::test]
+    async fn oversized_messages_are_dropped_by_the_sender() {
+        let (la, a) = listener().await;
+        let (lb, b) = listener().await;
+        let addrs: BTreeMap<u64, SocketAddr> = [(1, a), (2, b)].into();
+        let mut cfg = config(1, "ens", &addrs);
+        cfg.max_frame = 100;
+        let (sa, _ia) = node(la, cfg);
+        let (sb, mut inbox_b) = node(lb, config(2, "ens", &addrs));
+        eventually("a's link to b", || sa.connected().contains(&2)).await;
+        sa.send(
+            2,
+            Message::Request {
+                payload: vec![0; 200],
+            },
+        );
+        sa.send(2, Message::Ack { zxid: 1 });
+        assert_eq!(recv(&mut inbox_b).await, (1, Message::Ack { zxid: 1 }));
+        assert!(sa.connected().contains(&2), "the link survives");
+        sa.shutdown();
+        sb.shutdown();
+    }
+}
