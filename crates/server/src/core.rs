@@ -1,18 +1,19 @@
-//! The core: one thread that owns the tree, the sessions, the watches and the log, and
-//! decides the order of everything. Connections send it [`CoreCmd`]s; it answers
-//! through each connection's outbound queue.
+//! The core: one thread that owns the tree, the sessions, the watches and the ZAB peer,
+//! and decides the order of everything. Connections and the peer transport send it
+//! [`CoreCmd`]s; it answers through each connection's outbound queue and the transport.
 //!
 //! Why one thread: ZooKeeper's guarantees (FIFO per session, a watch event before any
 //! later reply, writes applied in zxid order) are all statements about one order.
 //! Keeping that order in one place makes them hold by construction; the expensive
-//! parts (fsync, socket I/O) happen elsewhere or in batches.
+//! parts (fsync, socket I/O, snapshot serialization) happen elsewhere or in batches.
 //!
-//! A round: take every command already queued (at most [`MAX_BATCH`]); reads of
-//! sessions with no write in flight are answered at once; writes are prepped into Txns
-//! and appended to the log; then one `sync` covers the whole batch (group commit), and
-//! only after it returns are the Txns applied, watches fired and replies sent, in the
-//! order the requests arrived. A read queued behind its session's write waits in that
-//! order too, so it sees exactly the writes that came before it.
+//! A round: take every command already queued (at most [`MAX_BATCH`]). A write is
+//! prepped into a Txn and proposed (leader) or forwarded to the leader (learner); a read
+//! is answered at once unless its session has something in flight, in which case it
+//! queues behind it. Then one flush makes the round's log appends durable (group
+//! commit) and acknowledges them; whatever the peer reports committed is applied in
+//! zxid order, firing watches, and each session's queue is answered in the order its
+//! requests came. A standalone server is an ensemble of one voter: the same path.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -21,7 +22,9 @@ use std::time::Instant;
 use rookery_storage::SledStorage;
 use rookery_tree::prep::{Op, PendingChanges};
 use rookery_tree::session::SessionTracker;
-use rookery_tree::txn::{ApplyResult, CreateKind, OpResult, Txn, TxnHeader, encode_entry};
+use rookery_tree::txn::{
+    ApplyResult, CreateKind, OpResult, Txn, TxnHeader, decode_entry, encode_entry,
+};
 use rookery_tree::watch::{SetWatches as TreeSetWatches, WatchManager};
 use rookery_tree::{Caller, DataTree, TreeConfig, acl};
 use rookery_wire::codes::xid;
@@ -30,11 +33,16 @@ use rookery_wire::proto::{
     self as wp, ClientRequest, ConnectRequest, ConnectResponse, Request, Response,
 };
 use rookery_wire::{AddWatchMode, CreateMode, ErrorCode, Id, KeeperState, Record, WatcherType};
-use rookery_zab::storage::{MetaStore, SnapshotStore, StorageError, TxnLog};
+use rookery_zab::message::Message;
+use rookery_zab::peer::{LearnerPhase, Peer, PeerConfig, ProposeError, Role, RoleChange};
+use rookery_zab::quorum::ServerId;
+use rookery_zab::storage::{LogEntry, SnapshotStore, StorageError, TxnLog};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{Span, debug, error, info, info_span, warn};
 
 use crate::conn::{MAX_QUEUED_BYTES, OutQueue};
+use crate::forward::Forward;
+use crate::quorum::PeerSender;
 use crate::stats::ServerStats;
 use crate::words;
 
@@ -68,12 +76,24 @@ pub(crate) enum CoreCmd {
     Disconnected {
         conn: ConnId,
     },
-    /// Session expiry, container reaping and snapshots are driven from here.
+    /// Consensus time, session expiry, container reaping and snapshots are driven
+    /// from here.
     Tick,
     FourLetter {
         word: FourLetterWord,
         peer: SocketAddr,
         reply: oneshot::Sender<String>,
+    },
+    /// A message from another server of the ensemble.
+    Peer {
+        from: u64,
+        msg: Message,
+    },
+    /// A snapshot serialized off this thread for a learner that needs a SNAP.
+    LearnerSnapshot {
+        to: u64,
+        zxid: i64,
+        data: Vec<u8>,
     },
 }
 
@@ -112,6 +132,12 @@ pub(crate) struct CoreConfig {
     pub purge: bool,
     /// For `conf` and `dirs`.
     pub describe: words::ConfigDescription,
+    /// Membership and timing for the ZAB peer (one voter when standalone).
+    pub peer: PeerConfig,
+    /// No `server.N` lines: `srvr` says `standalone`, as ZooKeeper does.
+    pub standalone: bool,
+    /// Learners relay their sessions' touches to the leader this often.
+    pub touch_interval_ms: i64,
 }
 
 #[derive(Debug)]
@@ -129,35 +155,44 @@ struct Conn {
     stats: words::ConnStats,
 }
 
-/// What to do when a Txn has been applied.
-#[derive(Debug)]
+/// What to do when a session's write has been applied.
+#[derive(Debug, Clone, Copy)]
 enum AfterApply {
-    /// Answer the request with xid `xid` on `conn`.
-    Reply { conn: ConnId, xid: i32 },
+    /// Answer the request.
+    Reply,
     /// Finish a new session's handshake.
-    Connected { conn: ConnId },
+    Connected,
     /// Answer closeSession, then close the connection.
-    Closed { conn: ConnId, xid: i32 },
-    /// Expiry or reaping: nobody to answer; close the session's connection if any.
-    Internal,
+    Closed,
 }
 
+/// Something a session waits for, answered strictly in the order the session asked.
 #[derive(Debug)]
-enum Item {
+enum Waiter {
+    /// A write proposed or forwarded; `done` holds its zxid and result once applied.
     Write {
-        header: TxnHeader,
-        txn: Txn,
+        conn: ConnId,
+        cxid: i32,
         after: AfterApply,
-        /// The request's span (session, xid, op, zxid), re-entered when it is applied.
         span: Span,
         received: Instant,
+        done: Option<(i64, OpResult)>,
     },
-    /// A read (or watch bookkeeping) that must see the writes queued before it.
+    /// A read that must see the session's earlier writes.
     Read {
         conn: ConnId,
         req: ClientRequest,
         span: Span,
         received: Instant,
+    },
+    /// `sync`: waits until this server has applied what the leader had committed.
+    Sync {
+        conn: ConnId,
+        req: ClientRequest,
+        token: u64,
+        span: Span,
+        received: Instant,
+        done: bool,
     },
 }
 
@@ -167,20 +202,22 @@ pub(crate) struct Core {
     pending: PendingChanges,
     sessions: SessionTracker,
     watches: WatchManager,
-    storage: SledStorage,
-    epoch: i64,
-    counter: u32,
+    peer: Peer<SledStorage>,
+    /// To the other servers; `None` when standalone.
+    transport: Option<PeerSender>,
+    /// To ourselves, for work finished off this thread (learner snapshots).
+    handle: Option<CoreHandle>,
     conns: BTreeMap<ConnId, Conn>,
     session_conn: BTreeMap<SessionId, ConnId>,
-    /// Writes prepped this round but not applied, per session.
-    in_flight: BTreeMap<SessionId, usize>,
-    round: VecDeque<Item>,
+    /// Per session, what it waits for, in request order.
+    waiting: BTreeMap<SessionId, VecDeque<Waiter>>,
+    next_sync_token: u64,
+    sync_sessions: BTreeMap<u64, SessionId>,
     txns_since_snapshot: u64,
     /// The snapshot being serialized and saved off this thread; at most one at a time.
     snapshot_task: Option<SnapshotTask>,
-    /// A failed log append: the round must not be acknowledged.
-    append_failed: Option<StorageError>,
     last_container_check_ms: i64,
+    last_touch_ms: i64,
     started: Instant,
     start_wall_ms: i64,
     stats: ServerStats,
@@ -219,83 +256,61 @@ fn wall_ms() -> i64 {
 }
 
 impl Core {
-    /// Recovers the tree from the newest valid snapshot plus the log after it, and
-    /// starts a new epoch (a single server is a one-voter ensemble whose leader has
-    /// just been elected).
-    pub(crate) fn open(cfg: CoreConfig, mut storage: SledStorage) -> Result<Core, CoreError> {
+    /// Restores the tree from the newest valid snapshot and starts the peer on the
+    /// log. The log after the snapshot is applied once the peer knows it is committed:
+    /// at once for a single server, after syncing with the leader in an ensemble.
+    pub(crate) fn open(
+        cfg: CoreConfig,
+        storage: SledStorage,
+        transport: Option<PeerSender>,
+        handle: Option<CoreHandle>,
+    ) -> Result<Core, CoreError> {
         let loaded = storage.load_latest_snapshot()?;
         for skipped in &loaded.skipped {
             warn!(%skipped, "skipping corrupt snapshot");
         }
-        let mut tree = match &loaded.snapshot {
+        let tree = match &loaded.snapshot {
             Some(s) => DataTree::restore_with(&s.data, cfg.tree.clone())
                 .map_err(|e| CoreError::Recovery(format!("snapshot {:#x}: {e}", s.last_zxid)))?,
             None => DataTree::new(cfg.tree.clone()),
         };
-        let recovery = storage.recover()?;
-        if recovery.entries_cut > 0 {
-            warn!(cut = recovery.entries_cut, "cut a corrupt log tail");
-        }
-        let mut replayed = 0u64;
-        let mut from = tree.last_zxid() + 1;
-        loop {
-            let entries = storage.entries_from(from, 10_000)?;
-            if entries.is_empty() {
-                break;
-            }
-            for e in &entries {
-                let (header, txn) = rookery_tree::txn::decode_entry(&e.payload).map_err(|err| {
-                    CoreError::Recovery(format!("log entry {:#x}: {err}", e.zxid))
-                })?;
-                if header.zxid > tree.last_zxid() {
-                    tree.apply(&header, &txn);
-                    replayed += 1;
-                }
-                from = e.zxid + 1;
-            }
-        }
-        let last = tree.last_zxid();
-        let prev_epoch = storage.current_epoch()?.unwrap_or(0).max(last >> 32);
-        let epoch = prev_epoch + 1;
-        storage.set_accepted_epoch(epoch)?;
-        storage.set_current_epoch(epoch)?;
+        let peer = Peer::new(cfg.peer.clone(), storage, tree.last_zxid())?;
         info!(
             snapshot = loaded
                 .snapshot
                 .as_ref()
                 .map(|s| format!("{:#x}", s.last_zxid)),
-            replayed,
-            last_zxid = format!("{last:#x}"),
-            epoch,
-            "recovered"
+            last_logged = format!("{:#x}", peer.last_zxid()),
+            current_epoch = peer.current_epoch(),
+            "recovered; looking for a leader"
         );
         let now = wall_ms();
-        let mut sessions = SessionTracker::new(cfg.server_id, cfg.tick_ms, now);
-        // Sessions survive restarts; give each a full timeout to come back.
-        for (&id, &timeout) in tree.sessions() {
-            sessions.track(id, timeout, now);
-        }
-        Ok(Core {
+        let sessions = SessionTracker::new(cfg.server_id, cfg.tick_ms, now);
+        let mut core = Core {
             last_container_check_ms: now,
+            last_touch_ms: now,
             cfg,
             tree,
             pending: PendingChanges::new(),
             sessions,
             watches: WatchManager::new(),
-            storage,
-            epoch,
-            counter: 0,
+            peer,
+            transport,
+            handle,
             conns: BTreeMap::new(),
             session_conn: BTreeMap::new(),
-            in_flight: BTreeMap::new(),
-            round: VecDeque::new(),
-            txns_since_snapshot: replayed,
+            waiting: BTreeMap::new(),
+            next_sync_token: 1,
+            sync_sessions: BTreeMap::new(),
+            txns_since_snapshot: 0,
             snapshot_task: None,
-            append_failed: None,
             started: Instant::now(),
             start_wall_ms: now,
             stats: ServerStats::default(),
-        })
+        };
+        // A single voter is leader at once and applies its whole log here.
+        core.drive()?;
+        Ok(core)
     }
 
     /// Monotonic milliseconds that read like wall-clock time.
@@ -306,12 +321,12 @@ impl Core {
     /// Runs until every handle is dropped. Returns an error only for storage failure.
     pub(crate) fn run(mut self, mut rx: mpsc::UnboundedReceiver<CoreCmd>) -> Result<(), CoreError> {
         while let Some(first) = rx.blocking_recv() {
-            self.handle(first);
+            self.handle(first)?;
             let mut taken = 1;
             while taken < MAX_BATCH {
                 match rx.try_recv() {
                     Ok(cmd) => {
-                        self.handle(cmd);
+                        self.handle(cmd)?;
                         taken += 1;
                     }
                     Err(_) => break,
@@ -324,17 +339,7 @@ impl Core {
         self.finish_snapshot()
     }
 
-    fn next_zxid(&mut self) -> i64 {
-        // A full counter would need a new epoch; a single server takes it at once.
-        if self.counter == u32::MAX {
-            self.epoch += 1;
-            self.counter = 0;
-        }
-        self.counter += 1;
-        (self.epoch << 32) | i64::from(self.counter)
-    }
-
-    fn handle(&mut self, cmd: CoreCmd) {
+    fn handle(&mut self, cmd: CoreCmd) -> Result<(), CoreError> {
         match cmd {
             CoreCmd::Connect {
                 conn,
@@ -342,14 +347,445 @@ impl Core {
                 req,
                 out,
             } => self.connect(conn, peer, req, out),
-            CoreCmd::Request { conn, req } => self.request(conn, req),
+            CoreCmd::Request { conn, req } => self.request(conn, req)?,
             CoreCmd::Disconnected { conn } => self.disconnected(conn),
-            CoreCmd::Tick => self.tick(),
+            CoreCmd::Tick => self.tick()?,
             CoreCmd::FourLetter { word, peer, reply } => {
                 let text = self.four_letter(word, peer);
                 let _ = reply.send(text);
             }
+            CoreCmd::Peer { from, msg } => {
+                self.peer.step(ServerId(from), msg)?;
+                self.drive()?;
+            }
+            CoreCmd::LearnerSnapshot { to, zxid, data } => {
+                info!(
+                    learner = to,
+                    zxid = format!("{zxid:#x}"),
+                    bytes = data.len(),
+                    "sending SNAP"
+                );
+                self.peer.snapshot_ready(ServerId(to), zxid, data)?;
+                self.drive()?;
+            }
         }
+        Ok(())
+    }
+
+    /// Makes the round durable, acknowledges it, and applies what that committed.
+    fn finish_round(&mut self) -> Result<(), CoreError> {
+        self.drive()?;
+        if self.peer.needs_flush() {
+            let started = Instant::now();
+            self.peer.flush()?;
+            self.stats.record_fsync(started.elapsed());
+            self.drive()?;
+        }
+        self.maybe_snapshot()
+    }
+
+    // ---------------------------------------------------------------------------------
+    // The peer's output.
+
+    /// Acts on everything the peer has ready, in the order its contract gives.
+    fn drive(&mut self) -> Result<(), CoreError> {
+        loop {
+            let ready = self.peer.take_ready()?;
+            if ready.is_empty() {
+                return Ok(());
+            }
+            if let Some(snap) = ready.install_snapshot {
+                let zxid = snap.last_zxid;
+                self.tree = DataTree::restore_with(&snap.data, self.cfg.tree.clone())
+                    .map_err(|e| CoreError::Recovery(format!("SNAP {zxid:#x}: {e}")))?;
+                self.pending = PendingChanges::new();
+                self.txns_since_snapshot = 0;
+                info!(
+                    zxid = format!("{zxid:#x}"),
+                    nodes = self.tree.node_count(),
+                    "installed the leader's snapshot"
+                );
+            }
+            for entry in ready.committed {
+                self.apply_entry(entry)?;
+            }
+            self.pending.applied_through(self.tree.last_zxid());
+            for change in ready.role_changes {
+                self.role_changed(change);
+            }
+            for token in ready.synced {
+                self.sync_done(token);
+            }
+            for to in ready.snapshot_requests {
+                self.snapshot_for_learner(to);
+            }
+            if let Some(t) = &self.transport {
+                for (to, msg) in ready.messages {
+                    t.send(to.0, msg);
+                }
+            }
+            for (from, payload) in ready.requests {
+                self.forwarded(from, &payload)?;
+            }
+        }
+    }
+
+    fn role_changed(&mut self, change: RoleChange) {
+        match change {
+            RoleChange::Looking => {
+                warn!(
+                    connections = self.conns.len(),
+                    "not serving: looking for a leader; closing client connections"
+                );
+                for c in self.conns.values() {
+                    c.out.close();
+                }
+                self.waiting.clear();
+                self.sync_sessions.clear();
+                self.pending = PendingChanges::new();
+            }
+            RoleChange::Serving {
+                role,
+                leader,
+                epoch,
+            } => {
+                info!(
+                    mode = role.as_str(),
+                    leader = leader.0,
+                    epoch,
+                    zxid = format!("{:#x}", self.tree.last_zxid()),
+                    "serving"
+                );
+                self.pending = PendingChanges::new();
+                if role == Role::Leading {
+                    // The leader decides expiry now: every session gets a full timeout
+                    // to be touched, as after a restart.
+                    let now = self.now_ms();
+                    for (&id, &timeout) in self.tree.sessions() {
+                        self.sessions.track(id, timeout, now);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Serializes the tree as applied now (the zxid the peer expects) off this thread.
+    fn snapshot_for_learner(&mut self, to: ServerId) {
+        let Some(handle) = self.handle.clone() else {
+            return;
+        };
+        let frozen = self.tree.clone();
+        let zxid = frozen.last_zxid();
+        let spawned = std::thread::Builder::new()
+            .name("learner-snapshot".into())
+            .spawn(move || {
+                let data = frozen.snapshot();
+                let _ = handle.send(CoreCmd::LearnerSnapshot {
+                    to: to.0,
+                    zxid,
+                    data,
+                });
+            });
+        if let Err(e) = spawned {
+            error!(error = %e, learner = to.0, "could not start the snapshot thread");
+        }
+    }
+
+    /// The leader's side of a learner's REQUEST.
+    fn forwarded(&mut self, from: ServerId, payload: &[u8]) -> Result<(), CoreError> {
+        let fwd = match Forward::decode(payload) {
+            Ok(f) => f,
+            Err(e) => {
+                warn!(learner = from.0, error = %e, "undecodable request from a learner");
+                return Ok(());
+            }
+        };
+        match fwd {
+            Forward::Touch { sessions } => {
+                let now = self.now_ms();
+                for s in sessions {
+                    self.sessions.touch(s, now);
+                }
+            }
+            Forward::CreateSession {
+                session,
+                timeout_ms,
+            } => {
+                let caller = Caller {
+                    session_id: session,
+                    auth: &[],
+                    is_super: false,
+                };
+                self.propose(session, 0, &caller, Ok(&Op::CreateSession { timeout_ms }))?;
+            }
+            Forward::Request {
+                session,
+                auth,
+                frame,
+            } => {
+                let req = match rookery_wire::proto::decode_request(&frame) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        warn!(learner = from.0, error = %e, "undecodable forwarded request");
+                        return Ok(());
+                    }
+                };
+                let Some(write) = to_op(&req.body) else {
+                    return Ok(());
+                };
+                self.sessions.touch(session, self.now_ms());
+                if matches!(write, Ok(Op::CloseSession)) {
+                    self.sessions.set_closing(session);
+                }
+                let is_super = self.is_super(&auth);
+                let caller = Caller {
+                    session_id: session,
+                    auth: &auth,
+                    is_super,
+                };
+                let span = info_span!(
+                    "forwarded",
+                    learner = from.0,
+                    session = format!("{session:#x}"),
+                    xid = req.header.xid,
+                    op = req.header.op,
+                    zxid = tracing::field::Empty
+                );
+                let _g = span.enter();
+                self.propose(
+                    session,
+                    req.header.xid,
+                    &caller,
+                    write.as_ref().map_err(|e| *e),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Leader: preps `op` at the next zxid and proposes it. A failed op still takes a
+    /// zxid and is logged as an error Txn, as ZooKeeper does; so does a write rejected
+    /// before prep (`op` is its error). Returns false if this server cannot propose.
+    fn propose(
+        &mut self,
+        session: SessionId,
+        cxid: i32,
+        caller: &Caller<'_>,
+        op: Result<&Op, ErrorCode>,
+    ) -> Result<bool, CoreError> {
+        let time_ms = wall_ms();
+        let tree = &self.tree;
+        let pending = &mut self.pending;
+        let proposed = self.peer.propose(|zxid| {
+            let txn = op
+                .and_then(|op| tree.prep(pending, caller, op, zxid, time_ms))
+                .unwrap_or_else(Txn::Error);
+            let header = TxnHeader {
+                session_id: session,
+                cxid,
+                zxid,
+                time_ms,
+            };
+            encode_entry(&header, &txn)
+        });
+        match proposed {
+            Ok(zxid) => {
+                Span::current().record("zxid", format!("{zxid:#x}"));
+                Ok(true)
+            }
+            Err(ProposeError::NotServing(e)) => {
+                debug!(error = %e, "cannot propose");
+                Ok(false)
+            }
+            Err(ProposeError::Storage(e)) => {
+                error!(error = %e, "log append failed");
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Sends a write on its way: proposed here on the leader, forwarded by a learner.
+    /// False if neither is possible now (the connection is then closed).
+    fn submit(
+        &mut self,
+        session: SessionId,
+        cxid: i32,
+        caller: &Caller<'_>,
+        op: Result<&Op, ErrorCode>,
+        frame: Option<Vec<u8>>,
+    ) -> Result<bool, CoreError> {
+        match self.peer.role() {
+            Role::Leading => self.propose(session, cxid, caller, op),
+            Role::Following | Role::Observing => {
+                let fwd = match (op, frame) {
+                    (Ok(Op::CreateSession { timeout_ms }), _) => Forward::CreateSession {
+                        session,
+                        timeout_ms: *timeout_ms,
+                    },
+                    (_, Some(frame)) => Forward::Request {
+                        session,
+                        auth: caller.auth.to_vec(),
+                        frame,
+                    },
+                    // Internal writes (expiry, reaping) are the leader's alone.
+                    (_, None) => return Ok(false),
+                };
+                Ok(self.peer.forward(fwd.encode()).is_ok())
+            }
+            Role::Looking => Ok(false),
+        }
+    }
+
+    /// Applies one committed Txn: the tree, sessions, watches, then the waiting session.
+    fn apply_entry(&mut self, entry: LogEntry) -> Result<(), CoreError> {
+        let (header, txn) = decode_entry(&entry.payload)
+            .map_err(|e| CoreError::Recovery(format!("log entry {:#x}: {e}", entry.zxid)))?;
+        let ApplyResult {
+            result, triggers, ..
+        } = self.tree.apply(&header, &txn);
+        self.txns_since_snapshot += 1;
+        let session = header.session_id;
+        match &txn {
+            Txn::CreateSession { timeout_ms } => {
+                let now = self.now_ms();
+                self.sessions.track(session, *timeout_ms, now);
+            }
+            Txn::CloseSession { .. } => self.sessions.remove(session),
+            _ => {}
+        }
+        for t in &triggers {
+            for (watcher, ev) in self.watches.trigger(t) {
+                let Some(c) = self.conns.get(&watcher) else {
+                    continue;
+                };
+                let auth = &c.auth;
+                if !t.visible_to(&self.cfg.tree.auth_schemes, auth, self.is_super(auth)) {
+                    continue;
+                }
+                self.notify(watcher, ev.event_type.as_i32(), &ev.path, ev.zxid);
+            }
+        }
+        let matched = self.waiting.get_mut(&session).and_then(|q| {
+            q.iter_mut().find_map(|w| match w {
+                Waiter::Write { cxid, done, .. } if done.is_none() && *cxid == header.cxid => {
+                    *done = Some((header.zxid, result.clone()));
+                    Some(())
+                }
+                _ => None,
+            })
+        });
+        if matched.is_some() {
+            self.drain_session(session);
+        } else if matches!(txn, Txn::CloseSession { .. }) {
+            // Expired by the leader, or closed through another server.
+            self.waiting.remove(&session);
+            if let Some(conn) = self.session_conn.remove(&session) {
+                self.close_conn(conn);
+            }
+        }
+        Ok(())
+    }
+
+    /// Answers the front of a session's queue for as long as it can be answered.
+    fn drain_session(&mut self, session: SessionId) {
+        loop {
+            let Some(q) = self.waiting.get_mut(&session) else {
+                return;
+            };
+            let ready = match q.front() {
+                None => {
+                    self.waiting.remove(&session);
+                    return;
+                }
+                Some(Waiter::Write { done, .. }) => done.is_some(),
+                Some(Waiter::Read { .. }) => true,
+                Some(Waiter::Sync { done, .. }) => *done,
+            };
+            if !ready {
+                return;
+            }
+            let Some(w) = q.pop_front() else { return };
+            match w {
+                Waiter::Write {
+                    conn,
+                    cxid,
+                    after,
+                    span,
+                    received,
+                    done: Some((zxid, result)),
+                } => {
+                    let _g = span.enter();
+                    self.answer_write(session, conn, cxid, after, zxid, &result);
+                    self.stats.latency.record(received.elapsed());
+                }
+                Waiter::Write { .. } => {}
+                Waiter::Read {
+                    conn,
+                    req,
+                    span,
+                    received,
+                }
+                | Waiter::Sync {
+                    conn,
+                    req,
+                    span,
+                    received,
+                    ..
+                } => {
+                    let _g = span.enter();
+                    self.read(conn, &req);
+                    self.stats.latency.record(received.elapsed());
+                }
+            }
+        }
+    }
+
+    fn answer_write(
+        &mut self,
+        session: SessionId,
+        conn: ConnId,
+        cxid: i32,
+        after: AfterApply,
+        zxid: i64,
+        result: &OpResult,
+    ) {
+        match after {
+            AfterApply::Reply => {
+                let (err, body) = reply_for(result);
+                self.send_reply(conn, cxid, zxid, err, &body);
+            }
+            AfterApply::Connected => {
+                if let Some(c) = self.conns.get(&conn) {
+                    send_connect_response(
+                        c,
+                        c.negotiated_timeout_ms,
+                        session,
+                        session_password(session),
+                    );
+                }
+            }
+            AfterApply::Closed => {
+                self.session_conn.remove(&session);
+                self.send_reply(conn, cxid, zxid, ErrorCode::Ok, &Response::Empty);
+                self.close_conn(conn);
+            }
+        }
+    }
+
+    fn sync_done(&mut self, token: u64) {
+        let Some(session) = self.sync_sessions.remove(&token) else {
+            return;
+        };
+        if let Some(q) = self.waiting.get_mut(&session) {
+            for w in q.iter_mut() {
+                if let Waiter::Sync { token: t, done, .. } = w {
+                    if *t == token {
+                        *done = true;
+                    }
+                }
+            }
+        }
+        self.drain_session(session);
     }
 
     // ---------------------------------------------------------------------------------
@@ -376,6 +812,12 @@ impl Core {
             negotiated_timeout_ms: timeout,
             stats: words::ConnStats::new(self.now_ms()),
         };
+        if !self.peer.is_serving() {
+            // ZooKeeper's words; the client tries the next server.
+            info!("Closing connection from {peer}: ZooKeeperServer not running");
+            c.out.close();
+            return;
+        }
         if req.last_zxid_seen > self.tree.last_zxid() {
             // ZooKeeper's words: the client must try a server that has caught up.
             warn!(
@@ -397,16 +839,27 @@ impl Core {
                 auth: &[],
                 is_super: false,
             };
-            self.submit(
-                session,
-                0,
-                &caller,
-                Ok(&Op::CreateSession {
-                    timeout_ms: timeout,
-                }),
-                AfterApply::Connected { conn },
-            );
-            info!(session = format!("{session:#x}"), timeout, "new session");
+            self.waiting
+                .entry(session)
+                .or_default()
+                .push_back(Waiter::Write {
+                    conn,
+                    cxid: 0,
+                    after: AfterApply::Connected,
+                    span: span.clone(),
+                    received: Instant::now(),
+                    done: None,
+                });
+            let op = Op::CreateSession {
+                timeout_ms: timeout,
+            };
+            match self.submit(session, 0, &caller, Ok(&op), None) {
+                Ok(true) => info!(session = format!("{session:#x}"), timeout, "new session"),
+                _ => {
+                    self.waiting.remove(&session);
+                    self.close_conn(conn);
+                }
+            }
             return;
         }
         let session = req.session_id;
@@ -435,6 +888,15 @@ impl Core {
             timeout, "session reconnected"
         );
         self.conns.insert(conn, c);
+        if self.peer.role() != Role::Leading {
+            // Tell the leader at once, so it does not expire the session meanwhile.
+            let _ = self.peer.forward(
+                Forward::Touch {
+                    sessions: vec![session],
+                }
+                .encode(),
+            );
+        }
     }
 
     fn disconnected(&mut self, conn: ConnId) {
@@ -443,14 +905,32 @@ impl Core {
             if let Some(s) = c.session {
                 if self.session_conn.get(&s) == Some(&conn) {
                     self.session_conn.remove(&s);
+                    self.waiting.remove(&s);
                 }
             }
             debug!(peer = %c.peer, "connection gone");
         }
     }
 
-    fn tick(&mut self) {
+    fn tick(&mut self) -> Result<(), CoreError> {
+        self.peer.tick()?;
+        self.drive()?;
         let now = self.now_ms();
+        match self.peer.role() {
+            Role::Leading if self.peer.is_serving() => {}
+            Role::Following | Role::Observing if self.peer.is_serving() => {
+                if now - self.last_touch_ms >= self.cfg.touch_interval_ms {
+                    self.last_touch_ms = now;
+                    let sessions: Vec<SessionId> = self.session_conn.keys().copied().collect();
+                    if !sessions.is_empty() {
+                        let _ = self.peer.forward(Forward::Touch { sessions }.encode());
+                    }
+                }
+                return Ok(());
+            }
+            _ => return Ok(()),
+        }
+        // The leader: session expiry and container reaping are its writes.
         for session in self.sessions.expired(now) {
             info!(
                 session = format!("{session:#x}"),
@@ -468,13 +948,7 @@ impl Core {
                 zxid = tracing::field::Empty
             );
             let _g = span.enter();
-            self.submit(
-                session,
-                0,
-                &caller,
-                Ok(&Op::CloseSession),
-                AfterApply::Internal,
-            );
+            self.propose(session, 0, &caller, Ok(&Op::CloseSession))?;
         }
         if now - self.last_container_check_ms >= self.cfg.container_check_interval_ms {
             self.last_container_check_ms = now;
@@ -484,28 +958,23 @@ impl Core {
                 let _g = span.enter();
                 debug!("reaping container or expired TTL node");
                 let caller = Caller::system();
-                self.submit(
-                    0,
-                    0,
-                    &caller,
-                    Ok(&Op::DeleteContainer { path }),
-                    AfterApply::Internal,
-                );
+                self.propose(0, 0, &caller, Ok(&Op::DeleteContainer { path }))?;
             }
         }
+        Ok(())
     }
 
     // ---------------------------------------------------------------------------------
     // Requests.
 
-    fn request(&mut self, conn: ConnId, req: ClientRequest) {
+    fn request(&mut self, conn: ConnId, req: ClientRequest) -> Result<(), CoreError> {
         let Some(c) = self.conns.get_mut(&conn) else {
-            return;
+            return Ok(());
         };
         let Some(session) = c.session else {
             // The session moved to another connection (or the handshake failed).
             debug!(peer = %c.peer, "request on a connection without a session");
-            return;
+            return Ok(());
         };
         c.stats.received += 1;
         self.stats.packets_received += 1;
@@ -526,7 +995,7 @@ impl Core {
         match &req.body {
             Request::Auth(auth) => {
                 self.add_auth(conn, xid_, auth);
-                return;
+                return Ok(());
             }
             // A client opcode whose body did not decode (conn.rs passes it on as Unknown):
             // ZooKeeper answers MarshallingError in order and keeps the connection.
@@ -538,14 +1007,14 @@ impl Core {
                 debug!("SASL token but no SASL configured; answering a null token");
                 let body = Response::Sasl(wp::SetSaslResponse { token: None });
                 self.send_reply(conn, xid_, 0, ErrorCode::Ok, &body);
-                return;
+                return Ok(());
             }
             Request::Unknown { .. } => {
                 warn!("unimplemented opcode {op}; closing the connection as ZooKeeper does");
                 let zxid = self.tree.last_zxid();
                 self.send_reply(conn, xid_, zxid, ErrorCode::Unimplemented, &Response::Empty);
                 self.close_conn(conn);
-                return;
+                return Ok(());
             }
             _ => {}
         }
@@ -555,9 +1024,9 @@ impl Core {
         if let Some(write) = to_op(&req.body) {
             let after = if matches!(write, Ok(Op::CloseSession)) {
                 self.sessions.set_closing(session);
-                AfterApply::Closed { conn, xid: xid_ }
+                AfterApply::Closed
             } else {
-                AfterApply::Reply { conn, xid: xid_ }
+                AfterApply::Reply
             };
             let auth = c_auth(&self.conns, conn);
             let is_super = self.is_super(&auth);
@@ -566,19 +1035,59 @@ impl Core {
                 auth: &auth,
                 is_super,
             };
-            self.submit(
+            self.waiting
+                .entry(session)
+                .or_default()
+                .push_back(Waiter::Write {
+                    conn,
+                    cxid: xid_,
+                    after,
+                    span: span.clone(),
+                    received,
+                    done: None,
+                });
+            let frame = (self.peer.role() != Role::Leading).then(|| req.encode());
+            if !self.submit(
                 session,
                 xid_,
                 &caller,
                 write.as_ref().map_err(|e| *e),
-                after,
-            );
-            return;
+                frame,
+            )? {
+                // No leader to take it: the client reconnects elsewhere, as it would
+                // to ZooKeeper.
+                warn!("no leader to take the write; closing the connection");
+                self.waiting.remove(&session);
+                self.close_conn(conn);
+            }
+            return Ok(());
         }
 
-        // A read, sync or watch operation.
-        if self.in_flight.get(&session).copied().unwrap_or(0) > 0 {
-            self.round.push_back(Item::Read {
+        if matches!(req.body, Request::Sync(_)) {
+            let token = self.next_sync_token;
+            self.next_sync_token += 1;
+            if self.peer.sync(token).is_err() {
+                self.close_conn(conn);
+                return Ok(());
+            }
+            self.sync_sessions.insert(token, session);
+            self.waiting
+                .entry(session)
+                .or_default()
+                .push_back(Waiter::Sync {
+                    conn,
+                    req,
+                    token,
+                    span: span.clone(),
+                    received,
+                    done: false,
+                });
+            return Ok(());
+        }
+
+        // A read or watch operation.
+        if let Some(q) = self.waiting.get_mut(&session) {
+            q.push_back(Waiter::Read {
                 conn,
                 req,
                 span: span.clone(),
@@ -588,6 +1097,7 @@ impl Core {
             self.read(conn, &req);
             self.stats.latency.record(received.elapsed());
         }
+        Ok(())
     }
 
     fn is_super(&self, auth: &[Id]) -> bool {
@@ -626,145 +1136,6 @@ impl Core {
             }
         }
         self.send_reply(conn, xid_, 0, ErrorCode::Ok, &Response::Empty);
-    }
-
-    /// Preps `op` into a Txn at the next zxid and queues it for this round. A failed
-    /// single op still takes a zxid and is logged as an error Txn, as ZooKeeper does;
-    /// so does a write rejected before prep (`op` is its error).
-    fn submit(
-        &mut self,
-        session: SessionId,
-        cxid: i32,
-        caller: &Caller<'_>,
-        op: Result<&Op, ErrorCode>,
-        after: AfterApply,
-    ) {
-        let zxid = self.next_zxid();
-        let time_ms = wall_ms();
-        let prepped =
-            op.and_then(|op| self.tree.prep(&mut self.pending, caller, op, zxid, time_ms));
-        let txn = prepped.unwrap_or_else(Txn::Error);
-        let header = TxnHeader {
-            session_id: session,
-            cxid,
-            zxid,
-            time_ms,
-        };
-        let span = Span::current();
-        span.record("zxid", format!("{zxid:#x}"));
-        if let Err(e) = self.storage.append(zxid, &encode_entry(&header, &txn)) {
-            // Nothing of this round may be acknowledged now; finish_round stops the server.
-            error!(error = %e, "log append failed");
-            self.append_failed.get_or_insert(e);
-        }
-        *self.in_flight.entry(session).or_default() += 1;
-        self.round.push_back(Item::Write {
-            header,
-            txn,
-            after,
-            span,
-            received: Instant::now(),
-        });
-    }
-
-    /// Makes the round durable, then applies and answers it in arrival order.
-    fn finish_round(&mut self) -> Result<(), CoreError> {
-        if self.round.is_empty() {
-            return Ok(());
-        }
-        if let Some(e) = self.append_failed.take() {
-            return Err(e.into());
-        }
-        if self.round.iter().any(|i| matches!(i, Item::Write { .. })) {
-            let started = Instant::now();
-            self.storage.sync()?;
-            self.stats.record_fsync(started.elapsed());
-        }
-        while let Some(item) = self.round.pop_front() {
-            match item {
-                Item::Write {
-                    header,
-                    txn,
-                    after,
-                    span,
-                    received,
-                } => {
-                    let _g = span.enter();
-                    self.apply(header, &txn, after);
-                    self.stats.latency.record(received.elapsed());
-                }
-                Item::Read {
-                    conn,
-                    req,
-                    span,
-                    received,
-                } => {
-                    let _g = span.enter();
-                    self.read(conn, &req);
-                    self.stats.latency.record(received.elapsed());
-                }
-            }
-        }
-        self.pending.applied_through(self.tree.last_zxid());
-        self.maybe_snapshot()?;
-        Ok(())
-    }
-
-    fn apply(&mut self, header: TxnHeader, txn: &Txn, after: AfterApply) {
-        let ApplyResult {
-            result, triggers, ..
-        } = self.tree.apply(&header, txn);
-        self.txns_since_snapshot += 1;
-        if let Some(n) = self.in_flight.get_mut(&header.session_id) {
-            *n -= 1;
-            if *n == 0 {
-                self.in_flight.remove(&header.session_id);
-            }
-        }
-        for t in &triggers {
-            for (watcher, ev) in self.watches.trigger(t) {
-                let Some(c) = self.conns.get(&watcher) else {
-                    continue;
-                };
-                let auth = &c.auth;
-                if !t.visible_to(&self.cfg.tree.auth_schemes, auth, self.is_super(auth)) {
-                    continue;
-                }
-                self.notify(watcher, ev.event_type.as_i32(), &ev.path, ev.zxid);
-            }
-        }
-        let zxid = header.zxid;
-        match after {
-            AfterApply::Reply { conn, xid } => {
-                let (err, body) = reply_for(&result);
-                self.send_reply(conn, xid, zxid, err, &body);
-            }
-            AfterApply::Connected { conn } => {
-                if let Some(c) = self.conns.get(&conn) {
-                    let session = header.session_id;
-                    send_connect_response(
-                        c,
-                        c.negotiated_timeout_ms,
-                        session,
-                        session_password(session),
-                    );
-                }
-            }
-            AfterApply::Closed { conn, xid } => {
-                self.sessions.remove(header.session_id);
-                self.session_conn.remove(&header.session_id);
-                self.send_reply(conn, xid, zxid, ErrorCode::Ok, &Response::Empty);
-                self.close_conn(conn);
-            }
-            AfterApply::Internal => {
-                if matches!(txn, Txn::CloseSession { .. }) {
-                    self.sessions.remove(header.session_id);
-                    if let Some(conn) = self.session_conn.remove(&header.session_id) {
-                        self.close_conn(conn);
-                    }
-                }
-            }
-        }
     }
 
     fn read(&mut self, conn: ConnId, req: &ClientRequest) {
@@ -1045,7 +1416,7 @@ impl Core {
         let started = Instant::now();
         let frozen = self.tree.clone();
         let last = frozen.last_zxid();
-        let mut store = self.storage.snapshot_store();
+        let mut store = self.peer.storage().snapshot_store();
         let retain = self.cfg.purge.then_some(self.cfg.snap_retain_count);
         let spawned = std::thread::Builder::new()
             .name("snapshot".into())
@@ -1129,7 +1500,7 @@ impl Core {
             .filter(|r| r.len() >= retain)
             .and_then(|r| r.last())
         {
-            let purged = self.storage.purge_before(oldest)?;
+            let purged = self.peer.storage_mut().purge_before(oldest)?;
             debug!(
                 purged,
                 "purged log entries older than the retained snapshots"
@@ -1143,8 +1514,32 @@ impl Core {
         if !self.cfg.four_letter_words.is_enabled(name) {
             return format!("{name} is not executed because it is not in the whitelist.\n");
         }
+        if !self.peer.is_serving() && !words::answers_when_not_serving(word) {
+            return words::NOT_SERVING.to_owned();
+        }
+        let role = self.peer.role();
+        let leader = (role == Role::Leading && !self.cfg.standalone).then(|| {
+            let learners = self.peer.learners();
+            let synced = |observer: bool| {
+                learners
+                    .iter()
+                    .filter(|l| l.observer == observer && l.phase >= LearnerPhase::Synced)
+                    .count()
+            };
+            words::LeaderSummary {
+                learners: learners.len(),
+                synced_followers: synced(false),
+                synced_observers: synced(true),
+                pending_syncs: self.peer.pending_syncs(),
+            }
+        });
         let view = words::View {
-            mode: "standalone",
+            mode: if self.cfg.standalone {
+                "standalone"
+            } else {
+                role.as_str()
+            },
+            leader,
             tree: &self.tree,
             watches: &self.watches,
             stats: &self.stats,
@@ -1422,24 +1817,36 @@ mod tests {
             snap_retain_count: 3,
             purge,
             describe: Default::default(),
+            peer: PeerConfig {
+                self_id: ServerId(1),
+                quorum: rookery_zab::quorum::QuorumMaj::new([ServerId(1)], [], 0).unwrap(),
+                timeouts: Default::default(),
+                bugs: Default::default(),
+            },
+            standalone: true,
+            touch_interval_ms: 1000,
         };
-        Core::open(cfg, SledStorage::open(dir).unwrap()).unwrap()
+        Core::open(cfg, SledStorage::open(dir).unwrap(), None, None).unwrap()
     }
 
-    /// Logs and applies one Txn the way a round does (append, sync, apply).
+    /// Proposes one Txn and finishes the round (flush, commit, apply).
     fn write(core: &mut Core, txn: Txn) -> i64 {
-        let zxid = core.next_zxid();
-        let header = TxnHeader {
-            session_id: 0,
-            cxid: 0,
-            zxid,
-            time_ms: 1_000,
-        };
-        core.storage
-            .append(zxid, &encode_entry(&header, &txn))
+        let zxid = core
+            .peer
+            .propose(|zxid| {
+                let header = TxnHeader {
+                    session_id: 0,
+                    cxid: 0,
+                    zxid,
+                    time_ms: 1_000,
+                };
+                encode_entry(&header, &txn)
+            })
             .unwrap();
-        core.storage.sync().unwrap();
-        core.apply(header, &txn, AfterApply::Internal);
+        // A round without its snapshot check: the tests decide when to snapshot.
+        core.peer.flush().unwrap();
+        core.drive().unwrap();
+        assert_eq!(core.tree.last_zxid(), zxid);
         zxid
     }
 
@@ -1486,7 +1893,7 @@ mod tests {
             );
             create(&mut core, format!("/after{round}"));
             core.finish_snapshot().unwrap();
-            let saved = core.storage.load_snapshot(at).unwrap().unwrap();
+            let saved = core.peer.storage().load_snapshot(at).unwrap().unwrap();
             assert_eq!(
                 saved.data, expected,
                 "round {round}: not the state at {at:#x}"
@@ -1498,10 +1905,11 @@ mod tests {
             } else {
                 taken[taken.len() - 3]
             };
-            assert_eq!(core.storage.first_zxid().unwrap(), Some(oldest_kept));
+            assert_eq!(core.peer.storage().first_zxid().unwrap(), Some(oldest_kept));
         }
         let listed: Vec<i64> = core
-            .storage
+            .peer
+            .storage()
             .list_snapshots()
             .unwrap()
             .iter()
@@ -1527,7 +1935,7 @@ mod tests {
             core.maybe_snapshot().unwrap();
             core.finish_snapshot().unwrap();
         }
-        assert_eq!(core.storage.list_snapshots().unwrap().len(), 5);
-        assert_eq!(core.storage.first_zxid().unwrap(), Some(first));
+        assert_eq!(core.peer.storage().list_snapshots().unwrap().len(), 5);
+        assert_eq!(core.peer.storage().first_zxid().unwrap(), Some(first));
     }
 }

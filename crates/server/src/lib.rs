@@ -13,6 +13,7 @@
 pub mod config;
 mod conn;
 mod core;
+mod forward;
 pub mod four_letter;
 mod quorum;
 pub mod server;

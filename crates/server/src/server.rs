@@ -14,17 +14,25 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{Instrument, error, info, info_span, warn};
 
-use crate::config::{ServerConfig, ServerMode};
+use crate::config::{LearnerType, ServerConfig, ServerMode};
 use crate::conn::{self, ConnLimits};
 use crate::core::{Core, CoreCmd, CoreConfig, CoreError, CoreHandle};
+use crate::quorum::{self, TransportConfig};
 use crate::words::ConfigDescription;
+use rookery_zab::election::ElectionTimeouts;
+use rookery_zab::peer::{PeerConfig, PeerTimeouts};
+use rookery_zab::quorum::{QuorumMaj, ServerId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("no client port configured (clientPort or a ;clientPort suffix on this server's line)")]
     NoClientPort,
-    #[error("Rookery runs standalone only for now; replication is not implemented yet")]
-    EnsembleNotSupported,
+    #[error("this server's id {0} has no server.{0} line in the configuration (myid)")]
+    NotAMember(u64),
+    #[error("invalid membership: {0}")]
+    Membership(#[from] rookery_zab::quorum::MembershipError),
+    #[error("cannot resolve the quorum address {addr} of server.{id}")]
+    Resolve { id: u64, addr: String },
     #[error("myid {0} does not fit in a byte (session ids carry it in their top byte)")]
     ServerIdTooLarge(u64),
     #[error("cannot create {path}: {source}")]
@@ -55,6 +63,7 @@ pub struct RunningServer {
     core: std::thread::JoinHandle<Result<(), CoreError>>,
     accept: JoinHandle<()>,
     tick: JoinHandle<()>,
+    transport: Option<crate::quorum::PeerSender>,
 }
 
 impl RunningServer {
@@ -68,6 +77,9 @@ impl RunningServer {
     pub async fn shutdown(self) -> Result<(), ServerError> {
         self.accept.abort();
         self.tick.abort();
+        if let Some(t) = &self.transport {
+            t.shutdown();
+        }
         let _ = self.accept.await;
         let _ = self.tick.await;
         join_core(self.core).await
@@ -95,9 +107,7 @@ async fn join_core(
 
 /// Opens storage, recovers the tree and starts listening for clients.
 pub async fn start(cfg: &ServerConfig) -> Result<RunningServer, ServerError> {
-    if cfg.mode() == ServerMode::Ensemble {
-        return Err(ServerError::EnsembleNotSupported);
-    }
+    let standalone = cfg.mode() == ServerMode::Standalone;
     let listen = cfg
         .client_listen_address()
         .ok_or(ServerError::NoClientPort)?;
@@ -122,6 +132,14 @@ pub async fn start(cfg: &ServerConfig) -> Result<RunningServer, ServerError> {
     };
 
     let tick_ms = i64::from(cfg.tick_time_ms);
+    let period_ms = peer_tick_ms(tick_ms);
+    let membership = membership(cfg, standalone)?;
+    let peer_cfg = PeerConfig {
+        self_id: ServerId(u64::from(server_id)),
+        quorum: membership.quorum.clone(),
+        timeouts: peer_timeouts(cfg, period_ms),
+        bugs: Default::default(),
+    };
     let core_cfg = CoreConfig {
         server_id,
         tick_ms,
@@ -150,10 +168,43 @@ pub async fn start(cfg: &ServerConfig) -> Result<RunningServer, ServerError> {
             max_session_timeout_ms: i32::try_from(cfg.max_session_timeout_ms).unwrap_or(i32::MAX),
             server_id: i64::from(server_id),
         },
+        peer: peer_cfg,
+        standalone,
+        touch_interval_ms: (tick_ms / 2).max(1),
     };
-    let core = tokio::task::spawn_blocking(move || Core::open(core_cfg, storage))
-        .await
-        .map_err(|_| ServerError::CorePanicked)??;
+
+    let (tx, rx) = mpsc::unbounded_channel();
+    let handle = CoreHandle::new(tx);
+    let transport = match &membership.transport {
+        None => None,
+        Some(t) => {
+            let (in_tx, mut in_rx) = mpsc::unbounded_channel();
+            let sender =
+                quorum::start(t.clone(), in_tx)
+                    .await
+                    .map_err(|source| ServerError::Bind {
+                        addr: t.listen.to_string(),
+                        source,
+                    })?;
+            let to_core = handle.clone();
+            tokio::spawn(async move {
+                while let Some((from, msg)) = in_rx.recv().await {
+                    if to_core.send(CoreCmd::Peer { from, msg }).is_err() {
+                        return;
+                    }
+                }
+            });
+            info!(quorum = %t.listen, peers = t.peers.len(), ensemble = %t.ensemble_id, "quorum transport listening");
+            Some(sender)
+        }
+    };
+    let core_handle = handle.clone();
+    let core_transport = transport.clone();
+    let core = tokio::task::spawn_blocking(move || {
+        Core::open(core_cfg, storage, core_transport, Some(core_handle))
+    })
+    .await
+    .map_err(|_| ServerError::CorePanicked)??;
 
     let bind = format!("{}:{}", listen.host, listen.port);
     let listener = TcpListener::bind(&bind)
@@ -166,8 +217,6 @@ pub async fn start(cfg: &ServerConfig) -> Result<RunningServer, ServerError> {
         .local_addr()
         .map_err(|source| ServerError::Bind { addr: bind, source })?;
 
-    let (tx, rx) = mpsc::unbounded_channel();
-    let handle = CoreHandle::new(tx);
     let core = std::thread::Builder::new()
         .name("rookery-core".into())
         .spawn(move || core.run(rx))
@@ -178,7 +227,7 @@ pub async fn start(cfg: &ServerConfig) -> Result<RunningServer, ServerError> {
 
     let tick = {
         let handle = handle.clone();
-        let period = Duration::from_millis(u64::try_from(tick_ms / 2).unwrap_or(1).max(1));
+        let period = Duration::from_millis(u64::try_from(period_ms).unwrap_or(100));
         tokio::spawn(async move {
             let mut every = tokio::time::interval(period);
             loop {
@@ -198,12 +247,18 @@ pub async fn start(cfg: &ServerConfig) -> Result<RunningServer, ServerError> {
     });
     let max_per_ip = cfg.max_client_cnxns;
     let accept = tokio::spawn(accept_loop(listener, handle, limits, max_per_ip));
-    info!(%client_addr, server_id, "serving clients (standalone)");
+    info!(
+        %client_addr,
+        server_id,
+        mode = if standalone { "standalone" } else { "ensemble" },
+        "listening for clients"
+    );
     Ok(RunningServer {
         client_addr,
         core,
         accept,
         tick,
+        transport,
     })
 }
 
@@ -255,4 +310,100 @@ async fn accept_loop(
             .instrument(info_span!("conn", %peer, conn)),
         );
     }
+}
+
+/// The consensus clock: fine enough for elections and heartbeats on a LAN, whatever
+/// tickTime is (ZooKeeper's own election timers are in milliseconds, not ticks).
+fn peer_tick_ms(tick_ms: i64) -> i64 {
+    (tick_ms / 2).clamp(1, 100)
+}
+
+/// initLimit and syncLimit are in tickTime units; the peer counts its own ticks.
+fn peer_timeouts(cfg: &ServerConfig, period_ms: i64) -> PeerTimeouts {
+    let ticks = |limit: u32, default: u32| {
+        let limit = if limit == 0 { default } else { limit };
+        let ms = i64::from(limit) * i64::from(cfg.tick_time_ms);
+        u32::try_from(ms / period_ms).unwrap_or(u32::MAX).max(2)
+    };
+    let per = |ms: i64| u32::try_from(ms / period_ms).unwrap_or(u32::MAX).max(1);
+    PeerTimeouts {
+        init_limit_ticks: ticks(cfg.init_limit_ticks, 10),
+        sync_limit_ticks: ticks(cfg.sync_limit_ticks, 5),
+        retry_ticks: per(200),
+        election: ElectionTimeouts {
+            // ZooKeeper's finalizeWait and minNotificationInterval (200 ms); re-sends
+            // back off to 2 s rather than its 60 s, so a cluster started one server at
+            // a time settles quickly.
+            finalize_wait_ticks: per(200),
+            min_notification_interval_ticks: per(200),
+            max_notification_interval_ticks: per(2000),
+        },
+    }
+}
+
+/// Who votes, who observes, and how to reach them.
+struct Membership {
+    quorum: QuorumMaj,
+    transport: Option<TransportConfig>,
+}
+
+fn membership(cfg: &ServerConfig, standalone: bool) -> Result<Membership, ServerError> {
+    let my_id = cfg.my_id.unwrap_or(0);
+    if standalone {
+        return Ok(Membership {
+            quorum: QuorumMaj::new([ServerId(my_id)], [], 0)?,
+            transport: None,
+        });
+    }
+    let me = cfg
+        .servers
+        .get(&my_id)
+        .ok_or(ServerError::NotAMember(my_id))?;
+    let voters = cfg
+        .servers
+        .values()
+        .filter(|s| s.learner_type == LearnerType::Participant)
+        .map(|s| ServerId(s.id));
+    let observers = cfg
+        .servers
+        .values()
+        .filter(|s| s.learner_type == LearnerType::Observer)
+        .map(|s| ServerId(s.id));
+    let version = cfg
+        .config_version
+        .map_or(0, |v| i64::try_from(v).unwrap_or(0));
+    let quorum = QuorumMaj::new(voters, observers, version)?;
+    let resolve = |s: &crate::config::QuorumServer| -> Result<SocketAddr, ServerError> {
+        let a = s.addresses.first().ok_or(ServerError::NotAMember(s.id))?;
+        let text = format!("{}:{}", a.host, a.quorum_port);
+        std::net::ToSocketAddrs::to_socket_addrs(&text)
+            .ok()
+            .and_then(|mut it| it.next())
+            .ok_or(ServerError::Resolve {
+                id: s.id,
+                addr: text,
+            })
+    };
+    let listen = resolve(me)?;
+    let mut peers = BTreeMap::new();
+    for s in cfg.servers.values().filter(|s| s.id != my_id) {
+        peers.insert(s.id, resolve(s)?);
+    }
+    // What every member's zoo.cfg agrees on: ids, roles, quorum hosts and client
+    // ports. Not the quorum ports, which a proxy in between may change per server.
+    let ensemble_id = quorum::ensemble_id(cfg.servers.values().map(|s| {
+        let host = s.addresses.first().map_or("", |a| a.host.as_str());
+        let client = s.client_address.as_ref().map_or(0, |c| c.port);
+        (s.id, format!("{}@{host};{client}", s.learner_type))
+    }));
+    Ok(Membership {
+        quorum,
+        transport: Some(TransportConfig {
+            self_id: my_id,
+            ensemble_id,
+            listen,
+            peers,
+            max_frame: quorum::codec::DEFAULT_MAX_FRAME,
+        }),
+    })
 }

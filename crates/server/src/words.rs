@@ -63,6 +63,8 @@ pub(crate) struct ConnView<'a> {
 #[derive(Debug)]
 pub(crate) struct View<'a> {
     pub mode: &'a str,
+    /// The leader's learners, for `mntr` (ZooKeeper prints these only on the leader).
+    pub leader: Option<LeaderSummary>,
     pub tree: &'a DataTree,
     pub watches: &'a WatchManager,
     pub stats: &'a ServerStats,
@@ -73,6 +75,24 @@ pub(crate) struct View<'a> {
     pub started_ms: i64,
     /// The asking connection (ZooKeeper counts it among `Connections`).
     pub peer: SocketAddr,
+}
+
+/// What the leader knows of its learners.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct LeaderSummary {
+    pub learners: usize,
+    pub synced_followers: usize,
+    pub synced_observers: usize,
+    pub pending_syncs: usize,
+}
+
+/// ZooKeeper's answer from a server that is electing or syncing.
+pub(crate) const NOT_SERVING: &str = "This ZooKeeper instance is not currently serving requests\n";
+
+/// Words ZooKeeper answers even while the server is not serving.
+pub(crate) fn answers_when_not_serving(word: FourLetterWord) -> bool {
+    use FourLetterWord as W;
+    matches!(word, W::Ruok | W::Envi | W::Conf | W::Isro | W::Dirs)
 }
 
 pub(crate) fn answer(word: FourLetterWord, v: &View<'_>) -> String {
@@ -219,6 +239,16 @@ fn mntr(v: &View<'_>) -> String {
         ("zk_watched_paths", s.paths.to_string()),
         ("zk_open_file_descriptor_count", open_fds().to_string()),
     ];
+    let mut rows = rows;
+    if let Some(l) = v.leader {
+        rows.extend([
+            ("zk_learners", l.learners.to_string()),
+            ("zk_synced_followers", l.synced_followers.to_string()),
+            ("zk_synced_non_voting_followers", "0".to_owned()),
+            ("zk_synced_observers", l.synced_observers.to_string()),
+            ("zk_pending_syncs", l.pending_syncs.to_string()),
+        ]);
+    }
     let mut out = String::new();
     for (k, val) in rows {
         let _ = writeln!(out, "{k}\t{val}");

@@ -361,6 +361,14 @@ impl<S: PeerStorage> Peer<S> {
         &self.election
     }
 
+    /// Syncs the leader has not answered yet (0 elsewhere).
+    pub fn pending_syncs(&self) -> usize {
+        match &self.state {
+            State::Leading(l) => l.syncs.len(),
+            _ => 0,
+        }
+    }
+
     /// The leader's learners (empty elsewhere).
     pub fn learners(&self) -> Vec<LearnerView> {
         match &self.state {
@@ -1138,10 +1146,15 @@ impl<S: PeerStorage> Peer<S> {
                 break;
             }
         }
+        let before = self.commit_zxid;
         if let Some(c) = new_commit {
             self.advance_commit(c);
         }
-        self.announce_commit();
+        if self.commit_zxid > before {
+            self.announce_commit();
+        } else {
+            self.resolve_syncs();
+        }
     }
 
     /// Tells learners about the commit point and answers syncs it satisfies.
@@ -1394,6 +1407,14 @@ impl<S: PeerStorage> Peer<S> {
                 if stage != LearnerStage::AwaitingBase {
                     return Ok(());
                 }
+                if zxid < self.applied_zxid {
+                    // As for TRUNC: what we applied is committed, and installing an
+                    // older tree would drop it from our log. A leader syncs us with a
+                    // SNAP only when we are behind its log, so this one is stale (a
+                    // duplicate from an earlier handshake).
+                    self.go_looking("SNAP older than what this server has applied");
+                    return Ok(());
+                }
                 // The snapshot first, durable, then the log it replaces.
                 self.storage.save_snapshot(zxid, &data)?;
                 self.storage.truncate_after(-1)?;
@@ -1479,6 +1500,13 @@ impl<S: PeerStorage> Peer<S> {
             }
             Message::Ping { zxid } => {
                 if stage == LearnerStage::Serving {
+                    if zxid > self.last_zxid {
+                        // The leader committed entries we never got: the PROPOSAL or
+                        // INFORM at the tail of the stream was lost, and no later one
+                        // came to show the gap. Sync again rather than stay behind.
+                        self.restart_learning();
+                        return Ok(());
+                    }
                     self.advance_commit(zxid);
                 }
                 let last = self.last_zxid;

@@ -45,6 +45,7 @@ pub(crate) enum FrameError {
 }
 
 /// The protobuf bytes of `msg` (no length prefix).
+#[cfg(test)]
 pub(crate) fn encode(msg: &Message) -> Vec<u8> {
     to_proto(msg.clone()).encode_to_vec()
 }

@@ -10,13 +10,7 @@
 //! a broken link drops whatever was queued, and the consensus core recovers from the
 //! gap as it would from a broken TCP stream in ZooKeeper.
 
-// The server wires the transport in separately; until then only the tests use it.
-#![allow(dead_code, unused_imports)]
-
 pub(crate) mod codec;
 pub(crate) mod transport;
 
-pub(crate) use codec::{CodecError, decode, encode};
-pub(crate) use transport::{
-    DEFAULT_MAX_FRAME, PeerSender, TransportConfig, ensemble_id, start, start_on,
-};
+pub(crate) use transport::{PeerSender, TransportConfig, ensemble_id, start};

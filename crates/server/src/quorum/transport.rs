@@ -31,10 +31,11 @@ use tracing::{Instrument, debug, field, info, info_span, warn};
 
 use super::codec::{
     self, FrameError, MAGIC, MAX_HANDSHAKE_FRAME, PROTOCOL_VERSION, encode_frame, frame_body_len,
-    handshake_frame, pb, read_frame,
+    handshake_frame, read_frame,
 };
 
-pub(crate) use super::codec::DEFAULT_MAX_FRAME;
+#[cfg(test)]
+use super::codec::DEFAULT_MAX_FRAME;
 
 /// First reconnect delay; doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
@@ -165,6 +166,7 @@ impl Link {
         *self.queue.lock().unwrap_or_else(PoisonError::into_inner) = queue;
     }
 
+    #[allow(dead_code)]
     fn is_up(&self) -> bool {
         self.queue
             .lock()
@@ -207,6 +209,8 @@ impl PeerSender {
     }
 
     /// Peers this server currently has a live outbound connection to.
+    /// For status reports (the admin API) and the tests.
+    #[allow(dead_code)]
     pub(crate) fn connected(&self) -> BTreeSet<u64> {
         self.shared
             .links
