@@ -6,6 +6,13 @@
 //! against Apache ZooKeeper, which is how the tests themselves are proven; the default
 //! is Rookery.
 
+mod cluster;
+
+pub use cluster::{
+    CLUSTER_WAIT, Cluster, ClusterOptions, Node, REFUSES_ENSEMBLES, StartError, parse_mode,
+    start_cluster_if_available,
+};
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -317,7 +324,7 @@ impl Drop for Server {
 
 /// ZooKeeper reads some settings only as Java system properties; Rookery reads them
 /// from zoo.cfg. Pass the zoo.cfg lines that need it as `-D` flags too.
-fn zk_system_properties(extra_config: &str) -> Vec<String> {
+pub(crate) fn zk_system_properties(extra_config: &str) -> Vec<String> {
     extra_config
         .lines()
         .filter_map(|l| l.split_once('='))

@@ -1,0 +1,1041 @@
+//! A multi-process ensemble on loopback: N voters and M observers of the current
+//! [`Target`] (the `rookery` binary, or Apache ZooKeeper's `QuorumPeerMain`), each with
+//! its own zoo.cfg, `data/myid` and log, ids 1..=N+M as the seed tutorial numbers them.
+//!
+//! The nemesis operations are per process (`kill9`, `restart`, `stop`/`resume` with
+//! SIGSTOP/SIGCONT) and, when started with [`ClusterOptions::proxied`], per network link:
+//! every server reaches every peer through a TCP proxy the harness owns, one per
+//! directed (from, to) pair, so `cut`, `isolate` and `heal` model partitions without
+//! root, iptables or network namespaces.
+//!
+//! How the proxies are wired: a server listens on the ports of its own `server.N` line,
+//! so each node gets its own zoo.cfg whose own line holds its real ports while every
+//! peer's line holds the ports of the proxy dedicated to (self -> peer). The files differ
+//! only in the peers' addresses.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::{Target, ZOOKEEPER_JAR, four_letter, missing, rookery_bin, zk_system_properties};
+
+/// What a Rookery without replication prints when handed an ensemble config.
+pub const REFUSES_ENSEMBLES: &str = "replication is not implemented yet";
+
+/// Generous, for a loaded two-core CI machine running four JVMs; tests never assert
+/// on how fast an election is, only that it ends.
+pub const CLUSTER_WAIT: Duration = Duration::from_secs(60);
+
+/// Timing small enough for failover within seconds; ZooKeeper requires session
+/// timeouts of at least 2 * tickTime, so clients may use 1 s and up.
+const DEFAULT_TIMING: &str = "tickTime=500\ninitLimit=10\nsyncLimit=5\n";
+
+/// How to build a [`Cluster`].
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// Voting servers: ids 1..=voters.
+    pub voters: usize,
+    /// Non-voting observers: ids after the voters.
+    pub observers: usize,
+    /// Route every peer connection through a per-link proxy so links can be cut.
+    pub proxied: bool,
+    /// Appended to every zoo.cfg. Both servers let the last of duplicate keys win,
+    /// so `tickTime=2000` here overrides the harness's timing.
+    pub extra_config: String,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions {
+            voters: 3,
+            observers: 0,
+            proxied: false,
+            extra_config: String::new(),
+        }
+    }
+}
+
+/// Why a cluster did not come up.
+#[derive(Debug)]
+pub enum StartError {
+    /// The server cannot run an ensemble at all (Rookery before replication): tests
+    /// skip rather than fail.
+    Unsupported(String),
+    /// It should have worked and did not; the message carries the logs.
+    Failed(String),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Unsupported(m) => write!(f, "ensembles unsupported: {m}"),
+            StartError::Failed(m) => write!(f, "cluster failed to start: {m}"),
+        }
+    }
+}
+
+/// Starts a cluster of the target from the environment, or prints why it cannot run
+/// here (ZooKeeper not installed, Rookery refusing ensembles) and returns None, so the
+/// test returns without running. Any other failure panics with the logs.
+pub fn start_cluster_if_available(opts: ClusterOptions) -> Option<Cluster> {
+    let target = Target::from_env();
+    if target == Target::ZooKeeper {
+        if let Some(reason) = missing(&["zookeeper"]) {
+            println!("SKIPPED: {reason}");
+            return None;
+        }
+    }
+    match Cluster::try_start(target, opts) {
+        Ok(c) => Some(c),
+        Err(StartError::Unsupported(reason)) => {
+            println!("SKIPPED: {reason}");
+            None
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// One server of the cluster.
+#[derive(Debug)]
+pub struct Node {
+    id: usize,
+    observer: bool,
+    client_port: u16,
+    quorum_port: u16,
+    election_port: u16,
+    admin_port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+    starts: u32,
+    stopped: bool,
+}
+
+impl Node {
+    pub fn id(&self) -> usize {
+        self.id
+    }
+
+    pub fn is_observer(&self) -> bool {
+        self.observer
+    }
+
+    pub fn client_port(&self) -> u16 {
+        self.client_port
+    }
+
+    /// The real ports this server listens on (peers may reach them through proxies).
+    pub fn quorum_port(&self) -> u16 {
+        self.quorum_port
+    }
+
+    pub fn election_port(&self) -> u16 {
+        self.election_port
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("zoo.cfg")
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.join(format!("server-{}.log", self.starts))
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+}
+
+/// A running ensemble; dropping it kills every server and closes every proxy.
+#[derive(Debug)]
+pub struct Cluster {
+    target: Target,
+    opts: ClusterOptions,
+    nodes: Vec<Node>,
+    mesh: Option<Mesh>,
+    // Last, so the directory goes after the processes writing into it.
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// `voters` + `observers` servers of the target from the environment, waiting until
+    /// one leads and the rest follow or observe. Panics if that does not happen.
+    pub fn start(voters: usize, observers: usize) -> Cluster {
+        Cluster::start_with(ClusterOptions {
+            voters,
+            observers,
+            ..ClusterOptions::default()
+        })
+    }
+
+    /// Like [`Cluster::start`] with every option.
+    pub fn start_with(opts: ClusterOptions) -> Cluster {
+        Cluster::try_start(Target::from_env(), opts).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Starts the cluster and waits until it has settled (one leader, everyone else
+    /// following or observing), or says why not.
+    pub fn try_start(target: Target, opts: ClusterOptions) -> Result<Cluster, StartError> {
+        assert!(opts.voters >= 1, "a cluster needs a voter");
+        let total = opts.voters + opts.observers;
+        let dir = tempfile::tempdir().map_err(|e| StartError::Failed(format!("tempdir: {e}")))?;
+        // Held until the proxies have their ports too, so none of them takes a node's.
+        let reserved = reserve_ports(4 * total);
+        let ports: Vec<u16> = reserved
+            .iter()
+            .map(|l| l.local_addr().map(|a| a.port()))
+            .collect::<std::io::Result<_>>()
+            .map_err(|e| StartError::Failed(format!("free ports: {e}")))?;
+        let nodes: Vec<Node> = (1..=total)
+            .map(|id| {
+                let p = &ports[4 * (id - 1)..4 * id];
+                Node {
+                    id,
+                    observer: id > opts.voters,
+                    client_port: p[0],
+                    quorum_port: p[1],
+                    election_port: p[2],
+                    admin_port: p[3],
+                    dir: dir.path().join(format!("node{id}")),
+                    child: None,
+                    starts: 0,
+                    stopped: false,
+                }
+            })
+            .collect();
+        let mesh = if opts.proxied {
+            Some(Mesh::new(&nodes).map_err(|e| StartError::Failed(format!("proxies: {e}")))?)
+        } else {
+            None
+        };
+        drop(reserved);
+        let mut cluster = Cluster {
+            target,
+            opts,
+            nodes,
+            mesh,
+            _dir: dir,
+        };
+        for id in cluster.ids() {
+            cluster
+                .write_config(id)
+                .map_err(|e| StartError::Failed(format!("writing node {id}'s config: {e}")))?;
+        }
+        for id in cluster.ids() {
+            cluster.spawn(id);
+        }
+        cluster.wait_settled_or_explain(CLUSTER_WAIT)?;
+        Ok(cluster)
+    }
+
+    pub fn target(&self) -> Target {
+        self.target
+    }
+
+    /// 1..=voters+observers.
+    pub fn ids(&self) -> std::ops::RangeInclusive<usize> {
+        1..=self.nodes.len()
+    }
+
+    pub fn voters(&self) -> Vec<usize> {
+        self.ids().filter(|&n| !self.node(n).observer).collect()
+    }
+
+    pub fn observers(&self) -> Vec<usize> {
+        self.ids().filter(|&n| self.node(n).observer).collect()
+    }
+
+    pub fn node(&self, n: usize) -> &Node {
+        assert!(
+            (1..=self.nodes.len()).contains(&n),
+            "no node {n} in a cluster of {}",
+            self.nodes.len()
+        );
+        &self.nodes[n - 1]
+    }
+
+    fn node_mut(&mut self, n: usize) -> &mut Node {
+        assert!(
+            (1..=self.nodes.len()).contains(&n),
+            "no node {n} in a cluster of {}",
+            self.nodes.len()
+        );
+        &mut self.nodes[n - 1]
+    }
+
+    pub fn client_port(&self, n: usize) -> u16 {
+        self.node(n).client_port
+    }
+
+    /// Every server's client address, for clients that fail over.
+    pub fn connect_string(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.client_port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    pub fn data_dir(&self, n: usize) -> PathBuf {
+        self.node(n).data_dir()
+    }
+
+    pub fn config_path(&self, n: usize) -> PathBuf {
+        self.node(n).config_path()
+    }
+
+    /// Everything node `n` has logged since its last start.
+    pub fn log(&self, n: usize) -> String {
+        std::fs::read_to_string(self.node(n).log_path()).unwrap_or_default()
+    }
+
+    /// Every node's log since its last start, headed by its id, for failure messages.
+    pub fn logs(&self) -> String {
+        self.ids()
+            .map(|n| format!("===== node {n} =====\n{}", self.log(n)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The zoo.cfg node `n` reads: the shared settings, then every `server.N` line as
+    /// node `n` must dial it (through its proxies when the cluster is proxied).
+    fn config_text(&self, n: usize) -> String {
+        let node = self.node(n);
+        let mut cfg = format!(
+            "# Written by the rookery-tests cluster harness for server.{n}.\n\
+             {DEFAULT_TIMING}\
+             dataDir={}\n\
+             clientPort={}\n\
+             clientPortAddress=127.0.0.1\n\
+             4lw.commands.whitelist=*\n\
+             admin.enableServer=false\n",
+            node.data_dir().display(),
+            node.client_port,
+        );
+        if self.target == Target::Rookery {
+            // Rookery's gRPC admin API defaults to 7181, which would clash across nodes.
+            cfg.push_str(&format!(
+                "admin.grpcAddress=127.0.0.1:{}\n",
+                node.admin_port
+            ));
+        }
+        if node.observer {
+            cfg.push_str("peerType=observer\n");
+        }
+        for peer in &self.nodes {
+            let (q, e) = match &self.mesh {
+                Some(mesh) if peer.id != n => mesh.ports(n, peer.id),
+                _ => (peer.quorum_port, peer.election_port),
+            };
+            let role = if peer.observer { ":observer" } else { "" };
+            cfg.push_str(&format!("server.{}=127.0.0.1:{q}:{e}{role}\n", peer.id));
+        }
+        cfg.push_str(&self.opts.extra_config);
+        cfg.push('\n');
+        cfg
+    }
+
+    fn write_config(&self, n: usize) -> std::io::Result<()> {
+        let node = self.node(n);
+        std::fs::create_dir_all(node.data_dir())?;
+        std::fs::write(node.data_dir().join("myid"), format!("{n}\n"))?;
+        std::fs::write(node.config_path(), self.config_text(n))
+    }
+
+    fn spawn(&mut self, n: usize) {
+        let target = self.target;
+        let extra = self.opts.extra_config.clone();
+        let node = self.node_mut(n);
+        node.starts += 1;
+        node.stopped = false;
+        let log = std::fs::File::create(node.log_path()).expect("log file");
+        let err = log.try_clone().expect("log file");
+        let mut cmd = match target {
+            Target::Rookery => {
+                let mut c = Command::new(rookery_bin());
+                c.args(["serve", "--config"]).arg(node.config_path());
+                c.env(
+                    "RUST_LOG",
+                    std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+                );
+                c
+            }
+            Target::ZooKeeper => {
+                let mut c = Command::new("java");
+                // Four JVMs on two cores: the client compiler and serial GC start faster.
+                c.args([
+                    "-Xmx256m",
+                    "-XX:+UseSerialGC",
+                    "-XX:TieredStopAtLevel=1",
+                    "-Dzookeeper.admin.enableServer=false",
+                    "-Dorg.slf4j.simpleLogger.showDateTime=true",
+                    "-Dorg.slf4j.simpleLogger.dateTimeFormat=HH:mm:ss.SSS",
+                ])
+                .arg(format!("-Dzookeeper.log.dir={}", node.dir.display()))
+                .args(zk_system_properties(&extra))
+                .args(["-cp", &zk_classpath()])
+                .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
+                .arg(node.config_path());
+                c
+            }
+        };
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .expect("starting a server");
+        node.child = Some(child);
+    }
+
+    /// Whether node `n`'s process is alive (a SIGSTOPped one is).
+    pub fn is_running(&mut self, n: usize) -> bool {
+        self.node_mut(n)
+            .child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    pub fn pid(&self, n: usize) -> Option<u32> {
+        self.node(n).pid()
+    }
+
+    /// SIGKILL: no shutdown path runs; the peers see the connections drop.
+    pub fn kill9(&mut self, n: usize) {
+        let node = self.node_mut(n);
+        if let Some(mut c) = node.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        node.stopped = false;
+    }
+
+    /// Kills node `n` if it runs, starts it again with the same config and data, and
+    /// waits until it serves (reports a mode). Panics with its log if it does not.
+    pub fn restart(&mut self, n: usize) {
+        self.kill9(n);
+        self.spawn(n);
+        if self.wait_for_mode(n, CLUSTER_WAIT).is_none() {
+            panic!("node {n} did not serve after a restart:\n{}", self.log(n));
+        }
+    }
+
+    /// SIGSTOP: the process freezes with its sockets open, as a long GC pause or a
+    /// hung machine does; peers notice only through their timeouts.
+    pub fn stop(&mut self, n: usize) {
+        if self.signal(n, "STOP") {
+            self.node_mut(n).stopped = true;
+        }
+    }
+
+    /// SIGCONT after [`Cluster::stop`].
+    pub fn resume(&mut self, n: usize) {
+        self.signal(n, "CONT");
+        self.node_mut(n).stopped = false;
+    }
+
+    pub fn is_stopped(&self, n: usize) -> bool {
+        self.node(n).stopped
+    }
+
+    /// `kill -SIG pid`: the workspace forbids `unsafe`, so no libc::kill.
+    fn signal(&self, n: usize, sig: &str) -> bool {
+        let Some(pid) = self.pid(n) else {
+            return false;
+        };
+        Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(pid.to_string())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// Node `n`'s `Mode:` from `srvr` (leader, follower, observer, standalone), or None
+    /// while it is down, stopped, electing or not yet serving.
+    pub fn mode(&mut self, n: usize) -> Option<String> {
+        if self.node(n).stopped || !self.is_running(n) {
+            return None;
+        }
+        four_letter(self.client_port(n), "srvr").and_then(|r| parse_mode(&r))
+    }
+
+    /// Every node's mode, by id.
+    pub fn modes(&mut self) -> BTreeMap<usize, Option<String>> {
+        self.ids().map(|n| (n, self.mode(n))).collect()
+    }
+
+    /// Waits until `f` returns Some, polling every 100 ms, for at most `timeout`.
+    pub fn wait_until<T>(
+        &mut self,
+        timeout: Duration,
+        mut f: impl FnMut(&mut Cluster) -> Option<T>,
+    ) -> Option<T> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(v) = f(self) {
+                return Some(v);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until node `n` reports a mode.
+    pub fn wait_for_mode(&mut self, n: usize, timeout: Duration) -> Option<String> {
+        self.wait_until(timeout, |c| c.mode(n))
+    }
+
+    /// Waits until node `n` reports exactly `mode`.
+    pub fn wait_for_mode_eq(&mut self, n: usize, mode: &str, timeout: Duration) -> bool {
+        self.wait_until(timeout, |c| {
+            (c.mode(n).as_deref() == Some(mode)).then_some(())
+        })
+        .is_some()
+    }
+
+    /// The leader, waiting up to [`CLUSTER_WAIT`] for exactly one node to say so.
+    pub fn leader(&mut self) -> Option<usize> {
+        self.wait_for_leader(CLUSTER_WAIT)
+    }
+
+    /// Waits until exactly one node reports `Mode: leader` and returns it.
+    pub fn wait_for_leader(&mut self, timeout: Duration) -> Option<usize> {
+        let all: Vec<usize> = self.ids().collect();
+        self.wait_for_leader_among(&all, timeout)
+    }
+
+    /// Waits until exactly one of `candidates` reports `Mode: leader`; the others are
+    /// not asked, so a deposed leader that has not noticed yet does not get in the way.
+    pub fn wait_for_leader_among(
+        &mut self,
+        candidates: &[usize],
+        timeout: Duration,
+    ) -> Option<usize> {
+        self.wait_until(timeout, |c| {
+            let leaders: Vec<usize> = candidates
+                .iter()
+                .copied()
+                .filter(|&n| c.mode(n).as_deref() == Some("leader"))
+                .collect();
+            (leaders.len() == 1).then(|| leaders[0])
+        })
+    }
+
+    /// True once every running, unstopped node reports its proper mode: exactly one
+    /// voter leads, the other voters follow, observers observe.
+    pub fn is_settled(&mut self) -> bool {
+        let mut leaders = 0;
+        for n in self.ids() {
+            if self.node(n).stopped || !self.is_running(n) {
+                continue;
+            }
+            match (self.node(n).observer, self.mode(n).as_deref()) {
+                (false, Some("leader")) => leaders += 1,
+                (false, Some("follower")) | (true, Some("observer")) => {}
+                _ => return false,
+            }
+        }
+        leaders == 1
+    }
+
+    /// Waits until [`Cluster::is_settled`].
+    pub fn wait_settled(&mut self, timeout: Duration) -> bool {
+        self.wait_until(timeout, |c| c.is_settled().then_some(()))
+            .is_some()
+    }
+
+    /// Like [`Cluster::wait_settled`] during start-up, but tells a server that refuses
+    /// ensembles (or died) from a slow election.
+    fn wait_settled_or_explain(&mut self, timeout: Duration) -> Result<(), StartError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.is_settled() {
+                return Ok(());
+            }
+            let exited: Vec<usize> = self.ids().filter(|&n| !self.is_running(n)).collect();
+            if !exited.is_empty() {
+                // Let the others finish printing before reading the logs.
+                std::thread::sleep(Duration::from_millis(300));
+                let logs = self.logs();
+                if logs.contains(REFUSES_ENSEMBLES) {
+                    return Err(StartError::Unsupported(format!(
+                        "{} refuses ensemble configs ({REFUSES_ENSEMBLES})",
+                        self.target.name()
+                    )));
+                }
+                return Err(StartError::Failed(format!(
+                    "node(s) {exited:?} exited during start-up\n{logs}"
+                )));
+            }
+            if Instant::now() >= deadline {
+                let modes = self.modes();
+                return Err(StartError::Failed(format!(
+                    "no settled ensemble within {timeout:?}; modes {modes:?}\n{}",
+                    self.logs()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn mesh(&self) -> &Mesh {
+        self.mesh
+            .as_ref()
+            .expect("link faults need a cluster started with ClusterOptions { proxied: true }")
+    }
+
+    /// Severs the link between `a` and `b` both ways: open connections are closed and
+    /// new ones are accepted and closed at once. Both directions, because a TCP
+    /// connection carries both: ZooKeeper sends votes both ways over one connection.
+    pub fn cut(&mut self, a: usize, b: usize) {
+        self.cut_one_way(a, b);
+        self.cut_one_way(b, a);
+    }
+
+    /// Severs only the connections `from` dials to `to`. With Rookery's one-way peer
+    /// connections (the dialer only sends) this loses `from`'s messages to `to` and
+    /// keeps `to`'s to `from`; with ZooKeeper it depends on who dialed.
+    pub fn cut_one_way(&mut self, from: usize, to: usize) {
+        self.mesh().link(from, to).cut();
+    }
+
+    /// Restores the link between `a` and `b` both ways.
+    pub fn heal(&mut self, a: usize, b: usize) {
+        self.mesh().link(a, b).heal();
+        self.mesh().link(b, a).heal();
+    }
+
+    /// Cuts every link of node `n`; its clients can still reach it.
+    pub fn isolate(&mut self, n: usize) {
+        for m in self.ids() {
+            if m != n {
+                self.cut(n, m);
+            }
+        }
+    }
+
+    /// Restores every link.
+    pub fn heal_all(&mut self) {
+        for link in self.mesh().links.values() {
+            link.heal();
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for n in self.ids() {
+            self.kill9(n);
+        }
+        if let Some(mesh) = self.mesh.take() {
+            mesh.shutdown();
+        }
+    }
+}
+
+/// ZooKeeper's classpath, plus slf4j-simple when Debian has it: without a binding
+/// ZooKeeper logs nothing, and an election that does not end is then a mystery.
+fn zk_classpath() -> String {
+    let mut cp = format!("/etc/zookeeper/conf:{ZOOKEEPER_JAR}");
+    if Path::new(SLF4J_SIMPLE).is_file() {
+        cp.push(':');
+        cp.push_str(SLF4J_SIMPLE);
+    }
+    cp
+}
+
+const SLF4J_SIMPLE: &str = "/usr/share/java/slf4j-simple.jar";
+
+/// The word after `Mode:` in a `srvr` (or `stat`) answer.
+pub fn parse_mode(reply: &str) -> Option<String> {
+    reply
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Mode:"))
+        .map(|m| m.trim().to_owned())
+        .filter(|m| !m.is_empty())
+}
+
+/// `count` listeners on different free loopback ports; the caller drops them just
+/// before the servers bind those ports.
+fn reserve_ports(count: usize) -> Vec<TcpListener> {
+    (0..count)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("no free loopback port"))
+        .collect()
+}
+
+/// The proxies: for every directed pair (from, to), one for `to`'s quorum port and one
+/// for its election port, both controlled by the pair's [`Link`].
+#[derive(Debug)]
+struct Mesh {
+    links: BTreeMap<(usize, usize), Arc<Link>>,
+    /// (from, to) -> (quorum proxy port, election proxy port).
+    ports: BTreeMap<(usize, usize), (u16, u16)>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Mesh {
+    fn new(nodes: &[Node]) -> std::io::Result<Mesh> {
+        let mut links = BTreeMap::new();
+        let mut listeners = BTreeMap::new();
+        let mut ports = BTreeMap::new();
+        for a in nodes {
+            for b in nodes {
+                if a.id == b.id {
+                    continue;
+                }
+                let q = TcpListener::bind("127.0.0.1:0")?;
+                let e = TcpListener::bind("127.0.0.1:0")?;
+                ports.insert(
+                    (a.id, b.id),
+                    (q.local_addr()?.port(), e.local_addr()?.port()),
+                );
+                listeners.insert((a.id, b.id), (q, e));
+                links.insert((a.id, b.id), Arc::new(Link::default()));
+            }
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        for ((from, to), (q, e)) in listeners {
+            let target = &nodes[to - 1];
+            let link = Arc::clone(&links[&(from, to)]);
+            // When `from` (lower id) dials `to`'s election port, ZooKeeper's `to` hangs
+            // up and dials back the address `from` advertises in its first message: its
+            // own, real port. Advertise the proxy for (to -> from) instead, so that
+            // connection crosses the proxy too.
+            let back = ports[&(to, from)].1;
+            spawn_proxy(
+                q,
+                target.quorum_port,
+                Arc::clone(&link),
+                None,
+                Arc::clone(&stop),
+            );
+            spawn_proxy(
+                e,
+                target.election_port,
+                link,
+                Some(format!("127.0.0.1:{back}")),
+                Arc::clone(&stop),
+            );
+        }
+        Ok(Mesh { links, ports, stop })
+    }
+
+    fn ports(&self, from: usize, to: usize) -> (u16, u16) {
+        self.ports[&(from, to)]
+    }
+
+    fn link(&self, from: usize, to: usize) -> &Link {
+        self.links
+            .get(&(from, to))
+            .unwrap_or_else(|| panic!("no link {from} -> {to}"))
+    }
+
+    /// Closes every connection and ends the accept loops (each is woken by a
+    /// connection it then sees it must not serve).
+    fn shutdown(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for link in self.links.values() {
+            link.cut();
+        }
+        for (q, e) in self.ports.values() {
+            let _ = TcpStream::connect(("127.0.0.1", *q));
+            let _ = TcpStream::connect(("127.0.0.1", *e));
+        }
+    }
+}
+
+/// One directed link's state: whether it is cut, and its open connections (both
+/// sockets of each), so a cut can close them.
+#[derive(Debug, Default)]
+struct Link {
+    cut: AtomicBool,
+    conns: Mutex<HashMap<u64, (TcpStream, TcpStream)>>,
+    next: AtomicU64,
+}
+
+impl Link {
+    fn conns(&self) -> MutexGuard<'_, HashMap<u64, (TcpStream, TcpStream)>> {
+        self.conns.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        for (_, (a, b)) in self.conns().drain() {
+            let _ = a.shutdown(Shutdown::Both);
+            let _ = b.shutdown(Shutdown::Both);
+        }
+    }
+
+    fn heal(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
+
+    /// Registers a proxied connection unless the link is cut; checked under the lock so
+    /// a concurrent `cut` either refuses it or closes it.
+    fn admit(&self, a: &TcpStream, b: &TcpStream) -> Option<u64> {
+        let mut conns = self.conns();
+        if self.cut.load(Ordering::SeqCst) {
+            return None;
+        }
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        conns.insert(id, (a.try_clone().ok()?, b.try_clone().ok()?));
+        Some(id)
+    }
+
+    fn forget(&self, id: u64) {
+        if let Some((a, b)) = self.conns().remove(&id) {
+            let _ = a.shutdown(Shutdown::Both);
+            let _ = b.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+fn spawn_proxy(
+    listener: TcpListener,
+    upstream_port: u16,
+    link: Arc<Link>,
+    advertise: Option<String>,
+    stop: Arc<AtomicBool>,
+) {
+    let upstream = SocketAddr::from(([127, 0, 0, 1], upstream_port));
+    std::thread::spawn(move || {
+        for incoming in listener.incoming() {
+            if stop.load(Ordering::SeqCst) {
+                return;
+            }
+            let Ok(client) = incoming else { continue };
+            if link.cut.load(Ordering::SeqCst) {
+                continue; // dropped: accepted and closed, like a refused connection
+            }
+            let Ok(server) = TcpStream::connect_timeout(&upstream, Duration::from_secs(2)) else {
+                continue;
+            };
+            let _ = client.set_nodelay(true);
+            let _ = server.set_nodelay(true);
+            let Some(id) = link.admit(&client, &server) else {
+                continue;
+            };
+            let (Ok(client2), Ok(server2)) = (client.try_clone(), server.try_clone()) else {
+                link.forget(id);
+                continue;
+            };
+            let up_link = Arc::clone(&link);
+            let advertise = advertise.clone();
+            std::thread::spawn(move || {
+                pump(client, server, advertise.as_deref());
+                up_link.forget(id);
+            });
+            let down_link = Arc::clone(&link);
+            std::thread::spawn(move || {
+                pump(server2, client2, None);
+                down_link.forget(id);
+            });
+        }
+    });
+}
+
+/// Copies `from` to `to` until either end closes. With `advertise`, a ZooKeeper
+/// election connection's first message gets its address replaced (see [`Mesh::new`]).
+fn pump(mut from: TcpStream, mut to: TcpStream, advertise: Option<&str>) {
+    let mut buf = vec![0u8; 64 * 1024];
+    if let Some(addr) = advertise {
+        let Some(first) = read_first_message(&mut from) else {
+            return;
+        };
+        let out = rewrite_initial_message(&first, addr).unwrap_or(first);
+        if to.write_all(&out).is_err() {
+            return;
+        }
+    }
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if to.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// ZooKeeper's election protocol versions (QuorumCnxManager.PROTOCOL_VERSION_V1/V2).
+const ZK_PROTOCOL_VERSIONS: [i64; 2] = [-65536, -65535];
+/// QuorumCnxManager's bound on the address part of the first message.
+const ZK_MAX_INITIAL_ADDRESS: usize = 2048;
+
+/// Reads the start of a connection: enough bytes to hold ZooKeeper's whole first
+/// message if that is what it is, or whatever arrived first if it is not. None if the
+/// connection closed before anything came.
+fn read_first_message(from: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut acc = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut want = 8;
+    loop {
+        while acc.len() < want {
+            match from.read(&mut buf) {
+                Ok(0) | Err(_) => return (!acc.is_empty()).then_some(acc),
+                Ok(n) => acc.extend_from_slice(&buf[..n]),
+            }
+        }
+        let version = i64::from_be_bytes(acc[..8].try_into().ok()?);
+        if !ZK_PROTOCOL_VERSIONS.contains(&version) {
+            return Some(acc);
+        }
+        if acc.len() < 20 {
+            want = 20;
+            continue;
+        }
+        let len = i32::from_be_bytes(acc[16..20].try_into().ok()?);
+        match usize::try_from(len) {
+            Ok(len) if (1..=ZK_MAX_INITIAL_ADDRESS).contains(&len) && acc.len() < 20 + len => {
+                want = 20 + len;
+            }
+            _ => return Some(acc),
+        }
+    }
+}
+
+/// ZooKeeper's first election message is `version: i64, sid: i64, len: i32,
+/// address: [u8; len]` ("host:port", `|`-separated in V2). Returns the bytes with the
+/// address replaced by `addr` (and whatever followed kept), or None if `bytes` does not
+/// start with such a message.
+fn rewrite_initial_message(bytes: &[u8], addr: &str) -> Option<Vec<u8>> {
+    let version = i64::from_be_bytes(bytes.get(..8)?.try_into().ok()?);
+    if !ZK_PROTOCOL_VERSIONS.contains(&version) {
+        return None;
+    }
+    let len = i32::from_be_bytes(bytes.get(16..20)?.try_into().ok()?);
+    let len = usize::try_from(len).ok()?;
+    if !(1..=ZK_MAX_INITIAL_ADDRESS).contains(&len) {
+        return None;
+    }
+    let rest = bytes.get(20 + len..)?;
+    let new_len = i32::try_from(addr.len()).ok()?;
+    let mut out = Vec::with_capacity(20 + addr.len() + rest.len());
+    out.extend_from_slice(&bytes[..16]);
+    out.extend_from_slice(&new_len.to_be_bytes());
+    out.extend_from_slice(addr.as_bytes());
+    out.extend_from_slice(rest);
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn initial(version: i64, sid: i64, addr: &str) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend_from_slice(&version.to_be_bytes());
+        v.extend_from_slice(&sid.to_be_bytes());
+        v.extend_from_slice(&(addr.len() as i32).to_be_bytes());
+        v.extend_from_slice(addr.as_bytes());
+        v
+    }
+
+    #[test]
+    fn the_advertised_election_address_is_replaced_and_what_follows_kept() {
+        let mut msg = initial(-65535, 2, "127.0.0.1:3888|10.0.0.1:3888");
+        msg.extend_from_slice(b"vote");
+        let mut want = initial(-65535, 2, "127.0.0.1:40000");
+        want.extend_from_slice(b"vote");
+        assert_eq!(rewrite_initial_message(&msg, "127.0.0.1:40000"), Some(want));
+        assert_eq!(
+            rewrite_initial_message(&initial(-65536, 7, "h:1"), "127.0.0.1:2"),
+            Some(initial(-65536, 7, "127.0.0.1:2"))
+        );
+    }
+
+    #[test]
+    fn other_protocols_and_truncated_messages_pass_untouched() {
+        // Rookery's quorum frames start with a 4-byte length.
+        assert_eq!(
+            rewrite_initial_message(b"\0\0\0\x10rookery-quorum", "x:1"),
+            None
+        );
+        let msg = initial(-65536, 1, "127.0.0.1:3888");
+        assert_eq!(rewrite_initial_message(&msg[..msg.len() - 1], "x:1"), None);
+        assert_eq!(rewrite_initial_message(&msg[..10], "x:1"), None);
+        assert_eq!(
+            rewrite_initial_message(&initial(-65536, 1, ""), "x:1"),
+            None
+        );
+    }
+
+    #[test]
+    fn parse_mode_reads_the_srvr_line() {
+        let reply = "Zookeeper version: 3.8.0\nLatency min/avg/max: 0/0.0/0\n\
+                     Mode: follower\nNode count: 5\n";
+        assert_eq!(parse_mode(reply).as_deref(), Some("follower"));
+        assert_eq!(
+            parse_mode("This ZooKeeper instance is not currently serving requests\n"),
+            None
+        );
+    }
+
+    /// An echo server behind one proxied link: bytes pass, a cut closes the open
+    /// connection and refuses new ones, a heal lets new ones through again.
+    #[test]
+    fn a_cut_link_closes_and_refuses_until_healed() {
+        let echo = TcpListener::bind("127.0.0.1:0").unwrap();
+        let echo_port = echo.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for s in echo.incoming() {
+                let Ok(mut s) = s else { continue };
+                std::thread::spawn(move || {
+                    let mut r = s.try_clone().unwrap();
+                    let _ = std::io::copy(&mut r, &mut s);
+                });
+            }
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let link = Arc::new(Link::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        spawn_proxy(
+            listener,
+            echo_port,
+            Arc::clone(&link),
+            None,
+            Arc::clone(&stop),
+        );
+
+        let roundtrip = |s: &mut TcpStream| -> bool {
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut b = [0u8; 4];
+            s.write_all(b"ping").is_ok() && s.read_exact(&mut b).is_ok() && &b == b"ping"
+        };
+        let mut open = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        assert!(roundtrip(&mut open));
+
+        link.cut();
+        assert!(
+            !roundtrip(&mut open),
+            "the open connection survived the cut"
+        );
+        let mut fresh = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        assert!(
+            !roundtrip(&mut fresh),
+            "a new connection crossed a cut link"
+        );
+
+        link.heal();
+        let mut healed = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        assert!(roundtrip(&mut healed));
+        stop.store(true, Ordering::SeqCst);
+    }
+}
