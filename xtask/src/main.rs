@@ -24,7 +24,7 @@ enum Cmd {
     Ci,
     /// Check DESIGN.md's dependency rules against `cargo metadata`.
     Tidy,
-    /// A local Rookery cluster under target/cluster/ (standalone until replication exists).
+    /// A local Rookery ensemble under target/cluster/: up, status, down, kill, restart, logs.
     Cluster {
         #[command(subcommand)]
         cmd: cluster::ClusterCmd,
