@@ -48,9 +48,13 @@ pub enum Message {
     Trunc {
         zxid: Zxid,
     },
-    /// SNAP: the leader's tree at `zxid`; replaces the learner's tree and log.
+    /// SNAP: the leader's tree at `zxid`, `total` bytes, in chunks from `offset`;
+    /// replaces the learner's tree and log once complete. Chunks keep every frame
+    /// small however large the tree.
     Snap {
         zxid: Zxid,
+        offset: u64,
+        total: u64,
         data: Vec<u8>,
     },
     /// NEWLEADER: the sync stream is complete through `last_zxid`; ack once it is

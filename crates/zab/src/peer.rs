@@ -30,6 +30,9 @@ use crate::{Epoch, Zxid};
 /// Most log entries read for one DIFF batch or one [`Ready`]'s committed list.
 const READ_BATCH: usize = 10_000;
 
+/// A SNAP travels in chunks of this size.
+pub const SNAP_CHUNK_BYTES: usize = 1 << 20;
+
 /// What a peer needs from its storage.
 pub trait PeerStorage: TxnLog + MetaStore + SnapshotStore {}
 impl<T: TxnLog + MetaStore + SnapshotStore> PeerStorage for T {}
@@ -223,6 +226,8 @@ struct LearnerState {
     started_tick: u64,
     /// Last ACK sent (cumulative).
     acked: Zxid,
+    /// A SNAP being received: its zxid, total size and the bytes so far.
+    snap: Option<(Zxid, u64, Vec<u8>)>,
 }
 
 #[derive(Debug)]
@@ -542,7 +547,31 @@ impl<S: PeerStorage> Peer<S> {
             return Ok(());
         }
         view.phase = LearnerPhase::Syncing;
-        self.send(to, Message::Snap { zxid, data });
+        let total = data.len() as u64;
+        let mut offset = 0u64;
+        for chunk in data.chunks(SNAP_CHUNK_BYTES) {
+            self.send(
+                to,
+                Message::Snap {
+                    zxid,
+                    offset,
+                    total,
+                    data: chunk.to_vec(),
+                },
+            );
+            offset += chunk.len() as u64;
+        }
+        if data.is_empty() {
+            self.send(
+                to,
+                Message::Snap {
+                    zxid,
+                    offset: 0,
+                    total: 0,
+                    data: Vec::new(),
+                },
+            );
+        }
         self.send_sync_tail(to, zxid)
     }
 
@@ -600,6 +629,7 @@ impl<S: PeerStorage> Peer<S> {
                     last_sent_tick: self.ticks,
                     started_tick: self.ticks,
                     acked: 0,
+                    snap: None,
                 });
                 self.send_follower_info();
             }
@@ -1403,10 +1433,18 @@ impl<S: PeerStorage> Peer<S> {
                 }
                 self.set_stage(LearnerStage::Syncing);
             }
-            Message::Snap { zxid, data } => {
+            Message::Snap {
+                zxid,
+                offset,
+                total,
+                data,
+            } => {
                 if stage != LearnerStage::AwaitingBase {
                     return Ok(());
                 }
+                let Some(data) = self.snap_chunk(zxid, offset, total, data) else {
+                    return Ok(());
+                };
                 if zxid < self.applied_zxid {
                     // As for TRUNC: what we applied is committed, and installing an
                     // older tree would drop it from our log. A leader syncs us with a
@@ -1539,6 +1577,43 @@ impl<S: PeerStorage> Peer<S> {
         Ok(true)
     }
 
+    /// Collects SNAP chunks; returns the whole snapshot once the last one is in. A
+    /// duplicate is ignored; a missing chunk is a gap, handled like any other.
+    fn snap_chunk(
+        &mut self,
+        zxid: Zxid,
+        offset: u64,
+        total: u64,
+        data: Vec<u8>,
+    ) -> Option<Vec<u8>> {
+        let l = self.learner_state()?;
+        if offset == 0 {
+            l.snap = Some((zxid, total, Vec::new()));
+        }
+        let gap = match &mut l.snap {
+            None => true,
+            Some((z, t, buf)) => {
+                if *z != zxid || *t != total || offset > buf.len() as u64 {
+                    true
+                } else if offset < buf.len() as u64 {
+                    return None;
+                } else {
+                    buf.extend_from_slice(&data);
+                    if (buf.len() as u64) < total {
+                        return None;
+                    }
+                    buf.len() as u64 != total
+                }
+            }
+        };
+        let complete = l.snap.take().map(|(_, _, b)| b);
+        if gap {
+            self.restart_learning();
+            return None;
+        }
+        complete
+    }
+
     fn set_stage(&mut self, stage: LearnerStage) {
         if let Some(l) = self.learner_state() {
             l.stage = stage;
@@ -1553,6 +1628,7 @@ impl<S: PeerStorage> Peer<S> {
         if let Some(l) = self.learner_state() {
             l.stage = LearnerStage::Discovery;
             l.epoch = None;
+            l.snap = None;
             l.started_tick = ticks;
             l.acked = 0;
         }

@@ -164,7 +164,17 @@ fn to_proto(msg: Message) -> pb::PeerMessage {
         }),
         Message::Diff { last_zxid } => Body::Diff(pb::Diff { last_zxid }),
         Message::Trunc { zxid } => Body::Trunc(pb::Trunc { zxid }),
-        Message::Snap { zxid, data } => Body::Snap(pb::Snap { zxid, data }),
+        Message::Snap {
+            zxid,
+            offset,
+            total,
+            data,
+        } => Body::Snap(pb::Snap {
+            zxid,
+            offset,
+            total,
+            data,
+        }),
         Message::NewLeader { epoch, last_zxid } => {
             Body::NewLeader(pb::NewLeader { epoch, last_zxid })
         }
@@ -228,6 +238,8 @@ fn from_proto(msg: pb::PeerMessage) -> Result<Message, CodecError> {
         Body::Trunc(m) => Message::Trunc { zxid: m.zxid },
         Body::Snap(m) => Message::Snap {
             zxid: m.zxid,
+            offset: m.offset,
+            total: m.total,
             data: m.data,
         },
         Body::NewLeader(m) => Message::NewLeader {
@@ -316,7 +328,14 @@ mod tests {
             }),
             any::<i64>().prop_map(|z| Message::Diff { last_zxid: z }),
             any::<i64>().prop_map(|z| Message::Trunc { zxid: z }),
-            (any::<i64>(), any_bytes()).prop_map(|(zxid, data)| Message::Snap { zxid, data }),
+            (any::<i64>(), any::<u64>(), any::<u64>(), any_bytes()).prop_map(
+                |(zxid, offset, total, data)| Message::Snap {
+                    zxid,
+                    offset,
+                    total,
+                    data
+                }
+            ),
             (any::<i64>(), any::<i64>())
                 .prop_map(|(epoch, last_zxid)| Message::NewLeader { epoch, last_zxid }),
             any::<i64>().prop_map(|epoch| Message::AckNewLeader { epoch }),
@@ -376,6 +395,8 @@ mod tests {
             Message::Ack { zxid: -1 },
             Message::Snap {
                 zxid: i64::MIN,
+                offset: u64::MAX,
+                total: 0,
                 data: Vec::new(),
             },
         ] {

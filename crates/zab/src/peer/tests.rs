@@ -12,6 +12,9 @@ struct Net {
     /// What each server applied, in order.
     applied: BTreeMap<ServerId, Vec<Zxid>>,
     synced: BTreeMap<ServerId, Vec<u64>>,
+    /// What leaders send as a snapshot, and what learners installed.
+    snapshot: Vec<u8>,
+    installed: BTreeMap<ServerId, Vec<u8>>,
 }
 
 fn cfg(id: u64, voters: &[u64], observers: &[u64]) -> PeerConfig {
@@ -36,6 +39,8 @@ impl Net {
             queue: VecDeque::new(),
             applied: BTreeMap::new(),
             synced: BTreeMap::new(),
+            snapshot: vec![1, 2, 3],
+            installed: BTreeMap::new(),
         };
         for &id in voters.iter().chain(observers) {
             let peer = Peer::new(cfg(id, voters, observers), MemStorage::new(), 0).unwrap();
@@ -52,8 +57,9 @@ impl Net {
             if ready.is_empty() {
                 break;
             }
-            if ready.install_snapshot.is_some() {
+            if let Some(snap) = &ready.install_snapshot {
                 self.applied.entry(id).or_default().clear();
+                self.installed.insert(id, snap.data.clone());
             }
             for e in &ready.committed {
                 self.applied.entry(id).or_default().push(e.zxid);
@@ -61,7 +67,7 @@ impl Net {
             self.synced.entry(id).or_default().extend(&ready.synced);
             for to in ready.snapshot_requests {
                 let zxid = peer.applied_zxid();
-                peer.snapshot_ready(to, zxid, vec![1, 2, 3]).unwrap();
+                peer.snapshot_ready(to, zxid, self.snapshot.clone()).unwrap();
             }
             for (to, m) in ready.messages {
                 self.queue.push_back((id, to, m));
@@ -196,4 +202,30 @@ fn sync_answers_after_the_leaders_proposals_commit() {
     net.run(3);
     assert_eq!(net.synced[&ServerId(1)], vec![42]);
     assert!(net.applied[&ServerId(1)].contains(&zxid));
+}
+
+#[test]
+fn a_wiped_learner_gets_a_chunked_snap() {
+    let mut net = Net::new(&[1, 2, 3], &[]);
+    net.run(10);
+    let first = net.propose(1);
+    net.run(3);
+    // Server 1 loses everything; the leader's log still starts at `first`, so only a
+    // SNAP can bring a learner at zero up to date.
+    net.down.insert(ServerId(1));
+    net.run(2);
+    let cfg1 = cfg(1, &[1, 2, 3], &[]);
+    net.peers
+        .insert(ServerId(1), Peer::new(cfg1, MemStorage::new(), 0).unwrap());
+    net.applied.remove(&ServerId(1));
+    net.snapshot = (0..SNAP_CHUNK_BYTES * 2 + 5).map(|i| i as u8).collect();
+    net.drain(ServerId(1));
+    net.down.remove(&ServerId(1));
+    net.run(40);
+    assert!(net.peers[&ServerId(1)].is_serving());
+    assert_eq!(net.installed[&ServerId(1)], net.snapshot);
+    assert_eq!(net.peers[&ServerId(1)].applied_zxid(), first);
+    let second = net.propose(2);
+    net.run(3);
+    assert_eq!(net.applied[&ServerId(1)], vec![second]);
 }
