@@ -213,6 +213,9 @@ pub(crate) struct Core {
     waiting: BTreeMap<SessionId, VecDeque<Waiter>>,
     next_sync_token: u64,
     sync_sessions: BTreeMap<u64, SessionId>,
+    /// Leader: which server each session's client is connected to (ZooKeeper's
+    /// session owner); a write arriving through another server gets SessionMoved.
+    owners: BTreeMap<SessionId, u64>,
     txns_since_snapshot: u64,
     /// The snapshot being serialized and saved off this thread; at most one at a time.
     snapshot_task: Option<SnapshotTask>,
@@ -302,6 +305,7 @@ impl Core {
             waiting: BTreeMap::new(),
             next_sync_token: 1,
             sync_sessions: BTreeMap::new(),
+            owners: BTreeMap::new(),
             txns_since_snapshot: 0,
             snapshot_task: None,
             started: Instant::now(),
@@ -442,6 +446,7 @@ impl Core {
                 }
                 self.waiting.clear();
                 self.sync_sessions.clear();
+                self.owners.clear();
                 self.pending = PendingChanges::new();
             }
             RoleChange::Serving {
@@ -507,10 +512,15 @@ impl Core {
                     self.sessions.touch(s, now);
                 }
             }
+            Forward::Claim { session } => {
+                self.sessions.touch(session, self.now_ms());
+                self.owners.insert(session, from.0);
+            }
             Forward::CreateSession {
                 session,
                 timeout_ms,
             } => {
+                self.owners.insert(session, from.0);
                 let caller = Caller {
                     session_id: session,
                     auth: &[],
@@ -533,6 +543,7 @@ impl Core {
                 let Some(write) = to_op(&req.body) else {
                     return Ok(());
                 };
+                let write = self.check_owner(session, from.0, write);
                 self.sessions.touch(session, self.now_ms());
                 if matches!(write, Ok(Op::CloseSession)) {
                     self.sessions.set_closing(session);
@@ -561,6 +572,31 @@ impl Core {
             }
         }
         Ok(())
+    }
+
+    /// Leader: a write through a server that no longer holds the session fails with
+    /// SessionMoved (ZooKeeper's `checkSession` owner test). An unknown owner (a new
+    /// leader) is taken from the first server that writes for the session.
+    fn check_owner(
+        &mut self,
+        session: SessionId,
+        via: u64,
+        write: Result<Op, ErrorCode>,
+    ) -> Result<Op, ErrorCode> {
+        match self.owners.get(&session) {
+            Some(&owner) if owner != via => {
+                info!(
+                    session = format!("{session:#x}"),
+                    owner, via, "write through a server the session has left: SessionMoved"
+                );
+                Err(ErrorCode::SessionMoved)
+            }
+            Some(_) => write,
+            None => {
+                self.owners.insert(session, via);
+                write
+            }
+        }
     }
 
     /// Leader: preps `op` at the next zxid and proposes it. A failed op still takes a
@@ -650,7 +686,10 @@ impl Core {
                 let now = self.now_ms();
                 self.sessions.track(session, *timeout_ms, now);
             }
-            Txn::CloseSession { .. } => self.sessions.remove(session),
+            Txn::CloseSession { .. } => {
+                self.sessions.remove(session);
+                self.owners.remove(&session);
+            }
             _ => {}
         }
         for t in &triggers {
@@ -831,6 +870,9 @@ impl Core {
         if req.session_id == 0 {
             let now = self.now_ms();
             let session = self.sessions.create_session(timeout, now);
+            if self.peer.role() == Role::Leading {
+                self.owners.insert(session, self.peer.self_id().0);
+            }
             c.session = Some(session);
             self.conns.insert(conn, c);
             self.session_conn.insert(session, conn);
@@ -888,14 +930,11 @@ impl Core {
             timeout, "session reconnected"
         );
         self.conns.insert(conn, c);
-        if self.peer.role() != Role::Leading {
-            // Tell the leader at once, so it does not expire the session meanwhile.
-            let _ = self.peer.forward(
-                Forward::Touch {
-                    sessions: vec![session],
-                }
-                .encode(),
-            );
+        if self.peer.role() == Role::Leading {
+            self.owners.insert(session, self.peer.self_id().0);
+        } else {
+            // Tell the leader at once: the session is ours now, and alive.
+            let _ = self.peer.forward(Forward::Claim { session }.encode());
         }
     }
 
@@ -1027,6 +1066,11 @@ impl Core {
                 AfterApply::Closed
             } else {
                 AfterApply::Reply
+            };
+            let write = if self.peer.role() == Role::Leading {
+                self.check_owner(session, self.peer.self_id().0, write)
+            } else {
+                write
             };
             let auth = c_auth(&self.conns, conn);
             let is_super = self.is_super(&auth);

@@ -12,6 +12,7 @@ use crate::core::SessionId;
 const REQUEST: u8 = 1;
 const CREATE_SESSION: u8 = 2;
 const TOUCH: u8 = 3;
+const CLAIM: u8 = 4;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Forward {
@@ -25,6 +26,9 @@ pub(crate) enum Forward {
     CreateSession { session: SessionId, timeout_ms: i32 },
     /// Sessions with a live connection here: the leader decides expiry from these.
     Touch { sessions: Vec<SessionId> },
+    /// A client reconnected here with this session: requests still arriving through
+    /// its previous server get SessionMoved.
+    Claim { session: SessionId },
 }
 
 impl Forward {
@@ -56,6 +60,10 @@ impl Forward {
                 w.write_u8(TOUCH);
                 w.write_vec(sessions, |w, s| w.write_i64(*s));
             }
+            Forward::Claim { session } => {
+                w.write_u8(CLAIM);
+                w.write_i64(*session);
+            }
         }
         w.into_inner()
     }
@@ -77,6 +85,9 @@ impl Forward {
             },
             TOUCH => Forward::Touch {
                 sessions: r.read_vec("sessions", 8, |r| r.read_i64("session"))?,
+            },
+            CLAIM => Forward::Claim {
+                session: r.read_i64("session")?,
             },
             _ => {
                 return Err(r.error(
@@ -109,6 +120,7 @@ mod tests {
             Forward::Touch {
                 sessions: vec![1, 2, 3],
             },
+            Forward::Claim { session: -5 },
         ] {
             assert_eq!(Forward::decode(&f.encode()).unwrap(), f);
         }
