@@ -789,6 +789,15 @@ impl Core {
         result: &OpResult,
     ) {
         match after {
+            AfterApply::Reply if matches!(result, OpResult::Error(ErrorCode::SessionMoved)) => {
+                // ZooKeeper treats it as a connection-level error: no reply, the
+                // connection is torn down (ZOOKEEPER-710).
+                info!("the session moved to another server; closing this connection");
+                if self.session_conn.get(&session) == Some(&conn) {
+                    self.session_conn.remove(&session);
+                }
+                self.close_conn(conn);
+            }
             AfterApply::Reply => {
                 let (err, body) = reply_for(result);
                 self.send_reply(conn, cxid, zxid, err, &body);
