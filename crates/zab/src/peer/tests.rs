@@ -67,7 +67,8 @@ impl Net {
             self.synced.entry(id).or_default().extend(&ready.synced);
             for to in ready.snapshot_requests {
                 let zxid = peer.applied_zxid();
-                peer.snapshot_ready(to, zxid, self.snapshot.clone()).unwrap();
+                peer.snapshot_ready(to, zxid, self.snapshot.clone())
+                    .unwrap();
             }
             for (to, m) in ready.messages {
                 self.queue.push_back((id, to, m));
