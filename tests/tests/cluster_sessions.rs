@@ -20,7 +20,12 @@ fn a_moved_session_keeps_its_ephemeral_and_the_old_connection_is_refused() {
     }) else {
         return;
     };
-    assert!(c.wait_settled(CLUSTER_WAIT), "{:?}\n{}", c.modes(), c.logs());
+    assert!(
+        c.wait_settled(CLUSTER_WAIT),
+        "{:?}\n{}",
+        c.modes(),
+        c.logs()
+    );
     // Two followers, so neither connection is on the leader's own client port.
     let leader = c.leader().expect("a leader");
     let followers: Vec<usize> = c.voters().into_iter().filter(|&n| n != leader).collect();
