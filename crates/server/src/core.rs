@@ -216,6 +216,9 @@ pub(crate) struct Core {
     /// Leader: which server each session's client is connected to (ZooKeeper's
     /// session owner); a write arriving through another server gets SessionMoved.
     owners: BTreeMap<SessionId, u64>,
+    /// Learner: reconnects of sessions this server has not seen yet, waiting for a
+    /// sync with the leader (the session may be committed but not yet applied here).
+    revalidating: BTreeMap<u64, (ConnId, SocketAddr, ConnectRequest, OutQueue)>,
     txns_since_snapshot: u64,
     /// The snapshot being serialized and saved off this thread; at most one at a time.
     snapshot_task: Option<SnapshotTask>,
@@ -306,6 +309,7 @@ impl Core {
             next_sync_token: 1,
             sync_sessions: BTreeMap::new(),
             owners: BTreeMap::new(),
+            revalidating: BTreeMap::new(),
             txns_since_snapshot: 0,
             snapshot_task: None,
             started: Instant::now(),
@@ -350,7 +354,7 @@ impl Core {
                 peer,
                 req,
                 out,
-            } => self.connect(conn, peer, req, out),
+            } => self.connect(conn, peer, req, out, false),
             CoreCmd::Request { conn, req } => self.request(conn, req)?,
             CoreCmd::Disconnected { conn } => self.disconnected(conn),
             CoreCmd::Tick => self.tick()?,
@@ -447,6 +451,9 @@ impl Core {
                 self.waiting.clear();
                 self.sync_sessions.clear();
                 self.owners.clear();
+                for (_, (_, _, _, out)) in std::mem::take(&mut self.revalidating) {
+                    out.close();
+                }
                 self.pending = PendingChanges::new();
             }
             RoleChange::Serving {
@@ -821,6 +828,10 @@ impl Core {
     }
 
     fn sync_done(&mut self, token: u64) {
+        if let Some((conn, peer, req, out)) = self.revalidating.remove(&token) {
+            self.connect(conn, peer, req, out, true);
+            return;
+        }
         let Some(session) = self.sync_sessions.remove(&token) else {
             return;
         };
@@ -846,7 +857,15 @@ impl Core {
         )
     }
 
-    fn connect(&mut self, conn: ConnId, peer: SocketAddr, req: ConnectRequest, out: OutQueue) {
+    /// `revalidated`: a learner already synced with the leader for this handshake.
+    fn connect(
+        &mut self,
+        conn: ConnId,
+        peer: SocketAddr,
+        req: ConnectRequest,
+        out: OutQueue,
+        revalidated: bool,
+    ) {
         let span = info_span!("connect", %peer, session = format!("{:#x}", req.session_id));
         let _g = span.enter();
         let timeout = self.negotiate_timeout(req.timeout_ms);
@@ -914,6 +933,19 @@ impl Core {
             return;
         }
         let session = req.session_id;
+        if !revalidated
+            && self.peer.role() != Role::Leading
+            && !self.tree.sessions().contains_key(&session)
+        {
+            // Created through another server moments ago? Catch up with the leader
+            // before answering (ZooKeeper's learners revalidate with the leader).
+            let token = self.next_sync_token;
+            self.next_sync_token += 1;
+            if self.peer.sync(token).is_ok() {
+                self.revalidating.insert(token, (conn, peer, req, c.out));
+                return;
+            }
+        }
         let valid = self.tree.sessions().contains_key(&session)
             && !self.sessions.is_closing(session)
             && req.passwd == session_password(session);
@@ -948,6 +980,7 @@ impl Core {
     }
 
     fn disconnected(&mut self, conn: ConnId) {
+        self.revalidating.retain(|_, (c, ..)| *c != conn);
         if let Some(c) = self.conns.remove(&conn) {
             self.watches.remove_watcher(conn);
             if let Some(s) = c.session {
