@@ -1908,6 +1908,7 @@ mod tests {
                 quorum: rookery_zab::quorum::QuorumMaj::new([ServerId(1)], [], 0).unwrap(),
                 timeouts: Default::default(),
                 bugs: Default::default(),
+                roll_epoch_at_counter: rookery_zab::peer::DEFAULT_ROLL_EPOCH_AT_COUNTER,
             },
             standalone: true,
             touch_interval_ms: 1000,

@@ -72,6 +72,16 @@ pub enum Message {
         commit_zxid: Zxid,
     },
 
+    // Epoch roll (not in ZooKeeper, which holds an election when the counter runs
+    // out): an established leader moves to `epoch` once a quorum has persisted it.
+    /// Accept `epoch` from the same leader, with the history already shared.
+    NewEpoch {
+        epoch: Epoch,
+    },
+    AckNewEpoch {
+        epoch: Epoch,
+    },
+
     // Broadcast.
     /// `prev_zxid` is the entry before it in the leader's log: a learner appends only
     /// onto that entry, so a lost or reordered packet is a detected gap, never a hole.
@@ -129,6 +139,8 @@ impl Message {
             Message::NewLeader { .. } => "newleader",
             Message::AckNewLeader { .. } => "acknewleader",
             Message::UpToDate { .. } => "uptodate",
+            Message::NewEpoch { .. } => "newepoch",
+            Message::AckNewEpoch { .. } => "acknewepoch",
             Message::Proposal { .. } => "proposal",
             Message::Ack { .. } => "ack",
             Message::Commit { .. } => "commit",

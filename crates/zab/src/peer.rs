@@ -22,7 +22,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::election::{Decision, Election, ElectionTimeouts, ServerState};
-use crate::message::{Message, epoch_of, make_zxid};
+use crate::message::{Message, counter_of, epoch_of, make_zxid};
 use crate::quorum::{QuorumMaj, ServerId};
 use crate::storage::{LogEntry, MetaStore, Snapshot, SnapshotStore, StorageError, TxnLog};
 use crate::{Epoch, Zxid};
@@ -75,7 +75,13 @@ pub struct PeerConfig {
     pub quorum: QuorumMaj,
     pub timeouts: PeerTimeouts,
     pub bugs: InjectedBugs,
+    /// The leader starts moving to a new epoch when its zxid counter reaches this, so
+    /// the counter never runs out under clients (see [`Message::NewEpoch`]).
+    pub roll_epoch_at_counter: u32,
 }
+
+/// Leaves 2^28 proposals for the roll to complete.
+pub const DEFAULT_ROLL_EPOCH_AT_COUNTER: u32 = 0xF000_0000;
 
 /// The role as operators see it (`Mode:` in `srvr`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -199,6 +205,8 @@ struct LeaderState {
     self_acked: Zxid,
     /// Waiting syncs: answered once commit reaches the zxid.
     syncs: Vec<(Zxid, Option<ServerId>, u64)>,
+    /// An epoch roll in progress: the epoch and the voters that persisted it.
+    rolling: Option<(Epoch, BTreeSet<ServerId>)>,
     started_tick: u64,
 }
 
@@ -228,6 +236,8 @@ struct LearnerState {
     acked: Zxid,
     /// A SNAP being received: its zxid, total size and the bytes so far.
     snap: Option<(Zxid, u64, Vec<u8>)>,
+    /// ACKs are for this leader's proposals: those after its first epoch began.
+    ack_floor: Zxid,
 }
 
 #[derive(Debug)]
@@ -464,6 +474,9 @@ impl<S: PeerStorage> Peer<S> {
         } else {
             make_zxid(epoch, 1)
         };
+        if counter_of(zxid) >= self.cfg.roll_epoch_at_counter {
+            self.start_epoch_roll()?;
+        }
         let payload = build(zxid);
         let prev_zxid = self.last_zxid;
         self.append(zxid, &payload)?;
@@ -493,6 +506,56 @@ impl<S: PeerStorage> Peer<S> {
             self.advance_commit(zxid);
         }
         Ok(zxid)
+    }
+
+    /// Leader: asks the learners to persist the next epoch; once a quorum has, new
+    /// proposals use it ([`Peer::finish_epoch_roll`]). Proposals go on meanwhile.
+    fn start_epoch_roll(&mut self) -> Result<(), StorageError> {
+        let next = self.accepted_epoch.max(self.current_epoch) + 1;
+        let self_id = self.cfg.self_id;
+        let Some(l) = self.leader_state() else {
+            return Ok(());
+        };
+        if l.rolling.is_some() {
+            return Ok(());
+        }
+        self.storage.set_accepted_epoch(next)?;
+        self.accepted_epoch = next;
+        let Some(l) = self.leader_state() else {
+            return Ok(());
+        };
+        l.rolling = Some((next, BTreeSet::from([self_id])));
+        let to: Vec<ServerId> = l
+            .learners
+            .values()
+            .filter(|v| v.phase >= LearnerPhase::Synced)
+            .map(|v| v.id)
+            .collect();
+        for id in to {
+            self.send(id, Message::NewEpoch { epoch: next });
+        }
+        Ok(())
+    }
+
+    /// A quorum persisted the rolled epoch: it becomes this leader's epoch.
+    fn finish_epoch_roll(&mut self) -> Result<(), StorageError> {
+        let quorum = self.cfg.quorum.clone();
+        let Some(l) = self.leader_state() else {
+            return Ok(());
+        };
+        let Some((epoch, acks)) = &l.rolling else {
+            return Ok(());
+        };
+        if !quorum.contains_quorum(acks.iter()) {
+            return Ok(());
+        }
+        let epoch = *epoch;
+        l.rolling = None;
+        l.new_epoch = Some(epoch);
+        self.storage.set_current_epoch(epoch)?;
+        self.current_epoch = epoch;
+        self.election.update_election_vote(epoch);
+        Ok(())
     }
 
     /// Learner: sends a payload (a write or session touches) to the leader.
@@ -612,6 +675,7 @@ impl<S: PeerStorage> Peer<S> {
                     learners: BTreeMap::new(),
                     self_acked: self.last_zxid,
                     syncs: Vec::new(),
+                    rolling: None,
                     started_tick: self.ticks,
                 };
                 l.epoch_acks.insert(self.cfg.self_id);
@@ -630,6 +694,7 @@ impl<S: PeerStorage> Peer<S> {
                     started_tick: self.ticks,
                     acked: 0,
                     snap: None,
+                    ack_floor: Zxid::MAX,
                 });
                 self.send_follower_info();
             }
@@ -827,6 +892,10 @@ impl<S: PeerStorage> Peer<S> {
                     }
                     established = l.established;
                 }
+                if let Some(rolling) = self.leader_state().and_then(|l| l.rolling.as_ref()) {
+                    let epoch = rolling.0;
+                    self.send(from, Message::NewEpoch { epoch });
+                }
                 if established {
                     self.send_up_to_date(from);
                 } else {
@@ -844,6 +913,21 @@ impl<S: PeerStorage> Peer<S> {
                     }
                 }
                 self.try_commit();
+            }
+            Message::AckNewEpoch { epoch } => {
+                let Some(l) = self.leader_state() else {
+                    return Ok(());
+                };
+                let synced_voter = l
+                    .learners
+                    .get(&from)
+                    .is_some_and(|v| !v.observer && v.phase >= LearnerPhase::Synced);
+                if let Some((rolling, acks)) = &mut l.rolling {
+                    if *rolling == epoch && synced_voter {
+                        acks.insert(from);
+                    }
+                }
+                self.finish_epoch_roll()?;
             }
             Message::Ping { .. } => {}
             Message::Request { payload } => {
@@ -1149,7 +1233,6 @@ impl<S: PeerStorage> Peer<S> {
     fn try_commit(&mut self) {
         let quorum = self.cfg.quorum.clone();
         let self_id = self.cfg.self_id;
-        let epoch_start = make_zxid(self.current_epoch, 0);
         let Some(l) = self.leader_state() else {
             return;
         };
@@ -1168,7 +1251,8 @@ impl<S: PeerStorage> Peer<S> {
         candidates.dedup();
         let mut new_commit = None;
         for c in candidates {
-            if c <= epoch_start {
+            // Everything up to the establishment point was committed by it.
+            if c <= self.commit_zxid {
                 break;
             }
             if quorum.contains_quorum(acks.iter().filter(|(_, z)| *z >= c).map(|(id, _)| id)) {
@@ -1390,6 +1474,7 @@ impl<S: PeerStorage> Peer<S> {
                 let (current_epoch, last_zxid) = (self.current_epoch, self.last_zxid);
                 if let Some(l) = self.learner_state() {
                     l.epoch = Some(new_epoch);
+                    l.ack_floor = make_zxid(new_epoch, 0);
                     l.stage = LearnerStage::AwaitingBase;
                 }
                 self.send(
@@ -1533,6 +1618,33 @@ impl<S: PeerStorage> Peer<S> {
                 });
                 self.send_ack();
             }
+            Message::NewEpoch { epoch }
+                if matches!(
+                    stage,
+                    LearnerStage::AwaitingUpToDate | LearnerStage::Serving
+                ) =>
+            {
+                if epoch < self.accepted_epoch {
+                    self.go_looking("NEWEPOCH older than our acceptedEpoch");
+                    return Ok(());
+                }
+                if epoch > self.accepted_epoch {
+                    self.storage.set_accepted_epoch(epoch)?;
+                    self.accepted_epoch = epoch;
+                }
+                if epoch > self.current_epoch {
+                    self.storage.set_current_epoch(epoch)?;
+                    self.current_epoch = epoch;
+                    self.election.update_election_vote(epoch);
+                }
+                let Some(l) = self.learner_state() else {
+                    return Ok(());
+                };
+                l.epoch = Some(epoch);
+                if !l.observer {
+                    self.send(leader, Message::AckNewEpoch { epoch });
+                }
+            }
             Message::Commit { zxid } if stage == LearnerStage::Serving => {
                 self.advance_commit(zxid);
             }
@@ -1653,7 +1765,7 @@ impl<S: PeerStorage> Peer<S> {
                 LearnerStage::AwaitingUpToDate | LearnerStage::Serving
             )
             || l.epoch != Some(epoch)
-            || epoch_of(last) != epoch
+            || last <= l.ack_floor
             || last <= l.acked
         {
             return;

@@ -180,6 +180,8 @@ fn to_proto(msg: Message) -> pb::PeerMessage {
         }
         Message::AckNewLeader { epoch } => Body::AckNewLeader(pb::AckNewLeader { epoch }),
         Message::UpToDate { commit_zxid } => Body::UpToDate(pb::UpToDate { commit_zxid }),
+        Message::NewEpoch { epoch } => Body::NewEpoch(pb::NewEpoch { epoch }),
+        Message::AckNewEpoch { epoch } => Body::AckNewEpoch(pb::AckNewEpoch { epoch }),
         Message::Proposal {
             zxid,
             prev_zxid,
@@ -250,6 +252,8 @@ fn from_proto(msg: pb::PeerMessage) -> Result<Message, CodecError> {
         Body::UpToDate(m) => Message::UpToDate {
             commit_zxid: m.commit_zxid,
         },
+        Body::NewEpoch(m) => Message::NewEpoch { epoch: m.epoch },
+        Body::AckNewEpoch(m) => Message::AckNewEpoch { epoch: m.epoch },
         Body::Proposal(m) => Message::Proposal {
             zxid: m.zxid,
             prev_zxid: m.prev_zxid,
@@ -340,6 +344,8 @@ mod tests {
                 .prop_map(|(epoch, last_zxid)| Message::NewLeader { epoch, last_zxid }),
             any::<i64>().prop_map(|epoch| Message::AckNewLeader { epoch }),
             any::<i64>().prop_map(|z| Message::UpToDate { commit_zxid: z }),
+            any::<i64>().prop_map(|epoch| Message::NewEpoch { epoch }),
+            any::<i64>().prop_map(|epoch| Message::AckNewEpoch { epoch }),
             (any::<i64>(), any::<i64>(), any_bytes()).prop_map(|(zxid, prev_zxid, payload)| {
                 Message::Proposal {
                     zxid,

@@ -28,6 +28,7 @@ fn cfg(id: u64, voters: &[u64], observers: &[u64]) -> PeerConfig {
         .unwrap(),
         timeouts: PeerTimeouts::default(),
         bugs: InjectedBugs::default(),
+        roll_epoch_at_counter: DEFAULT_ROLL_EPOCH_AT_COUNTER,
     }
 }
 
@@ -229,4 +230,44 @@ fn a_wiped_learner_gets_a_chunked_snap() {
     let second = net.propose(2);
     net.run(3);
     assert_eq!(net.applied[&ServerId(1)], vec![second]);
+}
+
+#[test]
+fn the_leader_rolls_to_a_new_epoch_before_its_counter_runs_out() {
+    let mut net = Net::new(&[1, 2, 3], &[4]);
+    for p in net.peers.values_mut() {
+        p.cfg.roll_epoch_at_counter = 3;
+    }
+    net.run(10);
+    let leader = net.leader().unwrap();
+    let mut zxids = Vec::new();
+    for i in 0..10 {
+        zxids.push(net.propose(i));
+        net.run(1);
+    }
+    net.run(3);
+    // The same leader, never out of service, now in a later epoch.
+    assert_eq!(net.leader(), Some(leader));
+    assert!(net.peers.values().all(|p| p.is_serving()));
+    let epochs: Vec<i64> = zxids.iter().map(|z| epoch_of(*z)).collect();
+    // Three proposals per epoch at this threshold: 1, 1, 1, 2, 2, 2, 3, ...
+    assert_eq!(
+        epochs,
+        vec![1, 1, 1, 2, 2, 2, 3, 3, 3, 4],
+        "zxids {zxids:x?}"
+    );
+    assert!(zxids.windows(2).all(|w| w[0] < w[1]));
+    for id in 1..=4 {
+        assert_eq!(net.applied[&ServerId(id)], zxids, "server {id}");
+        assert_eq!(net.peers[&ServerId(id)].current_epoch(), 4, "server {id}");
+    }
+    // A restarted follower still syncs with the rolled leader.
+    let follower = ServerId(if leader == ServerId(1) { 2 } else { 1 });
+    net.down.insert(follower);
+    net.run(20);
+    let z = net.propose(99);
+    net.down.remove(&follower);
+    net.run(40);
+    assert!(net.peers[&follower].is_serving());
+    assert_eq!(net.applied[&follower].last(), Some(&z));
 }
