@@ -534,7 +534,8 @@ impl<S: PeerStorage> Peer<S> {
         for id in to {
             self.send(id, Message::NewEpoch { epoch: next });
         }
-        Ok(())
+        // A leader that is a quorum alone (one voter) has persisted it already.
+        self.finish_epoch_roll()
     }
 
     /// A quorum persisted the rolled epoch: it becomes this leader's epoch.
