@@ -12,6 +12,7 @@ const PURE: &[&str] = &[
     "rookery-wire",
     "rookery-tree",
     "rookery-zab",
+    "rookery-sim",
     "rookery-check",
 ];
 /// Runtime, I/O and binary-only crates the pure crates must never reach, directly or not.
