@@ -2,6 +2,7 @@
 
 mod cluster;
 mod golden;
+mod sim;
 mod tidy;
 
 use std::path::{Path, PathBuf};
@@ -29,6 +30,9 @@ enum Cmd {
         #[command(subcommand)]
         cmd: cluster::ClusterCmd,
     },
+    /// Run seeds of the deterministic cluster simulator (release build), e.g.
+    /// `--seeds 2000`, or replay one with `--seed S`.
+    Sim(sim::SimArgs),
     /// Golden wire vectors from Apache ZooKeeper 3.8 (`golden record`, `golden handbuilt`).
     Golden {
         #[command(subcommand)]
@@ -46,6 +50,7 @@ fn main() -> Result<()> {
         }
         Cmd::Golden { cmd } => golden::run(&project_root(), cmd),
         Cmd::Cluster { cmd } => cluster::run(&project_root(), cmd),
+        Cmd::Sim(args) => sim::run(&args),
     }
 }
 
@@ -99,6 +104,18 @@ fn ci() -> Result<()> {
     )?;
     report_tidy(&tidy::check(&project_root())?)?;
     run("test", cargo().args(["test", "--workspace", "--locked"]))?;
+    // The simulator must still catch the core's known bugs (they compile only here).
+    run(
+        "simulator bug injection",
+        cargo().args([
+            "test",
+            "-p",
+            "rookery-sim",
+            "--features",
+            "inject-bugs",
+            "--locked",
+        ]),
+    )?;
     // The same client scenarios against Apache ZooKeeper: this is what proves the tests.
     if Path::new("/usr/share/java/zookeeper.jar").is_file() {
         run(
