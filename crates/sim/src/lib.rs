@@ -33,10 +33,12 @@
 //! - a snapshot ahead of the synced log, then a crash, leaves a log hole that DIFF and
 //!   TRUNC do not see ([`Strict::unsynced_snapshots`]).
 //!
-//! Two more show up in default runs, rarely: an observer INFORMed from a log that was
-//! purged past its sync point applies a gap (`tests/seeds.rs` lists the seeds), and a
-//! server whose acceptedEpoch is ahead of an established leader's epoch cannot join it
-//! until the leader changes (as in ZooKeeper).
+//! Others show up in default runs, rarely; `tests/seeds.rs` (`KNOWN_BUGS`) keeps one
+//! seed for each: an observer INFORMed from a log purged past its sync point applies
+//! a gap; a stale duplicate TRUNC cuts entries the learner had ACKed; in an epoch roll
+//! a follower that missed NEWEPOCH ACKs the new epoch's proposals, and a lost ACK of
+//! NEWEPOCH stalls the roll. A server whose acceptedEpoch is ahead of an established
+//! leader's epoch cannot join it until the leader changes (as in ZooKeeper).
 
 // Bytes from the simulated disk are never unwrapped (ARCHITECTURE.md); tests may.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]

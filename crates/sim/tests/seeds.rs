@@ -21,6 +21,19 @@ const KNOWN_BUGS: &[(u64, &str, &str)] = &[
          naming the wrong previous zxid",
     ),
     (
+        10435,
+        "PrimaryIntegrity",
+        "a follower that missed NEWEPOCH still ACKs the new epoch's proposals while its \
+         currentEpoch stays old; a later leader with a newer currentEpoch but a shorter \
+         log TRUNCs it, and acknowledged writes are lost",
+    ),
+    (
+        12706,
+        "PrimaryIntegrity",
+        "a stale duplicate TRUNC from an earlier handshake with the same leader and epoch \
+         is taken in AwaitingBase and cuts entries the learner had already ACKed",
+    ),
+    (
         4363,
         "Convergence",
         "an epoch roll whose AckNewEpoch is lost never completes, and followers already \
