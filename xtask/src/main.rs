@@ -2,6 +2,7 @@
 
 mod cluster;
 mod golden;
+mod image;
 mod sim;
 mod tidy;
 
@@ -33,6 +34,9 @@ enum Cmd {
     /// Run seeds of the deterministic cluster simulator (release build), e.g.
     /// `--seeds 2000`, or replay one with `--seed S`.
     Sim(sim::SimArgs),
+    /// Build the container image rookery:dev FROM scratch, without a registry
+    /// (needs docker and Debian's busybox-static).
+    Image(image::ImageArgs),
     /// Golden wire vectors from Apache ZooKeeper 3.8 (`golden record`, `golden handbuilt`).
     Golden {
         #[command(subcommand)]
@@ -51,6 +55,7 @@ fn main() -> Result<()> {
         Cmd::Golden { cmd } => golden::run(&project_root(), cmd),
         Cmd::Cluster { cmd } => cluster::run(&project_root(), cmd),
         Cmd::Sim(args) => sim::run(&args),
+        Cmd::Image(args) => image::run(&project_root(), &args),
     }
 }
 
