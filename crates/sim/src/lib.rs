@@ -23,22 +23,12 @@
 //! some seeds reordered freely; the core's documented model is that any of these is
 //! detected. Links are FIFO otherwise, and in the heal phase always.
 //!
-//! # Known gaps of the core
+//! # Bugs it found
 //!
-//! Found by this simulator and not fixed yet; each has a switch in [`Strict`] (off by
-//! default) so it can be reproduced on purpose:
-//! - sync answered while behind ([`Strict::sync`]),
-//! - a proposal whose PROPOSAL or ACK was lost at the tail of the stream stays
-//!   uncommitted until the next write ([`Strict::stalls`]),
-//! - a snapshot ahead of the synced log, then a crash, leaves a log hole that DIFF and
-//!   TRUNC do not see ([`Strict::unsynced_snapshots`]).
-//!
-//! Others show up in default runs, rarely; `tests/seeds.rs` (`KNOWN_BUGS`) keeps one
-//! seed for each: an observer INFORMed from a log purged past its sync point applies
-//! a gap; a stale duplicate TRUNC cuts entries the learner had ACKed; in an epoch roll
-//! a follower that missed NEWEPOCH ACKs the new epoch's proposals, and a lost ACK of
-//! NEWEPOCH stalls the roll. A server whose acceptedEpoch is ahead of an established
-//! leader's epoch cannot join it until the leader changes (as in ZooKeeper).
+//! Every core bug this simulator found is fixed; `tests/seeds.rs` (`FIXED_BUGS`) keeps
+//! a seed for each, which must keep passing. [`Strict`] turns on checks that are off
+//! by default (a sync answered while behind, a stalled uncommitted tail, snapshots
+//! ahead of the synced log); they pass too (`cargo xtask sim --strict`).
 
 // Bytes from the simulated disk are never unwrapped (ARCHITECTURE.md); tests may.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]

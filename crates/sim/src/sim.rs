@@ -321,6 +321,9 @@ struct Host {
     tick_ms: u64,
     /// Proposals of this leadership: zxid -> payload fingerprint, acked when applied.
     proposals: BTreeMap<Zxid, u64>,
+    /// Proposals the core numbered but holds back (during an epoch roll): they count
+    /// as proposed once the leader logs them, and are void if it stops leading first.
+    held: BTreeMap<Zxid, u64>,
     /// Sessions this leader proposed a CreateSession for, not yet applied.
     sessions_proposed: BTreeSet<SessionId>,
     /// The epoch this server was last established leader in (by discovery; an epoch
@@ -469,6 +472,7 @@ impl Sim {
                     flush_scheduled: false,
                     tick_ms,
                     proposals: BTreeMap::new(),
+                    held: BTreeMap::new(),
                     sessions_proposed: BTreeSet::new(),
                     established_epoch: None,
                 },
@@ -789,6 +793,23 @@ impl Sim {
             return Ok(());
         };
         if let Some(p) = &h.peer {
+            if p.role() != rookery_zab::peer::Role::Leading {
+                h.held.clear();
+            }
+            let logged: Vec<(Zxid, u64)> = h
+                .held
+                .range(..=p.last_zxid())
+                .map(|(z, hash)| (*z, *hash))
+                .collect();
+            for (zxid, hash) in logged {
+                h.held.remove(&zxid);
+                self.checker.on_propose(id, zxid, hash)?;
+            }
+        }
+        let Some(h) = self.hosts.get_mut(&id) else {
+            return Ok(());
+        };
+        if let Some(p) = &h.peer {
             if p.needs_flush() && !h.flush_scheduled {
                 h.flush_scheduled = true;
                 let incarnation = h.incarnation;
@@ -824,6 +845,7 @@ impl Sim {
             match rc {
                 RoleChange::Looking => {
                     h.proposals.clear();
+                    h.held.clear();
                     h.established_epoch = None;
                     self.rec("looking", id.0, 0, 0, 0);
                 }
@@ -1114,7 +1136,11 @@ impl Sim {
         };
         h.proposals.insert(zxid, hash);
         self.stats.writes_proposed += 1;
-        self.checker.on_propose(id, zxid, hash)?;
+        if p.last_zxid() == zxid {
+            self.checker.on_propose(id, zxid, hash)?;
+        } else {
+            h.held.insert(zxid, hash);
+        }
         self.rec("propose", id.0, 0, zxid, 0);
         Ok(true)
     }
@@ -1268,6 +1294,7 @@ impl Sim {
         h.tree = DataTree::default();
         h.pending.clear();
         h.proposals.clear();
+        h.held.clear();
         h.sessions_proposed.clear();
         h.established_epoch = None;
         self.stats.crashes += 1;
@@ -1568,9 +1595,8 @@ fn msg_fields(m: &Message) -> (i64, i64, u64) {
             zxid, offset, data, ..
         } => (*zxid, *offset as i64, Fnv::of(data)),
         Message::NewLeader { epoch, last_zxid } => (*epoch, *last_zxid, 0),
-        Message::AckNewLeader { epoch }
-        | Message::NewEpoch { epoch }
-        | Message::AckNewEpoch { epoch } => (*epoch, 0, 0),
+        Message::AckNewLeader { epoch } | Message::AckNewEpoch { epoch } => (*epoch, 0, 0),
+        Message::NewEpoch { epoch, last_zxid } => (*epoch, *last_zxid, 0),
         Message::UpToDate { commit_zxid } => (*commit_zxid, 0, 0),
         Message::Proposal {
             zxid,
@@ -1582,8 +1608,10 @@ fn msg_fields(m: &Message) -> (i64, i64, u64) {
             prev_zxid,
             payload,
         } => (*zxid, *prev_zxid, Fnv::of(payload)),
-        Message::Ack { zxid } | Message::Commit { zxid } | Message::Ping { zxid } => (*zxid, 0, 0),
+        Message::Ack { zxid } | Message::Commit { zxid } => (*zxid, 0, 0),
+        Message::Ping { zxid, last_zxid } => (*zxid, *last_zxid, 0),
         Message::Request { payload } => (0, 0, Fnv::of(payload)),
-        Message::Sync { token } | Message::SyncReply { token } => (*token as i64, 0, 0),
+        Message::Sync { token } => (*token as i64, 0, 0),
+        Message::SyncReply { token, zxid } => (*token as i64, *zxid, 0),
     }
 }

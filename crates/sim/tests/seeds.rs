@@ -8,36 +8,55 @@ use rookery_sim::{SimOptions, run};
 /// Seeds a plain `cargo test` runs (debug build): a few seconds' worth.
 const CI_SEEDS: u64 = 300;
 
-/// Seeds that fail because of a known, reported bug in the core, with the invariant
-/// they break. Each must keep failing that way: once the bug is fixed the test says
-/// so, and the entry becomes a seed that must pass. (Seeds move when the simulator
-/// changes how it draws from its PRNG: then find the bug's new seeds with
-/// `cargo xtask sim --seeds 5000`.)
-const KNOWN_BUGS: &[(u64, &str, &str)] = &[
+/// Seeds that once failed because of a bug in the core, with the invariant they broke
+/// and the bug: each must keep passing. (Seeds move when the simulator changes how it
+/// draws from its PRNG; the bugs then need new seeds from `cargo xtask sim`.)
+const FIXED_BUGS: &[(u64, &str, &str)] = &[
     (
         1260,
         "PrefixConsistency",
-        "the leader INFORMs an observer from a log purged past the observer's sync point, \
-         naming the wrong previous zxid",
+        "the leader INFORMed an observer from a log purged past the observer's sync point, \
+         naming the wrong previous zxid (now: the observer syncs again)",
     ),
     (
         10435,
         "PrimaryIntegrity",
-        "a follower that missed NEWEPOCH still ACKs the new epoch's proposals while its \
-         currentEpoch stays old; a later leader with a newer currentEpoch but a shorter \
-         log TRUNCs it, and acknowledged writes are lost",
+        "a follower that missed NEWEPOCH ACKed the new epoch's proposals with an old \
+         currentEpoch (now: no ACK beyond the persisted epoch, NEWEPOCH repeated)",
     ),
     (
         12706,
         "PrimaryIntegrity",
-        "a stale duplicate TRUNC from an earlier handshake with the same leader and epoch \
-         is taken in AwaitingBase and cuts entries the learner had already ACKed",
+        "a stale duplicate TRUNC from an earlier handshake cut entries the learner had \
+         ACKed to the same leader (now ignored)",
     ),
     (
         4363,
         "Convergence",
-        "an epoch roll whose AckNewEpoch is lost never completes, and followers already \
-         vote with the new epoch, so servers that rejoin cannot settle on the leader",
+        "an epoch roll whose ACKNEWEPOCH was lost never completed (now repeated)",
+    ),
+    (
+        9538,
+        "PrimaryIntegrity",
+        "a follower took the rolled epoch as current without the old epoch's tail, then \
+         won an election over servers holding commits (now: NEWEPOCH names a fence)",
+    ),
+    (
+        16559,
+        "Convergence",
+        "a roll stalled behind a follower that lost the old epoch's tail (now it resyncs)",
+    ),
+    (
+        12608,
+        "Convergence",
+        "a server whose acceptedEpoch was ahead of the established leader's could never \
+         join it, as in ZooKeeper (now the leader rolls past that epoch)",
+    ),
+    (
+        2929,
+        "Convergence",
+        "two voters that missed each other's notifications never re-sent while a third \
+         kept repeating a losing vote (now re-sends keep their own clock)",
     ),
 ];
 
@@ -52,8 +71,7 @@ fn a_range_of_seeds_keeps_every_invariant_and_converges() {
         steps += report.steps;
         acked += report.stats.writes_acked;
         crashes += report.stats.crashes;
-        let known = KNOWN_BUGS.iter().any(|(s, _, _)| *s == seed);
-        if let Some(f) = report.failure.filter(|_| !known) {
+        if let Some(f) = report.failure {
             failures.push(f.to_string());
         }
     }
@@ -65,14 +83,12 @@ fn a_range_of_seeds_keeps_every_invariant_and_converges() {
 }
 
 #[test]
-fn known_bugs_still_reproduce() {
-    for (seed, invariant, bug) in KNOWN_BUGS {
+fn seeds_of_fixed_bugs_pass() {
+    for (seed, invariant, bug) in FIXED_BUGS {
         let failure = run(*seed, &SimOptions::default()).failure;
-        assert_eq!(
-            failure.as_ref().map(|f| f.invariant.name()),
-            Some(*invariant),
-            "seed {seed} no longer breaks {invariant} ({bug}): fixed? Then move it out of \
-             KNOWN_BUGS. Its run: {failure:?}"
+        assert!(
+            failure.is_none(),
+            "seed {seed} breaks {invariant} again ({bug}): {failure:?}"
         );
     }
 }

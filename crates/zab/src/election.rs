@@ -26,7 +26,8 @@
 //!   the voter ignores the answer (it comes from a non-voter) and answers back, and the
 //!   two ping-pong until one of them leaves the round.
 //! - Connection handling (`haveDelivered`, `connectAll`) belongs to the transport: a
-//!   notification timeout always re-sends.
+//!   notification timeout always re-sends, and it runs on its own clock rather than
+//!   restarting whenever a notification arrives.
 
 use std::collections::BTreeMap;
 
@@ -366,7 +367,9 @@ impl Election {
 
     /// The body of `lookForLeader`'s loop for one notification from a voter.
     fn process(&mut self, n: Notification, out: &mut Vec<Outgoing>) {
-        self.idle_ticks = 0;
+        // Unlike ZooKeeper's poll timeout, incoming notifications do not postpone our
+        // own re-send: a peer repeating a losing vote would otherwise keep two voters
+        // that lost each other's notifications from ever hearing from each other.
         if self.finalizing.is_some() {
             if total_order_predicate(&self.quorum, &n.vote(), &self.proposal) {
                 // A better vote ends finalizeWait; it is handled below as usual.

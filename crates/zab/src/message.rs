@@ -74,9 +74,11 @@ pub enum Message {
 
     // Epoch roll (not in ZooKeeper, which holds an election when the counter runs
     // out): an established leader moves to `epoch` once a quorum has persisted it.
-    /// Accept `epoch` from the same leader, with the history already shared.
+    /// Take `epoch` from the same leader once holding its history through
+    /// `last_zxid`, the old epoch's last proposal.
     NewEpoch {
         epoch: Epoch,
+        last_zxid: Zxid,
     },
     AckNewEpoch {
         epoch: Epoch,
@@ -106,10 +108,12 @@ pub enum Message {
     },
 
     // Liveness and learner requests.
-    /// Leader -> learner heartbeat with the commit point; the learner answers with its
-    /// last logged zxid in the same field.
+    /// Leader -> learner heartbeat: the commit point, and the last zxid sent to this
+    /// learner (one behind it lost the stream's tail and no later packet showed the
+    /// gap). The learner answers with its last logged zxid in both.
     Ping {
         zxid: Zxid,
+        last_zxid: Zxid,
     },
     /// REQUEST: a learner forwards a write (or a session touch) to the leader.
     Request {
@@ -120,8 +124,11 @@ pub enum Message {
     Sync {
         token: u64,
     },
+    /// `zxid`: the commit point that answers it; the learner answers its client once
+    /// it has applied that far (a lost COMMIT cannot make it answer early).
     SyncReply {
         token: u64,
+        zxid: Zxid,
     },
 }
 

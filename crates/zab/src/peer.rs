@@ -189,6 +189,8 @@ pub struct LearnerView {
     /// Observers: the last entry informed (or synced).
     informed: Zxid,
     last_heard_tick: u64,
+    /// The epoch it has persisted as current: NEWLEADER's, then each NEWEPOCH it acked.
+    epoch: Epoch,
 }
 
 #[derive(Debug)]
@@ -205,9 +207,23 @@ struct LeaderState {
     self_acked: Zxid,
     /// Waiting syncs: answered once commit reaches the zxid.
     syncs: Vec<(Zxid, Option<ServerId>, u64)>,
-    /// An epoch roll in progress: the epoch and the voters that persisted it.
-    rolling: Option<(Epoch, BTreeSet<ServerId>)>,
+    /// An epoch roll in progress.
+    rolling: Option<EpochRoll>,
+    /// The fence of the latest roll: a learner that joined during it is told again.
+    last_fence: Zxid,
     started_tick: u64,
+}
+
+/// The leader's move to `epoch` (see [`Peer::propose`]).
+#[derive(Debug)]
+struct EpochRoll {
+    epoch: Epoch,
+    /// The old epoch's last proposal: voters must hold it before taking the new epoch.
+    fence: Zxid,
+    /// Voters (the leader included) that persisted the new epoch.
+    acks: BTreeSet<ServerId>,
+    /// Proposals numbered in the new epoch, waiting for it.
+    held: Vec<(Zxid, Vec<u8>)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -272,6 +288,11 @@ pub struct Peer<S: PeerStorage> {
     ready: Ready,
     leader: Option<ServerId>,
     serving: bool,
+    /// The last ACK sent: to which leader, in which epoch, up to which zxid. Outlives
+    /// re-handshakes with the same leader, to recognise stale sync packets.
+    acked_to: Option<(ServerId, Epoch, Zxid)>,
+    /// Learner: answered syncs waiting until what answered them is applied.
+    learner_syncs: Vec<(Zxid, u64)>,
 }
 
 impl<S: PeerStorage> Peer<S> {
@@ -311,6 +332,8 @@ impl<S: PeerStorage> Peer<S> {
             ready: Ready::default(),
             leader: None,
             serving: false,
+            acked_to: None,
+            learner_syncs: Vec::new(),
         };
         let out = peer.election.start();
         peer.send_notifications(out);
@@ -396,6 +419,12 @@ impl<S: PeerStorage> Peer<S> {
     /// in bounded batches).
     pub fn take_ready(&mut self) -> Result<Ready, StorageError> {
         self.collect_committed()?;
+        let applied = self.applied_zxid;
+        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.learner_syncs)
+            .into_iter()
+            .partition(|(z, _)| *z <= applied);
+        self.learner_syncs = waiting;
+        self.ready.synced.extend(done.into_iter().map(|(_, t)| t));
         Ok(std::mem::take(&mut self.ready))
     }
 
@@ -438,10 +467,15 @@ impl<S: PeerStorage> Peer<S> {
             self.storage.sync()?;
             self.unsynced = false;
         }
+        self.acknowledge_durable()
+    }
+
+    /// After a sync (by [`Peer::flush`] or one the protocol needed): ACK what is durable.
+    fn acknowledge_durable(&mut self) -> Result<(), StorageError> {
         match &mut self.state {
             State::Leading(l) => {
                 l.self_acked = self.last_zxid;
-                self.try_commit();
+                self.try_commit()?;
             }
             State::Learning(_) => self.send_ack(),
             State::Looking => {}
@@ -457,16 +491,25 @@ impl<S: PeerStorage> Peer<S> {
     /// Leader: appends a Txn built for the next zxid and sends it to the voters. It is
     /// committed once a quorum, this server included (after [`Peer::flush`]), has it.
     pub fn propose(&mut self, build: impl FnOnce(Zxid) -> Vec<u8>) -> Result<Zxid, ProposeError> {
-        let State::Leading(l) = &self.state else {
+        let State::Leading(l) = &mut self.state else {
             return Err(ProposeError::NotServing(NotServing::NotLeader));
         };
         if !l.established {
             return Err(ProposeError::NotServing(NotServing::NotServing));
         }
+        if let Some(roll) = &mut l.rolling {
+            // Behind the fence: numbered in the new epoch, logged once a quorum has it.
+            let zxid = roll
+                .held
+                .last()
+                .map_or(make_zxid(roll.epoch, 1), |(z, _)| z + 1);
+            roll.held.push((zxid, build(zxid)));
+            return Ok(zxid);
+        }
         let epoch = self.current_epoch;
         let zxid = if epoch_of(self.last_zxid) == epoch {
             if self.last_zxid & 0xffff_ffff == 0xffff_ffff {
-                // ZooKeeper forces an election when the counter runs out.
+                // Only if a roll could not finish: ZooKeeper's answer, an election.
                 self.go_looking("zxid counter exhausted; a new epoch is needed");
                 return Err(ProposeError::NotServing(NotServing::NotServing));
             }
@@ -474,30 +517,8 @@ impl<S: PeerStorage> Peer<S> {
         } else {
             make_zxid(epoch, 1)
         };
-        if counter_of(zxid) >= self.cfg.roll_epoch_at_counter {
-            self.start_epoch_roll()?;
-        }
         let payload = build(zxid);
-        let prev_zxid = self.last_zxid;
-        self.append(zxid, &payload)?;
-        if let State::Leading(l) = &self.state {
-            let to: Vec<ServerId> = l
-                .learners
-                .values()
-                .filter(|v| !v.observer && v.phase >= LearnerPhase::Syncing)
-                .map(|v| v.id)
-                .collect();
-            for id in to {
-                self.send(
-                    id,
-                    Message::Proposal {
-                        zxid,
-                        prev_zxid,
-                        payload: payload.clone(),
-                    },
-                );
-            }
-        }
+        self.append_and_broadcast(zxid, payload)?;
         #[cfg(feature = "inject-bugs")]
         if self.cfg.bugs.commit_without_quorum {
             if let State::Leading(l) = &mut self.state {
@@ -505,13 +526,47 @@ impl<S: PeerStorage> Peer<S> {
             }
             self.advance_commit(zxid);
         }
+        if counter_of(zxid) >= self.cfg.roll_epoch_at_counter {
+            self.start_epoch_roll(0)?;
+        }
         Ok(zxid)
     }
 
-    /// Leader: asks the learners to persist the next epoch; once a quorum has, new
-    /// proposals use it ([`Peer::finish_epoch_roll`]). Proposals go on meanwhile.
-    fn start_epoch_roll(&mut self) -> Result<(), StorageError> {
-        let next = self.accepted_epoch.max(self.current_epoch) + 1;
+    /// Leader: logs a proposal and sends it to every voter being synced or in sync.
+    fn append_and_broadcast(&mut self, zxid: Zxid, payload: Vec<u8>) -> Result<(), StorageError> {
+        let prev_zxid = self.last_zxid;
+        self.append(zxid, &payload)?;
+        let Some(l) = self.leader_state() else {
+            return Ok(());
+        };
+        let to: Vec<ServerId> = l
+            .learners
+            .values()
+            .filter(|v| !v.observer && v.phase >= LearnerPhase::Syncing)
+            .map(|v| v.id)
+            .collect();
+        for id in to {
+            self.send(
+                id,
+                Message::Proposal {
+                    zxid,
+                    prev_zxid,
+                    payload: payload.clone(),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Leader: fences the current epoch at its last proposal and asks the learners to
+    /// take the next one once they hold everything up to the fence. Like NEWLEADER
+    /// without a sync: a voter that makes the new epoch its currentEpoch must have the
+    /// whole old one, or an election could prefer it over a server holding commits.
+    /// Proposals meanwhile are numbered in the new epoch and held back.
+    /// `at_least`: an epoch some server has accepted, which the new one must exceed.
+    fn start_epoch_roll(&mut self, at_least: Epoch) -> Result<(), StorageError> {
+        let next = self.accepted_epoch.max(self.current_epoch).max(at_least) + 1;
+        let fence = self.last_zxid;
         let self_id = self.cfg.self_id;
         let Some(l) = self.leader_state() else {
             return Ok(());
@@ -524,7 +579,13 @@ impl<S: PeerStorage> Peer<S> {
         let Some(l) = self.leader_state() else {
             return Ok(());
         };
-        l.rolling = Some((next, BTreeSet::from([self_id])));
+        l.rolling = Some(EpochRoll {
+            epoch: next,
+            fence,
+            acks: BTreeSet::from([self_id]),
+            held: Vec::new(),
+        });
+        l.last_fence = fence;
         let to: Vec<ServerId> = l
             .learners
             .values()
@@ -532,30 +593,47 @@ impl<S: PeerStorage> Peer<S> {
             .map(|v| v.id)
             .collect();
         for id in to {
-            self.send(id, Message::NewEpoch { epoch: next });
+            self.send(
+                id,
+                Message::NewEpoch {
+                    epoch: next,
+                    last_zxid: fence,
+                },
+            );
         }
         // A leader that is a quorum alone (one voter) has persisted it already.
         self.finish_epoch_roll()
     }
 
-    /// A quorum persisted the rolled epoch: it becomes this leader's epoch.
+    /// A quorum holds the fenced history and persisted the new epoch: it becomes this
+    /// leader's epoch, and the proposals held back go out.
     fn finish_epoch_roll(&mut self) -> Result<(), StorageError> {
         let quorum = self.cfg.quorum.clone();
         let Some(l) = self.leader_state() else {
             return Ok(());
         };
-        let Some((epoch, acks)) = &l.rolling else {
+        let Some(roll) = &l.rolling else {
             return Ok(());
         };
-        if !quorum.contains_quorum(acks.iter()) {
+        if !quorum.contains_quorum(roll.acks.iter()) {
             return Ok(());
         }
-        let epoch = *epoch;
-        l.rolling = None;
-        l.new_epoch = Some(epoch);
-        self.storage.set_current_epoch(epoch)?;
-        self.current_epoch = epoch;
-        self.election.update_election_vote(epoch);
+        let Some(roll) = l.rolling.take() else {
+            return Ok(());
+        };
+        l.new_epoch = Some(roll.epoch);
+        // Our own history up to the fence is durable before we claim the epoch.
+        if self.unsynced {
+            self.storage.sync()?;
+            self.unsynced = false;
+        }
+        self.storage.set_current_epoch(roll.epoch)?;
+        self.current_epoch = roll.epoch;
+        self.election.update_election_vote(roll.epoch);
+        self.acknowledge_durable()?;
+        for (zxid, payload) in roll.held {
+            self.append_and_broadcast(zxid, payload)?;
+        }
         Ok(())
     }
 
@@ -677,6 +755,7 @@ impl<S: PeerStorage> Peer<S> {
                     self_acked: self.last_zxid,
                     syncs: Vec::new(),
                     rolling: None,
+                    last_fence: 0,
                     started_tick: self.ticks,
                 };
                 l.epoch_acks.insert(self.cfg.self_id);
@@ -712,6 +791,7 @@ impl<S: PeerStorage> Peer<S> {
         self.state = State::Looking;
         self.leader = None;
         self.serving = false;
+        self.learner_syncs.clear();
         self.ready.role_changes.push(RoleChange::Looking);
         let out = self.election.restart(self.last_zxid, self.current_epoch);
         self.send_notifications(out);
@@ -834,10 +914,21 @@ impl<S: PeerStorage> Peer<S> {
                         acked: 0,
                         informed: 0,
                         last_heard_tick: ticks,
+                        epoch: -1,
                     },
                 );
                 match l.new_epoch {
-                    Some(e) => self.send(from, Message::LeaderInfo { new_epoch: e }),
+                    Some(e) => {
+                        let rolling = l.rolling.is_some();
+                        let established = l.established;
+                        self.send(from, Message::LeaderInfo { new_epoch: e });
+                        if accepted_epoch >= e && established && !rolling {
+                            // It promised a later epoch (an election we won without it);
+                            // ZooKeeper leaves it out until the leader changes. Move past
+                            // that epoch instead, so it can join once the roll is done.
+                            self.start_epoch_roll(accepted_epoch)?;
+                        }
+                    }
                     None => self.maybe_choose_epoch()?,
                 }
             }
@@ -888,21 +979,22 @@ impl<S: PeerStorage> Peer<S> {
                         return Ok(());
                     }
                     v.phase = LearnerPhase::Synced;
+                    v.epoch = epoch;
                     if !v.observer {
                         l.newleader_acks.insert(from);
                     }
                     established = l.established;
                 }
-                if let Some(rolling) = self.leader_state().and_then(|l| l.rolling.as_ref()) {
-                    let epoch = rolling.0;
-                    self.send(from, Message::NewEpoch { epoch });
+                if let Some(roll) = self.leader_state().and_then(|l| l.rolling.as_ref()) {
+                    let (epoch, last_zxid) = (roll.epoch, roll.fence);
+                    self.send(from, Message::NewEpoch { epoch, last_zxid });
                 }
                 if established {
-                    self.send_up_to_date(from);
+                    self.send_up_to_date(from)?;
                 } else {
-                    self.maybe_establish();
+                    self.maybe_establish()?;
                 }
-                self.try_commit();
+                self.try_commit()?;
             }
             Message::Ack { zxid } => {
                 let Some(l) = self.leader_state() else {
@@ -913,19 +1005,22 @@ impl<S: PeerStorage> Peer<S> {
                         v.acked = zxid;
                     }
                 }
-                self.try_commit();
+                self.try_commit()?;
             }
             Message::AckNewEpoch { epoch } => {
                 let Some(l) = self.leader_state() else {
                     return Ok(());
                 };
-                let synced_voter = l
-                    .learners
-                    .get(&from)
-                    .is_some_and(|v| !v.observer && v.phase >= LearnerPhase::Synced);
-                if let Some((rolling, acks)) = &mut l.rolling {
-                    if *rolling == epoch && synced_voter {
-                        acks.insert(from);
+                let synced_voter = match l.learners.get_mut(&from) {
+                    Some(v) if v.phase >= LearnerPhase::Synced => {
+                        v.epoch = v.epoch.max(epoch);
+                        !v.observer
+                    }
+                    _ => false,
+                };
+                if let Some(roll) = &mut l.rolling {
+                    if roll.epoch == epoch && synced_voter {
+                        roll.acks.insert(from);
                     }
                 }
                 self.finish_epoch_roll()?;
@@ -1036,7 +1131,7 @@ impl<S: PeerStorage> Peer<S> {
         for id in waiting {
             self.sync_learner(id)?;
         }
-        self.maybe_establish();
+        self.maybe_establish()?;
         Ok(())
     }
 
@@ -1175,19 +1270,19 @@ impl<S: PeerStorage> Peer<S> {
 
     /// `waitForNewLeaderAck` done: the leader is established; its whole history is
     /// committed and the synced learners are told to serve.
-    fn maybe_establish(&mut self) {
+    fn maybe_establish(&mut self) -> Result<(), StorageError> {
         let quorum = self.cfg.quorum.clone();
         let last = self.last_zxid;
         let epoch = self.current_epoch;
         let self_id = self.cfg.self_id;
         let Some(l) = self.leader_state() else {
-            return;
+            return Ok(());
         };
         if l.established
             || l.new_epoch != Some(epoch)
             || !quorum.contains_quorum(l.newleader_acks.iter())
         {
-            return;
+            return Ok(());
         }
         l.established = true;
         let synced: Vec<ServerId> = l
@@ -1204,17 +1299,18 @@ impl<S: PeerStorage> Peer<S> {
             epoch,
         });
         for id in synced {
-            self.send_up_to_date(id);
+            self.send_up_to_date(id)?;
         }
+        Ok(())
     }
 
-    fn send_up_to_date(&mut self, id: ServerId) {
+    fn send_up_to_date(&mut self, id: ServerId) -> Result<(), StorageError> {
         let commit = self.commit_zxid;
         let Some(l) = self.leader_state() else {
-            return;
+            return Ok(());
         };
         let Some(v) = l.learners.get_mut(&id) else {
-            return;
+            return Ok(());
         };
         v.phase = LearnerPhase::UpToDate;
         let observer = v.observer;
@@ -1226,19 +1322,20 @@ impl<S: PeerStorage> Peer<S> {
         );
         if observer {
             // Observers learn what was proposed after their sync by INFORM.
-            self.inform_observer(id);
+            self.inform_observer(id)?;
         }
+        Ok(())
     }
 
     /// Commits the highest zxid of this epoch that a quorum of voters has durably.
-    fn try_commit(&mut self) {
+    fn try_commit(&mut self) -> Result<(), StorageError> {
         let quorum = self.cfg.quorum.clone();
         let self_id = self.cfg.self_id;
         let Some(l) = self.leader_state() else {
-            return;
+            return Ok(());
         };
         if !l.established {
-            return;
+            return Ok(());
         }
         let mut acks: Vec<(ServerId, Zxid)> = l
             .learners
@@ -1266,17 +1363,18 @@ impl<S: PeerStorage> Peer<S> {
             self.advance_commit(c);
         }
         if self.commit_zxid > before {
-            self.announce_commit();
+            self.announce_commit()?;
         } else {
             self.resolve_syncs();
         }
+        Ok(())
     }
 
     /// Tells learners about the commit point and answers syncs it satisfies.
-    fn announce_commit(&mut self) {
+    fn announce_commit(&mut self) -> Result<(), StorageError> {
         let commit = self.commit_zxid;
         let Some(l) = self.leader_state() else {
-            return;
+            return Ok(());
         };
         // Observers too: their sync stream may hold proposals committed only now.
         let followers: Vec<ServerId> = l
@@ -1295,28 +1393,42 @@ impl<S: PeerStorage> Peer<S> {
             self.send(id, Message::Commit { zxid: commit });
         }
         for id in observers {
-            self.inform_observer(id);
+            self.inform_observer(id)?;
         }
         self.resolve_syncs();
+        Ok(())
     }
 
     /// INFORM an observer of every committed entry after the last it was sent.
-    fn inform_observer(&mut self, id: ServerId) {
+    fn inform_observer(&mut self, id: ServerId) -> Result<(), StorageError> {
         let commit = self.commit_zxid;
         let Some(l) = self.leader_state() else {
-            return;
+            return Ok(());
         };
         let Some(v) = l.learners.get(&id) else {
-            return;
+            return Ok(());
         };
         let mut prev = v.informed;
         if prev >= commit {
-            return;
+            return Ok(());
         }
-        let entries = self
-            .storage
-            .entries_from(prev + 1, READ_BATCH)
-            .unwrap_or_default();
+        let mut entries = self.storage.entries_from(prev, READ_BATCH)?;
+        // The entry the observer holds last must still be in our log (or, for an empty
+        // observer, the log must start at the first entry ever), or we cannot name
+        // each INFORM's predecessor truthfully: make it sync again instead.
+        let first = entries.first().map(|e| e.zxid);
+        let chained = first == Some(prev) || (prev == 0 && first == Some(make_zxid(1, 1)));
+        if !chained {
+            if let Some(l) = self.leader_state() {
+                l.learners.remove(&id);
+            }
+            let epoch = self.current_epoch;
+            self.send(id, Message::LeaderInfo { new_epoch: epoch });
+            return Ok(());
+        }
+        if first == Some(prev) {
+            entries.remove(0);
+        }
         for e in entries {
             if e.zxid > commit {
                 break;
@@ -1337,6 +1449,7 @@ impl<S: PeerStorage> Peer<S> {
                 v.informed = prev;
             }
         }
+        Ok(())
     }
 
     fn resolve_syncs(&mut self) {
@@ -1350,7 +1463,13 @@ impl<S: PeerStorage> Peer<S> {
         for (_, to, token) in done {
             match to {
                 None => self.ready.synced.push(token),
-                Some(id) => self.send(id, Message::SyncReply { token }),
+                Some(id) => self.send(
+                    id,
+                    Message::SyncReply {
+                        token,
+                        zxid: commit,
+                    },
+                ),
             }
         }
     }
@@ -1403,14 +1522,47 @@ impl<S: PeerStorage> Peer<S> {
         let Some(l) = self.leader_state() else {
             return Ok(());
         };
-        let to: Vec<ServerId> = l
+        let to: Vec<(ServerId, bool)> = l
             .learners
             .values()
             .filter(|v| v.phase >= LearnerPhase::Synced)
-            .map(|v| v.id)
+            .map(|v| (v.id, v.observer))
             .collect();
-        for id in to {
-            self.send(id, Message::Ping { zxid: commit });
+        let last = self.last_zxid;
+        for (id, observer) in to {
+            // Observers are sent only what is committed.
+            let last_zxid = if observer { commit } else { last };
+            self.send(
+                id,
+                Message::Ping {
+                    zxid: commit,
+                    last_zxid,
+                },
+            );
+        }
+        // A NEWEPOCH or its ACK may be lost: repeat it until every synced learner has
+        // the epoch the leader is in or rolling to.
+        let current = self.current_epoch;
+        if let Some(l) = self.leader_state() {
+            let (target, fence) = l
+                .rolling
+                .as_ref()
+                .map_or((current, l.last_fence), |r| (r.epoch, r.fence));
+            let behind: Vec<ServerId> = l
+                .learners
+                .values()
+                .filter(|v| v.phase >= LearnerPhase::Synced && v.epoch < target)
+                .map(|v| v.id)
+                .collect();
+            for id in behind {
+                self.send(
+                    id,
+                    Message::NewEpoch {
+                        epoch: target,
+                        last_zxid: fence,
+                    },
+                );
+            }
         }
         // Answer settled-election queries too (the Election keeps its decision).
         let out = self.election.tick();
@@ -1506,6 +1658,11 @@ impl<S: PeerStorage> Peer<S> {
                     self.go_looking("TRUNC below what this server has applied");
                     return Ok(());
                 }
+                if self.acked_to_leader(leader) > zxid {
+                    // This leader has what we ACKed to it in this epoch, so it never
+                    // cuts below that: a stale copy from an earlier handshake.
+                    return Ok(());
+                }
                 self.storage.truncate_after(zxid)?;
                 self.recent.clear();
                 self.last_zxid = self.storage.last_zxid().unwrap_or(0).max(self.applied_zxid);
@@ -1526,6 +1683,10 @@ impl<S: PeerStorage> Peer<S> {
                 data,
             } => {
                 if stage != LearnerStage::AwaitingBase {
+                    return Ok(());
+                }
+                if self.acked_to_leader(leader) > zxid {
+                    // Stale, as for TRUNC: a fresh SNAP holds all we ACKed.
                     return Ok(());
                 }
                 let Some(data) = self.snap_chunk(zxid, offset, total, data) else {
@@ -1619,7 +1780,7 @@ impl<S: PeerStorage> Peer<S> {
                 });
                 self.send_ack();
             }
-            Message::NewEpoch { epoch }
+            Message::NewEpoch { epoch, last_zxid }
                 if matches!(
                     stage,
                     LearnerStage::AwaitingUpToDate | LearnerStage::Serving
@@ -1628,6 +1789,17 @@ impl<S: PeerStorage> Peer<S> {
                 if epoch < self.accepted_epoch {
                     self.go_looking("NEWEPOCH older than our acceptedEpoch");
                     return Ok(());
+                }
+                if self.last_zxid < last_zxid {
+                    // Part of the old epoch never came (nothing follows it while the
+                    // leader holds new proposals back, so no gap shows): sync again.
+                    self.restart_learning();
+                    return Ok(());
+                }
+                // What we hold of the old epoch is durable before we claim the new one.
+                if self.unsynced {
+                    self.storage.sync()?;
+                    self.unsynced = false;
                 }
                 if epoch > self.accepted_epoch {
                     self.storage.set_accepted_epoch(epoch)?;
@@ -1645,13 +1817,15 @@ impl<S: PeerStorage> Peer<S> {
                 if !l.observer {
                     self.send(leader, Message::AckNewEpoch { epoch });
                 }
+                // The sync above made proposals durable that may wait for an ACK.
+                self.acknowledge_durable()?;
             }
             Message::Commit { zxid } if stage == LearnerStage::Serving => {
                 self.advance_commit(zxid);
             }
-            Message::Ping { zxid } => {
+            Message::Ping { zxid, last_zxid } => {
                 if stage == LearnerStage::Serving {
-                    if zxid > self.last_zxid {
+                    if zxid > self.last_zxid || last_zxid > self.last_zxid {
                         // The leader committed entries we never got: the PROPOSAL or
                         // INFORM at the tail of the stream was lost, and no later one
                         // came to show the gap. Sync again rather than stay behind.
@@ -1659,12 +1833,31 @@ impl<S: PeerStorage> Peer<S> {
                         return Ok(());
                     }
                     self.advance_commit(zxid);
+                    // An ACK lost at the tail would stall the commit: repeat the last.
+                    if let Some(l) = self.learner_state() {
+                        if !l.observer && l.acked > 0 {
+                            let acked = l.acked;
+                            self.send(leader, Message::Ack { zxid: acked });
+                        }
+                    }
                 }
                 let last = self.last_zxid;
-                self.send(leader, Message::Ping { zxid: last });
+                self.send(
+                    leader,
+                    Message::Ping {
+                        zxid: last,
+                        last_zxid: last,
+                    },
+                );
             }
-            Message::SyncReply { token } if stage == LearnerStage::Serving => {
-                self.ready.synced.push(token);
+            Message::SyncReply { token, zxid } if stage == LearnerStage::Serving => {
+                if zxid > self.last_zxid {
+                    // Entries the leader committed before answering never came.
+                    self.restart_learning();
+                    return Ok(());
+                }
+                self.advance_commit(zxid);
+                self.learner_syncs.push((zxid, token));
             }
             _ => {}
         }
@@ -1738,6 +1931,7 @@ impl<S: PeerStorage> Peer<S> {
     fn restart_learning(&mut self) {
         let ticks = self.ticks;
         let was_serving = self.serving;
+        self.learner_syncs.clear();
         if let Some(l) = self.learner_state() {
             l.stage = LearnerStage::Discovery;
             l.epoch = None;
@@ -1750,6 +1944,15 @@ impl<S: PeerStorage> Peer<S> {
             self.ready.role_changes.push(RoleChange::Looking);
         }
         self.send_follower_info();
+    }
+
+    /// The highest zxid this learner ACKed to `leader` in the epoch it is joining now
+    /// (zero if none): history that leader holds and can never ask us to cut.
+    fn acked_to_leader(&self, leader: ServerId) -> Zxid {
+        match (&self.acked_to, &self.state) {
+            (Some((l, e, z)), State::Learning(s)) if *l == leader && Some(*e) == s.epoch => *z,
+            _ => 0,
+        }
     }
 
     /// Cumulative ACK of what is durable, once NEWLEADER is acked (followers only).
@@ -1768,6 +1971,9 @@ impl<S: PeerStorage> Peer<S> {
             || l.epoch != Some(epoch)
             || last <= l.ack_floor
             || last <= l.acked
+            // A proposal of an epoch we have not persisted (a NEWEPOCH lost or still
+            // on its way) must not count: an election would not know we hold it.
+            || epoch_of(last) > epoch
         {
             return;
         }
@@ -1784,6 +1990,7 @@ impl<S: PeerStorage> Peer<S> {
         };
         l.acked = last;
         let leader = l.leader;
+        self.acked_to = Some((leader, epoch, last));
         self.send(leader, Message::Ack { zxid: last });
     }
 

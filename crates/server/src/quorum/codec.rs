@@ -180,7 +180,7 @@ fn to_proto(msg: Message) -> pb::PeerMessage {
         }
         Message::AckNewLeader { epoch } => Body::AckNewLeader(pb::AckNewLeader { epoch }),
         Message::UpToDate { commit_zxid } => Body::UpToDate(pb::UpToDate { commit_zxid }),
-        Message::NewEpoch { epoch } => Body::NewEpoch(pb::NewEpoch { epoch }),
+        Message::NewEpoch { epoch, last_zxid } => Body::NewEpoch(pb::NewEpoch { epoch, last_zxid }),
         Message::AckNewEpoch { epoch } => Body::AckNewEpoch(pb::AckNewEpoch { epoch }),
         Message::Proposal {
             zxid,
@@ -202,10 +202,10 @@ fn to_proto(msg: Message) -> pb::PeerMessage {
             prev_zxid,
             payload,
         }),
-        Message::Ping { zxid } => Body::Ping(pb::Ping { zxid }),
+        Message::Ping { zxid, last_zxid } => Body::Ping(pb::Ping { zxid, last_zxid }),
         Message::Request { payload } => Body::Request(pb::Request { payload }),
         Message::Sync { token } => Body::Sync(pb::Sync { token }),
-        Message::SyncReply { token } => Body::SyncReply(pb::SyncReply { token }),
+        Message::SyncReply { token, zxid } => Body::SyncReply(pb::SyncReply { token, zxid }),
     };
     pb::PeerMessage { body: Some(body) }
 }
@@ -252,7 +252,10 @@ fn from_proto(msg: pb::PeerMessage) -> Result<Message, CodecError> {
         Body::UpToDate(m) => Message::UpToDate {
             commit_zxid: m.commit_zxid,
         },
-        Body::NewEpoch(m) => Message::NewEpoch { epoch: m.epoch },
+        Body::NewEpoch(m) => Message::NewEpoch {
+            epoch: m.epoch,
+            last_zxid: m.last_zxid,
+        },
         Body::AckNewEpoch(m) => Message::AckNewEpoch { epoch: m.epoch },
         Body::Proposal(m) => Message::Proposal {
             zxid: m.zxid,
@@ -266,10 +269,16 @@ fn from_proto(msg: pb::PeerMessage) -> Result<Message, CodecError> {
             prev_zxid: m.prev_zxid,
             payload: m.payload,
         },
-        Body::Ping(m) => Message::Ping { zxid: m.zxid },
+        Body::Ping(m) => Message::Ping {
+            zxid: m.zxid,
+            last_zxid: m.last_zxid,
+        },
         Body::Request(m) => Message::Request { payload: m.payload },
         Body::Sync(m) => Message::Sync { token: m.token },
-        Body::SyncReply(m) => Message::SyncReply { token: m.token },
+        Body::SyncReply(m) => Message::SyncReply {
+            token: m.token,
+            zxid: m.zxid,
+        },
     })
 }
 
@@ -344,7 +353,8 @@ mod tests {
                 .prop_map(|(epoch, last_zxid)| Message::NewLeader { epoch, last_zxid }),
             any::<i64>().prop_map(|epoch| Message::AckNewLeader { epoch }),
             any::<i64>().prop_map(|z| Message::UpToDate { commit_zxid: z }),
-            any::<i64>().prop_map(|epoch| Message::NewEpoch { epoch }),
+            (any::<i64>(), any::<i64>())
+                .prop_map(|(epoch, last_zxid)| Message::NewEpoch { epoch, last_zxid }),
             any::<i64>().prop_map(|epoch| Message::AckNewEpoch { epoch }),
             (any::<i64>(), any::<i64>(), any_bytes()).prop_map(|(zxid, prev_zxid, payload)| {
                 Message::Proposal {
@@ -362,10 +372,12 @@ mod tests {
                     payload,
                 }
             }),
-            any::<i64>().prop_map(|zxid| Message::Ping { zxid }),
+            (any::<i64>(), any::<i64>())
+                .prop_map(|(zxid, last_zxid)| Message::Ping { zxid, last_zxid }),
             any_bytes().prop_map(|payload| Message::Request { payload }),
             any::<u64>().prop_map(|token| Message::Sync { token }),
-            any::<u64>().prop_map(|token| Message::SyncReply { token }),
+            (any::<u64>(), any::<i64>())
+                .prop_map(|(token, zxid)| Message::SyncReply { token, zxid }),
         ]
     }
 
