@@ -95,6 +95,12 @@ pub(crate) enum CoreCmd {
         zxid: i64,
         data: Vec<u8>,
     },
+    /// The connection from another server broke.
+    PeerLost {
+        from: u64,
+    },
+    /// Finish the round and stop.
+    Shutdown,
 }
 
 #[derive(Debug, Clone)]
@@ -328,19 +334,26 @@ impl Core {
 
     /// Runs until every handle is dropped. Returns an error only for storage failure.
     pub(crate) fn run(mut self, mut rx: mpsc::UnboundedReceiver<CoreCmd>) -> Result<(), CoreError> {
+        let mut stopping = false;
         while let Some(first) = rx.blocking_recv() {
-            self.handle(first)?;
-            let mut taken = 1;
-            while taken < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(cmd) => {
-                        self.handle(cmd)?;
-                        taken += 1;
-                    }
-                    Err(_) => break,
+            let mut next = Some(first);
+            let mut taken = 0;
+            while let Some(cmd) = next.take() {
+                if matches!(cmd, CoreCmd::Shutdown) {
+                    stopping = true;
+                    break;
+                }
+                self.handle(cmd)?;
+                taken += 1;
+                if taken < MAX_BATCH {
+                    next = rx.try_recv().ok();
                 }
             }
             self.finish_round()?;
+            if stopping {
+                info!("core stopped");
+                break;
+            }
         }
         // Let an in-flight snapshot finish: it holds a storage handle, and the log
         // purge it allows happens only once it is saved.
@@ -376,6 +389,12 @@ impl Core {
                 self.peer.snapshot_ready(ServerId(to), zxid, data)?;
                 self.drive()?;
             }
+            CoreCmd::PeerLost { from } => {
+                self.peer.link_lost(ServerId(from));
+                self.drive()?;
+            }
+            // Taken by `run` before it gets here.
+            CoreCmd::Shutdown => {}
         }
         Ok(())
     }

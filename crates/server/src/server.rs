@@ -64,6 +64,7 @@ pub struct RunningServer {
     accept: JoinHandle<()>,
     tick: JoinHandle<()>,
     transport: Option<crate::quorum::PeerSender>,
+    handle: CoreHandle,
 }
 
 impl RunningServer {
@@ -80,6 +81,8 @@ impl RunningServer {
         if let Some(t) = &self.transport {
             t.shutdown();
         }
+        // Connections and the transport hold handles too: tell the core to stop.
+        let _ = self.handle.send(CoreCmd::Shutdown);
         let _ = self.accept.await;
         let _ = self.tick.await;
         join_core(self.core).await
@@ -180,6 +183,9 @@ pub async fn start(cfg: &ServerConfig) -> Result<RunningServer, ServerError> {
         None => None,
         Some(t) => {
             let (in_tx, mut in_rx) = mpsc::unbounded_channel();
+            let (lost_tx, mut lost_rx) = mpsc::unbounded_channel();
+            let mut t = t.clone();
+            t.lost = Some(lost_tx);
             let sender =
                 quorum::start(t.clone(), in_tx)
                     .await
@@ -189,8 +195,18 @@ pub async fn start(cfg: &ServerConfig) -> Result<RunningServer, ServerError> {
                     })?;
             let to_core = handle.clone();
             tokio::spawn(async move {
-                while let Some((from, msg)) = in_rx.recv().await {
-                    if to_core.send(CoreCmd::Peer { from, msg }).is_err() {
+                loop {
+                    let cmd = tokio::select! {
+                        m = in_rx.recv() => match m {
+                            Some((from, msg)) => CoreCmd::Peer { from, msg },
+                            None => return,
+                        },
+                        l = lost_rx.recv() => match l {
+                            Some(from) => CoreCmd::PeerLost { from },
+                            None => return,
+                        },
+                    };
+                    if to_core.send(cmd).is_err() {
                         return;
                     }
                 }
@@ -247,7 +263,7 @@ pub async fn start(cfg: &ServerConfig) -> Result<RunningServer, ServerError> {
         )),
     });
     let max_per_ip = cfg.max_client_cnxns;
-    let accept = tokio::spawn(accept_loop(listener, handle, limits, max_per_ip));
+    let accept = tokio::spawn(accept_loop(listener, handle.clone(), limits, max_per_ip));
     info!(
         %client_addr,
         server_id,
@@ -260,6 +276,7 @@ pub async fn start(cfg: &ServerConfig) -> Result<RunningServer, ServerError> {
         accept,
         tick,
         transport,
+        handle,
     })
 }
 
@@ -388,7 +405,14 @@ fn membership(cfg: &ServerConfig, standalone: bool) -> Result<Membership, Server
     let listen = resolve(me)?;
     let mut peers = BTreeMap::new();
     for s in cfg.servers.values().filter(|s| s.id != my_id) {
-        peers.insert(s.id, resolve(s)?);
+        // Resolved on every dial (a peer may not be up, or may come back elsewhere).
+        let a = s.addresses.first().ok_or(ServerError::NotAMember(s.id))?;
+        let host = if a.host.contains(':') && !a.host.starts_with('[') {
+            format!("[{}]", a.host)
+        } else {
+            a.host.clone()
+        };
+        peers.insert(s.id, format!("{host}:{}", a.quorum_port));
     }
     // What every member's zoo.cfg agrees on: ids, roles, quorum hosts and client
     // ports. Not the quorum ports, which a proxy in between may change per server.
@@ -405,6 +429,7 @@ fn membership(cfg: &ServerConfig, standalone: bool) -> Result<Membership, Server
             listen,
             peers,
             max_frame: quorum::codec::DEFAULT_MAX_FRAME,
+            lost: None,
         }),
     })
 }

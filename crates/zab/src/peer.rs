@@ -637,6 +637,15 @@ impl<S: PeerStorage> Peer<S> {
         Ok(())
     }
 
+    /// The transport lost its connection from `from`. A learner whose leader it was
+    /// looks for a leader at once rather than after syncLimit, as a ZooKeeper follower
+    /// does when its socket to the leader breaks.
+    pub fn link_lost(&mut self, from: ServerId) {
+        if matches!(&self.state, State::Learning(l) if l.leader == from) {
+            self.go_looking("the connection from the leader broke");
+        }
+    }
+
     /// Learner: sends a payload (a write or session touches) to the leader.
     pub fn forward(&mut self, payload: Vec<u8>) -> Result<(), NotServing> {
         match &self.state {

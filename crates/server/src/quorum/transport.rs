@@ -58,11 +58,17 @@ pub(crate) struct TransportConfig {
     pub ensemble_id: String,
     /// Where to accept peers (used by [`start`]; [`start_on`] takes a bound listener).
     pub listen: SocketAddr,
-    /// Every other member's quorum address.
-    pub peers: BTreeMap<u64, SocketAddr>,
+    /// Every other member's quorum address, `host:port`: the name is resolved again
+    /// on every dial, as ZooKeeper does, so a peer that comes back at a new address
+    /// (a recreated container) is found.
+    pub peers: BTreeMap<u64, String>,
     /// Largest frame body sent or accepted, in bytes (at most 4 GiB - 1, the length
     /// prefix being 32 bits).
     pub max_frame: usize,
+    /// Told the peer's id when its newest connection to us ends (it died, or the
+    /// network broke): a follower learns at once that its leader is gone, as a
+    /// ZooKeeper follower does from its socket.
+    pub lost: Option<mpsc::UnboundedSender<u64>>,
 }
 
 /// A stable name for a membership: the first 16 hex digits of the SHA-1 of the sorted
@@ -102,7 +108,7 @@ pub(crate) fn start_on(
 ) -> PeerSender {
     let max_frame = cfg.max_frame.min(u32::MAX as usize);
     // A server listed among its own peers would dial itself and accept its own frames.
-    let peers: BTreeMap<u64, SocketAddr> = cfg
+    let peers: BTreeMap<u64, String> = cfg
         .peers
         .into_iter()
         .filter(|&(id, _)| id != cfg.self_id)
@@ -113,11 +119,11 @@ pub(crate) fn start_on(
         stop: stop_tx,
     });
     let hello = handshake_frame(&cfg.ensemble_id, cfg.self_id);
-    for (&peer, &addr) in &peers {
+    for (&peer, addr) in &peers {
         let dialer = Dialer {
             shared: Arc::clone(&shared),
             peer,
-            addr,
+            addr: addr.clone(),
             hello: hello.clone(),
             max_frame,
             stop: stop.clone(),
@@ -137,6 +143,7 @@ pub(crate) fn start_on(
             .map(|&id| (id, watch::channel(0u64).0))
             .collect(),
         inbound,
+        lost: cfg.lost,
     });
     tokio::spawn(accept_loop(listener, acceptor, stop));
     PeerSender { shared }
@@ -230,7 +237,7 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 struct Dialer {
     shared: Arc<Shared>,
     peer: u64,
-    addr: SocketAddr,
+    addr: String,
     hello: Vec<u8>,
     max_frame: usize,
     stop: watch::Receiver<bool>,
@@ -256,7 +263,7 @@ impl Dialer {
         loop {
             let attempt = tokio::select! {
                 () = stopped(&mut self.stop) => return,
-                r = connect(self.addr, &self.hello) => r,
+                r = connect(&self.addr, &self.hello) => r,
             };
             match attempt {
                 Ok(stream) => {
@@ -309,7 +316,7 @@ impl Dialer {
 
 /// Dials `addr` and identifies this server with `hello`; the link is usable once this
 /// returns.
-async fn connect(addr: SocketAddr, hello: &[u8]) -> io::Result<TcpStream> {
+async fn connect(addr: &str, hello: &[u8]) -> io::Result<TcpStream> {
     let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
@@ -400,6 +407,7 @@ struct Acceptor {
     /// that sees it move closes itself.
     newest: BTreeMap<u64, watch::Sender<u64>>,
     inbound: mpsc::UnboundedSender<(u64, Message)>,
+    lost: Option<mpsc::UnboundedSender<u64>>,
 }
 
 async fn accept_loop(
@@ -489,6 +497,7 @@ async fn serve(
             Ok(Some(bytes)) => bytes,
             Ok(None) => {
                 debug!("quorum connection closed by the peer");
+                acceptor.report_lost(peer, newest, me);
                 return;
             }
             Err(FrameError::TooLarge { len, max }) => {
@@ -500,6 +509,7 @@ async fn serve(
             }
             Err(FrameError::Io(e)) => {
                 debug!(error = %e, "quorum connection broke");
+                acceptor.report_lost(peer, newest, me);
                 return;
             }
         };
@@ -519,6 +529,15 @@ async fn serve(
 }
 
 impl Acceptor {
+    /// A connection from `peer` ended; if no newer one replaced it, say so.
+    fn report_lost(&self, peer: u64, newest: &watch::Sender<u64>, me: u64) {
+        if *newest.borrow() == me {
+            if let Some(lost) = &self.lost {
+                let _ = lost.send(peer);
+            }
+        }
+    }
+
     /// The sender's id if the handshake is one of ours; otherwise says why not.
     fn check(&self, addr: SocketAddr, bytes: &[u8]) -> Option<u64> {
         let why = match codec::decode_handshake(bytes) {
@@ -567,9 +586,10 @@ mod tests {
             peers: addrs
                 .iter()
                 .filter(|(id, _)| **id != self_id)
-                .map(|(&id, &a)| (id, a))
+                .map(|(&id, &a)| (id, a.to_string()))
                 .collect(),
             max_frame: DEFAULT_MAX_FRAME,
+            lost: None,
         }
     }
 
