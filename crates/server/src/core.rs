@@ -144,6 +144,9 @@ pub(crate) struct CoreConfig {
     pub standalone: bool,
     /// Learners relay their sessions' touches to the leader this often.
     pub touch_interval_ms: i64,
+    /// `readonlymode.enabled` (with local sessions, as ZooKeeper needs them for it): a
+    /// server without a leader serves reads to clients that accept a read-only server.
+    pub read_only_mode: bool,
 }
 
 #[derive(Debug)]
@@ -159,6 +162,8 @@ struct Conn {
     read_only_byte: bool,
     negotiated_timeout_ms: i32,
     stats: words::ConnStats,
+    /// A read-only session of a server without a leader: reads only, never committed.
+    read_only: bool,
 }
 
 /// What to do when a session's write has been applied.
@@ -488,6 +493,11 @@ impl Core {
                     "serving"
                 );
                 self.pending = PendingChanges::new();
+                // Read-only clients go and find a server that takes writes, as
+                // ZooKeeper's read-only server shuts down when a leader appears.
+                for c in self.conns.values().filter(|c| c.read_only) {
+                    c.out.close();
+                }
                 if role == Role::Leading {
                     // The leader decides expiry now: every session gets a full timeout
                     // to be touched, as after a restart.
@@ -897,7 +907,33 @@ impl Core {
             read_only_byte: req.read_only.is_some(),
             negotiated_timeout_ms: timeout,
             stats: words::ConnStats::new(self.now_ms()),
+            read_only: false,
         };
+        if !self.peer.is_serving() && self.cfg.read_only_mode && req.read_only == Some(true) {
+            // ZooKeeper's ReadOnlyZooKeeperServer: a local session, reads of what this
+            // server has, writes refused with NotReadOnly.
+            let session = match req.session_id {
+                0 => self.sessions.create_session(timeout, self.now_ms()),
+                s => s,
+            };
+            c.session = Some(session);
+            c.read_only = true;
+            let resp = ConnectResponse {
+                protocol_version: 0,
+                timeout_ms: timeout,
+                session_id: session,
+                passwd: session_password(session),
+                read_only: Some(true),
+            };
+            c.out.frame(resp.to_bytes());
+            info!(
+                session = format!("{session:#x}"),
+                "read-only session (no leader)"
+            );
+            self.session_conn.insert(session, conn);
+            self.conns.insert(conn, c);
+            return;
+        }
         if !self.peer.is_serving() {
             // ZooKeeper's words; the client tries the next server.
             info!("Closing connection from {peer}: ZooKeeperServer not running");
@@ -1117,6 +1153,18 @@ impl Core {
                 return Ok(());
             }
             _ => {}
+        }
+
+        let read_only = self.conns.get(&conn).is_some_and(|c| c.read_only);
+        if read_only && (to_op(&req.body).is_some() || matches!(req.body, Request::Sync(_))) {
+            if matches!(req.body, Request::CloseSession) {
+                self.send_reply(conn, xid_, 0, ErrorCode::Ok, &Response::Empty);
+                self.close_conn(conn);
+            } else {
+                let zxid = self.tree.last_zxid();
+                self.send_reply(conn, xid_, zxid, ErrorCode::NotReadOnly, &Response::Empty);
+            }
+            return Ok(());
         }
 
         // A write rejected before prep (disabled reconfig, a bad create mode) is still
@@ -1619,7 +1667,8 @@ impl Core {
         if !self.cfg.four_letter_words.is_enabled(name) {
             return format!("{name} is not executed because it is not in the whitelist.\n");
         }
-        if !self.peer.is_serving() && !words::answers_when_not_serving(word) {
+        let read_only = !self.peer.is_serving() && self.cfg.read_only_mode;
+        if !self.peer.is_serving() && !read_only && !words::answers_when_not_serving(word) {
             return words::NOT_SERVING.to_owned();
         }
         let role = self.peer.role();
@@ -1641,6 +1690,8 @@ impl Core {
         let view = words::View {
             mode: if self.cfg.standalone {
                 "standalone"
+            } else if read_only {
+                "read-only"
             } else {
                 role.as_str()
             },
@@ -1931,6 +1982,7 @@ mod tests {
             },
             standalone: true,
             touch_interval_ms: 1000,
+            read_only_mode: false,
         };
         Core::open(cfg, SledStorage::open(dir).unwrap(), None, None).unwrap()
     }

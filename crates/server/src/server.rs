@@ -175,6 +175,7 @@ pub async fn start(cfg: &ServerConfig) -> Result<RunningServer, ServerError> {
         peer: peer_cfg,
         standalone,
         touch_interval_ms: (tick_ms / 2).max(1),
+        read_only_mode: !standalone && cfg.read_only_mode_enabled && cfg.local_sessions_enabled,
     };
 
     let (tx, rx) = mpsc::unbounded_channel();

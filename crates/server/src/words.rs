@@ -147,7 +147,7 @@ pub(crate) fn answer(word: FourLetterWord, v: &View<'_>) -> String {
             format!("{out}\n")
         }
         W::Dump => dump(v),
-        W::Isro => "rw".to_owned(),
+        W::Isro => if v.mode == "read-only" { "ro" } else { "rw" }.to_owned(),
         W::Dirs => format!(
             "datadir_size: {0}\nlogdir_size: {0}\n",
             dir_size(&v.describe.data_dir)
