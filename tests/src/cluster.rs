@@ -6,7 +6,9 @@
 //! SIGSTOP/SIGCONT) and, when started with [`ClusterOptions::proxied`], per network link:
 //! every server reaches every peer through a TCP proxy the harness owns, one per
 //! directed (from, to) pair, so `cut`, `isolate` and `heal` model partitions without
-//! root, iptables or network namespaces.
+//! root, iptables or network namespaces. A cut resets the connections at once; a
+//! `silence` keeps them open and drops every byte, as a network that loses packets
+//! does, so the peers notice only through their timeouts.
 //!
 //! How the proxies are wired: a server listens on the ports of its own `server.N` line,
 //! so each node gets its own zoo.cfg whose own line holds its real ports while every
@@ -613,7 +615,31 @@ impl Cluster {
         self.mesh().link(from, to).cut();
     }
 
-    /// Restores the link between `a` and `b` both ways.
+    /// Drops every byte between `a` and `b` both ways while keeping the connections
+    /// open: neither side sees a reset, only silence, until its timeouts fire. New
+    /// connections are accepted and get nothing through. A heal closes the
+    /// connections the silence went through (their streams lost bytes).
+    pub fn silence(&mut self, a: usize, b: usize) {
+        self.silence_one_way(a, b);
+        self.silence_one_way(b, a);
+    }
+
+    /// Drops the bytes on the connections `from` dials to `to`, in both directions
+    /// (a TCP connection carries both), keeping them open.
+    pub fn silence_one_way(&mut self, from: usize, to: usize) {
+        self.mesh().link(from, to).silence();
+    }
+
+    /// Silences every link of node `n`; its clients can still reach it.
+    pub fn isolate_silently(&mut self, n: usize) {
+        for m in self.ids() {
+            if m != n {
+                self.silence(n, m);
+            }
+        }
+    }
+
+    /// Restores the link between `a` and `b` both ways (after a cut or a silence).
     pub fn heal(&mut self, a: usize, b: usize) {
         self.mesh().link(a, b).heal();
         self.mesh().link(b, a).heal();
@@ -758,11 +784,12 @@ impl Mesh {
     }
 }
 
-/// One directed link's state: whether it is cut, and its open connections (both
-/// sockets of each), so a cut can close them.
+/// One directed link's state: whether it is cut or silenced, and its open
+/// connections (both sockets of each), so a cut or a heal can close them.
 #[derive(Debug, Default)]
 struct Link {
     cut: AtomicBool,
+    silent: AtomicBool,
     conns: Mutex<HashMap<u64, (TcpStream, TcpStream)>>,
     next: AtomicU64,
 }
@@ -780,7 +807,24 @@ impl Link {
         }
     }
 
+    fn silence(&self) {
+        self.silent.store(true, Ordering::SeqCst);
+    }
+
+    fn is_silent(&self) -> bool {
+        self.silent.load(Ordering::SeqCst)
+    }
+
+    /// Lets new connections through again; after a silence, first closes the
+    /// connections it kept open, whose streams have lost bytes.
     fn heal(&self) {
+        let mut conns = self.conns();
+        if self.silent.swap(false, Ordering::SeqCst) {
+            for (_, (a, b)) in conns.drain() {
+                let _ = a.shutdown(Shutdown::Both);
+                let _ = b.shutdown(Shutdown::Both);
+            }
+        }
         self.cut.store(false, Ordering::SeqCst);
     }
 
@@ -821,6 +865,21 @@ fn spawn_proxy(
             if link.cut.load(Ordering::SeqCst) {
                 continue; // dropped: accepted and closed, like a refused connection
             }
+            if link.is_silent() {
+                // Held open and drained, never reaching `upstream`, until the dialer
+                // gives up or a heal or cut closes it.
+                let Some(id) = link.admit(&client, &client) else {
+                    continue;
+                };
+                let link = Arc::clone(&link);
+                std::thread::spawn(move || {
+                    let mut client = client;
+                    let mut buf = [0u8; 4096];
+                    while matches!(client.read(&mut buf), Ok(n) if n > 0) {}
+                    link.forget(id);
+                });
+                continue;
+            }
             let Ok(server) = TcpStream::connect_timeout(&upstream, Duration::from_secs(2)) else {
                 continue;
             };
@@ -836,28 +895,29 @@ fn spawn_proxy(
             let up_link = Arc::clone(&link);
             let advertise = advertise.clone();
             std::thread::spawn(move || {
-                pump(client, server, advertise.as_deref());
+                pump(client, server, &up_link, advertise.as_deref());
                 up_link.forget(id);
             });
             let down_link = Arc::clone(&link);
             std::thread::spawn(move || {
-                pump(server2, client2, None);
+                pump(server2, client2, &down_link, None);
                 down_link.forget(id);
             });
         }
     });
 }
 
-/// Copies `from` to `to` until either end closes. With `advertise`, a ZooKeeper
-/// election connection's first message gets its address replaced (see [`Mesh::new`]).
-fn pump(mut from: TcpStream, mut to: TcpStream, advertise: Option<&str>) {
+/// Copies `from` to `to` until either end closes, dropping what it reads while the
+/// link is silenced. With `advertise`, a ZooKeeper election connection's first
+/// message gets its address replaced (see [`Mesh::new`]).
+fn pump(mut from: TcpStream, mut to: TcpStream, link: &Link, advertise: Option<&str>) {
     let mut buf = vec![0u8; 64 * 1024];
     if let Some(addr) = advertise {
         let Some(first) = read_first_message(&mut from) else {
             return;
         };
         let out = rewrite_initial_message(&first, addr).unwrap_or(first);
-        if to.write_all(&out).is_err() {
+        if !link.is_silent() && to.write_all(&out).is_err() {
             return;
         }
     }
@@ -865,7 +925,7 @@ fn pump(mut from: TcpStream, mut to: TcpStream, advertise: Option<&str>) {
         match from.read(&mut buf) {
             Ok(0) | Err(_) => return,
             Ok(n) => {
-                if to.write_all(&buf[..n]).is_err() {
+                if !link.is_silent() && to.write_all(&buf[..n]).is_err() {
                     return;
                 }
             }
@@ -1036,6 +1096,76 @@ mod tests {
         link.heal();
         let mut healed = TcpStream::connect(("127.0.0.1", port)).unwrap();
         assert!(roundtrip(&mut healed));
+        stop.store(true, Ordering::SeqCst);
+    }
+
+    /// A silenced link keeps its connections open but delivers nothing, nor does a
+    /// new one; a heal closes them and lets new connections through.
+    #[test]
+    fn a_silenced_link_drops_bytes_keeps_connections_and_heals() {
+        let echo = TcpListener::bind("127.0.0.1:0").unwrap();
+        let echo_port = echo.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for s in echo.incoming() {
+                let Ok(mut s) = s else { continue };
+                std::thread::spawn(move || {
+                    let mut r = s.try_clone().unwrap();
+                    let _ = std::io::copy(&mut r, &mut s);
+                });
+            }
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let link = Arc::new(Link::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        spawn_proxy(
+            listener,
+            echo_port,
+            Arc::clone(&link),
+            None,
+            Arc::clone(&stop),
+        );
+        // Ok(true): echoed; Ok(false): silence (timed out); Err: closed.
+        let roundtrip = |s: &mut TcpStream| -> Result<bool, ()> {
+            s.set_read_timeout(Some(Duration::from_millis(500)))
+                .unwrap();
+            s.write_all(b"ping").map_err(|_| ())?;
+            let mut b = [0u8; 4];
+            match s.read(&mut b) {
+                Ok(0) => Err(()),
+                Ok(_) => Ok(true),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    Ok(false)
+                }
+                Err(_) => Err(()),
+            }
+        };
+        let mut open = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        assert_eq!(roundtrip(&mut open), Ok(true));
+
+        link.silence();
+        assert_eq!(roundtrip(&mut open), Ok(false), "bytes crossed a silence");
+        let mut fresh = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        assert_eq!(
+            roundtrip(&mut fresh),
+            Ok(false),
+            "a new connection got through"
+        );
+
+        link.heal();
+        let mut buf = [0u8; 16];
+        open.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        assert!(
+            matches!(open.read(&mut buf), Ok(0) | Err(_)),
+            "the heal left a connection that lost bytes open"
+        );
+        let mut healed = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        assert_eq!(roundtrip(&mut healed), Ok(true));
         stop.store(true, Ordering::SeqCst);
     }
 }
