@@ -331,14 +331,19 @@ pub(crate) fn zk_system_properties(extra_config: &str) -> Vec<String> {
         .filter(|(k, _)| {
             matches!(
                 k.trim(),
-                "extendedTypesEnabled" | "jute.maxbuffer" | "znode.container.checkIntervalMs"
+                "extendedTypesEnabled"
+                    | "jute.maxbuffer"
+                    | "znode.container.checkIntervalMs"
+                    | "readonlymode.enabled"
             ) || k.trim().ends_with("superDigest")
         })
         .map(|(k, v)| {
             let k = k.trim();
-            // ZooKeeper reads `znode.container.*` without the `zookeeper.` prefix.
+            // ZooKeeper reads `znode.container.*` and `readonlymode.enabled` without
+            // the `zookeeper.` prefix.
             let key = if k.starts_with("zookeeper.")
                 || k.starts_with("znode.")
+                || k.starts_with("readonlymode.")
                 || k == "jute.maxbuffer"
             {
                 k.to_owned()
