@@ -34,18 +34,26 @@ pub(crate) struct RawClient {
     pub(crate) stream: TcpStream,
     pub(crate) session_id: i64,
     pub(crate) timeout_ms: i32,
+    /// Whether the server answered the handshake as a read-only server.
+    pub(crate) read_only: bool,
     xid: i32,
 }
 
 /// The 45-byte-form handshake a new session sends.
 pub(crate) fn connect_request(timeout_ms: i32) -> Vec<u8> {
+    connect_request_ro(timeout_ms, false)
+}
+
+/// The handshake of a new session, `can_be_read_only` as a client that accepts a
+/// read-only server (ZooKeeper's `canBeReadOnly`) sends it.
+pub(crate) fn connect_request_ro(timeout_ms: i32, can_be_read_only: bool) -> Vec<u8> {
     ConnectRequest {
         protocol_version: 0,
         last_zxid_seen: 0,
         timeout_ms,
         session_id: 0,
         passwd: vec![0; 16],
-        read_only: Some(false),
+        read_only: Some(can_be_read_only),
     }
     .to_bytes()
 }
@@ -100,13 +108,27 @@ pub(crate) fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
 impl RawClient {
     /// Opens a new session on `127.0.0.1:port`.
     pub(crate) fn connect(port: u16, timeout_ms: i32) -> Result<RawClient, CallError> {
-        let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|_| CallError::Closed)?;
+        RawClient::connect_with(port, timeout_ms, READ_TIMEOUT, false)
+    }
+
+    /// Opens a new session on `127.0.0.1:port`, waiting at most `read_timeout` for
+    /// the handshake and for every later reply; `can_be_read_only` accepts a
+    /// read-only server.
+    pub(crate) fn connect_with(
+        port: u16,
+        timeout_ms: i32,
+        read_timeout: Duration,
+        can_be_read_only: bool,
+    ) -> Result<RawClient, CallError> {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let mut stream =
+            TcpStream::connect_timeout(&addr, read_timeout).map_err(|_| CallError::Closed)?;
         stream
-            .set_read_timeout(Some(READ_TIMEOUT))
+            .set_read_timeout(Some(read_timeout))
             .map_err(|_| CallError::Closed)?;
         let _ = stream.set_nodelay(true);
         stream
-            .write_all(&framed(&connect_request(timeout_ms)))
+            .write_all(&framed(&connect_request_ro(timeout_ms, can_be_read_only)))
             .map_err(|_| CallError::Closed)?;
         let reply = read_frame(&mut stream)?;
         let resp =
@@ -118,6 +140,7 @@ impl RawClient {
             stream,
             session_id: resp.session_id,
             timeout_ms: resp.timeout_ms,
+            read_only: resp.read_only == Some(true),
             xid: 0,
         })
     }
