@@ -1107,3 +1107,637 @@ fn with_read_only_mode_an_observer_without_a_quorum_serves_reads_only() {
     drop(ro);
     observer_recovers(&mut c, &mut ledger, &killed, &outage);
 }
+
+// ---------------------------------------------------------------------------------
+// 6 and 8. Real clients with the whole connect string: sessions, ephemerals and
+//    watches survive their server's death; the clients fail over and go on.
+
+/// Which node's client port is `port`.
+fn node_of_port(c: &Cluster, port: u16) -> usize {
+    c.ids()
+        .find(|&n| c.client_port(n) == port)
+        .unwrap_or_else(|| panic!("no node has client port {port}"))
+}
+
+/// `127.0.0.1:<port>` of each node, in the order given.
+fn hosts(c: &Cluster, nodes: &[usize]) -> String {
+    nodes
+        .iter()
+        .map(|&n| format!("127.0.0.1:{}", c.client_port(n)))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The node whose `cons` lists session `sid` (the server a client is connected to),
+/// waiting for it to show up.
+fn node_with_session(c: &mut Cluster, sid: i64) -> usize {
+    let needle = format!("sid={sid:#x}");
+    c.wait_until(CLUSTER_WAIT, |c| {
+        c.ids()
+            .find(|&n| four_letter(c.client_port(n), "cons").is_some_and(|s| s.contains(&needle)))
+    })
+    .unwrap_or_else(|| panic!("no server lists session {sid:#x} in cons"))
+}
+
+/// Runs a kazoo script that asks for faults (`KILL port`, `RESTART port`) and reports
+/// acknowledged writes (`ACKED path data`); returns its `RESULT` lines.
+fn run_kazoo(c: &mut Cluster, ledger: &mut Ledger, args: &[String]) -> BTreeMap<String, String> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(rookery_tests::DEBIAN_PYTHON)
+        .arg(rookery_tests::client_script("kazoo_cluster.py"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running python3");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let mut stdin = child.stdin.take().expect("stdin");
+    let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut out = String::new();
+    let mut results = BTreeMap::new();
+    for line in stdout.lines() {
+        let line = line.expect("script output");
+        out.push_str(&line);
+        out.push('\n');
+        if let Some(port) = line.strip_prefix("KILL ") {
+            let n = node_of_port(c, port.parse().expect("port"));
+            println!(
+                "[{}] kazoo asks: kill -9 node {n} ({:?})",
+                target_name(),
+                c.mode(n)
+            );
+            c.kill9(n);
+            writeln!(stdin, "DONE").expect("answering the script");
+        } else if let Some(port) = line.strip_prefix("RESTART ") {
+            let n = node_of_port(c, port.parse().expect("port"));
+            c.restart(n);
+            writeln!(stdin, "DONE").expect("answering the script");
+        } else if let Some(rest) = line.strip_prefix("ACKED ") {
+            let (path, data) = rest.split_once(' ').unwrap_or((rest, ""));
+            ledger.ack(path, data.as_bytes());
+        } else if let Some(kv) = line.strip_prefix("RESULT ") {
+            if let Some((k, v)) = kv.split_once('=') {
+                results.insert(k.to_owned(), v.to_owned());
+            }
+        }
+    }
+    drop(stdin);
+    let status = child.wait().expect("python3");
+    let err = err_reader.join().unwrap_or_default();
+    assert!(
+        status.success() && out.lines().any(|l| l.starts_with("OK ")),
+        "kazoo script failed ({status})\nstdout:\n{out}\nstderr:\n{err}\nmodes {:?}\n{}",
+        c.modes(),
+        c.logs()
+    );
+    results
+}
+
+#[test]
+fn kazoo_sessions_ephemerals_and_watches_survive_their_servers_death() {
+    let _serial = serial();
+    if let Some(reason) = rookery_tests::missing(&["kazoo"]) {
+        println!("SKIPPED: {reason}");
+        return;
+    }
+    let Some(mut c) = start(3, 0, false) else {
+        return;
+    };
+    let mut ledger = Ledger::default();
+    let l = leader(&mut c);
+    let f = other_voters(&c, l);
+    let leader_first = hosts(&c, &[l, f[0], f[1]]);
+    let follower_first = hosts(&c, &[f[0], f[1], l]);
+    let all = c.connect_string();
+    let r = run_kazoo(
+        &mut c,
+        &mut ledger,
+        &["failover".into(), leader_first, follower_first, all],
+    );
+    println!(
+        "[{}] kazoo moved {} after its follower died: back in {} ms; {} after its \
+         leader died: back in {} ms",
+        target_name(),
+        r["follower_moved"],
+        r["follower_reconnect_ms"],
+        r["leader_moved"],
+        r["leader_reconnect_ms"]
+    );
+    assert_converged(&mut c, "/kf", &ledger);
+}
+
+/// Waits for a new leader among the voters other than `old` (just killed), then
+/// returns it.
+fn new_leader_after(c: &mut Cluster, old: usize) -> usize {
+    let others = other_voters(c, old);
+    c.wait_for_leader_among(&others, CLUSTER_WAIT)
+        .unwrap_or_else(|| panic!("no new leader: {:?}\n{}", c.modes(), c.logs()))
+}
+
+/// A pinned session on some serving node other than `not`.
+fn session_elsewhere(c: &mut Cluster, not: usize) -> Zk {
+    let n = c
+        .voters()
+        .into_iter()
+        .find(|&n| n != not && c.is_running(n))
+        .expect("another running voter");
+    connect_serving(c, n)
+}
+
+/// setData through a pinned session, retrying on another server while the cluster
+/// elects; records it.
+fn set_elsewhere(c: &mut Cluster, not: usize, ledger: &mut Ledger, path: &str, data: &[u8]) {
+    let deadline = Instant::now() + CLUSTER_WAIT;
+    loop {
+        let mut zk = session_elsewhere(c, not);
+        if let Ok(r) = zk.call(raw_client::set_data_req(path, data, -1)) {
+            assert_eq!(r.header.err, 0, "setData {path}");
+            ledger.ack(path, data);
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "setData {path} never went through"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// zkCli.sh fed on stdin (see tests/zkcli.rs): a `get` of a missing marker after
+/// each command delimits its output.
+struct ZkCli {
+    p: interactive::Interactive,
+    marks: u32,
+}
+
+const ZKCLI_CONNECTED: &str = "WatchedEvent state:SyncConnected type:None path:null";
+
+impl ZkCli {
+    fn connect(hosts: &str) -> ZkCli {
+        let mut p = interactive::Interactive::spawn(rookery_tests::ZKCLI, &["-server", hosts]);
+        p.wait_for("SyncConnected", |l| l == ZKCLI_CONNECTED);
+        ZkCli { p, marks: 0 }
+    }
+
+    /// One command's output, notifications left out.
+    fn run(&mut self, cmd: &str) -> Vec<String> {
+        self.marks += 1;
+        let marker = format!("/zkcli-end-{}", self.marks);
+        self.p.send_lines(&[cmd, &format!("get {marker}")]);
+        let end = format!("Node does not exist: {marker}");
+        let mut lines = self.p.wait_for(&end, |l| l == end);
+        lines.pop();
+        lines
+            .into_iter()
+            .filter(|l| !l.is_empty() && l != "WATCHER::" && !l.starts_with("WatchedEvent "))
+            .collect()
+    }
+
+    fn count(&self, line: &str) -> usize {
+        self.p.all_lines().iter().filter(|l| *l == line).count()
+    }
+
+    /// Waits until `line` has been printed `n` times in all.
+    fn wait_count(&mut self, line: &str, n: usize) {
+        self.p.wait_until(line, |lines| {
+            lines.iter().filter(|l| *l == line).count() >= n
+        });
+    }
+
+    /// The session, from an ephemeral's `stat`.
+    fn owner(&mut self, path: &str) -> i64 {
+        let out = self.run(&format!("stat {path}"));
+        let hex = out
+            .iter()
+            .find_map(|l| l.strip_prefix("ephemeralOwner = 0x"))
+            .unwrap_or_else(|| panic!("no ephemeralOwner in {out:?}"));
+        i64::from_str_radix(hex, 16).expect("hex session id")
+    }
+
+    /// `create path data`, again after a lost connection (an earlier attempt may have
+    /// done it: then the node must hold `data`).
+    fn create(&mut self, path: &str, data: &str, ledger: &mut Ledger) {
+        let deadline = Instant::now() + CLUSTER_WAIT;
+        loop {
+            let out = self.run(&format!("create {path} {data}"));
+            if out == [format!("Created {path}")] {
+                break;
+            }
+            if out.iter().any(|l| l.starts_with("Node already exists")) {
+                assert_eq!(self.run(&format!("get {path}")), [data], "{path}");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline && out.iter().any(|l| l.contains("ConnectionLoss")),
+                "create {path}: {out:?}"
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        ledger.ack(path, data.as_bytes());
+    }
+
+    fn quit(mut self) {
+        self.p.send("quit");
+        self.p.finish();
+    }
+}
+
+#[test]
+fn zkcli_fails_over_with_the_whole_connect_string() {
+    let _serial = serial();
+    rookery_tests::require!("zkcli");
+    let Some(mut c) = start(3, 0, false) else {
+        return;
+    };
+    let mut ledger = Ledger::default();
+    let mut z = ZkCli::connect(&c.connect_string());
+    z.create("/zc", "v1", &mut ledger);
+    assert_eq!(z.run("create -e /zc/eph e"), ["Created /zc/eph"]);
+    let sid = z.owner("/zc/eph");
+
+    // Round 1: kill the server it is connected to.
+    let n = node_with_session(&mut c, sid);
+    assert_eq!(z.run("get -w /zc"), ["v1"]);
+    assert_eq!(z.run("ls -w /zc"), ["[eph]"]);
+    let connected = z.count(ZKCLI_CONNECTED);
+    let mode = c.mode(n);
+    let t = Instant::now();
+    c.kill9(n);
+    z.wait_count(ZKCLI_CONNECTED, connected + 1);
+    let m = node_with_session(&mut c, sid);
+    println!(
+        "[{}] zkCli on node {n} ({mode:?}) killed -9: reconnected to node {m} in {} ms",
+        target_name(),
+        ms(t.elapsed())
+    );
+    assert_ne!(m, n);
+    assert_eq!(z.owner("/zc/eph"), sid, "the session and its ephemeral");
+    // The watches it set on the dead server fire.
+    set_elsewhere(&mut c, n, &mut ledger, "/zc", b"v2");
+    let mut zk = session_elsewhere(&mut c, n);
+    must_create(&mut zk, &mut ledger, "/zc/child", b"c");
+    z.wait_count(
+        "WatchedEvent state:SyncConnected type:NodeDataChanged path:/zc",
+        1,
+    );
+    z.wait_count(
+        "WatchedEvent state:SyncConnected type:NodeChildrenChanged path:/zc",
+        1,
+    );
+    z.create("/zc/after", "a1", &mut ledger);
+    assert_eq!(z.run("get /zc/after"), ["a1"]);
+    c.restart(n);
+
+    // Round 2: kill the leader, its server or not.
+    let l = leader(&mut c);
+    let on = node_with_session(&mut c, sid);
+    let t = Instant::now();
+    c.kill9(l);
+    let new = new_leader_after(&mut c, l);
+    z.create("/zc/after-leader", "a2", &mut ledger);
+    println!(
+        "[{}] zkCli on node {on}, leader node {l} killed -9: node {new} leads; zkCli's \
+         create went through {} ms after the kill",
+        target_name(),
+        ms(t.elapsed())
+    );
+    assert_eq!(z.run("get /zc/after-leader"), ["a2"]);
+    assert_eq!(z.owner("/zc/eph"), sid, "the session and its ephemeral");
+    c.restart(l);
+    z.quit();
+    assert_converged(&mut c, "/zc", &ledger);
+}
+
+/// cli_mt, the C client's sample shell (see tests/cmt.rs): a `get` of a missing
+/// marker after each command delimits its output.
+struct CliMt {
+    p: interactive::Interactive,
+    marks: u32,
+    session: i64,
+}
+
+const CMT_CONNECTED: &str = "Watcher SESSION_EVENT state = CONNECTED_STATE";
+
+impl CliMt {
+    fn connect(hosts: &str) -> CliMt {
+        let mut p = interactive::Interactive::spawn(rookery_tests::CLI_MT, &["-h", hosts]);
+        p.wait_for("CONNECTED_STATE", |l| l == CMT_CONNECTED);
+        let line = p.wait_for("session id", |l| l.starts_with("Got a new session id: 0x"));
+        let hex = line
+            .last()
+            .and_then(|l| l.strip_prefix("Got a new session id: 0x"))
+            .expect("session id");
+        let session = i64::from_str_radix(hex, 16).expect("hex session id");
+        CliMt {
+            p,
+            marks: 0,
+            session,
+        }
+    }
+
+    fn run(&mut self, cmd: &str) -> Vec<String> {
+        self.marks += 1;
+        let marker = format!("/cmt-end-{}", self.marks);
+        self.p.send_lines(&[cmd, &format!("get {marker}")]);
+        let end = format!("{marker}: rc = -101");
+        let mut lines = self.p.wait_for(&end, |l| l == end);
+        lines.pop();
+        self.p.wait_for("marker's null Stat", |l| l == "null");
+        // The C library logs to stderr too ("...:ZOO_ERROR@check_events@3011: ...")
+        // when it loses a server.
+        lines.retain(|l| {
+            !l.starts_with("time = ") && !l.starts_with("Watcher ") && !l.contains(":ZOO_")
+        });
+        lines
+    }
+
+    fn count(&self, line: &str) -> usize {
+        self.p.all_lines().iter().filter(|l| *l == line).count()
+    }
+
+    fn wait_count(&mut self, line: &str, n: usize) {
+        self.p.wait_until(line, |lines| {
+            lines.iter().filter(|l| *l == line).count() >= n
+        });
+    }
+
+    /// cli_mt creates every node with the data "new"; retried after a lost
+    /// connection (rc -4).
+    fn create(&mut self, path: &str, ledger: &mut Ledger) {
+        let deadline = Instant::now() + CLUSTER_WAIT;
+        loop {
+            let out = self.run(&format!("create {path}"));
+            let rc = out
+                .iter()
+                .find_map(|l| l.strip_prefix(&format!("[{path}]: rc = ")))
+                .unwrap_or_else(|| panic!("create {path}: {out:?}"))
+                .to_owned();
+            // 0 done; -110 NodeExists: an earlier attempt whose answer was lost did it.
+            if rc == "0" || rc == "-110" {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline && rc == "-4",
+                "create {path}: {out:?}"
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        ledger.ack(path, b"new");
+    }
+
+    /// The ephemeralOwner of `path`'s Stat, as cli_mt prints it (hex, no 0x).
+    fn owner(&mut self, path: &str) -> i64 {
+        let out = self.run(&format!("get {path}"));
+        assert_eq!(
+            out.first().map(String::as_str),
+            Some(&*format!("{path}: rc = 0"))
+        );
+        let hex = out
+            .iter()
+            .flat_map(|l| l.split('\t'))
+            .find_map(|p| {
+                let (k, v) = p.split_once('=')?;
+                (k.trim() == "ephemeralOwner").then_some(v)
+            })
+            .unwrap_or_else(|| panic!("no ephemeralOwner in {out:?}"));
+        i64::from_str_radix(hex.trim(), 16).expect("hex session id")
+    }
+
+    fn quit(mut self) {
+        self.p.send("quit");
+        self.p.finish();
+    }
+}
+
+#[test]
+fn cli_mt_fails_over_with_the_whole_connect_string() {
+    let _serial = serial();
+    rookery_tests::require!("cli_mt");
+    let Some(mut c) = start(3, 0, false) else {
+        return;
+    };
+    let mut ledger = Ledger::default();
+    let mut m = CliMt::connect(&c.connect_string());
+    let sid = m.session;
+    m.create("/cm", &mut ledger);
+    assert_eq!(m.run("create +e /cm/eph")[1], "[/cm/eph]: rc = 0");
+    assert_eq!(m.owner("/cm/eph"), sid);
+    // get and ls leave watches (cli_mt's default watcher).
+    assert_eq!(m.run("get /cm")[0], "/cm: rc = 0");
+    assert_eq!(m.run("ls /cm")[0], "/cm: rc = 0");
+
+    let n = node_with_session(&mut c, sid);
+    let connected = m.count(CMT_CONNECTED);
+    let mode = c.mode(n);
+    let t = Instant::now();
+    c.kill9(n);
+    m.wait_count(CMT_CONNECTED, connected + 1);
+    let to = node_with_session(&mut c, sid);
+    println!(
+        "[{}] cli_mt on node {n} ({mode:?}) killed -9: reconnected to node {to} in {} ms",
+        target_name(),
+        ms(t.elapsed())
+    );
+    assert_ne!(to, n);
+    assert_eq!(m.owner("/cm/eph"), sid, "the session and its ephemeral");
+    set_elsewhere(&mut c, n, &mut ledger, "/cm", b"v2");
+    let mut zk = session_elsewhere(&mut c, n);
+    must_create(&mut zk, &mut ledger, "/cm/child", b"c");
+    m.wait_count(
+        "Watcher CHANGED_EVENT state = CONNECTED_STATE for path /cm",
+        1,
+    );
+    m.wait_count(
+        "Watcher CHILD_EVENT state = CONNECTED_STATE for path /cm",
+        1,
+    );
+    m.create("/cm/after", &mut ledger);
+    c.restart(n);
+
+    let l = leader(&mut c);
+    let on = node_with_session(&mut c, sid);
+    let t = Instant::now();
+    c.kill9(l);
+    let new = new_leader_after(&mut c, l);
+    m.create("/cm/after-leader", &mut ledger);
+    println!(
+        "[{}] cli_mt on node {on}, leader node {l} killed -9: node {new} leads; cli_mt's \
+         create went through {} ms after the kill",
+        target_name(),
+        ms(t.elapsed())
+    );
+    assert_eq!(m.owner("/cm/eph"), sid, "the session and its ephemeral");
+    let all = m.p.all_lines();
+    assert_eq!(
+        all.iter()
+            .filter(|l| l.starts_with("Got a new session id"))
+            .count(),
+        1,
+        "cli_mt got another session: {all:#?}"
+    );
+    c.restart(l);
+    m.quit();
+    assert_converged(&mut c, "/cm", &ledger);
+}
+
+/// The Rust zookeeper-client crate: a request retried while the client reconnects.
+async fn retry<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, zookeeper_client::Error>>,
+{
+    let deadline = Instant::now() + CLUSTER_WAIT;
+    loop {
+        match f().await {
+            Ok(v) => return v,
+            Err(zookeeper_client::Error::ConnectionLoss) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("{what}: {e:?}"),
+        }
+    }
+}
+
+#[test]
+fn rust_client_fails_over_with_the_whole_connect_string() {
+    use zookeeper_client::{Acls, Client, CreateMode, Error, EventType, SessionState};
+    let _serial = serial();
+    let Some(mut c) = start(3, 0, false) else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let mut ledger = Ledger::default();
+    let persistent = CreateMode::Persistent.with_acls(Acls::anyone_all());
+    let ephemeral = CreateMode::Ephemeral.with_acls(Acls::anyone_all());
+    let hosts = c.connect_string();
+    let (zk, sid) = rt.block_on(async {
+        let zk = Client::connector()
+            .with_session_timeout(Duration::from_secs(10))
+            .connect(&hosts)
+            .await
+            .expect("connect");
+        zk.create("/rc", b"v1", &persistent).await.expect("create");
+        zk.create("/rc/eph", b"e", &ephemeral)
+            .await
+            .expect("create");
+        let sid = zk.session_id().0;
+        (zk, sid)
+    });
+    ledger.ack("/rc", b"v1");
+    // One-shot watches only: zookeeper-client 0.11.2 re-registers persistent watches
+    // with the wrong request after a reconnect (WatchManager::resend_watches keeps
+    // `index = index.max(index)`, so it always sends SetWatches without the
+    // persistent lists), against ZooKeeper and Rookery alike.
+    let (oneshot, children, mut states) = rt.block_on(async {
+        let (_, _, oneshot) = zk.get_and_watch_data("/rc").await.expect("watch");
+        let (_, _, children) = zk.get_and_watch_children("/rc").await.expect("watch");
+        (oneshot, children, zk.state_watcher())
+    });
+
+    let n = node_with_session(&mut c, sid);
+    let mode = c.mode(n);
+    let t = Instant::now();
+    c.kill9(n);
+    rt.block_on(async {
+        tokio::time::timeout(CLUSTER_WAIT, async {
+            assert_eq!(states.changed().await, SessionState::Disconnected);
+            assert_eq!(states.changed().await, SessionState::SyncConnected);
+        })
+        .await
+        .expect("the client did not reconnect");
+    });
+    let to = node_with_session(&mut c, sid);
+    println!(
+        "[{}] zookeeper-client on node {n} ({mode:?}) killed -9: reconnected to node {to} \
+         in {} ms",
+        target_name(),
+        ms(t.elapsed())
+    );
+    assert_ne!(to, n);
+    assert_eq!(zk.session_id().0, sid);
+    set_elsewhere(&mut c, n, &mut ledger, "/rc", b"v2");
+    let mut other = session_elsewhere(&mut c, n);
+    must_create(&mut other, &mut ledger, "/rc/child", b"c");
+    rt.block_on(async {
+        let e = tokio::time::timeout(CLUSTER_WAIT, oneshot.changed())
+            .await
+            .expect("the one-shot watch did not fire after the move");
+        assert_eq!(
+            (e.event_type, e.path.as_str()),
+            (EventType::NodeDataChanged, "/rc")
+        );
+        let e = tokio::time::timeout(CLUSTER_WAIT, children.changed())
+            .await
+            .expect("the child watch did not fire after the move");
+        assert_eq!(
+            (e.event_type, e.path.as_str()),
+            (EventType::NodeChildrenChanged, "/rc")
+        );
+        let (_, st) = retry("get /rc/eph", || zk.get_data("/rc/eph")).await;
+        assert_eq!(st.ephemeral_owner, sid, "the ephemeral after the move");
+        retry("create /rc/after", || async {
+            match zk.create("/rc/after", b"a1", &persistent).await {
+                Err(Error::NodeExists) => Ok(()),
+                r => r.map(|_| ()),
+            }
+        })
+        .await;
+    });
+    ledger.ack("/rc/after", b"a1");
+    c.restart(n);
+
+    let l = leader(&mut c);
+    let on = node_with_session(&mut c, sid);
+    let t = Instant::now();
+    c.kill9(l);
+    let new = new_leader_after(&mut c, l);
+    rt.block_on(async {
+        retry("create /rc/after-leader", || async {
+            match zk.create("/rc/after-leader", b"a2", &persistent).await {
+                Err(Error::NodeExists) => Ok(()),
+                r => r.map(|_| ()),
+            }
+        })
+        .await;
+    });
+    ledger.ack("/rc/after-leader", b"a2");
+    println!(
+        "[{}] zookeeper-client on node {on}, leader node {l} killed -9: node {new} leads; \
+         its create went through {} ms after the kill",
+        target_name(),
+        ms(t.elapsed())
+    );
+    rt.block_on(async {
+        let (data, _) = retry("get", || zk.get_data("/rc/after-leader")).await;
+        assert_eq!(data, b"a2");
+        let (_, st) = retry("get /rc/eph", || zk.get_data("/rc/eph")).await;
+        assert_eq!(st.ephemeral_owner, sid);
+        assert_eq!(zk.session_id().0, sid);
+    });
+    c.restart(l);
+    // Dropping the last handle ends the session; its ephemeral goes (closed, or at
+    // worst expired), before the trees are compared.
+    drop(zk);
+    let mut check = connect_serving(&mut c, l);
+    let gone = Instant::now() + CLUSTER_WAIT;
+    while check.get("/rc/eph").expect("get /rc/eph").is_some() {
+        assert!(
+            Instant::now() < gone,
+            "the dropped client's ephemeral stays"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(rt);
+    assert_converged(&mut c, "/rc", &ledger);
+}
