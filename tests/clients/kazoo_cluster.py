@@ -19,6 +19,7 @@ import threading
 import time
 
 from kazoo.client import KazooClient
+from kazoo.exceptions import NodeExistsError
 from kazoo.protocol.states import Callback, EventType, KazooState
 from kazoo.retry import KazooRetry
 
@@ -95,10 +96,20 @@ def server_port(zk):
 
 
 def retrying(fn, *args, **kwargs):
-    """Runs fn, retrying connection losses (for the checker, which may sit on a
-    server that goes away) for at most WAIT_S."""
+    """Runs fn, retrying connection losses (a client may have reconnected to a
+    server that is still to learn of the new leader) for at most WAIT_S."""
     return KazooRetry(max_tries=-1, delay=0.1, max_delay=0.5, deadline=WAIT_S)(
         fn, *args, **kwargs)
+
+
+def create_retrying(zk, path, data):
+    """A create retried on connection loss; NodeExists then means an earlier
+    attempt whose answer was lost did it, and the node must hold `data`."""
+    try:
+        retrying(zk.create, path, data)
+    except NodeExistsError:
+        eq(retrying(zk.get, path)[0], data, "%s after a retried create" % path)
+    acked(path, data)
 
 
 class Recorder(object):
@@ -168,18 +179,18 @@ def move(zk, name, all_hosts):
         # The watches set on the dead server fire for changes after the move.
         retrying(chk.set, base, b"v1")
         acked(base, b"v1")
-        retrying(chk.create, base + "/child", b"c")
-        acked(base + "/child", b"c")
+        create_retrying(chk, base + "/child", b"c")
         wait_until(lambda: b"v1" in recipe, "the DataWatch to see v1 (%r)" % recipe)
         wait_until(lambda: ["child", "eph"] in kids,
                    "the ChildrenWatch to see the new child (%r)" % kids)
         flush_callbacks(zk)
         eq(one_shot.get(), [(EventType.NONE, None)], "kazoo's one-shot watch")
         # And the client goes on writing and reading.
-        zk.create(base + "/after", b"after")
-        acked(base + "/after", b"after")
-        eq(zk.get(base + "/after")[0], b"after", "read back through the new server")
-        eq(sorted(zk.get_children(base)), ["after", "child", "eph"], "children")
+        create_retrying(zk, base + "/after", b"after")
+        eq(retrying(zk.get, base + "/after")[0], b"after",
+           "read back through the new server")
+        eq(sorted(retrying(zk.get_children, base)), ["after", "child", "eph"],
+           "children")
     finally:
         shut(chk)
     nemesis("RESTART %d" % port)
@@ -206,7 +217,7 @@ def scenario_failover(leader_first, follower_first, all_hosts):
                 st = retrying(chk.exists, "/kf/%s/eph" % name)
                 check(st is not None and st.ephemeralOwner == zk.client_id[0],
                       "%s's ephemeral at the end: %r" % (name, st))
-                zk.set("/kf/" + name, b"end")
+                retrying(zk.set, "/kf/" + name, b"end")
                 acked("/kf/" + name, b"end")
             # Closing a moved session removes its ephemerals.
             sid = on_leader.client_id[0]

@@ -548,12 +548,18 @@ fn write_many(c: &mut Cluster, n: usize, ledger: &mut Ledger, prefix: &str, coun
 }
 
 /// Node `n`, read directly after a sync, holds every acknowledged write; prints how
-/// long after its restart that first worked.
-fn assert_caught_up(c: &mut Cluster, n: usize, root: &str, ledger: &Ledger, since: Instant) {
+/// long after `since` (its restart, or a heal: `what`) that first worked.
+fn assert_caught_up(
+    c: &mut Cluster,
+    n: usize,
+    root: &str,
+    ledger: &Ledger,
+    (since, what): (Instant, &str),
+) {
     let tree = tree_after_sync(c, n, root);
-    ledger.check(&tree, &format!("node {n}, read directly after its restart"));
+    ledger.check(&tree, &format!("node {n}, read directly after {what}"));
     println!(
-        "[{}] node {n} served all {} acknowledged writes {} ms after its restart began",
+        "[{}] node {n} served all {} acknowledged writes {} ms after {what}",
         target_name(),
         ledger.len(),
         ms(since.elapsed())
@@ -578,7 +584,7 @@ fn a_restarted_follower_catches_up() {
     let t = Instant::now();
     c.restart(f);
     wait_mode(&mut c, f, "follower");
-    assert_caught_up(&mut c, f, "/diff", &ledger, t);
+    assert_caught_up(&mut c, f, "/diff", &ledger, (t, "its restart began"));
     print_log_lines(&c, f, &SYNC_WORDS);
     print_log_lines(&c, l, &SYNC_WORDS);
     // It follows again: writes through it commit.
@@ -623,7 +629,7 @@ fn a_wiped_follower_catches_up_from_nothing() {
     let t = Instant::now();
     c.restart(f);
     wait_mode(&mut c, f, "follower");
-    assert_caught_up(&mut c, f, "/snap", &ledger, t);
+    assert_caught_up(&mut c, f, "/snap", &ledger, (t, "its restart began"));
     print_log_lines(&c, f, &SYNC_WORDS);
     print_log_lines(&c, l, &SYNC_WORDS);
     write_many(&mut c, f, &mut ledger, "/snap/after", 5);
@@ -704,7 +710,7 @@ fn a_deposed_leader_truncates_its_uncommitted_txns() {
     let t = Instant::now();
     c.restart(old);
     wait_mode(&mut c, old, "follower");
-    assert_caught_up(&mut c, old, "/trunc", &ledger, t);
+    assert_caught_up(&mut c, old, "/trunc", &ledger, (t, "its restart began"));
     print_log_lines(&c, old, &SYNC_WORDS);
     print_log_lines(&c, new, &SYNC_WORDS);
     let tree = assert_converged(&mut c, "/trunc", &ledger);
@@ -929,11 +935,11 @@ fn a_follower_cut_off_commits_nothing_and_catches_up_when_healed() {
         "the majority changed its leader"
     );
 
+    let t = Instant::now();
     c.heal_all();
     wait_mode(&mut c, f, "follower");
     assert_eq!(c.leader(), Some(l));
-    let t = Instant::now();
-    assert_caught_up(&mut c, f, "/cutoff", &ledger, t);
+    assert_caught_up(&mut c, f, "/cutoff", &ledger, (t, "the heal"));
     write_many(&mut c, f, &mut ledger, "/cutoff/after-heal", 5);
     let tree = assert_converged(&mut c, "/cutoff", &ledger);
     let applied: Vec<&String> = sent.iter().filter(|p| tree.contains_key(*p)).collect();
@@ -1286,13 +1292,15 @@ impl ZkCli {
         ZkCli { p, marks: 0 }
     }
 
-    /// One command's output, notifications left out.
+    /// One command's output, notifications left out. The marker's `get` ends it
+    /// with NoNode, or with ConnectionLoss when the connection broke under it.
     fn run(&mut self, cmd: &str) -> Vec<String> {
         self.marks += 1;
         let marker = format!("/zkcli-end-{}", self.marks);
         self.p.send_lines(&[cmd, &format!("get {marker}")]);
         let end = format!("Node does not exist: {marker}");
-        let mut lines = self.p.wait_for(&end, |l| l == end);
+        let lost = format!("KeeperErrorCode = ConnectionLoss for {marker}");
+        let mut lines = self.p.wait_for(&end, |l| l == end || l == lost);
         lines.pop();
         lines
             .into_iter()
@@ -1311,9 +1319,22 @@ impl ZkCli {
         });
     }
 
+    /// A read, again while the connection is lost under it (the cluster may still be
+    /// electing when the client has reconnected).
+    fn read(&mut self, cmd: &str) -> Vec<String> {
+        let deadline = Instant::now() + CLUSTER_WAIT;
+        loop {
+            let out = self.run(cmd);
+            if !out.iter().any(|l| l.contains("ConnectionLoss")) || Instant::now() >= deadline {
+                return out;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
     /// The session, from an ephemeral's `stat`.
     fn owner(&mut self, path: &str) -> i64 {
-        let out = self.run(&format!("stat {path}"));
+        let out = self.read(&format!("stat {path}"));
         let hex = out
             .iter()
             .find_map(|l| l.strip_prefix("ephemeralOwner = 0x"))
@@ -1392,7 +1413,7 @@ fn zkcli_fails_over_with_the_whole_connect_string() {
         1,
     );
     z.create("/zc/after", "a1", &mut ledger);
-    assert_eq!(z.run("get /zc/after"), ["a1"]);
+    assert_eq!(z.read("get /zc/after"), ["a1"]);
     c.restart(n);
 
     // Round 2: kill the leader, its server or not.
@@ -1408,7 +1429,7 @@ fn zkcli_fails_over_with_the_whole_connect_string() {
         target_name(),
         ms(t.elapsed())
     );
-    assert_eq!(z.run("get /zc/after-leader"), ["a2"]);
+    assert_eq!(z.read("get /zc/after-leader"), ["a2"]);
     assert_eq!(z.owner("/zc/eph"), sid, "the session and its ephemeral");
     c.restart(l);
     z.quit();
@@ -1446,8 +1467,10 @@ impl CliMt {
         self.marks += 1;
         let marker = format!("/cmt-end-{}", self.marks);
         self.p.send_lines(&[cmd, &format!("get {marker}")]);
+        // NoNode, or ConnectionLoss (-4) when the connection broke under it.
         let end = format!("{marker}: rc = -101");
-        let mut lines = self.p.wait_for(&end, |l| l == end);
+        let lost = format!("{marker}: rc = -4");
+        let mut lines = self.p.wait_for(&end, |l| l == end || l == lost);
         lines.pop();
         self.p.wait_for("marker's null Stat", |l| l == "null");
         // The C library logs to stderr too ("...:ZOO_ERROR@check_events@3011: ...")
@@ -1492,9 +1515,16 @@ impl CliMt {
         ledger.ack(path, b"new");
     }
 
-    /// The ephemeralOwner of `path`'s Stat, as cli_mt prints it (hex, no 0x).
+    /// The ephemeralOwner of `path`'s Stat, as cli_mt prints it (hex, no 0x); the
+    /// `get` again while it fails with ConnectionLoss (-4).
     fn owner(&mut self, path: &str) -> i64 {
-        let out = self.run(&format!("get {path}"));
+        let deadline = Instant::now() + CLUSTER_WAIT;
+        let lost = format!("{path}: rc = -4");
+        let mut out = self.run(&format!("get {path}"));
+        while out.first() == Some(&lost) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(300));
+            out = self.run(&format!("get {path}"));
+        }
         assert_eq!(
             out.first().map(String::as_str),
             Some(&*format!("{path}: rc = 0"))
