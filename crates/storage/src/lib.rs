@@ -649,14 +649,43 @@ mod tests {
 
         /// Edits one tree with sled directly while our storage is closed.
         fn with_raw_tree(&self, name: &str, edit: impl FnOnce(&sled::Tree)) {
-            let db = sled::open(self.dir.path()).unwrap();
+            let mut tries = 0;
+            let db = loop {
+                match sled::open(self.dir.path()) {
+                    Ok(db) => break db,
+                    // As in `open_retrying`: the last handle's lock may linger a moment.
+                    Err(_) if tries < 100 => {
+                        tries += 1;
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                    Err(e) => panic!("opening sled: {e:?}"),
+                }
+            };
             let tree = db.open_tree(name).unwrap();
             edit(&tree);
             db.flush().unwrap();
         }
 
+        /// sled's flusher thread can hold the previous handle's file lock for a moment
+        /// after the drop; a new process never meets that, a reopen in one does.
+        fn open_retrying(&self) -> SledStorage {
+            let mut tries = 0;
+            loop {
+                match SledStorage::open(self.dir.path()) {
+                    Ok(s) => return s,
+                    Err(e)
+                        if tries < 100 && format!("{e:?}").contains("could not acquire lock") =>
+                    {
+                        tries += 1;
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                    Err(e) => panic!("opening sled storage: {e:?}"),
+                }
+            }
+        }
+
         fn open_with_report(&mut self) -> (SledStorage, LogRecovery) {
-            let storage = SledStorage::open(self.dir.path()).unwrap();
+            let storage = self.open_retrying();
             let recovery = storage.recovery().clone();
             (storage, recovery)
         }
@@ -666,7 +695,7 @@ mod tests {
         type Storage = SledStorage;
 
         fn open(&mut self) -> SledStorage {
-            SledStorage::open(self.dir.path()).unwrap()
+            self.open_retrying()
         }
 
         fn reopen(&mut self, storage: SledStorage) -> (SledStorage, LogRecovery) {
