@@ -809,12 +809,18 @@ fn one_shot_commands_exit_with_status() {
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        // What the command printed comes after the connection event.
+        // What the command printed comes after "Connecting to"; zkCli's event thread
+        // prints the connection event concurrently, so it may come before or after.
         let lines: Vec<String> = text
             .lines()
-            .skip_while(|l| !l.starts_with("WatchedEvent state:SyncConnected type:None"))
+            .skip_while(|l| !l.starts_with("Connecting to "))
             .skip(1)
-            .filter(|l| !l.is_empty())
+            .filter(|l| {
+                !l.is_empty()
+                    && !l.starts_with("SLF4J:")
+                    && *l != "WATCHER::"
+                    && !l.starts_with("WatchedEvent state:SyncConnected type:None")
+            })
             .map(str::to_owned)
             .collect();
         (out.status.code().unwrap_or(-1), lines)
