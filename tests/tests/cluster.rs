@@ -378,7 +378,8 @@ fn print_log_lines(c: &Cluster, n: usize, words: &[&str]) {
 
 /// What ZooKeeper (Learner, LearnerHandler, ZKDatabase) and Rookery (core) log about
 /// recovery and learner synchronization.
-const SYNC_WORDS: [&str; 9] = [
+const SYNC_WORDS: [&str; 10] = [
+    "syncing a learner",
     "getting a diff",
     "getting a snapshot",
     "truncat",

@@ -453,6 +453,32 @@ impl Core {
             }
             if let Some(t) = &self.transport {
                 for (to, msg) in ready.messages {
+                    // How each learner is brought up to date, for operators.
+                    match &msg {
+                        Message::Diff { last_zxid: z } | Message::Trunc { zxid: z } => {
+                            info!(
+                                learner = to.0,
+                                how = msg.kind(),
+                                zxid = format!("{z:#x}"),
+                                "syncing a learner"
+                            );
+                        }
+                        Message::Snap {
+                            zxid,
+                            offset: 0,
+                            total,
+                            ..
+                        } => {
+                            info!(
+                                learner = to.0,
+                                how = "snap",
+                                zxid = format!("{zxid:#x}"),
+                                bytes = total,
+                                "syncing a learner"
+                            );
+                        }
+                        _ => {}
+                    }
                     t.send(to.0, msg);
                 }
             }
