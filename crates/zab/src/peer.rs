@@ -929,15 +929,9 @@ impl<S: PeerStorage> Peer<S> {
                     },
                 );
                 match l.new_epoch {
-                    Some(e) => {
-                        let rolling = l.rolling.is_some();
-                        let established = l.established;
-                        self.send(from, Message::LeaderInfo { new_epoch: e });
-                        // A server that promised a later epoch stays out until the
-                        // leader changes, as in ZooKeeper. (Rolling past its epoch
-                        // let it join, but the roll is off until its gaps are fixed.)
-                        let _ = (accepted_epoch, rolling, established);
-                    }
+                    // A server that promised a later epoch refuses it and stays out
+                    // until the leader changes, as in ZooKeeper.
+                    Some(e) => self.send(from, Message::LeaderInfo { new_epoch: e }),
                     None => self.maybe_choose_epoch()?,
                 }
             }
@@ -1116,7 +1110,6 @@ impl<S: PeerStorage> Peer<S> {
         if !l.established && !quorum.contains_quorum(l.epoch_acks.iter()) {
             return Ok(());
         }
-        let established = l.established;
         if self.current_epoch != new_epoch {
             // The leader accepts its own history for the new epoch (its NEWLEADER ack).
             self.storage.set_current_epoch(new_epoch)?;
@@ -1136,7 +1129,6 @@ impl<S: PeerStorage> Peer<S> {
             .filter(|v| v.phase == LearnerPhase::AwaitingSync)
             .map(|v| v.id)
             .collect();
-        let _ = established;
         for id in waiting {
             self.sync_learner(id)?;
         }
@@ -1224,16 +1216,15 @@ impl<S: PeerStorage> Peer<S> {
             .is_some_and(|e| e.zxid == zxid))
     }
 
-    /// After the base: every entry up to the leader's last (a voter) or the commit
-    /// point (an observer), then NEWLEADER.
+    /// After the base: every entry up to the leader's last (observers too; they apply
+    /// what later COMMITs cover), then NEWLEADER.
     fn send_sync_tail(&mut self, id: ServerId, base: Zxid) -> Result<(), StorageError> {
         let Some(l) = self.leader_state() else {
             return Ok(());
         };
-        let Some(v) = l.learners.get(&id) else {
+        if !l.learners.contains_key(&id) {
             return Ok(());
-        };
-        let _ = v;
+        }
         let Some(epoch) = l.new_epoch else {
             return Ok(());
         };
