@@ -973,8 +973,14 @@ def scenario_restart(hosts):
     """Run by the Rust test, which kill -9s and restarts the server when this prints
     READY and writes a line to stdin when it is back. Sessions survive the restart.
     A long session timeout and a retry delay of at most 1 s keep a slow JVM start
-    from expiring the sessions before kazoo gets back."""
+    from expiring the sessions before kazoo gets back.
+
+    kazoo waits session_timeout / len(hosts) for the answer to a ConnectRequest, 30 s
+    with one host: once in CI one reconnect to a restarted ZooKeeper got no answer and
+    used up the whole wait. Naming the server three times makes that 10 s, so a stuck
+    attempt is retried while the session still lives."""
     retry = {"max_tries": -1, "delay": 0.1, "backoff": 2, "max_delay": 1.0}
+    hosts = ",".join([hosts] * 3)
     a = client(hosts, timeout=30.0, connection_retry=retry)
     b = client(hosts, timeout=30.0, connection_retry=retry)
     try:
@@ -995,7 +1001,7 @@ def scenario_restart(hosts):
         eq(sys.stdin.readline().strip(), "RESTARTED", "the test's go-ahead")
         for c in (a, b):
             wait_until(lambda: KazooState.CONNECTED in states[c],
-                       "kazoo to reconnect after the restart (%r)" % states[c])
+                       "kazoo to reconnect after the restart (%r)" % states[c], timeout=60)
             eq(states[c][0], KazooState.SUSPENDED, "suspended first")
         eq(a.client_id[0], sid, "the session survived the restart")
         eq(b.exists("/rs/eph").ephemeralOwner, sid, "its ephemeral too")
