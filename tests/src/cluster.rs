@@ -126,6 +126,11 @@ impl Node {
         self.observer
     }
 
+    /// Where Rookery's gRPC admin API listens (`host:port`).
+    pub fn admin_endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.admin_port)
+    }
+
     pub fn client_port(&self) -> u16 {
         self.client_port
     }

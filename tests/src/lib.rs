@@ -164,6 +164,8 @@ pub fn rookery_bin() -> PathBuf {
 pub struct Server {
     pub target: Target,
     pub port: u16,
+    /// Rookery's gRPC admin API (its default port would clash across test servers).
+    pub admin_port: u16,
     dir: tempfile::TempDir,
     extra_config: String,
     child: Option<Child>,
@@ -178,17 +180,25 @@ impl Server {
 
     /// `extra_config` lines are appended to the generated zoo.cfg.
     pub fn start_with(target: Target, extra_config: &str) -> Server {
+        let mut s = Server::configure_with(target, extra_config);
+        s.spawn();
+        s
+    }
+
+    /// Like [`Server::start_with`], but only writes zoo.cfg and creates the data
+    /// directory: nothing runs until [`Server::restart`] starts it.
+    pub fn configure_with(target: Target, extra_config: &str) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut s = Server {
+        let s = Server {
             target,
             port: free_port(),
+            admin_port: free_port(),
             dir,
             extra_config: extra_config.to_owned(),
             child: None,
             starts: 0,
         };
         s.write_config();
-        s.spawn();
         s
     }
 
@@ -204,6 +214,11 @@ impl Server {
         self.dir.path().join("data")
     }
 
+    /// `127.0.0.1:<admin port>`, for `rookery admin --endpoint`.
+    pub fn admin_endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.admin_port)
+    }
+
     /// `127.0.0.1:<port>`, the connect string for clients.
     pub fn connect_string(&self) -> String {
         format!("127.0.0.1:{}", self.port)
@@ -211,9 +226,17 @@ impl Server {
 
     fn write_config(&self) {
         std::fs::create_dir_all(self.data_dir()).expect("data dir");
+        // ZooKeeper warns about keys it does not know; only Rookery gets this one, and
+        // only when the test does not set it itself.
+        let admin =
+            if self.target == Target::Rookery && !self.extra_config.contains("admin.grpcAddress") {
+                format!("admin.grpcAddress=127.0.0.1:{}\n", self.admin_port)
+            } else {
+                String::new()
+            };
         let cfg = format!(
             "tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={}\n\
-             clientPortAddress=127.0.0.1\n4lw.commands.whitelist=*\nadmin.enableServer=false\n{}\n",
+             clientPortAddress=127.0.0.1\n4lw.commands.whitelist=*\nadmin.enableServer=false\n{admin}{}\n",
             self.data_dir().display(),
             self.port,
             self.extra_config

@@ -3,6 +3,7 @@
 //! Thin on purpose: argument parsing, logging set-up and wiring; the work lives in the
 //! library crates.
 
+mod admin;
 mod serve;
 mod status;
 
@@ -49,6 +50,8 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Ask a server's gRPC admin API (status, members, sessions, snapshots).
+    Admin(admin::AdminArgs),
 }
 
 fn init_logging(format: LogFormat, default_directive: &str) {
@@ -80,6 +83,10 @@ fn main() -> ExitCode {
             // Status output is for people and scripts; logs only when asked for.
             init_logging(cli.log_format, "warn");
             status::run(config)
+        }
+        Command::Admin(args) => {
+            init_logging(cli.log_format, "warn");
+            admin::run(args)
         }
     }
 }

@@ -17,7 +17,7 @@ const NOT_RUNNING: &str = "Error contacting service. It is probably not running.
 
 /// zkEnv.sh's rule: `$ZOOCFGDIR/$ZOOCFG`, with ZOOCFGDIR defaulting to `../conf` beside
 /// the binary and ZOOCFG to `zoo.cfg`.
-fn default_config_path() -> PathBuf {
+pub(crate) fn default_config_path() -> PathBuf {
     let dir = env::var_os("ZOOCFGDIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| {

@@ -46,6 +46,9 @@ use crate::quorum::PeerSender;
 use crate::stats::ServerStats;
 use crate::words;
 
+mod admin;
+pub(crate) use admin::{AdminBackend, AdminQuery, MemberConfig};
+
 /// Most commands taken into one round (one fsync).
 pub(crate) const MAX_BATCH: usize = 4096;
 
@@ -99,6 +102,8 @@ pub(crate) enum CoreCmd {
     PeerLost {
         from: u64,
     },
+    /// A call of the gRPC admin API.
+    Admin(AdminQuery),
     /// Finish the round and stop.
     Shutdown,
 }
@@ -147,6 +152,8 @@ pub(crate) struct CoreConfig {
     /// `readonlymode.enabled` (with local sessions, as ZooKeeper needs them for it): a
     /// server without a leader serves reads to clients that accept a read-only server.
     pub read_only_mode: bool,
+    /// The configured members, for the admin API.
+    pub members: Vec<MemberConfig>,
 }
 
 #[derive(Debug)]
@@ -238,6 +245,11 @@ pub(crate) struct Core {
     started: Instant,
     start_wall_ms: i64,
     stats: ServerStats,
+    /// Admin ExpireSession calls waiting for their session's closeSession to apply.
+    admin_expiring:
+        BTreeMap<SessionId, Vec<oneshot::Sender<Result<i64, rookery_admin::BackendError>>>>,
+    /// Admin TakeSnapshot calls waiting for the next snapshot to start.
+    snapshot_wanted: Vec<admin::SnapshotWaiter>,
 }
 
 /// A snapshot in flight: a frozen clone of the tree being serialized, saved and
@@ -245,6 +257,8 @@ pub(crate) struct Core {
 struct SnapshotTask {
     last_zxid: i64,
     handle: std::thread::JoinHandle<Result<SnapshotSaved, StorageError>>,
+    /// Admin TakeSnapshot calls this snapshot answers.
+    waiters: Vec<admin::SnapshotWaiter>,
 }
 
 /// What the snapshot thread reports once the snapshot is durable.
@@ -326,6 +340,8 @@ impl Core {
             started: Instant::now(),
             start_wall_ms: now,
             stats: ServerStats::default(),
+            admin_expiring: BTreeMap::new(),
+            snapshot_wanted: Vec::new(),
         };
         // A single voter is leader at once and applies its whole log here.
         core.drive()?;
@@ -398,6 +414,7 @@ impl Core {
                 self.peer.link_lost(ServerId(from));
                 self.drive()?;
             }
+            CoreCmd::Admin(query) => self.admin(query)?,
             // Taken by `run` before it gets here.
             CoreCmd::Shutdown => {}
         }
@@ -578,6 +595,12 @@ impl Core {
                 self.sessions.touch(session, self.now_ms());
                 self.owners.insert(session, from.0);
             }
+            Forward::Expire { session } => {
+                if self.tree.sessions().contains_key(&session) && !self.sessions.is_closing(session)
+                {
+                    self.expire_as_leader(session, "by an admin request")?;
+                }
+            }
             Forward::CreateSession {
                 session,
                 timeout_ms,
@@ -751,6 +774,7 @@ impl Core {
             Txn::CloseSession { .. } => {
                 self.sessions.remove(session);
                 self.owners.remove(&session);
+                self.admin_session_closed(session, header.zxid);
             }
             _ => {}
         }
@@ -1094,23 +1118,7 @@ impl Core {
         }
         // The leader: session expiry and container reaping are its writes.
         for session in self.sessions.expired(now) {
-            info!(
-                session = format!("{session:#x}"),
-                "Expiring session, timeout exceeded"
-            );
-            self.sessions.set_closing(session);
-            let caller = Caller {
-                session_id: session,
-                auth: &[],
-                is_super: false,
-            };
-            let span = info_span!(
-                "expire",
-                session = format!("{session:#x}"),
-                zxid = tracing::field::Empty
-            );
-            let _g = span.enter();
-            self.propose(session, 0, &caller, Ok(&Op::CloseSession))?;
+            self.expire_as_leader(session, "timeout exceeded")?;
         }
         if now - self.last_container_check_ms >= self.cfg.container_check_interval_ms {
             self.last_container_check_ms = now;
@@ -1588,7 +1596,9 @@ impl Core {
         {
             self.finish_snapshot()?;
         }
-        if self.txns_since_snapshot < self.cfg.snap_count || self.snapshot_task.is_some() {
+        let due =
+            self.txns_since_snapshot >= self.cfg.snap_count || !self.snapshot_wanted.is_empty();
+        if !due || self.snapshot_task.is_some() {
             return Ok(());
         }
         self.txns_since_snapshot = 0;
@@ -1635,6 +1645,7 @@ impl Core {
                 self.snapshot_task = Some(SnapshotTask {
                     last_zxid: last,
                     handle,
+                    waiters: std::mem::take(&mut self.snapshot_wanted),
                 });
                 debug!(
                     zxid = format!("{last:#x}"),
@@ -1642,7 +1653,14 @@ impl Core {
                     "snapshot started"
                 );
             }
-            Err(e) => error!(error = %e, "could not start the snapshot thread"),
+            Err(e) => {
+                error!(error = %e, "could not start the snapshot thread");
+                for w in self.snapshot_wanted.drain(..) {
+                    let _ = w.send(Err(rookery_admin::BackendError::Unavailable(format!(
+                        "could not start the snapshot thread: {e}"
+                    ))));
+                }
+            }
         }
         Ok(())
     }
@@ -1654,17 +1672,27 @@ impl Core {
             return Ok(());
         };
         let zxid = format!("{:#x}", task.last_zxid);
+        let failed = |waiters: Vec<admin::SnapshotWaiter>, why: String| {
+            for w in waiters {
+                let _ = w.send(Err(rookery_admin::BackendError::Unavailable(why.clone())));
+            }
+        };
         let saved = match task.handle.join() {
             Ok(Ok(saved)) => saved,
             Ok(Err(e)) => {
                 error!(%zxid, error = %e, "snapshot save failed");
+                failed(task.waiters, format!("snapshot save failed: {e}"));
                 return Ok(());
             }
             Err(_) => {
                 error!(%zxid, "snapshot thread panicked");
+                failed(task.waiters, "snapshot thread panicked".into());
                 return Ok(());
             }
         };
+        for w in task.waiters {
+            let _ = w.send(Ok((task.last_zxid, saved.bytes as u64)));
+        }
         info!(
             %zxid,
             bytes = saved.bytes,
@@ -2009,6 +2037,7 @@ mod tests {
             standalone: true,
             touch_interval_ms: 1000,
             read_only_mode: false,
+            members: Vec::new(),
         };
         Core::open(cfg, SledStorage::open(dir).unwrap(), None, None).unwrap()
     }

@@ -13,6 +13,7 @@ const REQUEST: u8 = 1;
 const CREATE_SESSION: u8 = 2;
 const TOUCH: u8 = 3;
 const CLAIM: u8 = 4;
+const EXPIRE: u8 = 5;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Forward {
@@ -29,6 +30,8 @@ pub(crate) enum Forward {
     /// A client reconnected here with this session: requests still arriving through
     /// its previous server get SessionMoved.
     Claim { session: SessionId },
+    /// An operator asked (admin ExpireSession) to end this session now.
+    Expire { session: SessionId },
 }
 
 impl Forward {
@@ -64,6 +67,10 @@ impl Forward {
                 w.write_u8(CLAIM);
                 w.write_i64(*session);
             }
+            Forward::Expire { session } => {
+                w.write_u8(EXPIRE);
+                w.write_i64(*session);
+            }
         }
         w.into_inner()
     }
@@ -87,6 +94,9 @@ impl Forward {
                 sessions: r.read_vec("sessions", 8, |r| r.read_i64("session"))?,
             },
             CLAIM => Forward::Claim {
+                session: r.read_i64("session")?,
+            },
+            EXPIRE => Forward::Expire {
                 session: r.read_i64("session")?,
             },
             _ => {
@@ -121,6 +131,7 @@ mod tests {
                 sessions: vec![1, 2, 3],
             },
             Forward::Claim { session: -5 },
+            Forward::Expire { session: 9 },
         ] {
             assert_eq!(Forward::decode(&f.encode()).unwrap(), f);
         }

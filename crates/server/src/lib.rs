@@ -9,6 +9,8 @@
 //! - `quorum`: the peer protocol and its transport between the servers of an ensemble.
 //! - `words`, `stats`: the four-letter words' answers and the counters behind them.
 //! - [`four_letter`]: the client side of four-letter words (`rookery status`).
+//! - `core::admin`: the gRPC admin API's handle on the core; [`restore`]: seeding a
+//!   new server from a snapshot the admin API saved.
 
 pub mod config;
 mod conn;
@@ -16,6 +18,7 @@ mod core;
 mod forward;
 pub mod four_letter;
 mod quorum;
+pub mod restore;
 pub mod server;
 mod stats;
 mod words;

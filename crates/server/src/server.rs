@@ -54,6 +54,15 @@ pub enum ServerError {
     Core(#[from] CoreError),
     #[error("the core thread panicked")]
     CorePanicked,
+    #[error(transparent)]
+    Admin(#[from] rookery_admin::ServeError),
+    #[error("cannot read admin.authTokenFile {path}: {source}")]
+    AdminToken {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("admin.authTokenFile {0} is empty")]
+    AdminTokenEmpty(String),
 }
 
 /// A server that is accepting clients.
@@ -65,6 +74,15 @@ pub struct RunningServer {
     tick: JoinHandle<()>,
     transport: Option<crate::quorum::PeerSender>,
     handle: CoreHandle,
+    admin: Option<AdminTask>,
+}
+
+/// The gRPC admin API's task and the means to stop it.
+#[derive(Debug)]
+struct AdminTask {
+    addr: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: JoinHandle<()>,
 }
 
 impl RunningServer {
@@ -73,9 +91,18 @@ impl RunningServer {
         self.client_addr
     }
 
+    /// Where the gRPC admin API listens, if it is on.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|a| a.addr)
+    }
+
     /// Stops accepting and waits for the core to finish what it has; returns the
     /// core's error if it stopped on its own (storage failure).
     pub async fn shutdown(self) -> Result<(), ServerError> {
+        if let Some(a) = self.admin {
+            let _ = a.stop.send(());
+            let _ = a.task.await;
+        }
         self.accept.abort();
         self.tick.abort();
         if let Some(t) = &self.transport {
@@ -108,6 +135,11 @@ async fn join_core(
     }
 }
 
+/// Where a server keeps its sled database: a versioned directory in dataLogDir.
+pub(crate) fn store_dir(cfg: &ServerConfig) -> std::path::PathBuf {
+    cfg.data_log_dir.join("rookery-v1")
+}
+
 /// Opens storage, recovers the tree and starts listening for clients.
 pub async fn start(cfg: &ServerConfig) -> Result<RunningServer, ServerError> {
     let standalone = cfg.mode() == ServerMode::Standalone;
@@ -118,7 +150,7 @@ pub async fn start(cfg: &ServerConfig) -> Result<RunningServer, ServerError> {
     let server_id =
         u8::try_from(server_id).map_err(|_| ServerError::ServerIdTooLarge(server_id))?;
 
-    let store_dir = cfg.data_log_dir.join("rookery-v1");
+    let store_dir = store_dir(cfg);
     std::fs::create_dir_all(&store_dir).map_err(|source| ServerError::DataDir {
         path: store_dir.display().to_string(),
         source,
@@ -176,7 +208,16 @@ pub async fn start(cfg: &ServerConfig) -> Result<RunningServer, ServerError> {
         standalone,
         touch_interval_ms: (tick_ms / 2).max(1),
         read_only_mode: !standalone && cfg.read_only_mode_enabled && cfg.local_sessions_enabled,
+        members: member_configs(cfg, standalone, &listen),
     };
+    // Checked before anything starts: an admin API open to the network without
+    // authentication is a configuration error, not a warning.
+    let admin_access = admin_access(cfg)?;
+    if let Some(a) = &cfg.admin_grpc_address {
+        if let Ok(addr) = format!("{a}").parse::<SocketAddr>() {
+            rookery_admin::check_access(addr, &admin_access)?;
+        }
+    }
 
     let (tx, rx) = mpsc::unbounded_channel();
     let handle = CoreHandle::new(tx);
@@ -265,6 +306,10 @@ pub async fn start(cfg: &ServerConfig) -> Result<RunningServer, ServerError> {
     });
     let max_per_ip = cfg.max_client_cnxns;
     let accept = tokio::spawn(accept_loop(listener, handle.clone(), limits, max_per_ip));
+    let admin = match &cfg.admin_grpc_address {
+        Some(a) => start_admin(a, admin_access, handle.clone()).await?,
+        None => None,
+    };
     info!(
         %client_addr,
         server_id,
@@ -278,7 +323,103 @@ pub async fn start(cfg: &ServerConfig) -> Result<RunningServer, ServerError> {
         tick,
         transport,
         handle,
+        admin,
     })
+}
+
+/// The bearer token from `admin.authTokenFile`, if configured.
+fn admin_access(cfg: &ServerConfig) -> Result<rookery_admin::Access, ServerError> {
+    let Some(path) = &cfg.admin_auth_token_file else {
+        return Ok(rookery_admin::Access::default());
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| ServerError::AdminToken {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(ServerError::AdminTokenEmpty(path.display().to_string()));
+    }
+    Ok(rookery_admin::Access {
+        bearer_token: Some(token.to_owned()),
+    })
+}
+
+/// Starts the gRPC admin API. Like ZooKeeper's AdminServer, a port it cannot bind
+/// is logged and the server runs on without it: clients matter more than the admin
+/// plane. An unauthenticated non-loopback address was refused before start-up.
+async fn start_admin(
+    at: &crate::config::HostPort,
+    access: rookery_admin::Access,
+    core: CoreHandle,
+) -> Result<Option<AdminTask>, ServerError> {
+    let text = at.to_string();
+    let Some(addr) = tokio::net::lookup_host(&text)
+        .await
+        .ok()
+        .and_then(|mut it| it.next())
+    else {
+        error!(address = %text, "admin API not started: admin.grpcAddress does not resolve");
+        return Ok(None);
+    };
+    let listener = match rookery_admin::bind(addr, &access).await {
+        Ok(l) => l,
+        Err(e @ rookery_admin::ServeError::Bind { .. }) => {
+            error!(error = %e, "admin API not started");
+            return Ok(None);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let addr = listener.local_addr().unwrap_or(addr);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let backend = Arc::new(crate::core::AdminBackend::new(core));
+    let task = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        if let Err(e) = rookery_admin::serve(listener, backend, access, shutdown).await {
+            error!(error = %e, "admin API stopped");
+        }
+    });
+    Ok(Some(AdminTask { addr, stop, task }))
+}
+
+/// The members as the `server.N` lines name them; standalone, just this server.
+fn member_configs(
+    cfg: &ServerConfig,
+    standalone: bool,
+    listen: &crate::config::HostPort,
+) -> Vec<crate::core::MemberConfig> {
+    if standalone {
+        return vec![crate::core::MemberConfig {
+            id: cfg.my_id.unwrap_or(0),
+            observer: false,
+            quorum_address: String::new(),
+            election_address: String::new(),
+            client_address: listen.to_string(),
+        }];
+    }
+    cfg.servers
+        .values()
+        .map(|s| {
+            let a = s.addresses.first();
+            let addr = |port: u16| {
+                a.map(|a| crate::config::HostPort::new(a.host.clone(), port).to_string())
+                    .unwrap_or_default()
+            };
+            crate::core::MemberConfig {
+                id: s.id,
+                observer: s.learner_type == LearnerType::Observer,
+                quorum_address: a.map(|a| addr(a.quorum_port)).unwrap_or_default(),
+                election_address: a.map(|a| addr(a.election_port)).unwrap_or_default(),
+                client_address: s
+                    .client_address
+                    .as_ref()
+                    .map(|c| c.to_string())
+                    .unwrap_or_default(),
+            }
+        })
+        .collect()
 }
 
 async fn accept_loop(

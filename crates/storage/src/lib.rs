@@ -407,6 +407,11 @@ impl SledStorage {
         &self.recovery
     }
 
+    /// The whole database's size on disk (log, snapshots and metadata), for status.
+    pub fn size_on_disk(&self) -> Result<u64, StorageError> {
+        self.durability.db.size_on_disk().map_err(sled_err)
+    }
+
     /// Snapshot chunks removed at open because their save never finished.
     pub fn orphan_snapshot_chunks_removed(&self) -> u64 {
         self.orphan_snapshot_chunks_removed

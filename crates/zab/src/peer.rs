@@ -195,6 +195,18 @@ pub struct LearnerView {
     epoch: Epoch,
 }
 
+impl LearnerView {
+    /// How far the learner has the leader's log: what a follower acknowledged, what an
+    /// observer was sent (observers never ACK).
+    pub fn caught_up_to(&self) -> Zxid {
+        if self.observer {
+            self.informed.max(self.acked)
+        } else {
+            self.acked
+        }
+    }
+}
+
 #[derive(Debug)]
 struct LeaderState {
     /// The new epoch, once a quorum of FOLLOWERINFOs chose it.

@@ -260,6 +260,9 @@ pub struct ServerConfig {
     pub container_check_interval_ms: u64,
     /// Rookery's gRPC admin API; `admin.grpcAddress=` (empty) turns it off.
     pub admin_grpc_address: Option<HostPort>,
+    /// `admin.authTokenFile`: callers of the admin API must send this file's content
+    /// as a bearer token. Required when the admin API is not on loopback.
+    pub admin_auth_token_file: Option<PathBuf>,
     /// Prometheus exporter, off unless `metricsProvider.httpPort` is set.
     pub metrics_http_host: String,
     pub metrics_http_port: Option<u16>,
@@ -523,6 +526,7 @@ impl Builder {
             DEFAULT_ADMIN_GRPC_HOST,
             DEFAULT_ADMIN_GRPC_PORT,
         ));
+        let mut admin_auth_token_file = None;
         let mut metrics_http_host = "0.0.0.0".to_string();
         let mut metrics_http_port = None;
         let mut force_sync = true;
@@ -644,6 +648,9 @@ impl Builder {
                     let n = self.int(e, 1, i64::from(i32::MAX))?;
                     container_check_interval_ms =
                         u64::try_from(n).unwrap_or(DEFAULT_CONTAINER_CHECK_INTERVAL_MS);
+                }
+                "admin.authTokenFile" => {
+                    admin_auth_token_file = (!e.value.is_empty()).then(|| PathBuf::from(&e.value));
                 }
                 "admin.grpcAddress" => {
                     admin_grpc_address = if e.value.is_empty() {
@@ -921,6 +928,7 @@ impl Builder {
             super_digest,
             container_check_interval_ms,
             admin_grpc_address,
+            admin_auth_token_file,
             metrics_http_host,
             metrics_http_port,
             force_sync,

@@ -1,0 +1,343 @@
+//! The admin API's view of the core: each call is a [`AdminQuery`] answered on the
+//! core thread from its own state, so answers are consistent with what clients see.
+
+use std::time::Duration;
+
+use rookery_admin::{Backend, BackendError, SnapshotData, pb};
+use rookery_tree::Caller;
+use rookery_tree::DataTree;
+use rookery_tree::prep::Op;
+use rookery_zab::peer::{LearnerPhase, Role};
+use rookery_zab::storage::SnapshotStore;
+use tokio::sync::oneshot;
+use tracing::{info, info_span, warn};
+
+use super::{Core, CoreCmd, CoreError, CoreHandle, SessionId};
+use crate::forward::Forward;
+
+/// How long ExpireSession waits for the closeSession Txn to be applied here.
+const EXPIRE_WAIT: Duration = Duration::from_secs(10);
+
+/// A configured member, as the `server.N` line names it.
+#[derive(Debug, Clone)]
+pub(crate) struct MemberConfig {
+    pub id: u64,
+    pub observer: bool,
+    pub quorum_address: String,
+    pub election_address: String,
+    pub client_address: String,
+}
+
+#[derive(Debug)]
+pub(crate) enum AdminQuery {
+    Status(oneshot::Sender<pb::StatusResponse>),
+    Members(oneshot::Sender<pb::ListMembersResponse>),
+    Sessions(oneshot::Sender<pb::ListSessionsResponse>),
+    Expire {
+        session: SessionId,
+        reply: oneshot::Sender<Result<i64, BackendError>>,
+    },
+    /// The applied tree (an O(1) clone), serialized off the core thread.
+    Snapshot(oneshot::Sender<Result<DataTree, BackendError>>),
+    /// Write a snapshot into this server's storage now.
+    TakeSnapshot(SnapshotWaiter),
+}
+
+/// Answered with the snapshot's zxid and size once it is durable.
+pub(crate) type SnapshotWaiter = oneshot::Sender<Result<(i64, u64), BackendError>>;
+
+impl Core {
+    pub(super) fn admin(&mut self, query: AdminQuery) -> Result<(), CoreError> {
+        match query {
+            AdminQuery::Status(reply) => {
+                let _ = reply.send(self.admin_status());
+            }
+            AdminQuery::Members(reply) => {
+                let _ = reply.send(pb::ListMembersResponse {
+                    members: self.admin_members(),
+                    config_version: self.cfg.peer.quorum.version(),
+                });
+            }
+            AdminQuery::Sessions(reply) => {
+                let _ = reply.send(self.admin_sessions());
+            }
+            AdminQuery::Expire { session, reply } => self.admin_expire(session, reply)?,
+            AdminQuery::Snapshot(reply) => {
+                let answer = if self.peer.is_serving() || self.cfg.standalone {
+                    Ok(self.tree.clone())
+                } else {
+                    Err(BackendError::Unavailable(
+                        "this server is not serving (electing or syncing): its tree may be stale"
+                            .into(),
+                    ))
+                };
+                let _ = reply.send(answer);
+            }
+            // Started at the end of this round (maybe_snapshot), after any in flight.
+            AdminQuery::TakeSnapshot(reply) => self.snapshot_wanted.push(reply),
+        }
+        Ok(())
+    }
+
+    fn admin_mode(&self) -> pb::Mode {
+        let read_only = !self.peer.is_serving() && self.cfg.read_only_mode;
+        if self.cfg.standalone {
+            pb::Mode::Standalone
+        } else if read_only {
+            pb::Mode::ReadOnly
+        } else if !self.peer.is_serving() {
+            pb::Mode::Looking
+        } else {
+            match self.peer.role() {
+                Role::Leading => pb::Mode::Leader,
+                Role::Following => pb::Mode::Follower,
+                Role::Observing => pb::Mode::Observer,
+                Role::Looking => pb::Mode::Looking,
+            }
+        }
+    }
+
+    fn admin_status(&self) -> pb::StatusResponse {
+        let storage = self.peer.storage();
+        let snapshots = storage.list_snapshots().unwrap_or_else(|e| {
+            warn!(error = %e, "cannot list snapshots for status");
+            Vec::new()
+        });
+        pb::StatusResponse {
+            server_id: u64::from(self.cfg.server_id),
+            mode: self.admin_mode().into(),
+            leader_id: self.peer.leader().map(|l| l.0),
+            current_epoch: self.peer.current_epoch(),
+            accepted_epoch: self.peer.accepted_epoch(),
+            last_logged_zxid: self.peer.last_zxid(),
+            committed_zxid: self.peer.commit_zxid(),
+            applied_zxid: self.tree.last_zxid(),
+            members: self.admin_members(),
+            session_count: self.tree.sessions().len() as u64,
+            znode_count: self.tree.node_count() as u64,
+            watch_count: self.watches.watch_count() as u64,
+            approximate_data_size: self.tree.approximate_data_size(),
+            snapshot_count: snapshots.len() as u64,
+            snapshot_bytes: snapshots.iter().map(|s| s.len_bytes).sum(),
+            db_bytes_on_disk: storage.size_on_disk().unwrap_or(0),
+            uptime_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            version: crate::words::VERSION.to_owned(),
+            client_connections: self.conns.len() as u64,
+            digest: self.tree.digest(),
+        }
+    }
+
+    /// Every configured member; the leader adds how each learner is doing.
+    fn admin_members(&self) -> Vec<pb::Member> {
+        let me = u64::from(self.cfg.server_id);
+        let serving = self.peer.is_serving();
+        let leader = self.peer.leader().map(|l| l.0).filter(|_| serving);
+        let leading = serving && self.peer.role() == Role::Leading;
+        let learners = self.peer.learners();
+        let last = self.peer.last_zxid();
+        self.cfg
+            .members
+            .iter()
+            .map(|m| {
+                let (link, lag) = if m.id == me {
+                    (pb::LinkState::Self_, None)
+                } else if leading {
+                    match learners.iter().find(|l| l.id.0 == m.id) {
+                        None => (pb::LinkState::Disconnected, None),
+                        Some(l) if l.phase >= LearnerPhase::Synced => (
+                            pb::LinkState::Synced,
+                            Some(txns_between(l.caught_up_to(), last)),
+                        ),
+                        Some(_) => (pb::LinkState::Syncing, None),
+                    }
+                } else if Some(m.id) == leader {
+                    (pb::LinkState::Synced, None)
+                } else {
+                    (pb::LinkState::Unknown, None)
+                };
+                pb::Member {
+                    id: m.id,
+                    role: if m.observer {
+                        pb::MemberRole::Observer
+                    } else {
+                        pb::MemberRole::Voter
+                    }
+                    .into(),
+                    quorum_address: m.quorum_address.clone(),
+                    election_address: m.election_address.clone(),
+                    client_address: m.client_address.clone(),
+                    link: link.into(),
+                    lag_txns: lag,
+                    is_leader: Some(m.id) == leader,
+                }
+            })
+            .collect()
+    }
+
+    fn admin_sessions(&self) -> pb::ListSessionsResponse {
+        let sessions = self
+            .tree
+            .sessions()
+            .iter()
+            .map(|(&id, &timeout_ms)| {
+                let here = self.session_conn.get(&id).and_then(|c| self.conns.get(c));
+                pb::Session {
+                    session_id: id,
+                    timeout_ms,
+                    ephemeral_count: self.tree.ephemerals(id).count() as u64,
+                    connected_here: here.is_some(),
+                    client_address: here.map(|c| c.peer.to_string()).unwrap_or_default(),
+                }
+            })
+            .collect();
+        pb::ListSessionsResponse { sessions }
+    }
+
+    /// Ends the session as its timeout would: the leader proposes closeSession, a
+    /// learner asks the leader to. The answer comes when the Txn is applied here.
+    fn admin_expire(
+        &mut self,
+        session: SessionId,
+        reply: oneshot::Sender<Result<i64, BackendError>>,
+    ) -> Result<(), CoreError> {
+        if !self.tree.sessions().contains_key(&session) {
+            let _ = reply.send(Err(BackendError::NotFound(format!(
+                "no session {session:#x}"
+            ))));
+            return Ok(());
+        }
+        let sent = match self.peer.role() {
+            // A closing session is already on its way out.
+            Role::Leading if self.peer.is_serving() => {
+                self.sessions.is_closing(session)
+                    || self.expire_as_leader(session, "by an admin request")?
+            }
+            Role::Following | Role::Observing if self.peer.is_serving() => self
+                .peer
+                .forward(Forward::Expire { session }.encode())
+                .is_ok(),
+            _ => false,
+        };
+        if sent {
+            self.admin_expiring.entry(session).or_default().push(reply);
+        } else {
+            let _ = reply.send(Err(BackendError::Unavailable(
+                "this server has no leader now; try again or ask another server".into(),
+            )));
+        }
+        Ok(())
+    }
+
+    /// Leader: proposes closeSession for an expired session (its timeout, or an
+    /// operator).
+    pub(super) fn expire_as_leader(
+        &mut self,
+        session: SessionId,
+        why: &'static str,
+    ) -> Result<bool, CoreError> {
+        info!(session = format!("{session:#x}"), "Expiring session, {why}");
+        self.sessions.set_closing(session);
+        let caller = Caller {
+            session_id: session,
+            auth: &[],
+            is_super: false,
+        };
+        let span = info_span!(
+            "expire",
+            session = format!("{session:#x}"),
+            zxid = tracing::field::Empty
+        );
+        let _g = span.enter();
+        self.propose(session, 0, &caller, Ok(&Op::CloseSession))
+    }
+
+    /// Called when a session's closeSession Txn is applied.
+    pub(super) fn admin_session_closed(&mut self, session: SessionId, zxid: i64) {
+        for reply in self.admin_expiring.remove(&session).unwrap_or_default() {
+            let _ = reply.send(Ok(zxid));
+        }
+    }
+}
+
+/// Txns from `from` up to `to`, when both are in one epoch (a synced learner is in the
+/// leader's); across epochs, the counter of `to`, a lower bound.
+fn txns_between(from: i64, to: i64) -> u64 {
+    let (fe, te) = (from >> 32, to >> 32);
+    let counter = |z: i64| z & 0xffff_ffff;
+    if fe == te {
+        u64::try_from(counter(to) - counter(from)).unwrap_or(0)
+    } else {
+        u64::try_from(counter(to)).unwrap_or(0)
+    }
+}
+
+/// The admin API's handle on the core.
+#[derive(Debug, Clone)]
+pub(crate) struct AdminBackend {
+    core: CoreHandle,
+}
+
+impl AdminBackend {
+    pub(crate) fn new(core: CoreHandle) -> Self {
+        AdminBackend { core }
+    }
+
+    async fn ask<T>(
+        &self,
+        query: impl FnOnce(oneshot::Sender<T>) -> AdminQuery,
+    ) -> Result<T, BackendError> {
+        let (tx, rx) = oneshot::channel();
+        let stopped = || BackendError::Unavailable("the server is stopping".into());
+        self.core
+            .send(CoreCmd::Admin(query(tx)))
+            .map_err(|()| stopped())?;
+        rx.await.map_err(|_| stopped())
+    }
+}
+
+impl Backend for AdminBackend {
+    async fn status(&self) -> Result<pb::StatusResponse, BackendError> {
+        self.ask(AdminQuery::Status).await
+    }
+
+    async fn list_members(&self) -> Result<pb::ListMembersResponse, BackendError> {
+        self.ask(AdminQuery::Members).await
+    }
+
+    async fn list_sessions(&self) -> Result<pb::ListSessionsResponse, BackendError> {
+        self.ask(AdminQuery::Sessions).await
+    }
+
+    async fn expire_session(&self, session_id: i64) -> Result<i64, BackendError> {
+        let asked = self.ask(|reply| AdminQuery::Expire {
+            session: session_id,
+            reply,
+        });
+        match tokio::time::timeout(EXPIRE_WAIT, asked).await {
+            Ok(answer) => answer?,
+            Err(_) => Err(BackendError::Unavailable(format!(
+                "session {session_id:#x} was not closed within {} s (leader change?); \
+                 check ListSessions and retry",
+                EXPIRE_WAIT.as_secs()
+            ))),
+        }
+    }
+
+    async fn take_snapshot(&self) -> Result<(i64, u64), BackendError> {
+        self.ask(AdminQuery::TakeSnapshot).await?
+    }
+
+    async fn snapshot(&self) -> Result<SnapshotData, BackendError> {
+        let tree = self.ask(AdminQuery::Snapshot).await??;
+        let last_zxid = tree.last_zxid();
+        let digest = tree.digest();
+        let bytes = tokio::task::spawn_blocking(move || tree.snapshot())
+            .await
+            .map_err(|_| BackendError::Unavailable("snapshot serialization failed".into()))?;
+        Ok(SnapshotData {
+            last_zxid,
+            digest,
+            bytes,
+        })
+    }
+}
