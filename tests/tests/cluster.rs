@@ -447,6 +447,42 @@ fn a_write_through_any_server_is_read_on_every_server_after_sync() {
     }
     let tree = assert_converged(&mut c, "/any", &ledger);
     assert_eq!(tree.len(), 1 + 2 * ids.len());
+    assert_config_node(&mut c);
+}
+
+/// Every server shows the ensemble in `/zookeeper/config` as ZooKeeper 3.8 writes it
+/// (kazoo's `get_config`, zkCli's `config` read it): a line per member with its role,
+/// then the config version in hex; the node's version is -1.
+fn assert_config_node(c: &mut Cluster) {
+    let mut expected = String::new();
+    for n in c.ids() {
+        let node = c.node(n);
+        let role = if node.is_observer() {
+            "observer"
+        } else {
+            "participant"
+        };
+        expected.push_str(&format!(
+            "server.{n}=127.0.0.1:{}:{}:{role}\n",
+            node.quorum_port(),
+            node.election_port()
+        ));
+    }
+    expected.push_str("version=0");
+    let ids: Vec<usize> = c.ids().collect();
+    for n in ids {
+        let mut zk = connect_serving(c, n);
+        let (data, version) = zk
+            .raw
+            .get_data("/zookeeper/config")
+            .unwrap_or_else(|| panic!("node {n}: no /zookeeper/config"));
+        assert_eq!(
+            String::from_utf8_lossy(&data),
+            expected,
+            "node {n}'s /zookeeper/config"
+        );
+        assert_eq!(version, -1, "node {n}'s /zookeeper/config version");
+    }
 }
 
 // ---------------------------------------------------------------------------------

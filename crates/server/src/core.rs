@@ -154,6 +154,8 @@ pub(crate) struct CoreConfig {
     pub read_only_mode: bool,
     /// The configured members, for the admin API.
     pub members: Vec<MemberConfig>,
+    /// `/zookeeper/config` of an ensemble (ZooKeeper's format); standalone leaves it empty.
+    pub dynamic_config: Option<String>,
 }
 
 #[derive(Debug)]
@@ -279,6 +281,15 @@ pub enum CoreError {
     Recovery(String),
 }
 
+/// Every tree this server loads (from its snapshot or the leader's) shows its own
+/// configuration in `/zookeeper/config`, as ZooKeeper's ZKDatabase does on load.
+fn with_local_config(mut tree: DataTree, cfg: &CoreConfig) -> DataTree {
+    if let Some(text) = &cfg.dynamic_config {
+        tree.set_local_config(text.as_bytes());
+    }
+    tree
+}
+
 fn wall_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -305,6 +316,7 @@ impl Core {
                 .map_err(|e| CoreError::Recovery(format!("snapshot {:#x}: {e}", s.last_zxid)))?,
             None => DataTree::new(cfg.tree.clone()),
         };
+        let tree = with_local_config(tree, &cfg);
         let peer = Peer::new(cfg.peer.clone(), storage, tree.last_zxid())?;
         info!(
             snapshot = loaded
@@ -445,8 +457,9 @@ impl Core {
             }
             if let Some(snap) = ready.install_snapshot {
                 let zxid = snap.last_zxid;
-                self.tree = DataTree::restore_with(&snap.data, self.cfg.tree.clone())
+                let tree = DataTree::restore_with(&snap.data, self.cfg.tree.clone())
                     .map_err(|e| CoreError::Recovery(format!("SNAP {zxid:#x}: {e}")))?;
+                self.tree = with_local_config(tree, &self.cfg);
                 self.pending = PendingChanges::new();
                 self.txns_since_snapshot = 0;
                 info!(
@@ -2038,6 +2051,7 @@ mod tests {
             touch_interval_ms: 1000,
             read_only_mode: false,
             members: Vec::new(),
+            dynamic_config: None,
         };
         Core::open(cfg, SledStorage::open(dir).unwrap(), None, None).unwrap()
     }

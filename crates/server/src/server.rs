@@ -209,6 +209,7 @@ pub async fn start(cfg: &ServerConfig) -> Result<RunningServer, ServerError> {
         touch_interval_ms: (tick_ms / 2).max(1),
         read_only_mode: !standalone && cfg.read_only_mode_enabled && cfg.local_sessions_enabled,
         members: member_configs(cfg, standalone, &listen),
+        dynamic_config: (!standalone).then(|| cfg.dynamic_config_text()),
     };
     // Checked before anything starts: an admin API open to the network without
     // authentication is a configuration error, not a warning.

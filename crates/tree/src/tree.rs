@@ -125,6 +125,19 @@ impl DataTree {
         &self.config
     }
 
+    /// Sets `/zookeeper/config` to this server's view of the ensemble, outside the
+    /// log, as ZooKeeper does when it loads its database: version -1 and zxid 0. The
+    /// mtime stays 0 (ZooKeeper's is each server's load time) so that servers with
+    /// the same configuration keep equal digests.
+    pub fn set_local_config(&mut self, data: &[u8]) {
+        let _ = self.modify(CONFIG, |n| {
+            if n.data.as_deref() != Some(data) {
+                n.data = Some(data.to_vec());
+            }
+            n.stat.version = -1;
+        });
+    }
+
     /// The zxid of the last applied Txn.
     pub fn last_zxid(&self) -> Zxid {
         self.last_zxid

@@ -174,6 +174,41 @@ pub struct QuorumServer {
     pub source: PathBuf,
 }
 
+impl ServerConfig {
+    /// The ensemble as ZooKeeper writes it into `/zookeeper/config`: a
+    /// `server.N=host:quorumPort:electionPort:role[;clientHost:clientPort]` line per
+    /// member (addresses joined by `|`), then `version=` and the config version in hex.
+    pub fn dynamic_config_text(&self) -> String {
+        let mut out = String::new();
+        for s in self.servers.values() {
+            let addresses: Vec<String> = s
+                .addresses
+                .iter()
+                .map(|a| {
+                    let host = if a.host.contains(':') {
+                        format!("[{}]", a.host)
+                    } else {
+                        a.host.clone()
+                    };
+                    format!("{host}:{}:{}", a.quorum_port, a.election_port)
+                })
+                .collect();
+            out.push_str(&format!(
+                "server.{}={}:{}",
+                s.id,
+                addresses.join("|"),
+                s.learner_type
+            ));
+            if let Some(c) = &s.client_address {
+                out.push_str(&format!(";{c}"));
+            }
+            out.push('\n');
+        }
+        out.push_str(&format!("version={:x}", self.config_version.unwrap_or(0)));
+        out
+    }
+}
+
 /// Whether the server runs alone or joins an ensemble (ZooKeeper's `isDistributed`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServerMode {
