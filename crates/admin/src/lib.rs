@@ -63,6 +63,8 @@ pub struct SnapshotData {
     pub last_zxid: i64,
     pub digest: u64,
     pub bytes: Vec<u8>,
+    /// The server it was taken on, for the operator's records.
+    pub server_id: u64,
 }
 
 /// The server side of the admin API: a handle onto the server's core.
@@ -150,6 +152,8 @@ pub async fn serve<B: Backend>(
     let (reporter, health) = tonic_health::server::health_reporter();
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        // Served here too: without its descriptors reflection would not list it.
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| {
             // The descriptor set is compiled in: failing here is a build defect.
@@ -321,7 +325,7 @@ impl<B: Backend> pb::admin_server::Admin for AdminService<B> {
             total_bytes: snap.bytes.len() as u64,
             crc32: crc32fast::hash(&snap.bytes),
             digest: snap.digest,
-            server_id: 0,
+            server_id: snap.server_id,
         };
         let chunks = snapshot_chunks(header, snap.bytes);
         Ok(Response::new(Box::pin(tokio_stream::iter(

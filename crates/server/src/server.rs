@@ -308,7 +308,7 @@ pub async fn start(cfg: &ServerConfig) -> Result<RunningServer, ServerError> {
     let max_per_ip = cfg.max_client_cnxns;
     let accept = tokio::spawn(accept_loop(listener, handle.clone(), limits, max_per_ip));
     let admin = match &cfg.admin_grpc_address {
-        Some(a) => start_admin(a, admin_access, handle.clone()).await?,
+        Some(a) => start_admin(a, admin_access, handle.clone(), u64::from(server_id)).await?,
         None => None,
     };
     info!(
@@ -353,6 +353,7 @@ async fn start_admin(
     at: &crate::config::HostPort,
     access: rookery_admin::Access,
     core: CoreHandle,
+    server_id: u64,
 ) -> Result<Option<AdminTask>, ServerError> {
     let text = at.to_string();
     let Some(addr) = tokio::net::lookup_host(&text)
@@ -373,7 +374,7 @@ async fn start_admin(
     };
     let addr = listener.local_addr().unwrap_or(addr);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let backend = Arc::new(crate::core::AdminBackend::new(core));
+    let backend = Arc::new(crate::core::AdminBackend::new(core, server_id));
     let task = tokio::spawn(async move {
         let shutdown = async move {
             let _ = stopped.await;

@@ -275,11 +275,12 @@ fn txns_between(from: i64, to: i64) -> u64 {
 #[derive(Debug, Clone)]
 pub(crate) struct AdminBackend {
     core: CoreHandle,
+    server_id: u64,
 }
 
 impl AdminBackend {
-    pub(crate) fn new(core: CoreHandle) -> Self {
-        AdminBackend { core }
+    pub(crate) fn new(core: CoreHandle, server_id: u64) -> Self {
+        AdminBackend { core, server_id }
     }
 
     async fn ask<T>(
@@ -338,6 +339,7 @@ impl Backend for AdminBackend {
             last_zxid,
             digest,
             bytes,
+            server_id: self.server_id,
         })
     }
 }
