@@ -450,6 +450,45 @@ fn a_write_through_any_server_is_read_on_every_server_after_sync() {
     assert_config_node(&mut c);
 }
 
+/// Before the zxid counter runs out, Rookery's leader moves to a new epoch without an
+/// election (ZooKeeper holds one there, so this is Rookery's alone). With the roll at
+/// counter 20, writes through a session on the leader and one on a follower cross
+/// several epochs: every write is acknowledged, neither session is dropped, the
+/// leader stays, and every server ends with every write.
+#[test]
+fn epoch_rolls_keep_the_leader_and_its_sessions() {
+    let _serial = serial();
+    if Target::from_env() != Target::Rookery {
+        println!("SKIPPED: the epoch roll is Rookery's (ZooKeeper elects a new leader)");
+        return;
+    }
+    let Some(mut c) = start_with(3, 1, false, "rookery.testing.rollEpochAtCounter=20\n") else {
+        return;
+    };
+    let mut ledger = Ledger::default();
+    let l = leader(&mut c);
+    let f = other_voters(&c, l)[0];
+    create_via(&mut c, l, &mut ledger, "/roll", b"");
+    let mut on_leader = connect_serving(&mut c, l);
+    let mut on_follower = connect_serving(&mut c, f);
+    let mut epochs = std::collections::BTreeSet::new();
+    for i in 0..60 {
+        for (zk, via) in [(&mut on_leader, "leader"), (&mut on_follower, "follower")] {
+            let path = format!("/roll/{via}-{i}");
+            let r = zk
+                .call(raw_client::create_req(&path, b"x"))
+                .unwrap_or_else(|e| panic!("create {path}: {e:?}\n{}", c.logs()));
+            assert_eq!(r.header.err, 0, "create {path}");
+            ledger.ack(&path, b"x");
+            epochs.insert(r.header.zxid >> 32);
+        }
+    }
+    println!("[rookery] 120 writes spanned epochs {epochs:?}");
+    assert!(epochs.len() >= 5, "only epochs {epochs:?} for 120 writes");
+    assert_eq!(c.leader(), Some(l), "the leader changed");
+    assert_converged(&mut c, "/roll", &ledger);
+}
+
 /// Every server shows the ensemble in `/zookeeper/config` as ZooKeeper 3.8 writes it
 /// (kazoo's `get_config`, zkCli's `config` read it): a line per member with its role,
 /// then the config version in hex; the node's version is -1.

@@ -174,7 +174,9 @@ pub async fn start(cfg: &ServerConfig) -> Result<RunningServer, ServerError> {
         quorum: membership.quorum.clone(),
         timeouts: peer_timeouts(cfg, period_ms),
         bugs: Default::default(),
-        roll_epoch_at_counter: rookery_zab::peer::DEFAULT_ROLL_EPOCH_AT_COUNTER,
+        roll_epoch_at_counter: cfg
+            .roll_epoch_at_counter
+            .unwrap_or(rookery_zab::peer::DEFAULT_ROLL_EPOCH_AT_COUNTER),
     };
     let core_cfg = CoreConfig {
         server_id,

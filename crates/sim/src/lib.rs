@@ -26,11 +26,11 @@
 //! # Bugs it found
 //!
 //! The core bugs this simulator found are fixed, with a seed each in `tests/seeds.rs`
-//! (`FIXED_BUGS`) that must keep passing, except in the epoch roll: a follower there
-//! takes the rolled epoch as current before the leader has a quorum for it, so rolls
-//! are off by default (`DEFAULT_ROLL_EPOCH_AT_COUNTER`) and this simulator runs none. [`Strict`] turns on checks that are off
-//! by default (a sync answered while behind, a stalled uncommitted tail, snapshots
-//! ahead of the synced log); they pass too (`cargo xtask sim --strict`).
+//! (`FIXED_BUGS`) that must keep passing. A quarter of the seeds roll epochs at a low
+//! zxid counter. [`Strict`] turns on checks that are off by default (a sync answered
+//! while behind, a stalled uncommitted tail, snapshots ahead of the synced log); a few
+//! seeds fail them (`cargo xtask sim --strict --seeds 5000`: 3458, 4458, 4503, also
+//! before the epoch-roll changes), not yet investigated.
 
 // Bytes from the simulated disk are never unwrapped (ARCHITECTURE.md); tests may.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]

@@ -143,12 +143,8 @@ impl Scenario {
             max_flush_ms: *rng.pick(&[1, 10, 50, 200]).unwrap_or(&10),
             fault_every_ms: rng.range(200, 2_000),
             write_every_ms: rng.range(3, 40),
-            // Epoch rolls are off (see DEFAULT_ROLL_EPOCH_AT_COUNTER) until the gaps the
-            // simulator found in them are fixed; the draw stays so seeds keep their
-            // other parameters.
             roll_epoch_at_counter: if rng.permille(250) {
-                let _low_threshold = rng.range(5, 60);
-                rookery_zab::peer::DEFAULT_ROLL_EPOCH_AT_COUNTER
+                rng.range(5, 60) as u32
             } else {
                 rookery_zab::peer::DEFAULT_ROLL_EPOCH_AT_COUNTER
             },
@@ -176,6 +172,8 @@ pub struct Stats {
     pub diffs: u64,
     pub truncs: u64,
     pub snaps: u64,
+    /// NEWEPOCH packets delivered: epoch rolls under way.
+    pub new_epochs: u64,
 }
 
 /// Why a run failed, with the events just before it and the cluster's state.
@@ -725,6 +723,7 @@ impl Sim {
             Message::Diff { .. } => self.stats.diffs += 1,
             Message::Trunc { .. } => self.stats.truncs += 1,
             Message::Snap { .. } => self.stats.snaps += 1,
+            Message::NewEpoch { .. } => self.stats.new_epochs += 1,
             _ => {}
         }
         if let Message::Sync { token } = &msg {

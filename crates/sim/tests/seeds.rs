@@ -9,8 +9,7 @@ use rookery_sim::{SimOptions, run};
 const CI_SEEDS: u64 = 300;
 
 /// Seeds that once failed because of a bug in the core, with the invariant they broke
-/// and the bug: each must keep passing. (The epoch-roll bugs it found are not listed:
-/// rolls are off until their last gap is fixed, see DEFAULT_ROLL_EPOCH_AT_COUNTER.) (Seeds move when the simulator changes how it
+/// and the bug: each must keep passing. (Seeds move when the simulator changes how it
 /// draws from its PRNG; the bugs then need new seeds from `cargo xtask sim`.)
 const FIXED_BUGS: &[(u64, &str, &str)] = &[
     (
@@ -24,6 +23,21 @@ const FIXED_BUGS: &[(u64, &str, &str)] = &[
         "PrimaryIntegrity",
         "a stale duplicate TRUNC from an earlier handshake cut entries the learner had \
          ACKed to the same leader (now ignored)",
+    ),
+    (
+        7918,
+        "PrimaryIntegrity",
+        "a follower took an epoch roll's epoch as current at NEWEPOCH; the roll never \
+         finished, another leader was established in that epoch number without the \
+         rolled history, and the follower's vote then beat it (now: current with the \
+         epoch's first Txn, sent after a quorum promised)",
+    ),
+    (
+        27108,
+        "PrefixConsistency",
+        "a late PROPOSAL of an earlier handshake with the same leader was appended by \
+         a synced observer, then committed by the next COMMIT (now: older than the \
+         epoch held with the leader, ignored)",
     ),
     (
         2929,
@@ -100,6 +114,7 @@ fn a_run_exercises_the_fault_and_sync_paths() {
         total.snaps += s.snaps;
         total.purges += s.purges;
         total.syncs_answered += s.syncs_answered;
+        total.new_epochs += s.new_epochs;
     }
     println!("{total:?}");
     for (what, n) in [
@@ -113,6 +128,7 @@ fn a_run_exercises_the_fault_and_sync_paths() {
         ("SNAPs", total.snaps),
         ("purges", total.purges),
         ("answered syncs", total.syncs_answered),
+        ("epoch rolls (NEWEPOCH)", total.new_epochs),
     ] {
         assert!(n > 0, "no {what} in 20 seeds");
     }

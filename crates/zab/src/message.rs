@@ -74,8 +74,10 @@ pub enum Message {
 
     // Epoch roll (not in ZooKeeper, which holds an election when the counter runs
     // out): an established leader moves to `epoch` once a quorum has persisted it.
-    /// Take `epoch` from the same leader once holding its history through
-    /// `last_zxid`, the old epoch's last proposal.
+    /// Promise `epoch` to the same leader once holding its history through
+    /// `last_zxid`, the old epoch's last proposal. It becomes the learner's current
+    /// epoch only with the epoch's first Txn, which the leader sends after a quorum
+    /// promised it.
     NewEpoch {
         epoch: Epoch,
         last_zxid: Zxid,

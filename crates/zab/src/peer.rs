@@ -80,10 +80,11 @@ pub struct PeerConfig {
     pub roll_epoch_at_counter: u32,
 }
 
-/// Off: the roll is not safe yet (a follower takes the rolled epoch as current before
-/// the leader has a quorum for it, found by rookery-sim), so an exhausted counter
-/// forces an election, as in ZooKeeper. Tests still run it with a low threshold.
-pub const DEFAULT_ROLL_EPOCH_AT_COUNTER: u32 = u32::MAX;
+/// 2^32 - 2^16: the roll starts with 65,535 zxids to spare, and proposals made while
+/// it waits for its quorum are numbered in the new epoch. Only if a roll cannot finish
+/// before the counter runs out does the leader give up and hold an election, which is
+/// what ZooKeeper always does there. rookery-sim runs rolls with low thresholds.
+pub const DEFAULT_ROLL_EPOCH_AT_COUNTER: u32 = 0xffff_0000;
 
 /// The role as operators see it (`Mode:` in `srvr`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -258,6 +259,8 @@ struct LearnerState {
     leader: ServerId,
     observer: bool,
     stage: LearnerStage,
+    /// The epoch held with this leader: LEADERINFO's, then each rolled epoch from its
+    /// first Txn on. ACKs go out only in it.
     epoch: Option<Epoch>,
     last_heard_tick: u64,
     last_sent_tick: u64,
@@ -1813,19 +1816,18 @@ impl<S: PeerStorage> Peer<S> {
                     self.storage.sync()?;
                     self.unsynced = false;
                 }
+                // A promise only: the epoch becomes current with its first Txn, which
+                // the leader sends once a quorum has promised it (see accept_entry).
                 if epoch > self.accepted_epoch {
                     self.storage.set_accepted_epoch(epoch)?;
                     self.accepted_epoch = epoch;
                 }
-                if epoch > self.current_epoch {
-                    self.storage.set_current_epoch(epoch)?;
-                    self.current_epoch = epoch;
-                    self.election.update_election_vote(epoch);
-                }
+                // A server joining late must see us and the leader agree on its epoch.
+                // (Only the settled vote: an election we start uses currentEpoch.)
+                self.election.update_election_vote(epoch);
                 let Some(l) = self.learner_state() else {
                     return Ok(());
                 };
-                l.epoch = Some(epoch);
                 if !l.observer {
                     self.send(leader, Message::AckNewEpoch { epoch });
                 }
@@ -1887,9 +1889,43 @@ impl<S: PeerStorage> Peer<S> {
         if zxid <= self.last_zxid {
             return Ok(false);
         }
+        let epoch = epoch_of(zxid);
+        let (synced, held) = self.learner_state().map_or((false, None), |l| {
+            (
+                matches!(
+                    l.stage,
+                    LearnerStage::AwaitingUpToDate | LearnerStage::Serving
+                ),
+                l.epoch,
+            )
+        });
+        if synced && held.is_some_and(|held| epoch < held) {
+            // Once synced, the leader sends only Txns of the epoch we hold with it:
+            // an older one is a late packet of an earlier handshake (found by
+            // rookery-sim: an observer applied one the new epoch had dropped).
+            return Ok(false);
+        }
         if prev_zxid != self.last_zxid {
             self.restart_learning();
             return Ok(false);
+        }
+        if synced && epoch > self.current_epoch {
+            // The first Txn of a rolled epoch: the leader sends it only once a quorum
+            // has promised the epoch and holds the old one. Taking the epoch as current
+            // at NEWEPOCH instead let a roll that never finished outvote, in the next
+            // election, a leader established in that same epoch number elsewhere.
+            if epoch != self.accepted_epoch {
+                // We never promised it (a NEWEPOCH lost): sync again.
+                self.restart_learning();
+                return Ok(false);
+            }
+            self.storage.set_current_epoch(epoch)?;
+            self.current_epoch = epoch;
+            self.election.update_election_vote(epoch);
+            if let Some(l) = self.learner_state() {
+                // ACKs are sent in the epoch we hold with this leader.
+                l.epoch = Some(epoch);
+            }
         }
         self.append(zxid, payload)?;
         Ok(true)

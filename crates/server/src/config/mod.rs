@@ -298,6 +298,9 @@ pub struct ServerConfig {
     /// `admin.authTokenFile`: callers of the admin API must send this file's content
     /// as a bearer token. Required when the admin API is not on loopback.
     pub admin_auth_token_file: Option<PathBuf>,
+    /// `rookery.testing.rollEpochAtCounter`: for tests only, the zxid counter at which
+    /// the leader rolls to a new epoch (default 2^32 - 2^16).
+    pub roll_epoch_at_counter: Option<u32>,
     /// Prometheus exporter, off unless `metricsProvider.httpPort` is set.
     pub metrics_http_host: String,
     pub metrics_http_port: Option<u16>,
@@ -562,6 +565,7 @@ impl Builder {
             DEFAULT_ADMIN_GRPC_PORT,
         ));
         let mut admin_auth_token_file = None;
+        let mut roll_epoch_at_counter = None;
         let mut metrics_http_host = "0.0.0.0".to_string();
         let mut metrics_http_port = None;
         let mut force_sync = true;
@@ -683,6 +687,10 @@ impl Builder {
                     let n = self.int(e, 1, i64::from(i32::MAX))?;
                     container_check_interval_ms =
                         u64::try_from(n).unwrap_or(DEFAULT_CONTAINER_CHECK_INTERVAL_MS);
+                }
+                "rookery.testing.rollEpochAtCounter" => {
+                    let n = self.int(e, 2, i64::from(u32::MAX))?;
+                    roll_epoch_at_counter = u32::try_from(n).ok();
                 }
                 "admin.authTokenFile" => {
                     admin_auth_token_file = (!e.value.is_empty()).then(|| PathBuf::from(&e.value));
@@ -964,6 +972,7 @@ impl Builder {
             container_check_interval_ms,
             admin_grpc_address,
             admin_auth_token_file,
+            roll_epoch_at_counter,
             metrics_http_host,
             metrics_http_port,
             force_sync,
