@@ -22,9 +22,13 @@ pub enum RestoreError {
         source: rookery_zab::storage::StorageError,
     },
     #[error(
-        "{path} already holds data (last zxid {last_zxid:#x}); restore only into a new dataDir"
+        "{path} already holds data (last zxid {last_zxid:#x}, epoch {epoch}); restore only into a new dataDir"
     )]
-    NotEmpty { path: String, last_zxid: i64 },
+    NotEmpty {
+        path: String,
+        last_zxid: i64,
+        epoch: i64,
+    },
 }
 
 /// What was restored.
@@ -67,8 +71,19 @@ pub fn restore_snapshot(cfg: &ServerConfig, bytes: &[u8]) -> Result<Restored, Re
                 .map(|s| s.last_zxid),
         )
         .max();
-    if let Some(last_zxid) = existing {
-        return Err(RestoreError::NotEmpty { path, last_zxid });
+    // A server that ran, even without writing, has promised epochs: lowering them
+    // could let it vote for a history it once helped replace.
+    let epoch = storage
+        .accepted_epoch()
+        .map_err(storage_err)?
+        .unwrap_or(0)
+        .max(storage.current_epoch().map_err(storage_err)?.unwrap_or(0));
+    if existing.is_some() || epoch > 0 {
+        return Err(RestoreError::NotEmpty {
+            path,
+            last_zxid: existing.unwrap_or(0),
+            epoch,
+        });
     }
     let last_zxid = tree.last_zxid();
     let epoch = last_zxid >> 32;

@@ -97,6 +97,15 @@ impl Core {
         }
     }
 
+    /// The leader this server follows or is; none while electing, and none standalone
+    /// (one server leading itself is an implementation detail ZooKeeper does not show).
+    fn leader_id(&self) -> Option<u64> {
+        if self.cfg.standalone || !self.peer.is_serving() {
+            return None;
+        }
+        self.peer.leader().map(|l| l.0)
+    }
+
     fn admin_status(&self) -> pb::StatusResponse {
         let storage = self.peer.storage();
         let snapshots = storage.list_snapshots().unwrap_or_else(|e| {
@@ -106,7 +115,7 @@ impl Core {
         pb::StatusResponse {
             server_id: u64::from(self.cfg.server_id),
             mode: self.admin_mode().into(),
-            leader_id: self.peer.leader().map(|l| l.0),
+            leader_id: self.leader_id(),
             current_epoch: self.peer.current_epoch(),
             accepted_epoch: self.peer.accepted_epoch(),
             last_logged_zxid: self.peer.last_zxid(),
@@ -131,8 +140,8 @@ impl Core {
     fn admin_members(&self) -> Vec<pb::Member> {
         let me = u64::from(self.cfg.server_id);
         let serving = self.peer.is_serving();
-        let leader = self.peer.leader().map(|l| l.0).filter(|_| serving);
-        let leading = serving && self.peer.role() == Role::Leading;
+        let leader = self.leader_id();
+        let leading = serving && !self.cfg.standalone && self.peer.role() == Role::Leading;
         let learners = self.peer.learners();
         let last = self.peer.last_zxid();
         self.cfg

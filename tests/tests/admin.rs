@@ -1,0 +1,661 @@
+//! Rookery's own admin plane, through the real binary: `rookery admin ...` against a
+//! running `rookery serve` (standalone and a three-voter ensemble), its `--json`
+//! output parsed and checked against what ZooKeeper clients did and see: status,
+//! sessions (list, expire, forwarded from a follower), snapshot save and offline
+//! restore into a new server, the bearer token, and the refusal of an unauthenticated
+//! admin API on a non-loopback address.
+//!
+//! Rookery only: Apache ZooKeeper has no such API, so with
+//! `ROOKERY_TEST_TARGET=zookeeper` every test here prints why and passes.
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use rookery_tests::{CLUSTER_WAIT, ClusterOptions, Server, Target, free_port, rookery_bin};
+use serde_json::Value;
+use zookeeper_client::{
+    Acls, Client, CreateMode, CreateOptions, Error, EventType, SessionState, Stat,
+};
+
+/// Long enough for a loaded 2-core CI machine; nothing here is a timing assertion.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Where `rookery admin` looks for a default zoo.cfg: nowhere, so nothing on the
+/// machine running the tests (a token file, an endpoint) leaks into them.
+const NO_CONFIG_DIR: &str = "/nonexistent/rookery-admin-tests";
+
+macro_rules! rookery_only {
+    () => {
+        if Target::from_env() == Target::ZooKeeper {
+            println!("SKIPPED: the gRPC admin API is Rookery's own; ZooKeeper has none");
+            return;
+        }
+    };
+}
+
+// ---------------------------------------------------------------------------------
+// Running `rookery admin`.
+
+/// What one `rookery admin` run did.
+struct Run {
+    args: String,
+    output: Output,
+}
+
+impl Run {
+    fn success(&self) -> bool {
+        self.output.status.success()
+    }
+
+    fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+
+    fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "`rookery {}` ({})\nstdout:\n{}\nstderr:\n{}",
+            self.args,
+            self.output.status,
+            self.stdout(),
+            self.stderr()
+        )
+    }
+
+    /// Stdout, panicking with everything when the run failed.
+    fn ok(self) -> String {
+        assert!(self.success(), "expected success: {}", self.describe());
+        self.stdout()
+    }
+
+    /// Stdout parsed as JSON.
+    fn json(self) -> Value {
+        let text = self.ok();
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}):\n{text}"))
+    }
+
+    /// Stderr, panicking when the run succeeded.
+    fn failed(self) -> String {
+        assert!(!self.success(), "expected failure: {}", self.describe());
+        self.stderr()
+    }
+}
+
+/// `rookery admin <args>`, with neither a token from the environment nor a default
+/// zoo.cfg.
+fn admin_command(args: &[&str]) -> Command {
+    let mut c = Command::new(rookery_bin());
+    c.arg("admin")
+        .args(args)
+        .env_remove("ROOKERY_ADMIN_TOKEN")
+        .env("ZOOCFGDIR", NO_CONFIG_DIR)
+        .stdin(Stdio::null());
+    c
+}
+
+fn run(mut cmd: Command) -> Run {
+    let args = cmd
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let output = cmd.output().expect("running rookery admin");
+    Run { args, output }
+}
+
+/// `rookery admin --endpoint <endpoint> <args>`.
+fn admin(endpoint: &str, args: &[&str]) -> Run {
+    let mut all = vec!["--endpoint", endpoint];
+    all.extend_from_slice(args);
+    run(admin_command(&all))
+}
+
+/// Waits until the admin API at `endpoint` answers `--json status` (it starts a
+/// moment after the client port the harness waits for) and returns that answer.
+fn wait_for_admin(endpoint: &str, extra: &[&str]) -> Value {
+    let deadline = Instant::now() + WAIT;
+    let mut args = extra.to_vec();
+    args.extend(["--json", "status"]);
+    loop {
+        let r = admin(endpoint, &args);
+        if r.success() {
+            return r.json();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the admin API at {endpoint} did not answer within {WAIT:?}: {}",
+            r.describe()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Polls `f` every 100 ms until it returns Some, panicking with `what` after `timeout`.
+fn poll<T>(timeout: Duration, what: impl Fn() -> String, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{} (after {timeout:?})", what());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn hex(v: i64) -> String {
+    format!("{v:#x}")
+}
+
+fn str_field<'a>(v: &'a Value, key: &str) -> &'a str {
+    v[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("no string {key} in {v:#}"))
+}
+
+fn u64_field(v: &Value, key: &str) -> u64 {
+    v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no number {key} in {v:#}"))
+}
+
+/// The `--json sessions list` entry for `session` (hex), if listed.
+fn find_session(list: &Value, session: &str) -> Option<Value> {
+    list.as_array()
+        .unwrap_or_else(|| panic!("sessions list is not an array: {list:#}"))
+        .iter()
+        .find(|s| s["session_id"].as_str() == Some(session))
+        .cloned()
+}
+
+// ---------------------------------------------------------------------------------
+// ZooKeeper clients (the `zookeeper-client` crate) on a runtime of their own, so the
+// tests stay synchronous and the clients keep pinging while a CLI run blocks.
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+fn connect(rt: &tokio::runtime::Runtime, connect_string: &str, timeout: Duration) -> Client {
+    rt.block_on(
+        Client::connector()
+            .with_session_timeout(timeout)
+            .connect(connect_string),
+    )
+    .unwrap_or_else(|e| panic!("connecting to {connect_string}: {e}"))
+}
+
+fn persistent() -> CreateOptions<'static> {
+    CreateMode::Persistent.with_acls(Acls::anyone_all())
+}
+
+fn ephemeral() -> CreateOptions<'static> {
+    CreateMode::Ephemeral.with_acls(Acls::anyone_all())
+}
+
+fn create(rt: &tokio::runtime::Runtime, zk: &Client, path: &str, data: &[u8]) -> Stat {
+    rt.block_on(zk.create(path, data, &persistent()))
+        .unwrap_or_else(|e| panic!("create {path}: {e}"))
+        .0
+}
+
+/// Waits until the client's session state is Expired.
+fn wait_expired(rt: &tokio::runtime::Runtime, zk: &Client) {
+    let mut watcher = zk.state_watcher();
+    // The timer must be made inside the runtime.
+    let seen = rt.block_on(async move {
+        tokio::time::timeout(WAIT, async move {
+            let mut state = watcher.state();
+            while state != SessionState::Expired {
+                if state.is_terminated() {
+                    return state;
+                }
+                state = watcher.changed().await;
+            }
+            state
+        })
+        .await
+    });
+    assert_eq!(
+        seen,
+        Ok(SessionState::Expired),
+        "the client did not see its session expire within {WAIT:?} (now {})",
+        zk.state()
+    );
+}
+
+/// Kills a process the test started itself when it goes out of scope.
+struct Reaper(Child);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------------
+
+#[test]
+fn standalone_status_counts_what_clients_did() {
+    rookery_only!();
+    let server = Server::start_with(Target::Rookery, "");
+    let ep = server.admin_endpoint();
+    let idle = wait_for_admin(&ep, &[]);
+    assert_eq!(str_field(&idle, "mode"), "standalone", "{idle:#}");
+    // As in ZooKeeper, a standalone server has no leader.
+    assert_eq!(idle["leader_id"], Value::Null, "{idle:#}");
+    assert_eq!(idle["members"][0]["leader"], Value::Bool(false), "{idle:#}");
+    assert_eq!(u64_field(&idle, "sessions"), 0, "{idle:#}");
+
+    let rt = runtime();
+    let a = connect(&rt, &server.connect_string(), Duration::from_secs(20));
+    let b = connect(&rt, &server.connect_string(), Duration::from_secs(20));
+
+    let before = admin(&ep, &["--json", "status"]).json();
+    assert_eq!(u64_field(&before, "sessions"), 2, "{before:#}");
+    let znodes_before = u64_field(&before, "znodes");
+
+    create(&rt, &a, "/status", b"parent");
+    create(&rt, &a, "/status/one", b"1");
+    let last = create(&rt, &b, "/status/two", b"22");
+
+    let after = admin(&ep, &["--json", "status"]).json();
+    assert_eq!(str_field(&after, "mode"), "standalone", "{after:#}");
+    assert_eq!(u64_field(&after, "znodes"), znodes_before + 3, "{after:#}");
+    assert_eq!(u64_field(&after, "sessions"), 2, "{after:#}");
+    assert_eq!(
+        str_field(&after, "applied_zxid"),
+        hex(last.mzxid),
+        "{after:#}"
+    );
+    assert_eq!(
+        str_field(&after, "applied_zxid"),
+        hex(last.czxid),
+        "{after:#}"
+    );
+
+    let human = admin(&ep, &["status"]).ok();
+    let mode_line = human
+        .lines()
+        .find(|l| l.starts_with("Mode:"))
+        .unwrap_or_else(|| panic!("no Mode: line in\n{human}"));
+    assert!(mode_line.contains("standalone"), "{human}");
+    let header = human
+        .lines()
+        .find(|l| l.starts_with("ID"))
+        .unwrap_or_else(|| panic!("no members table in\n{human}"));
+    assert!(
+        header.contains("ROLE") && header.contains("LINK"),
+        "{human}"
+    );
+
+    // `snapshot take` writes one into the server's own storage at the applied zxid.
+    assert_eq!(u64_field(&after, "snapshots"), 0, "{after:#}");
+    let taken = admin(&ep, &["--json", "snapshot", "take"]).json();
+    assert_eq!(str_field(&taken, "last_zxid"), hex(last.mzxid), "{taken:#}");
+    assert!(u64_field(&taken, "bytes") > 0, "{taken:#}");
+    let with_snapshot = admin(&ep, &["--json", "status"]).json();
+    assert_eq!(
+        u64_field(&with_snapshot, "snapshots"),
+        1,
+        "{with_snapshot:#}"
+    );
+    assert_eq!(
+        u64_field(&with_snapshot, "snapshot_bytes"),
+        u64_field(&taken, "bytes"),
+        "{with_snapshot:#}"
+    );
+    drop((a, b));
+}
+
+#[test]
+fn sessions_list_and_expire() {
+    rookery_only!();
+    let server = Server::start_with(Target::Rookery, "");
+    let ep = server.admin_endpoint();
+    wait_for_admin(&ep, &[]);
+
+    let rt = runtime();
+    let owner = connect(&rt, &server.connect_string(), Duration::from_secs(20));
+    let other = connect(&rt, &server.connect_string(), Duration::from_secs(20));
+    rt.block_on(owner.create("/eph", b"mine", &ephemeral()))
+        .expect("create the ephemeral");
+    let id = hex(owner.session_id().0);
+
+    let list = admin(&ep, &["--json", "sessions", "list"]).json();
+    assert_eq!(list.as_array().map(Vec::len), Some(2), "{list:#}");
+    let entry = find_session(&list, &id).unwrap_or_else(|| panic!("{id} not in {list:#}"));
+    assert_eq!(u64_field(&entry, "ephemerals"), 1, "{entry:#}");
+    assert_eq!(entry["connected_here"], Value::Bool(true), "{entry:#}");
+    let other_entry = find_session(&list, &hex(other.session_id().0))
+        .unwrap_or_else(|| panic!("the other session is not in {list:#}"));
+    assert_eq!(u64_field(&other_entry, "ephemerals"), 0, "{other_entry:#}");
+
+    let (_, deleted) = rt
+        .block_on(other.check_and_watch_stat("/eph"))
+        .expect("watch the ephemeral");
+    let out = admin(&ep, &["sessions", "expire", &id]).ok();
+    assert!(out.contains(&id), "{out}");
+
+    wait_expired(&rt, &owner);
+    assert_eq!(
+        rt.block_on(owner.get_data("/eph")).err(),
+        Some(Error::SessionExpired)
+    );
+    let event = rt
+        .block_on(async { tokio::time::timeout(WAIT, deleted.changed()).await })
+        .expect("no NodeDeleted for the ephemeral");
+    assert_eq!(
+        (event.event_type, event.path.as_str()),
+        (EventType::NodeDeleted, "/eph")
+    );
+    assert_eq!(rt.block_on(other.check_stat("/eph")), Ok(None));
+    let list = admin(&ep, &["--json", "sessions", "list"]).json();
+    assert!(find_session(&list, &id).is_none(), "{list:#}");
+
+    // A session that does not exist: the server's NotFound, and a failure exit.
+    let err = admin(&ep, &["sessions", "expire", "0x1234abcd"]).failed();
+    assert!(err.contains("NotFound"), "{err}");
+    // And one that just expired is gone for good.
+    let err = admin(&ep, &["sessions", "expire", &id]).failed();
+    assert!(err.contains("NotFound"), "{err}");
+}
+
+#[test]
+fn snapshot_save_and_restore_into_a_new_server() {
+    rookery_only!();
+    let source = Server::start_with(Target::Rookery, "");
+    let ep = source.admin_endpoint();
+    wait_for_admin(&ep, &[]);
+
+    let rt = runtime();
+    let nodes: [(&str, &[u8]); 4] = [
+        ("/app", b"root of the app"),
+        ("/app/config", b"{\"replicas\":3}"),
+        ("/app/empty", b""),
+        ("/app/config/binary", &[0, 1, 2, 255, 254]),
+    ];
+    {
+        let zk = connect(&rt, &source.connect_string(), Duration::from_secs(20));
+        for (path, data) in nodes {
+            create(&rt, &zk, path, data);
+        }
+        rt.block_on(zk.set_data("/app", b"root, updated", None))
+            .expect("setData");
+        // Closed before the snapshot, so the restored server has no session to expire
+        // (which would move its zxid past the source's).
+        drop(zk);
+    }
+    let src = poll(
+        WAIT,
+        || "the source still lists a session after its client closed".into(),
+        || {
+            let s = admin(&ep, &["--json", "status"]).json();
+            (u64_field(&s, "sessions") == 0).then_some(s)
+        },
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("app.snapshot");
+    let file_arg = file.to_str().expect("utf-8 path");
+    let saved = admin(&ep, &["--json", "snapshot", "save", file_arg]).json();
+    assert!(file.is_file(), "no {}", file.display());
+    assert!(
+        !file.with_extension("partial").exists(),
+        "a .partial file was left behind"
+    );
+    assert_eq!(
+        u64_field(&saved, "bytes"),
+        std::fs::metadata(&file).unwrap().len(),
+        "{saved:#}"
+    );
+    assert_eq!(
+        saved["last_zxid"], src["applied_zxid"],
+        "{saved:#}\n{src:#}"
+    );
+    assert_eq!(saved["digest"], src["digest"], "{saved:#}\n{src:#}");
+
+    // A new server, configured but not started; restore is offline.
+    let mut restored = Server::configure_with(Target::Rookery, "");
+    let cfg = restored.config_path();
+    let cfg_arg = cfg.to_str().expect("utf-8 path");
+    let r = run(admin_command(&[
+        "--config", cfg_arg, "--json", "snapshot", "restore", file_arg,
+    ]))
+    .json();
+    assert_eq!(r["last_zxid"], src["applied_zxid"], "{r:#}\n{src:#}");
+    assert_eq!(r["digest"], src["digest"], "{r:#}\n{src:#}");
+    assert_eq!(r["znodes"], src["znodes"], "{r:#}\n{src:#}");
+
+    restored.restart();
+    let new = wait_for_admin(&restored.admin_endpoint(), &[]);
+    assert_eq!(str_field(&new, "mode"), "standalone", "{new:#}");
+    assert_eq!(new["applied_zxid"], src["applied_zxid"], "{new:#}\n{src:#}");
+    assert_eq!(new["digest"], src["digest"], "{new:#}\n{src:#}");
+    assert_eq!(new["znodes"], src["znodes"], "{new:#}\n{src:#}");
+
+    let zk = connect(&rt, &restored.connect_string(), Duration::from_secs(20));
+    for (path, data) in nodes.iter().skip(1) {
+        let (got, _) = rt
+            .block_on(zk.get_data(path))
+            .unwrap_or_else(|e| panic!("{path} on the restored server: {e}"));
+        assert_eq!(got, *data, "{path}");
+    }
+    let (root, stat) = rt.block_on(zk.get_data("/app")).expect("/app");
+    assert_eq!(root, b"root, updated");
+    assert_eq!(stat.version, 1, "{stat:?}");
+    drop(zk);
+
+    // Restore only ever seeds an empty data directory.
+    restored.kill9();
+    let err = run(admin_command(&[
+        "--config", cfg_arg, "snapshot", "restore", file_arg,
+    ]))
+    .failed();
+    assert!(err.contains("already holds data"), "{err}");
+}
+
+#[test]
+fn the_bearer_token_is_required_when_configured() {
+    rookery_only!();
+    let secrets = tempfile::tempdir().expect("tempdir");
+    let token = "s3cret-admin-token";
+    let token_file = secrets.path().join("admin.token");
+    std::fs::write(&token_file, format!("{token}\n")).expect("token file");
+    let token_arg = token_file.to_str().expect("utf-8 path");
+    let server = Server::start_with(
+        Target::Rookery,
+        &format!("admin.authTokenFile={}", token_file.display()),
+    );
+    let ep = server.admin_endpoint();
+    wait_for_admin(&ep, &["--token-file", token_arg]);
+
+    let err = admin(&ep, &["status"]).failed();
+    assert!(err.contains("Unauthenticated"), "{err}");
+
+    let out = admin(&ep, &["--token-file", token_arg, "status"]).ok();
+    assert!(out.contains("standalone"), "{out}");
+
+    let mut with_env = admin_command(&["--endpoint", &ep, "status"]);
+    with_env.env("ROOKERY_ADMIN_TOKEN", token);
+    let out = run(with_env).ok();
+    assert!(out.contains("standalone"), "{out}");
+
+    let mut wrong = admin_command(&["--endpoint", &ep, "status"]);
+    wrong.env("ROOKERY_ADMIN_TOKEN", "not-the-token");
+    let err = run(wrong).failed();
+    assert!(err.contains("Unauthenticated"), "{err}");
+
+    // Without --endpoint and --token-file, both come from the server's zoo.cfg.
+    let cfg = server.config_path();
+    let out = run(admin_command(&[
+        "--config",
+        cfg.to_str().expect("utf-8 path"),
+        "status",
+    ]))
+    .ok();
+    assert!(out.contains("standalone"), "{out}");
+}
+
+#[test]
+fn a_non_loopback_admin_address_without_a_token_is_refused() {
+    rookery_only!();
+    let server = Server::configure_with(
+        Target::Rookery,
+        &format!("admin.grpcAddress=0.0.0.0:{}", free_port()),
+    );
+    let log = server.dir().join("refused.log");
+    let out = std::fs::File::create(&log).expect("log file");
+    let err = out.try_clone().expect("log file");
+    let mut child = Reaper(
+        Command::new(rookery_bin())
+            .args(["serve", "--config"])
+            .arg(server.config_path())
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("starting rookery serve"),
+    );
+    let read_log = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    let status = poll(
+        Duration::from_secs(10),
+        || {
+            format!(
+                "rookery serve with admin.grpcAddress=0.0.0.0 and no token file is still \
+                 running:\n{}",
+                read_log(&log)
+            )
+        },
+        || child.0.try_wait().expect("try_wait"),
+    );
+    let text = read_log(&log);
+    assert!(!status.success(), "exited with {status}:\n{text}");
+    assert!(text.contains("admin.authTokenFile"), "{text}");
+    assert!(text.contains("0.0.0.0"), "{text}");
+}
+
+#[test]
+fn cluster_status_members_and_expire_through_a_follower() {
+    rookery_only!();
+    let Some(mut c) = rookery_tests::start_cluster_if_available(ClusterOptions {
+        voters: 3,
+        observers: 0,
+        ..ClusterOptions::default()
+    }) else {
+        return;
+    };
+    let leader = c
+        .leader()
+        .unwrap_or_else(|| panic!("no leader\n{}", c.logs()));
+    let followers: Vec<usize> = c.ids().filter(|&n| n != leader).collect();
+    let leader_ep = c.node(leader).admin_endpoint();
+    let leader_id = c.node(leader).id() as u64;
+
+    let status = wait_for_admin(&leader_ep, &[]);
+    assert_eq!(str_field(&status, "mode"), "leader", "{status:#}");
+    assert_eq!(u64_field(&status, "server_id"), leader_id, "{status:#}");
+    assert_eq!(
+        status["members"].as_array().map(Vec::len),
+        Some(3),
+        "{status:#}"
+    );
+
+    // The leader's view of its followers: synced, with a lag it can count.
+    let members = poll(
+        CLUSTER_WAIT,
+        || "the leader does not list both followers as synced".into(),
+        || {
+            let m = admin(&leader_ep, &["--json", "members", "list"]).json();
+            let list = m["members"].as_array()?.clone();
+            let synced = list
+                .iter()
+                .filter(|x| x["id"].as_u64() != Some(leader_id))
+                .all(|x| x["link"] == "synced" && x["lag_txns"].is_u64());
+            (list.len() == 3 && synced).then_some(list)
+        },
+    );
+    for m in &members {
+        let id = m["id"].as_u64().expect("member id");
+        assert_eq!(m["role"], "voter", "{m:#}");
+        assert_eq!(m["leader"], Value::Bool(id == leader_id), "{m:#}");
+        if id == leader_id {
+            assert_eq!(m["link"], "self", "{m:#}");
+        }
+    }
+
+    for &f in &followers {
+        let s = wait_for_admin(&c.node(f).admin_endpoint(), &[]);
+        assert_eq!(str_field(&s, "mode"), "follower", "node {f}: {s:#}");
+        assert_eq!(s["leader_id"].as_u64(), Some(leader_id), "node {f}: {s:#}");
+    }
+
+    // A session on one follower, expired through the other follower's admin API.
+    let (asked, holder) = (followers[0], followers[1]);
+    let rt = runtime();
+    let zk = connect(
+        &rt,
+        &format!("127.0.0.1:{}", c.client_port(holder)),
+        Duration::from_secs(10),
+    );
+    rt.block_on(zk.create("/held", b"", &ephemeral()))
+        .expect("create an ephemeral");
+    let id = hex(zk.session_id().0);
+    let on_leader = poll(
+        WAIT,
+        || format!("session {id} is not in the leader's list"),
+        || {
+            find_session(
+                &admin(&leader_ep, &["--json", "sessions", "list"]).json(),
+                &id,
+            )
+        },
+    );
+    assert_eq!(
+        on_leader["connected_here"],
+        Value::Bool(false),
+        "{on_leader:#}"
+    );
+    assert_eq!(u64_field(&on_leader, "ephemerals"), 1, "{on_leader:#}");
+    let on_holder = find_session(
+        &admin(
+            &c.node(holder).admin_endpoint(),
+            &["--json", "sessions", "list"],
+        )
+        .json(),
+        &id,
+    )
+    .unwrap_or_else(|| panic!("session {id} is not listed on node {holder}"));
+    assert_eq!(
+        on_holder["connected_here"],
+        Value::Bool(true),
+        "{on_holder:#}"
+    );
+
+    admin(
+        &c.node(asked).admin_endpoint(),
+        &["sessions", "expire", &id],
+    )
+    .ok();
+    poll(
+        WAIT,
+        || format!("session {id} is still in the leader's list"),
+        || {
+            let list = admin(&leader_ep, &["--json", "sessions", "list"]).json();
+            find_session(&list, &id).is_none().then_some(())
+        },
+    );
+    wait_expired(&rt, &zk);
+
+    let human = admin(&leader_ep, &["status"]).ok();
+    println!("`rookery admin status` on the leader (node {leader}):\n{human}");
+    assert!(human.contains("leader"), "{human}");
+}
