@@ -452,9 +452,9 @@ fn a_write_through_any_server_is_read_on_every_server_after_sync() {
 
 /// Before the zxid counter runs out, Rookery's leader moves to a new epoch without an
 /// election (ZooKeeper holds one there, so this is Rookery's alone). With the roll at
-/// counter 20, writes through a session on the leader and one on a follower cross
-/// several epochs: every write is acknowledged, neither session is dropped, the
-/// leader stays, and every server ends with every write.
+/// counter 20, writes through sessions on the leader, a follower and an observer cross
+/// several epochs: every write is acknowledged, no session (on the leader, a follower
+/// or an observer) is dropped, the leader stays, and every server ends with every write.
 #[test]
 fn epoch_rolls_keep_the_leader_and_its_sessions() {
     let _serial = serial();
@@ -469,11 +469,17 @@ fn epoch_rolls_keep_the_leader_and_its_sessions() {
     let l = leader(&mut c);
     let f = other_voters(&c, l)[0];
     create_via(&mut c, l, &mut ledger, "/roll", b"");
+    let o = c.observers()[0];
     let mut on_leader = connect_serving(&mut c, l);
     let mut on_follower = connect_serving(&mut c, f);
+    let mut on_observer = connect_serving(&mut c, o);
     let mut epochs = std::collections::BTreeSet::new();
-    for i in 0..60 {
-        for (zk, via) in [(&mut on_leader, "leader"), (&mut on_follower, "follower")] {
+    for i in 0..40 {
+        for (zk, via) in [
+            (&mut on_leader, "leader"),
+            (&mut on_follower, "follower"),
+            (&mut on_observer, "observer"),
+        ] {
             let path = format!("/roll/{via}-{i}");
             let r = zk
                 .call(raw_client::create_req(&path, b"x"))
@@ -484,6 +490,12 @@ fn epoch_rolls_keep_the_leader_and_its_sessions() {
         }
     }
     println!("[rookery] 120 writes spanned epochs {epochs:?}");
+    // No server went looking or synced again: each started serving exactly once.
+    for n in c.ids() {
+        let log = strip_ansi(&c.log(n));
+        let starts = log.lines().filter(|l| l.contains("serving mode=")).count();
+        assert_eq!(starts, 1, "node {n} started serving {starts} times:\n{log}");
+    }
     assert!(epochs.len() >= 5, "only epochs {epochs:?} for 120 writes");
     assert_eq!(c.leader(), Some(l), "the leader changed");
     assert_converged(&mut c, "/roll", &ledger);

@@ -194,6 +194,8 @@ pub struct LearnerView {
     last_heard_tick: u64,
     /// The epoch it has persisted as current: NEWLEADER's, then each NEWEPOCH it acked.
     epoch: Epoch,
+    /// The epoch of the NEWLEADER it was sent; its ACKNEWLEADER must name it.
+    newleader_epoch: Epoch,
 }
 
 impl LearnerView {
@@ -603,10 +605,12 @@ impl<S: PeerStorage> Peer<S> {
             held: Vec::new(),
         });
         l.last_fence = fence;
+        // Observers get no NEWEPOCH: they never hold the fence (they learn only what
+        // is committed) and never vote; they take the epoch from its first INFORM.
         let to: Vec<ServerId> = l
             .learners
             .values()
-            .filter(|v| v.phase >= LearnerPhase::Synced)
+            .filter(|v| !v.observer && v.phase >= LearnerPhase::Synced)
             .map(|v| v.id)
             .collect();
         for id in to {
@@ -941,6 +945,7 @@ impl<S: PeerStorage> Peer<S> {
                         informed: 0,
                         last_heard_tick: ticks,
                         epoch: -1,
+                        newleader_epoch: -1,
                     },
                 );
                 match l.new_epoch {
@@ -983,19 +988,20 @@ impl<S: PeerStorage> Peer<S> {
             }
             Message::AckNewLeader { epoch } => {
                 let established;
+                let observer;
                 {
                     let Some(l) = self.leader_state() else {
                         return Ok(());
                     };
-                    if Some(epoch) != l.new_epoch {
-                        return Ok(());
-                    }
                     let Some(v) = l.learners.get_mut(&from) else {
                         return Ok(());
                     };
-                    if v.phase != LearnerPhase::Syncing {
+                    // The epoch of the NEWLEADER this learner was sent: a roll may have
+                    // moved the leader on since (the tick then sends it NEWEPOCH).
+                    if v.phase != LearnerPhase::Syncing || epoch != v.newleader_epoch {
                         return Ok(());
                     }
+                    observer = v.observer;
                     v.phase = LearnerPhase::Synced;
                     v.epoch = epoch;
                     if !v.observer {
@@ -1003,7 +1009,8 @@ impl<S: PeerStorage> Peer<S> {
                     }
                     established = l.established;
                 }
-                if let Some(roll) = self.leader_state().and_then(|l| l.rolling.as_ref()) {
+                let roll = self.leader_state().and_then(|l| l.rolling.as_ref());
+                if let (Some(roll), false) = (roll, observer) {
                     let (epoch, last_zxid) = (roll.epoch, roll.fence);
                     self.send(from, Message::NewEpoch { epoch, last_zxid });
                 }
@@ -1271,6 +1278,7 @@ impl<S: PeerStorage> Peer<S> {
         if let Some(l) = self.leader_state() {
             if let Some(v) = l.learners.get_mut(&id) {
                 v.informed = prev;
+                v.newleader_epoch = epoch;
             }
         }
         self.send(
@@ -1566,7 +1574,7 @@ impl<S: PeerStorage> Peer<S> {
             let behind: Vec<ServerId> = l
                 .learners
                 .values()
-                .filter(|v| v.phase >= LearnerPhase::Synced && v.epoch < target)
+                .filter(|v| !v.observer && v.phase >= LearnerPhase::Synced && v.epoch < target)
                 .map(|v| v.id)
                 .collect();
             for id in behind {
@@ -1909,11 +1917,17 @@ impl<S: PeerStorage> Peer<S> {
             self.restart_learning();
             return Ok(false);
         }
+        let observer = self.learner_state().is_some_and(|l| l.observer);
         if synced && epoch > self.current_epoch {
             // The first Txn of a rolled epoch: the leader sends it only once a quorum
             // has promised the epoch and holds the old one. Taking the epoch as current
             // at NEWEPOCH instead let a roll that never finished outvote, in the next
             // election, a leader established in that same epoch number elsewhere.
+            // An observer (no vote, no NEWEPOCH) takes it from a committed INFORM.
+            if observer && epoch > self.accepted_epoch {
+                self.storage.set_accepted_epoch(epoch)?;
+                self.accepted_epoch = epoch;
+            }
             if epoch != self.accepted_epoch {
                 // We never promised it (a NEWEPOCH lost): sync again.
                 self.restart_learning();
