@@ -69,6 +69,8 @@ pub struct SnapshotData {
 
 /// The server side of the admin API: a handle onto the server's core.
 pub trait Backend: Send + Sync + 'static {
+    /// Cheap: the health service polls it.
+    fn mode(&self) -> impl Future<Output = Result<pb::Mode, BackendError>> + Send;
     fn status(&self) -> impl Future<Output = Result<pb::StatusResponse, BackendError>> + Send;
     fn list_members(
         &self,
@@ -165,13 +167,15 @@ pub async fn serve<B: Backend>(
     let health_task = tokio::spawn(async move {
         let mut last = None;
         loop {
+            // A core that does not answer within the poll is not serving either.
+            let mode = tokio::time::timeout(Duration::from_secs(2), watch_backend.mode()).await;
             let serving = matches!(
-                watch_backend.status().await.map(|s| s.mode()),
-                Ok(pb::Mode::Leader
+                mode,
+                Ok(Ok(pb::Mode::Leader
                     | pb::Mode::Follower
                     | pb::Mode::Observer
                     | pb::Mode::Standalone
-                    | pb::Mode::ReadOnly)
+                    | pb::Mode::ReadOnly))
             );
             if last != Some(serving) {
                 let status = if serving {
@@ -189,7 +193,10 @@ pub async fn serve<B: Backend>(
         }
     });
     let service = pb::admin_server::AdminServer::with_interceptor(
-        AdminService { backend },
+        AdminService {
+            backend,
+            downloads: Arc::new(tokio::sync::Semaphore::new(1)),
+        },
         Authenticator::new(&access),
     );
     info!(addr = ?addr, authenticated = access.bearer_token.is_some(), "admin API listening");
@@ -254,6 +261,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 struct AdminService<B> {
     backend: Arc<B>,
+    downloads: Arc<tokio::sync::Semaphore>,
 }
 
 type ChunkStream = Pin<Box<dyn Stream<Item = Result<pb::SnapshotChunk, Status>> + Send>>;
@@ -314,6 +322,11 @@ impl<B: Backend> pb::admin_server::Admin for AdminService<B> {
         &self,
         _req: Request<pb::DownloadSnapshotRequest>,
     ) -> Result<Response<ChunkStream>, Status> {
+        // A snapshot is held whole in memory while it streams: one download at a time.
+        let permit =
+            self.downloads.clone().try_acquire_owned().map_err(|_| {
+                Status::resource_exhausted("a snapshot download is already running")
+            })?;
         let snap = self.backend.snapshot().await?;
         info!(
             last_zxid = format!("{:#x}", snap.last_zxid),
@@ -328,20 +341,24 @@ impl<B: Backend> pb::admin_server::Admin for AdminService<B> {
             server_id: snap.server_id,
         };
         let chunks = snapshot_chunks(header, snap.bytes);
-        Ok(Response::new(Box::pin(tokio_stream::iter(
-            chunks.into_iter().map(Ok),
-        ))))
+        let stream = tokio_stream::StreamExt::map(tokio_stream::iter(chunks), move |c| {
+            // Released when the stream is dropped, finished or not.
+            let _held = &permit;
+            Ok(c)
+        });
+        Ok(Response::new(Box::pin(stream)))
     }
 }
 
 /// Splits a snapshot into the stream's chunks; the first carries the header. An empty
 /// snapshot still yields one chunk, so the header always arrives.
 fn snapshot_chunks(header: pb::SnapshotHeader, bytes: Vec<u8>) -> Vec<pb::SnapshotChunk> {
-    let mut out: Vec<pb::SnapshotChunk> = bytes
-        .chunks(SNAPSHOT_CHUNK_BYTES)
-        .map(|c| pb::SnapshotChunk {
+    let bytes = bytes::Bytes::from(bytes);
+    let mut out: Vec<pb::SnapshotChunk> = (0..bytes.len())
+        .step_by(SNAPSHOT_CHUNK_BYTES)
+        .map(|start| pb::SnapshotChunk {
             header: None,
-            data: c.to_vec(),
+            data: bytes.slice(start..(start + SNAPSHOT_CHUNK_BYTES).min(bytes.len())),
         })
         .collect();
     if out.is_empty() {
@@ -397,16 +414,31 @@ pub async fn receive_snapshot(
 }
 
 /// Adds the bearer token to each call of a client.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct BearerToken(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
 
 impl BearerToken {
     /// `None` sends no token. A token that is not valid header text is an error.
     pub fn new(token: Option<&str>) -> Result<Self, tonic::metadata::errors::InvalidMetadataValue> {
-        token
-            .map(|t| format!("Bearer {t}").parse())
-            .transpose()
-            .map(BearerToken)
+        let value = token
+            .map(|t| format!("Bearer {t}").parse::<tonic::metadata::MetadataValue<_>>())
+            .transpose()?;
+        Ok(BearerToken(value.map(|mut v| {
+            // Kept out of tonic's and hyper's debug output.
+            v.set_sensitive(true);
+            v
+        })))
+    }
+}
+
+impl std::fmt::Debug for BearerToken {
+    /// Never prints the token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "BearerToken(<set>)"
+        } else {
+            "BearerToken(None)"
+        })
     }
 }
 

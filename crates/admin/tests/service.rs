@@ -63,6 +63,16 @@ fn patterned(len: usize) -> Vec<u8> {
 }
 
 impl Backend for Fake {
+    async fn mode(&self) -> Result<pb::Mode, BackendError> {
+        let mode = self.mode.load(Ordering::SeqCst);
+        if mode == STATUS_FAILS {
+            return Err(BackendError::Unavailable(
+                "the core is not answering".into(),
+            ));
+        }
+        pb::Mode::try_from(mode).map_err(|_| BackendError::Unavailable("bad mode".into()))
+    }
+
     async fn status(&self) -> Result<pb::StatusResponse, BackendError> {
         let mode = self.mode.load(Ordering::SeqCst);
         if mode == STATUS_FAILS {
@@ -519,13 +529,17 @@ impl pb::admin_server::Admin for Tampering {
             .chunks(SNAPSHOT_CHUNK_BYTES)
             .map(|c| pb::SnapshotChunk {
                 header: None,
-                data: c.to_vec(),
+                data: c.to_vec().into(),
             })
             .collect();
         chunks[0].header = Some(header);
         match self.0 {
             Tamper::Nothing => {}
-            Tamper::FlipByte => chunks[2].data[777] ^= 0x01,
+            Tamper::FlipByte => {
+                let mut data = chunks[2].data.to_vec();
+                data[777] ^= 0x01;
+                chunks[2].data = data.into();
+            }
             Tamper::DropLastChunk => {
                 chunks.pop();
             }

@@ -281,6 +281,32 @@ pub enum CoreError {
     Recovery(String),
 }
 
+/// What this server is doing, as `srvr` and the admin API name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Standalone,
+    /// No leader, serving reads to clients that accept a read-only server.
+    ReadOnly,
+    /// Electing or syncing: not serving clients.
+    Looking,
+    Leader,
+    Follower,
+    Observer,
+}
+
+impl Mode {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Mode::Standalone => "standalone",
+            Mode::ReadOnly => "read-only",
+            Mode::Looking => "looking",
+            Mode::Leader => "leader",
+            Mode::Follower => "follower",
+            Mode::Observer => "observer",
+        }
+    }
+}
+
 /// Every tree this server loads (from its snapshot or the leader's) shows its own
 /// configuration in `/zookeeper/config`, as ZooKeeper's ZKDatabase does on load.
 fn with_local_config(mut tree: DataTree, cfg: &CoreConfig) -> DataTree {
@@ -535,6 +561,7 @@ impl Core {
                     out.close();
                 }
                 self.pending = PendingChanges::new();
+                self.admin_abandon_expiries();
             }
             RoleChange::Serving {
                 role,
@@ -1729,13 +1756,32 @@ impl Core {
         Ok(())
     }
 
+    fn mode(&self) -> Mode {
+        if self.cfg.standalone {
+            return Mode::Standalone;
+        }
+        if !self.peer.is_serving() {
+            return if self.cfg.read_only_mode {
+                Mode::ReadOnly
+            } else {
+                Mode::Looking
+            };
+        }
+        match self.peer.role() {
+            Role::Leading => Mode::Leader,
+            Role::Following => Mode::Follower,
+            Role::Observing => Mode::Observer,
+            Role::Looking => Mode::Looking,
+        }
+    }
+
     fn four_letter(&mut self, word: FourLetterWord, peer: SocketAddr) -> String {
         let name = word.as_str();
         if !self.cfg.four_letter_words.is_enabled(name) {
             return format!("{name} is not executed because it is not in the whitelist.\n");
         }
-        let read_only = !self.peer.is_serving() && self.cfg.read_only_mode;
-        if !self.peer.is_serving() && !read_only && !words::answers_when_not_serving(word) {
+        let mode = self.mode();
+        if mode == Mode::Looking && !words::answers_when_not_serving(word) {
             return words::NOT_SERVING.to_owned();
         }
         let role = self.peer.role();
@@ -1755,13 +1801,7 @@ impl Core {
             }
         });
         let view = words::View {
-            mode: if self.cfg.standalone {
-                "standalone"
-            } else if read_only {
-                "read-only"
-            } else {
-                role.as_str()
-            },
+            mode: mode.as_str(),
             leader,
             tree: &self.tree,
             watches: &self.watches,

@@ -216,10 +216,12 @@ pub async fn start(cfg: &ServerConfig) -> Result<RunningServer, ServerError> {
     // Checked before anything starts: an admin API open to the network without
     // authentication is a configuration error, not a warning.
     let admin_access = admin_access(cfg)?;
-    if let Some(a) = &cfg.admin_grpc_address {
-        if let Ok(addr) = format!("{a}").parse::<SocketAddr>() {
-            rookery_admin::check_access(addr, &admin_access)?;
-        }
+    let admin_addr = match &cfg.admin_grpc_address {
+        Some(a) => resolve_admin(a).await,
+        None => None,
+    };
+    if let Some(addr) = admin_addr {
+        rookery_admin::check_access(addr, &admin_access)?;
     }
 
     let (tx, rx) = mpsc::unbounded_channel();
@@ -309,8 +311,8 @@ pub async fn start(cfg: &ServerConfig) -> Result<RunningServer, ServerError> {
     });
     let max_per_ip = cfg.max_client_cnxns;
     let accept = tokio::spawn(accept_loop(listener, handle.clone(), limits, max_per_ip));
-    let admin = match &cfg.admin_grpc_address {
-        Some(a) => start_admin(a, admin_access, handle.clone(), u64::from(server_id)).await?,
+    let admin = match admin_addr {
+        Some(addr) => start_admin(addr, admin_access, handle.clone(), u64::from(server_id)).await?,
         None => None,
     };
     info!(
@@ -352,20 +354,11 @@ fn admin_access(cfg: &ServerConfig) -> Result<rookery_admin::Access, ServerError
 /// is logged and the server runs on without it: clients matter more than the admin
 /// plane. An unauthenticated non-loopback address was refused before start-up.
 async fn start_admin(
-    at: &crate::config::HostPort,
+    addr: SocketAddr,
     access: rookery_admin::Access,
     core: CoreHandle,
     server_id: u64,
 ) -> Result<Option<AdminTask>, ServerError> {
-    let text = at.to_string();
-    let Some(addr) = tokio::net::lookup_host(&text)
-        .await
-        .ok()
-        .and_then(|mut it| it.next())
-    else {
-        error!(address = %text, "admin API not started: admin.grpcAddress does not resolve");
-        return Ok(None);
-    };
     let listener = match rookery_admin::bind(addr, &access).await {
         Ok(l) => l,
         Err(e @ rookery_admin::ServeError::Bind { .. }) => {
@@ -386,6 +379,19 @@ async fn start_admin(
         }
     });
     Ok(Some(AdminTask { addr, stop, task }))
+}
+
+/// Where the admin API will listen; `None` (logged) if the name does not resolve.
+async fn resolve_admin(at: &crate::config::HostPort) -> Option<SocketAddr> {
+    let text = at.to_string();
+    let addr = tokio::net::lookup_host(&text)
+        .await
+        .ok()
+        .and_then(|mut it| it.next());
+    if addr.is_none() {
+        error!(address = %text, "admin API not started: admin.grpcAddress does not resolve");
+    }
+    addr
 }
 
 /// The members as the `server.N` lines name them; standalone, just this server.

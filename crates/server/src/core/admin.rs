@@ -12,7 +12,7 @@ use rookery_zab::storage::SnapshotStore;
 use tokio::sync::oneshot;
 use tracing::{info, info_span, warn};
 
-use super::{Core, CoreCmd, CoreError, CoreHandle, SessionId};
+use super::{Core, CoreCmd, CoreError, CoreHandle, Mode, SessionId};
 use crate::forward::Forward;
 
 /// How long ExpireSession waits for the closeSession Txn to be applied here.
@@ -30,6 +30,8 @@ pub(crate) struct MemberConfig {
 
 #[derive(Debug)]
 pub(crate) enum AdminQuery {
+    /// Cheap, for the health service's frequent polls.
+    Mode(oneshot::Sender<pb::Mode>),
     Status(oneshot::Sender<pb::StatusResponse>),
     Members(oneshot::Sender<pb::ListMembersResponse>),
     Sessions(oneshot::Sender<pb::ListSessionsResponse>),
@@ -49,6 +51,9 @@ pub(crate) type SnapshotWaiter = oneshot::Sender<Result<(i64, u64), BackendError
 impl Core {
     pub(super) fn admin(&mut self, query: AdminQuery) -> Result<(), CoreError> {
         match query {
+            AdminQuery::Mode(reply) => {
+                let _ = reply.send(self.admin_mode());
+            }
             AdminQuery::Status(reply) => {
                 let _ = reply.send(self.admin_status());
             }
@@ -80,20 +85,13 @@ impl Core {
     }
 
     fn admin_mode(&self) -> pb::Mode {
-        let read_only = !self.peer.is_serving() && self.cfg.read_only_mode;
-        if self.cfg.standalone {
-            pb::Mode::Standalone
-        } else if read_only {
-            pb::Mode::ReadOnly
-        } else if !self.peer.is_serving() {
-            pb::Mode::Looking
-        } else {
-            match self.peer.role() {
-                Role::Leading => pb::Mode::Leader,
-                Role::Following => pb::Mode::Follower,
-                Role::Observing => pb::Mode::Observer,
-                Role::Looking => pb::Mode::Looking,
-            }
+        match self.mode() {
+            Mode::Standalone => pb::Mode::Standalone,
+            Mode::ReadOnly => pb::Mode::ReadOnly,
+            Mode::Looking => pb::Mode::Looking,
+            Mode::Leader => pb::Mode::Leader,
+            Mode::Follower => pb::Mode::Follower,
+            Mode::Observer => pb::Mode::Observer,
         }
     }
 
@@ -228,7 +226,10 @@ impl Core {
             _ => false,
         };
         if sent {
-            self.admin_expiring.entry(session).or_default().push(reply);
+            let waiting = self.admin_expiring.entry(session).or_default();
+            // Callers that gave up (the backend's timeout) leave closed senders.
+            waiting.retain(|w| !w.is_closed());
+            waiting.push(reply);
         } else {
             let _ = reply.send(Err(BackendError::Unavailable(
                 "this server has no leader now; try again or ask another server".into(),
@@ -258,6 +259,18 @@ impl Core {
         );
         let _g = span.enter();
         self.propose(session, 0, &caller, Ok(&Op::CloseSession))
+    }
+
+    /// This server stopped serving: a closeSession asked for may never come now.
+    pub(super) fn admin_abandon_expiries(&mut self) {
+        for (session, waiters) in std::mem::take(&mut self.admin_expiring) {
+            for w in waiters {
+                let _ = w.send(Err(BackendError::Unavailable(format!(
+                    "this server lost its leader before session {session:#x} was closed; \
+                     check ListSessions and retry"
+                ))));
+            }
+        }
     }
 
     /// Called when a session's closeSession Txn is applied.
@@ -306,6 +319,10 @@ impl AdminBackend {
 }
 
 impl Backend for AdminBackend {
+    async fn mode(&self) -> Result<pb::Mode, BackendError> {
+        self.ask(AdminQuery::Mode).await
+    }
+
     async fn status(&self) -> Result<pb::StatusResponse, BackendError> {
         self.ask(AdminQuery::Status).await
     }
