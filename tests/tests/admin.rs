@@ -361,6 +361,26 @@ fn sessions_list_and_expire() {
     let list = admin(&ep, &["--json", "sessions", "list"]).json();
     assert!(find_session(&list, &id).is_none(), "{list:#}");
 
+    // Status shows what happened: the server started serving, then the expiry.
+    let status = admin(&ep, &["--json", "status"]).json();
+    let events: Vec<&str> = status["recent_events"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|e| e["what"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        events,
+        [
+            "serving as standalone (epoch 1)".to_owned(),
+            format!("operator expired session {id}")
+        ],
+        "{status:#}"
+    );
+    let human = admin(&ep, &["status"]).ok();
+    assert!(
+        human.contains(&format!("operator expired session {id}")),
+        "{human}"
+    );
+
     // A session that does not exist: the server's NotFound, and a failure exit.
     let err = admin(&ep, &["sessions", "expire", "0x1234abcd"]).failed();
     assert!(err.contains("NotFound"), "{err}");

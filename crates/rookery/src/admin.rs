@@ -382,6 +382,10 @@ fn print_status(s: &pb::StatusResponse, as_json: bool) {
             "digest": format!("{:x}", s.digest),
             "uptime_ms": s.uptime_ms,
             "version": s.version,
+            "recent_events": s.recent_events.iter().map(|e| json!({
+                "time_ms": e.time_ms,
+                "what": e.what,
+            })).collect::<Vec<_>>(),
         });
         println!("{v:#}");
         return;
@@ -429,6 +433,25 @@ fn print_status(s: &pb::StatusResponse, as_json: bool) {
     }
     println!();
     print_members(&s.members);
+    if !s.recent_events.is_empty() {
+        println!();
+        println!("Recent events (newest last):");
+        let now = s
+            .recent_events
+            .last()
+            .map_or(0, |e| e.time_ms)
+            .max(unix_ms());
+        for e in s.recent_events.iter().rev().take(10).rev() {
+            let ago = u64::try_from(now - e.time_ms).unwrap_or(0);
+            println!("  {:>8} ago  {}", human_duration(ago), e.what);
+        }
+    }
+}
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 fn print_members(members: &[pb::Member]) {

@@ -252,6 +252,8 @@ pub(crate) struct Core {
         BTreeMap<SessionId, Vec<oneshot::Sender<Result<i64, rookery_admin::BackendError>>>>,
     /// Admin TakeSnapshot calls waiting for the next snapshot to start.
     snapshot_wanted: Vec<admin::SnapshotWaiter>,
+    /// Role changes and operator actions, newest last, for the admin API's Status.
+    events: VecDeque<(i64, String)>,
 }
 
 /// A snapshot in flight: a frozen clone of the tree being serialized, saved and
@@ -280,6 +282,9 @@ pub enum CoreError {
     #[error("recovery failed: {0}")]
     Recovery(String),
 }
+
+/// How many recent events Status shows.
+const EVENTS_KEPT: usize = 32;
 
 /// What this server is doing, as `srvr` and the admin API name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -380,6 +385,7 @@ impl Core {
             stats: ServerStats::default(),
             admin_expiring: BTreeMap::new(),
             snapshot_wanted: Vec::new(),
+            events: VecDeque::new(),
         };
         // A single voter is leader at once and applies its whole log here.
         core.drive()?;
@@ -547,6 +553,7 @@ impl Core {
     fn role_changed(&mut self, change: RoleChange) {
         match change {
             RoleChange::Looking => {
+                self.record_event("stopped serving: looking for a leader".to_owned());
                 warn!(
                     connections = self.conns.len(),
                     "not serving: looking for a leader; closing client connections"
@@ -568,6 +575,16 @@ impl Core {
                 leader,
                 epoch,
             } => {
+                let what = if self.cfg.standalone {
+                    format!("serving as standalone (epoch {epoch})")
+                } else {
+                    format!(
+                        "serving as {} (leader {}, epoch {epoch})",
+                        role.as_str(),
+                        leader.0
+                    )
+                };
+                self.record_event(what);
                 info!(
                     mode = role.as_str(),
                     leader = leader.0,
@@ -1754,6 +1771,14 @@ impl Core {
             );
         }
         Ok(())
+    }
+
+    /// Keeps the last [`EVENTS_KEPT`] for Status; the log has them all.
+    fn record_event(&mut self, what: String) {
+        if self.events.len() == EVENTS_KEPT {
+            self.events.pop_front();
+        }
+        self.events.push_back((wall_ms(), what));
     }
 
     fn mode(&self) -> Mode {

@@ -79,7 +79,10 @@ impl Core {
                 let _ = reply.send(answer);
             }
             // Started at the end of this round (maybe_snapshot), after any in flight.
-            AdminQuery::TakeSnapshot(reply) => self.snapshot_wanted.push(reply),
+            AdminQuery::TakeSnapshot(reply) => {
+                self.record_event("operator asked for a snapshot".to_owned());
+                self.snapshot_wanted.push(reply);
+            }
         }
         Ok(())
     }
@@ -131,6 +134,14 @@ impl Core {
             version: crate::words::VERSION.to_owned(),
             client_connections: self.conns.len() as u64,
             digest: self.tree.digest(),
+            recent_events: self
+                .events
+                .iter()
+                .map(|(time_ms, what)| pb::Event {
+                    time_ms: *time_ms,
+                    what: what.clone(),
+                })
+                .collect(),
         }
     }
 
@@ -226,6 +237,7 @@ impl Core {
             _ => false,
         };
         if sent {
+            self.record_event(format!("operator expired session {session:#x}"));
             let waiting = self.admin_expiring.entry(session).or_default();
             // Callers that gave up (the backend's timeout) leave closed senders.
             waiting.retain(|w| !w.is_closed());
