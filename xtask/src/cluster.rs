@@ -303,11 +303,14 @@ fn up(root: &Path, cluster: &Path, layout: Layout) -> Result<()> {
             print_modes(cluster, layout, &modes);
             println!(
                 "\nRookery ensemble of {} is up.\n  connect:  {}\n  \
-                 try:      zkCli.sh -server {}\n  more:     cargo xtask cluster \
+                 try:      zkCli.sh -server {}\n  admin:    {} admin --endpoint \
+                 127.0.0.1:{} status\n  more:     cargo xtask cluster \
                  status | kill N | restart N | logs N [--follow] | down [--wipe]",
                 layout.describe(),
                 connect_string(layout),
                 connect_string(layout),
+                bin.display(),
+                admin_port(1),
             );
             return Ok(());
         }
@@ -387,8 +390,9 @@ fn print_modes(cluster: &Path, layout: Layout, modes: &[(u16, Option<String>)]) 
         let pid =
             running_pid(cluster, *id).map_or_else(|| "not running".into(), |p| format!("pid {p}"));
         println!(
-            "node{id}  {role:<8}  127.0.0.1:{:<5}  {pid:<12}  Mode: {}",
+            "node{id}  {role:<8}  127.0.0.1:{:<5}  admin 127.0.0.1:{:<5}  {pid:<12}  Mode: {}",
             client_port(*id),
+            admin_port(*id),
             mode.as_deref().unwrap_or("-")
         );
     }
