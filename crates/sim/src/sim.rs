@@ -1587,7 +1587,7 @@ fn msg_fields(m: &Message) -> (i64, i64, u64) {
             last_zxid,
             observer,
         } => (*accepted_epoch, *last_zxid, u64::from(*observer)),
-        Message::LeaderInfo { new_epoch } => (*new_epoch, 0, 0),
+        Message::LeaderInfo { new_epoch, term } => (*new_epoch, *term, 0),
         Message::AckEpoch {
             current_epoch,
             last_zxid,

@@ -27,9 +27,11 @@ pub enum Message {
         last_zxid: Zxid,
         observer: bool,
     },
-    /// LEADERINFO: the epoch the leader proposes.
+    /// LEADERINFO: the epoch the leader proposes, and its term: the epoch it was
+    /// established in, which its epoch rolls do not change.
     LeaderInfo {
         new_epoch: Epoch,
+        term: Epoch,
     },
     /// ACKEPOCH: the learner accepted `new_epoch` and reports its history.
     AckEpoch {

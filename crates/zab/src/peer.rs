@@ -214,6 +214,8 @@ impl LearnerView {
 struct LeaderState {
     /// The new epoch, once a quorum of FOLLOWERINFOs chose it.
     new_epoch: Option<Epoch>,
+    /// The first of those: this leadership's term, which epoch rolls leave alone.
+    term: Epoch,
     /// Voters (and the leader) whose ACKEPOCH arrived.
     epoch_acks: BTreeSet<ServerId>,
     /// Voters that acked NEWLEADER, the leader included.
@@ -273,6 +275,8 @@ struct LearnerState {
     snap: Option<(Zxid, u64, Vec<u8>)>,
     /// ACKs are for this leader's proposals: those after its first epoch began.
     ack_floor: Zxid,
+    /// The leader's term from LEADERINFO: what we ACKed stays ACKed across its rolls.
+    term: Option<Epoch>,
 }
 
 #[derive(Debug)]
@@ -307,8 +311,9 @@ pub struct Peer<S: PeerStorage> {
     ready: Ready,
     leader: Option<ServerId>,
     serving: bool,
-    /// The last ACK sent: to which leader, in which epoch, up to which zxid. Outlives
-    /// re-handshakes with the same leader, to recognise stale sync packets.
+    /// The last ACK sent: to which leader, in which of its terms, up to which zxid.
+    /// Outlives re-handshakes with the same leader (and its epoch rolls), to recognise
+    /// stale sync packets: within one term the leader never cuts below what we ACKed.
     acked_to: Option<(ServerId, Epoch, Zxid)>,
     /// Learner: answered syncs waiting until what answered them is applied.
     learner_syncs: Vec<(Zxid, u64)>,
@@ -778,6 +783,7 @@ impl<S: PeerStorage> Peer<S> {
                 self.unsynced = false;
                 let mut l = LeaderState {
                     new_epoch: None,
+                    term: 0,
                     epoch_acks: BTreeSet::new(),
                     newleader_acks: BTreeSet::new(),
                     established: false,
@@ -805,6 +811,7 @@ impl<S: PeerStorage> Peer<S> {
                     acked: 0,
                     snap: None,
                     ack_floor: Zxid::MAX,
+                    term: None,
                 });
                 self.send_follower_info();
             }
@@ -948,10 +955,11 @@ impl<S: PeerStorage> Peer<S> {
                         newleader_epoch: -1,
                     },
                 );
+                let term = l.term;
                 match l.new_epoch {
                     // A server that promised a later epoch refuses it and stays out
                     // until the leader changes, as in ZooKeeper.
-                    Some(e) => self.send(from, Message::LeaderInfo { new_epoch: e }),
+                    Some(e) => self.send(from, Message::LeaderInfo { new_epoch: e, term }),
                     None => self.maybe_choose_epoch()?,
                 }
             }
@@ -1113,9 +1121,16 @@ impl<S: PeerStorage> Peer<S> {
             return Ok(());
         };
         l.new_epoch = Some(new_epoch);
+        l.term = new_epoch;
         let to: Vec<ServerId> = l.learners.keys().copied().collect();
         for id in to {
-            self.send(id, Message::LeaderInfo { new_epoch });
+            self.send(
+                id,
+                Message::LeaderInfo {
+                    new_epoch,
+                    term: new_epoch,
+                },
+            );
         }
         self.maybe_start_syncs()
     }
@@ -1446,7 +1461,14 @@ impl<S: PeerStorage> Peer<S> {
                 l.learners.remove(&id);
             }
             let epoch = self.current_epoch;
-            self.send(id, Message::LeaderInfo { new_epoch: epoch });
+            let term = self.leader_state().map_or(epoch, |l| l.term);
+            self.send(
+                id,
+                Message::LeaderInfo {
+                    new_epoch: epoch,
+                    term,
+                },
+            );
             return Ok(());
         }
         if first == Some(prev) {
@@ -1631,7 +1653,7 @@ impl<S: PeerStorage> Peer<S> {
         let stage = l.stage;
         let leader = l.leader;
         match msg {
-            Message::LeaderInfo { new_epoch } => {
+            Message::LeaderInfo { new_epoch, term } => {
                 if stage != LearnerStage::Discovery {
                     // The leader restarted our handshake (or a stale copy): start over.
                     if stage == LearnerStage::Serving || stage == LearnerStage::AwaitingUpToDate {
@@ -1650,6 +1672,8 @@ impl<S: PeerStorage> Peer<S> {
                 let (current_epoch, last_zxid) = (self.current_epoch, self.last_zxid);
                 if let Some(l) = self.learner_state() {
                     l.epoch = Some(new_epoch);
+                    // A peer without terms sends 0: its epoch then stands for its term.
+                    l.term = Some(if term > 0 { term } else { new_epoch });
                     l.ack_floor = make_zxid(new_epoch, 0);
                     l.stage = LearnerStage::AwaitingBase;
                 }
@@ -2012,7 +2036,7 @@ impl<S: PeerStorage> Peer<S> {
     /// (zero if none): history that leader holds and can never ask us to cut.
     fn acked_to_leader(&self, leader: ServerId) -> Zxid {
         match (&self.acked_to, &self.state) {
-            (Some((l, e, z)), State::Learning(s)) if *l == leader && Some(*e) == s.epoch => *z,
+            (Some((l, t, z)), State::Learning(s)) if *l == leader && Some(*t) == s.term => *z,
             _ => 0,
         }
     }
@@ -2052,7 +2076,8 @@ impl<S: PeerStorage> Peer<S> {
         };
         l.acked = last;
         let leader = l.leader;
-        self.acked_to = Some((leader, epoch, last));
+        let term = l.term.unwrap_or(epoch);
+        self.acked_to = Some((leader, term, last));
         self.send(leader, Message::Ack { zxid: last });
     }
 

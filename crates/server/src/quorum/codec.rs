@@ -154,7 +154,9 @@ fn to_proto(msg: Message) -> pb::PeerMessage {
             last_zxid,
             observer,
         }),
-        Message::LeaderInfo { new_epoch } => Body::LeaderInfo(pb::LeaderInfo { new_epoch }),
+        Message::LeaderInfo { new_epoch, term } => {
+            Body::LeaderInfo(pb::LeaderInfo { new_epoch, term })
+        }
         Message::AckEpoch {
             current_epoch,
             last_zxid,
@@ -229,6 +231,7 @@ fn from_proto(msg: pb::PeerMessage) -> Result<Message, CodecError> {
         },
         Body::LeaderInfo(m) => Message::LeaderInfo {
             new_epoch: m.new_epoch,
+            term: m.term,
         },
         Body::AckEpoch(m) => Message::AckEpoch {
             current_epoch: m.current_epoch,
@@ -334,7 +337,10 @@ mod tests {
                     observer: o,
                 }
             }),
-            any::<i64>().prop_map(|e| Message::LeaderInfo { new_epoch: e }),
+            (any::<i64>(), any::<i64>()).prop_map(|(e, t)| Message::LeaderInfo {
+                new_epoch: e,
+                term: t
+            }),
             (any::<i64>(), any::<i64>()).prop_map(|(e, z)| Message::AckEpoch {
                 current_epoch: e,
                 last_zxid: z
