@@ -860,7 +860,13 @@ mod tests {
         let mut started = s.start_all();
         assert!(check_started(&s.0, &mut started).is_ok());
         for (id, child) in &mut started {
-            // The script's cmdline names .../bin/rookery, as a real server's does.
+            // The script's cmdline names .../bin/rookery, as a real server's does. Read
+            // during its exec (setsid, then sh), /proc/PID/cmdline can be empty for a
+            // moment (seen once in CI), so wait for it.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while running_pid(&s.0, *id).is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
             assert_eq!(running_pid(&s.0, *id), Some(child.id()));
             let _ = child.kill();
             let _ = child.wait();
