@@ -1,7 +1,7 @@
 //! Snapshot format: `RKTS` magic, a version byte, the last applied zxid, the digest,
 //! the sessions, every node in path order, then a crc32 of all preceding bytes.
-//! Version 2 can store null node data (length u32::MAX); version 1, which could not,
-//! is still read.
+//! Version 2 can store null node data (length u32::MAX); version 3's digest leaves out
+//! `/zookeeper/config`. Versions 1 (no null data) and 2 are still read.
 //! Restoring checks the checksum, the structure (valid paths, parents present, root
 //! present) and the digest, so corrupt input is an error, never a panic.
 
@@ -12,13 +12,14 @@ use imbl::OrdMap;
 
 use crate::codec::{CodecError, Dec, Enc};
 use crate::node::{Node, StatPersisted};
-use crate::path::{self, ROOT};
+use crate::path::{self, CONFIG, ROOT};
 use crate::tree::{DataTree, TreeConfig};
 
 const MAGIC: &[u8; 4] = b"RKTS";
-const VERSION: u8 = 2;
-/// Older versions [`DataTree::restore`] still reads.
-const READ_VERSIONS: [u8; 2] = [1, VERSION];
+const VERSION: u8 = 3;
+/// Older versions [`DataTree::restore`] still reads. Before 3 the stored digest
+/// counted `/zookeeper/config`.
+const READ_VERSIONS: [u8; 3] = [1, 2, VERSION];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SnapshotError {
@@ -189,12 +190,80 @@ impl DataTree {
             quota_roots: Default::default(),
         };
         tree.rebuild_indexes();
-        if tree.digest != stored_digest {
+        let actual = if version < 3 {
+            let config = tree
+                .nodes
+                .get(CONFIG)
+                .map_or(0, |n| crate::tree::node_digest_v2(CONFIG, n));
+            tree.digest.wrapping_add(config)
+        } else {
+            tree.digest
+        };
+        if actual != stored_digest {
             return Err(SnapshotError::Digest {
                 stored: stored_digest,
-                actual: tree.digest,
+                actual,
             });
         }
         Ok(tree)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tree::node_digest_v2;
+
+    /// A current snapshot as an older version wrote it: that version byte, the digest
+    /// counting `/zookeeper/config`, and the checksum over both.
+    fn as_version(tree: &DataTree, version: u8) -> Vec<u8> {
+        let mut snap = tree.snapshot();
+        snap.truncate(snap.len() - 4);
+        snap[4] = version;
+        let config = tree.node(CONFIG).map_or(0, |n| node_digest_v2(CONFIG, n));
+        let digest = tree.digest().wrapping_add(config);
+        snap[13..21].copy_from_slice(&digest.to_be_bytes());
+        let crc = crc32fast::hash(&snap);
+        snap.extend_from_slice(&crc.to_be_bytes());
+        snap
+    }
+
+    #[test]
+    fn versions_1_and_2_still_restore_with_their_digest_rule() {
+        let mut tree = DataTree::default();
+        tree.set_local_config(b"server.1=a:1:2:participant\nversion=0");
+        for version in [1, 2] {
+            let old = as_version(&tree, version);
+            let r = DataTree::restore(&old).unwrap();
+            assert_eq!(r, tree, "version {version}");
+            assert_eq!(r.digest(), tree.digest(), "version {version}");
+            assert_eq!(r.snapshot()[4], VERSION, "rewritten as the current version");
+        }
+        // The old rule's digest is refused under the current version.
+        let mut wrong = as_version(&tree, VERSION);
+        let len = wrong.len();
+        wrong.truncate(len - 4);
+        let crc = crc32fast::hash(&wrong);
+        wrong.extend_from_slice(&crc.to_be_bytes());
+        assert!(matches!(
+            DataTree::restore(&wrong),
+            Err(SnapshotError::Digest { .. })
+        ));
+    }
+
+    #[test]
+    fn the_local_config_does_not_change_the_digest() {
+        let plain = DataTree::default();
+        let mut a = DataTree::default();
+        a.set_local_config(b"server.1=0.0.0.0:2888:3888:participant\nversion=0");
+        let mut b = DataTree::default();
+        b.set_local_config(b"server.1=hadoop1:2888:3888:participant\nversion=0");
+        assert_eq!(a.digest(), b.digest());
+        assert_eq!(a.digest(), plain.digest());
+        assert_eq!(a.recompute_digest(), a.digest());
+        assert_eq!(
+            DataTree::restore(&a.snapshot()).unwrap().digest(),
+            a.digest()
+        );
     }
 }

@@ -143,7 +143,8 @@ impl DataTree {
         self.last_zxid
     }
 
-    /// Order-independent digest of all nodes and sessions, kept up to date by apply.
+    /// Order-independent digest of all nodes (but `/zookeeper/config`, each server's
+    /// own) and sessions, kept up to date by apply.
     pub fn digest(&self) -> u64 {
         self.digest
     }
@@ -779,7 +780,18 @@ impl Hasher {
     }
 }
 
+/// A node's share of the tree digest. `/zookeeper/config` has none: each server sets
+/// it from its own configuration (as ZooKeeper, whose digest skips `/zookeeper/`), so
+/// servers holding the same data report the same digest.
 pub(crate) fn node_digest(path: &str, n: &Node) -> u64 {
+    if path == CONFIG {
+        return 0;
+    }
+    node_digest_v2(path, n)
+}
+
+/// The digest of a node as snapshots before version 3 counted it (config included).
+pub(crate) fn node_digest_v2(path: &str, n: &Node) -> u64 {
     let mut h = Hasher::new(1);
     h.field(path.as_bytes());
     // Null and empty data are different client-visible states, so they hash apart

@@ -109,20 +109,14 @@ fn as_version(mut snap: Vec<u8>, version: u8) -> Vec<u8> {
 }
 
 #[test]
-fn version_1_snapshots_still_restore() {
-    // Without null data the node encoding did not change, so a version-1 snapshot
-    // is the same bytes under version byte 1.
+fn version_1_snapshots_cannot_hold_null() {
+    // Version 1 had no null: the marker is a bad length there. (Older versions'
+    // restore is tested beside the format, which knows their digest rule.)
     let mut h = H::with_sessions();
-    h.run(S1, &[], create_opt("/e", Some(b""))).unwrap();
-    h.run(S1, &[], create_opt("/d", Some(b"data"))).unwrap();
-    let v2 = h.tree.snapshot();
-    assert_eq!(v2[4], 2);
-    let r = DataTree::restore(&as_version(v2.clone(), 1)).unwrap();
-    assert_eq!(r, h.tree);
-    assert_eq!(r.snapshot(), v2, "rewritten as version 2");
-    // Version 1 had no null: the marker is a bad length there.
     h.run(S1, &[], create_opt("/n", None)).unwrap();
-    assert!(DataTree::restore(&as_version(h.tree.snapshot(), 1)).is_err());
+    let v3 = h.tree.snapshot();
+    assert_eq!(v3[4], 3);
+    assert!(DataTree::restore(&as_version(v3, 1)).is_err());
 }
 
 #[test]

@@ -179,14 +179,22 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+fn unhex(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+        .collect()
+}
+
 fn sha1_hex(bytes: &[u8]) -> String {
     use sha1::Digest;
     hex(&sha1::Sha1::digest(bytes))
 }
 
 /// The bytes `DataTree::snapshot` wrote for `sample()` when the tree was kept in
-/// `std` BTreeMaps: the persistent maps must not change the format.
-const SAMPLE_SNAPSHOT: &str = concat!(
+/// `std` BTreeMaps (format version 2, whose digest counted `/zookeeper/config`): the
+/// persistent maps must not change the format, and version 2 must still restore.
+const SAMPLE_SNAPSHOT_V2: &str = concat!(
     "524b545302000000000000000773c8d19016f461b000000002010000000000000100007530010000",
     "00000000020000753000000006000000012f00000000000000010000001f00000005776f726c6400",
     "000006616e796f6e6500000000000000000000000000000000000000000000000000000000000000",
@@ -207,16 +215,43 @@ const SAMPLE_SNAPSHOT: &str = concat!(
     "00000000000000000000d847e47c",
 );
 
+/// The same tree in format version 3 (only the version byte, digest and checksum
+/// differ).
+const SAMPLE_SNAPSHOT: &str = concat!(
+    "524b5453030000000000000007afe46e77fa39a57200000002010000000000000100007530010000",
+    "00000000020000753000000006000000012f00000000000000010000001f00000005776f726c6400",
+    "000006616e796f6e6500000000000000000000000000000000000000000000000000000000000000",
+    "0000000000000000010000000000000000000000000000000000000003000000022f61000000046d",
+    "6f7265000000010000001f00000005776f726c6400000006616e796f6e6500000000000000030000",
+    "00000000000600000000000004060000000000000424000000010000000200000000000000000000",
+    "000000000000000000070000000e2f612f6530303030303030303031000000036570680000000100",
+    "00001f00000005776f726c6400000006616e796f6e65000000000000000500000000000000050000",
+    "00000000041a000000000000041a0000000000000000000000000100000000000001000000000000",
+    "00050000000a2f7a6f6f6b656570657200000000000000010000001f00000005776f726c64000000",
+    "06616e796f6e65000000000000000000000000000000000000000000000000000000000000000000",
+    "000000000000000000000000000000000000000000000000000000000000112f7a6f6f6b65657065",
+    "722f636f6e66696700000000000000010000000100000005776f726c6400000006616e796f6e6500",
+    "000000000000000000000000000000000000000000000000000000000000000000000000000000ff",
+    "ffffff00000000000000000000000000000000000000102f7a6f6f6b65657065722f71756f746100",
+    "000000000000010000001f00000005776f726c6400000006616e796f6e6500000000000000000000",
+    "00000000000000000000000000000000000000000000000000000000000000000000000000000000",
+    "00000000000000000000d5c3c682",
+);
+
 #[test]
 fn snapshot_bytes_are_unchanged_by_the_persistent_maps() {
     let bytes = sample().snapshot();
     assert_eq!(hex(&bytes), SAMPLE_SNAPSHOT);
+    let v2 = unhex(SAMPLE_SNAPSHOT_V2);
+    assert_eq!(DataTree::restore(&v2).unwrap(), sample());
+    assert_eq!(v2[4..].len(), bytes[4..].len());
     let h = larger();
     let bytes = h.tree.snapshot();
     assert_eq!(h.tree.node_count(), 304);
     assert_eq!(bytes.len(), 32_181);
-    // SHA-1 of what the BTreeMap tree wrote for the same Txns.
-    assert_eq!(sha1_hex(&bytes), "086eb27dd3da7b0e52df629a4e9c4714f0871ff3");
+    // SHA-1 of what the BTreeMap tree wrote for the same Txns (086eb27d... in format
+    // version 2), re-sealed as version 3.
+    assert_eq!(sha1_hex(&bytes), "6d6d5d8090db7b6db98bc9746a7b7412c81155b2");
     let cfg = h.tree.config().clone();
     let r = DataTree::restore_with(&bytes, cfg).unwrap();
     assert_eq!(r, h.tree);
