@@ -1458,6 +1458,110 @@ impl ZkCli {
     }
 }
 
+/// What the failover scenarios need of a shell client (zkCli.sh, cli_mt).
+trait Shell {
+    /// For the printed measurements.
+    const NAME: &'static str;
+    /// The line it prints each time its session (re)connects.
+    const CONNECTED: &'static str;
+    fn count(&self, line: &str) -> usize;
+    fn wait_count(&mut self, line: &str, n: usize);
+    fn owner(&mut self, path: &str) -> i64;
+}
+
+impl Shell for ZkCli {
+    const NAME: &'static str = "zkCli";
+    const CONNECTED: &'static str = ZKCLI_CONNECTED;
+    fn count(&self, line: &str) -> usize {
+        ZkCli::count(self, line)
+    }
+    fn wait_count(&mut self, line: &str, n: usize) {
+        ZkCli::wait_count(self, line, n)
+    }
+    fn owner(&mut self, path: &str) -> i64 {
+        ZkCli::owner(self, path)
+    }
+}
+
+impl Shell for CliMt {
+    const NAME: &'static str = "cli_mt";
+    const CONNECTED: &'static str = CMT_CONNECTED;
+    fn count(&self, line: &str) -> usize {
+        CliMt::count(self, line)
+    }
+    fn wait_count(&mut self, line: &str, n: usize) {
+        CliMt::wait_count(self, line, n)
+    }
+    fn owner(&mut self, path: &str) -> i64 {
+        CliMt::owner(self, path)
+    }
+}
+
+/// Kills -9 the server holding session `sid` and waits until the shell says it is
+/// connected again, on another server, with the session and its ephemeral `eph`;
+/// prints how long that took. Returns the killed node.
+fn kill_sessions_server<S: Shell>(c: &mut Cluster, shell: &mut S, sid: i64, eph: &str) -> usize {
+    let n = node_with_session(c, sid);
+    let connected = shell.count(S::CONNECTED);
+    let mode = c.mode(n);
+    let t = Instant::now();
+    c.kill9(n);
+    shell.wait_count(S::CONNECTED, connected + 1);
+    let to = node_with_session(c, sid);
+    println!(
+        "[{}] {} on node {n} ({mode:?}) killed -9: reconnected to node {to} in {} ms",
+        target_name(),
+        S::NAME,
+        ms(t.elapsed())
+    );
+    assert_ne!(to, n);
+    assert_eq!(shell.owner(eph), sid, "the session and its ephemeral");
+    n
+}
+
+/// Changes `base` and adds a child to it through a server other than `dead`; the
+/// watches the shell set on `dead` fire, each event line printed once.
+fn fire_watches_elsewhere<S: Shell>(
+    c: &mut Cluster,
+    dead: usize,
+    ledger: &mut Ledger,
+    shell: &mut S,
+    base: &str,
+    events: [&str; 2],
+) {
+    set_elsewhere(c, dead, ledger, base, b"v2");
+    let mut zk = session_elsewhere(c, dead);
+    must_create(&mut zk, ledger, &format!("{base}/child"), b"c");
+    for event in events {
+        shell.wait_count(event, 1);
+    }
+}
+
+/// Kills -9 the leader (the shell's server or not), then has the shell `write`; prints
+/// how long after the kill the write went through. Returns the old leader.
+fn kill_leader_then<S: Shell>(
+    c: &mut Cluster,
+    shell: &mut S,
+    sid: i64,
+    write: impl FnOnce(&mut S, &mut Ledger),
+    ledger: &mut Ledger,
+) -> usize {
+    let l = leader(c);
+    let on = node_with_session(c, sid);
+    let t = Instant::now();
+    c.kill9(l);
+    let new = new_leader_after(c, l);
+    write(shell, ledger);
+    println!(
+        "[{}] {name} on node {on}, leader node {l} killed -9: node {new} leads; {name}'s \
+         create went through {} ms after the kill",
+        target_name(),
+        ms(t.elapsed()),
+        name = S::NAME,
+    );
+    l
+}
+
 #[test]
 fn zkcli_fails_over_with_the_whole_connect_string() {
     let _serial = serial();
@@ -1472,50 +1576,32 @@ fn zkcli_fails_over_with_the_whole_connect_string() {
     let sid = z.owner("/zc/eph");
 
     // Round 1: kill the server it is connected to.
-    let n = node_with_session(&mut c, sid);
     assert_eq!(z.run("get -w /zc"), ["v1"]);
     assert_eq!(z.run("ls -w /zc"), ["[eph]"]);
-    let connected = z.count(ZKCLI_CONNECTED);
-    let mode = c.mode(n);
-    let t = Instant::now();
-    c.kill9(n);
-    z.wait_count(ZKCLI_CONNECTED, connected + 1);
-    let m = node_with_session(&mut c, sid);
-    println!(
-        "[{}] zkCli on node {n} ({mode:?}) killed -9: reconnected to node {m} in {} ms",
-        target_name(),
-        ms(t.elapsed())
-    );
-    assert_ne!(m, n);
-    assert_eq!(z.owner("/zc/eph"), sid, "the session and its ephemeral");
+    let n = kill_sessions_server(&mut c, &mut z, sid, "/zc/eph");
     // The watches it set on the dead server fire.
-    set_elsewhere(&mut c, n, &mut ledger, "/zc", b"v2");
-    let mut zk = session_elsewhere(&mut c, n);
-    must_create(&mut zk, &mut ledger, "/zc/child", b"c");
-    z.wait_count(
-        "WatchedEvent state:SyncConnected type:NodeDataChanged path:/zc",
-        1,
-    );
-    z.wait_count(
-        "WatchedEvent state:SyncConnected type:NodeChildrenChanged path:/zc",
-        1,
+    fire_watches_elsewhere(
+        &mut c,
+        n,
+        &mut ledger,
+        &mut z,
+        "/zc",
+        [
+            "WatchedEvent state:SyncConnected type:NodeDataChanged path:/zc",
+            "WatchedEvent state:SyncConnected type:NodeChildrenChanged path:/zc",
+        ],
     );
     z.create("/zc/after", "a1", &mut ledger);
     assert_eq!(z.read("get /zc/after"), ["a1"]);
     c.restart(n);
 
     // Round 2: kill the leader, its server or not.
-    let l = leader(&mut c);
-    let on = node_with_session(&mut c, sid);
-    let t = Instant::now();
-    c.kill9(l);
-    let new = new_leader_after(&mut c, l);
-    z.create("/zc/after-leader", "a2", &mut ledger);
-    println!(
-        "[{}] zkCli on node {on}, leader node {l} killed -9: node {new} leads; zkCli's \
-         create went through {} ms after the kill",
-        target_name(),
-        ms(t.elapsed())
+    let l = kill_leader_then(
+        &mut c,
+        &mut z,
+        sid,
+        |z, ledger| z.create("/zc/after-leader", "a2", ledger),
+        &mut ledger,
     );
     assert_eq!(z.read("get /zc/after-leader"), ["a2"]);
     assert_eq!(z.owner("/zc/eph"), sid, "the session and its ephemeral");
@@ -1651,45 +1737,27 @@ fn cli_mt_fails_over_with_the_whole_connect_string() {
     assert_eq!(m.run("get /cm")[0], "/cm: rc = 0");
     assert_eq!(m.run("ls /cm")[0], "/cm: rc = 0");
 
-    let n = node_with_session(&mut c, sid);
-    let connected = m.count(CMT_CONNECTED);
-    let mode = c.mode(n);
-    let t = Instant::now();
-    c.kill9(n);
-    m.wait_count(CMT_CONNECTED, connected + 1);
-    let to = node_with_session(&mut c, sid);
-    println!(
-        "[{}] cli_mt on node {n} ({mode:?}) killed -9: reconnected to node {to} in {} ms",
-        target_name(),
-        ms(t.elapsed())
-    );
-    assert_ne!(to, n);
-    assert_eq!(m.owner("/cm/eph"), sid, "the session and its ephemeral");
-    set_elsewhere(&mut c, n, &mut ledger, "/cm", b"v2");
-    let mut zk = session_elsewhere(&mut c, n);
-    must_create(&mut zk, &mut ledger, "/cm/child", b"c");
-    m.wait_count(
-        "Watcher CHANGED_EVENT state = CONNECTED_STATE for path /cm",
-        1,
-    );
-    m.wait_count(
-        "Watcher CHILD_EVENT state = CONNECTED_STATE for path /cm",
-        1,
+    let n = kill_sessions_server(&mut c, &mut m, sid, "/cm/eph");
+    fire_watches_elsewhere(
+        &mut c,
+        n,
+        &mut ledger,
+        &mut m,
+        "/cm",
+        [
+            "Watcher CHANGED_EVENT state = CONNECTED_STATE for path /cm",
+            "Watcher CHILD_EVENT state = CONNECTED_STATE for path /cm",
+        ],
     );
     m.create("/cm/after", &mut ledger);
     c.restart(n);
 
-    let l = leader(&mut c);
-    let on = node_with_session(&mut c, sid);
-    let t = Instant::now();
-    c.kill9(l);
-    let new = new_leader_after(&mut c, l);
-    m.create("/cm/after-leader", &mut ledger);
-    println!(
-        "[{}] cli_mt on node {on}, leader node {l} killed -9: node {new} leads; cli_mt's \
-         create went through {} ms after the kill",
-        target_name(),
-        ms(t.elapsed())
+    let l = kill_leader_then(
+        &mut c,
+        &mut m,
+        sid,
+        |m, ledger| m.create("/cm/after-leader", ledger),
+        &mut ledger,
     );
     assert_eq!(m.owner("/cm/eph"), sid, "the session and its ephemeral");
     let all = m.p.all_lines();
