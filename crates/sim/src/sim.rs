@@ -462,6 +462,7 @@ impl Sim {
                     cfg: PeerConfig {
                         self_id: *id,
                         quorum: quorum.clone(),
+                        config_in_entry: rookery_zab::peer::no_configs,
                         timeouts,
                         bugs: opts.bugs,
                         roll_epoch_at_counter: sim.scenario.roll_epoch_at_counter,
@@ -838,6 +839,8 @@ impl Sim {
             snapshot_requests,
             messages,
             requests,
+            // The simulated hosts carry no membership changes (`no_configs`).
+            adopted_config: _,
         } = ready;
         for rc in role_changes {
             let Some(h) = self.hosts.get_mut(&id) else {
@@ -1587,7 +1590,11 @@ fn msg_fields(m: &Message) -> (i64, i64, u64) {
             last_zxid,
             observer,
         } => (*accepted_epoch, *last_zxid, u64::from(*observer)),
-        Message::LeaderInfo { new_epoch, term } => (*new_epoch, *term, 0),
+        Message::LeaderInfo {
+            new_epoch,
+            term,
+            observer,
+        } => (*new_epoch, *term, u64::from(*observer)),
         Message::AckEpoch {
             current_epoch,
             last_zxid,
@@ -1616,5 +1623,6 @@ fn msg_fields(m: &Message) -> (i64, i64, u64) {
         Message::Request { payload } => (0, 0, Fnv::of(payload)),
         Message::Sync { token } => (*token as i64, 0, 0),
         Message::SyncReply { token, zxid } => (*token as i64, *zxid, 0),
+        Message::Config { zxid, entry } => (*zxid, 0, Fnv::of(entry)),
     }
 }

@@ -97,6 +97,6 @@ pub use snapshot::SnapshotError;
 pub use tree::{Caller, DataTree, TreeConfig};
 pub use txn::{
     ApplyResult, CreateKind, DeleteKind, OpResult, Txn, TxnDecodeError, TxnHeader, WatchTrigger,
-    decode_entry, encode_entry,
+    decode_entry, encode_entry, reconfig_in_entry,
 };
 pub use watch::{WatchManager, WatchedEvent, WatcherKey};

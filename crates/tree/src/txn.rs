@@ -425,6 +425,19 @@ pub fn encode_entry(header: &TxnHeader, txn: &Txn) -> Vec<u8> {
     out
 }
 
+/// The new configuration text if `bytes` is a reconfiguration entry. Looks at the tag
+/// first: the consensus core asks this of every entry it logs and commits.
+pub fn reconfig_in_entry(bytes: &[u8]) -> Option<Vec<u8>> {
+    // The header, the Txn's format version, then its tag.
+    if bytes.get(TxnHeader::WIRE_LEN + 1) != Some(&tag::RECONFIG) {
+        return None;
+    }
+    match decode_entry(bytes) {
+        Ok((_, Txn::Reconfig { data })) => Some(data),
+        _ => None,
+    }
+}
+
 pub fn decode_entry(bytes: &[u8]) -> Result<(TxnHeader, Txn), TxnDecodeError> {
     if bytes.len() < TxnHeader::WIRE_LEN {
         return Err(CodecError::Truncated(bytes.len()).into());
@@ -438,6 +451,29 @@ mod tests {
     use super::*;
     use proptest::strategy::Strategy as _;
     use rookery_wire::Id;
+
+    #[test]
+    fn reconfig_entries_are_recognised_by_their_tag() {
+        let header = TxnHeader {
+            session_id: 1,
+            cxid: 2,
+            zxid: 3,
+            time_ms: 4,
+        };
+        let data = b"server.1=a:1:2:participant\nversion=3".to_vec();
+        let entry = encode_entry(&header, &Txn::Reconfig { data: data.clone() });
+        assert_eq!(reconfig_in_entry(&entry), Some(data));
+        for txn in samples() {
+            if !matches!(txn, Txn::Reconfig { .. }) {
+                assert_eq!(
+                    reconfig_in_entry(&encode_entry(&header, &txn)),
+                    None,
+                    "{txn:?}"
+                );
+            }
+        }
+        assert_eq!(reconfig_in_entry(&entry[..TxnHeader::WIRE_LEN + 2]), None);
+    }
 
     pub(crate) fn samples() -> Vec<Txn> {
         let acl = vec![

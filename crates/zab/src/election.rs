@@ -31,8 +31,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::quorum::QuorumMaj;
 pub use crate::quorum::ServerId;
+use crate::quorum::{QuorumMaj, Quorums};
 use crate::{Epoch, Zxid};
 
 /// ZooKeeper's `logicalclock`: the election round, raised by each new election and by
@@ -151,13 +151,13 @@ impl Ballot {
 }
 
 /// `totalOrderPredicate`: `new` beats `current` and proposes a voter.
-pub fn total_order_predicate(quorum: &QuorumMaj, new: &Vote, current: &Vote) -> bool {
+pub fn total_order_predicate(quorum: &Quorums, new: &Vote, current: &Vote) -> bool {
     quorum.weight(new.leader) != 0 && new.supersedes(current)
 }
 
 /// termPredicate (`getVoteTracker(...).hasAllQuorums()`): a quorum of voters holds a
 /// ballot that agrees with `ballot`.
-fn term_predicate(quorum: &QuorumMaj, votes: &BTreeMap<ServerId, Ballot>, ballot: &Ballot) -> bool {
+fn term_predicate(quorum: &Quorums, votes: &BTreeMap<ServerId, Ballot>, ballot: &Ballot) -> bool {
     quorum.contains_quorum(
         votes
             .iter()
@@ -172,7 +172,7 @@ fn term_predicate(quorum: &QuorumMaj, votes: &BTreeMap<ServerId, Ballot>, ballot
 #[derive(Debug, Clone)]
 pub struct Election {
     self_id: ServerId,
-    quorum: QuorumMaj,
+    quorum: Quorums,
     timeouts: ElectionTimeouts,
     last_zxid: Zxid,
     current_epoch: Epoch,
@@ -202,7 +202,7 @@ impl Election {
     ) -> Self {
         let mut election = Self {
             self_id,
-            quorum,
+            quorum: quorum.into(),
             timeouts,
             last_zxid,
             current_epoch,
@@ -283,6 +283,12 @@ impl Election {
         let mut out = Vec::new();
         self.send_notifications(&mut out);
         out
+    }
+
+    /// The configurations changed (one was logged, committed or cut): votes and
+    /// quorums count by them from now on.
+    pub fn set_quorums(&mut self, quorums: Quorums) {
+        self.quorum = quorums;
     }
 
     /// Looks for a leader again (the leader was lost), with the log as it is now.
@@ -530,7 +536,7 @@ impl Election {
     /// `sendNotifications`: our proposal to every voter. Our own copy is recorded here
     /// rather than looped back, then counted as ZooKeeper counts the looped-back copy.
     fn send_notifications(&mut self, out: &mut Vec<Outgoing>) {
-        for &to in self.quorum.voters() {
+        for to in self.quorum.voters() {
             if to != self.self_id {
                 out.push(self.notification_to(
                     to,

@@ -28,10 +28,13 @@ pub enum Message {
         observer: bool,
     },
     /// LEADERINFO: the epoch the leader proposes, and its term: the epoch it was
-    /// established in, which its epoch rolls do not change.
+    /// established in, which its epoch rolls do not change. `observer`: the role the
+    /// learner takes with this leader, which the leader's configurations decide (an
+    /// observer being promoted syncs as a follower).
     LeaderInfo {
         new_epoch: Epoch,
         term: Epoch,
+        observer: bool,
     },
     /// ACKEPOCH: the learner accepted `new_epoch` and reports its history.
     AckEpoch {
@@ -134,6 +137,15 @@ pub enum Message {
         token: u64,
         zxid: Zxid,
     },
+    /// The sender's committed configuration: the log entry that made it, committed at
+    /// `zxid`. Sent to a server whose notifications carry an older config version, so
+    /// one that missed a membership change (it was down) can still count a quorum of
+    /// the current members and find the leader; ZooKeeper's notifications carry the
+    /// configuration for the same reason.
+    Config {
+        zxid: Zxid,
+        entry: Vec<u8>,
+    },
 }
 
 impl Message {
@@ -160,6 +172,7 @@ impl Message {
             Message::Request { .. } => "request",
             Message::Sync { .. } => "sync",
             Message::SyncReply { .. } => "syncreply",
+            Message::Config { .. } => "config",
         }
     }
 }

@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::election::{Decision, Election, ElectionTimeouts, ServerState};
 use crate::message::{Message, counter_of, epoch_of, make_zxid};
-use crate::quorum::{QuorumMaj, ServerId};
+use crate::quorum::{QuorumMaj, Quorums, ServerId};
 use crate::storage::{LogEntry, MetaStore, Snapshot, SnapshotStore, StorageError, TxnLog};
 use crate::{Epoch, Zxid};
 
@@ -69,10 +69,23 @@ pub struct InjectedBugs {
     pub commit_without_quorum: bool,
 }
 
+/// Reads the configuration a log entry carries, if it is a reconfiguration; the
+/// entry's zxid is the configuration's version. Payloads are the host's: this is how
+/// the core learns which of them change membership.
+pub type ConfigInEntry = fn(Zxid, &[u8]) -> Option<QuorumMaj>;
+
+/// For hosts whose entries never change membership.
+pub fn no_configs(_: Zxid, _: &[u8]) -> Option<QuorumMaj> {
+    None
+}
+
 #[derive(Debug, Clone)]
 pub struct PeerConfig {
     pub self_id: ServerId,
+    /// The last committed configuration the host knows (zoo.cfg's, or the one it
+    /// persisted when a reconfiguration was applied).
     pub quorum: QuorumMaj,
+    pub config_in_entry: ConfigInEntry,
     pub timeouts: PeerTimeouts,
     pub bugs: InjectedBugs,
     /// The leader starts moving to a new epoch when its zxid counter reaches this, so
@@ -139,6 +152,9 @@ pub struct Ready {
     pub messages: Vec<(ServerId, Message)>,
     /// Leader: payloads learners forwarded with [`Peer::forward`].
     pub requests: Vec<(ServerId, Vec<u8>)>,
+    /// A newer committed configuration learned from a peer while looking (the log
+    /// entry that made it, and its zxid): persist it and dial its members.
+    pub adopted_config: Option<(Zxid, Vec<u8>)>,
 }
 
 impl Ready {
@@ -150,6 +166,7 @@ impl Ready {
             && self.snapshot_requests.is_empty()
             && self.messages.is_empty()
             && self.requests.is_empty()
+            && self.adopted_config.is_none()
     }
 }
 
@@ -291,6 +308,11 @@ enum State {
 pub struct Peer<S: PeerStorage> {
     cfg: PeerConfig,
     storage: S,
+    /// The committed configuration and those logged after it.
+    quorums: Quorums,
+    /// The log entry that made the committed configuration (and its zxid), to hand to
+    /// peers that missed it; `None` for the configuration the host started with.
+    committed_entry: Option<(Zxid, Vec<u8>)>,
     election: Election,
     state: State,
     ticks: u64,
@@ -327,21 +349,42 @@ impl<S: PeerStorage> Peer<S> {
         let last_zxid = storage.last_zxid().unwrap_or(0).max(applied_zxid);
         let accepted_epoch = storage.accepted_epoch()?.unwrap_or(0);
         let current_epoch = storage.current_epoch()?.unwrap_or(0);
+        let mut quorums = Quorums::from(cfg.quorum.clone());
+        // Configurations logged after what the host applied may be uncommitted: until
+        // a leader says, every decision needs their majorities too.
+        let mut from = applied_zxid + 1;
+        loop {
+            let batch = storage.entries_from(from, READ_BATCH)?;
+            let Some(last) = batch.last().map(|e| e.zxid) else {
+                break;
+            };
+            for e in &batch {
+                if let Some(q) = (cfg.config_in_entry)(e.zxid, &e.payload) {
+                    if q.version() > quorums.committed().version() {
+                        quorums.push_pending(e.zxid, q);
+                    }
+                }
+            }
+            from = last + 1;
+        }
         let mut timeouts = cfg.timeouts.election;
-        if cfg.quorum.voters().len() == 1 {
+        if quorums.voters().len() == 1 && quorums.pending().is_empty() {
             // Alone, there is no better vote to wait for.
             timeouts.finalize_wait_ticks = 0;
         }
-        let election = Election::new(
+        let mut election = Election::new(
             cfg.self_id,
             cfg.quorum.clone(),
             last_zxid,
             current_epoch,
             timeouts,
         );
+        election.set_quorums(quorums.clone());
         let mut peer = Self {
             cfg,
             storage,
+            quorums,
+            committed_entry: None,
             election,
             state: State::Looking,
             ticks: 0,
@@ -423,6 +466,27 @@ impl<S: PeerStorage> Peer<S> {
         &self.election
     }
 
+    /// The committed configuration and any logged after it.
+    pub fn quorums(&self) -> &Quorums {
+        &self.quorums
+    }
+
+    /// The host installed a snapshot (a SNAP from the leader) whose tree holds
+    /// `committed` as its configuration: nothing logged before it is pending any more.
+    pub fn install_config(&mut self, committed: QuorumMaj) {
+        self.quorums.reset(committed);
+        self.configs_changed();
+    }
+
+    /// The log entry (in the host's format, which `config_in_entry` reads) that made
+    /// the committed configuration the host started with, so this server can hand it
+    /// to peers that missed it.
+    pub fn set_committed_entry(&mut self, zxid: Zxid, entry: Vec<u8>) {
+        if zxid == self.quorums.committed().version() {
+            self.committed_entry = Some((zxid, entry));
+        }
+    }
+
     /// Syncs the leader has not answered yet (0 elsewhere).
     pub fn pending_syncs(&self) -> usize {
         match &self.state {
@@ -458,8 +522,18 @@ impl<S: PeerStorage> Peer<S> {
     /// Handles one message from `from`.
     pub fn step(&mut self, from: ServerId, msg: Message) -> Result<(), StorageError> {
         if let Message::Notification(n) = msg {
+            if let Some((zxid, entry)) = &self.committed_entry {
+                if n.config_version < *zxid {
+                    let (zxid, entry) = (*zxid, entry.clone());
+                    self.send(from, Message::Config { zxid, entry });
+                }
+            }
             let out = self.election.step(from, n);
             self.send_notifications(out);
+            return self.check_decision();
+        }
+        if let Message::Config { zxid, entry } = msg {
+            self.adopt_config(zxid, entry);
             return self.check_decision();
         }
         match &self.state {
@@ -634,7 +708,7 @@ impl<S: PeerStorage> Peer<S> {
     /// A quorum holds the fenced history and persisted the new epoch: it becomes this
     /// leader's epoch, and the proposals held back go out.
     fn finish_epoch_roll(&mut self) -> Result<(), StorageError> {
-        let quorum = self.cfg.quorum.clone();
+        let quorum = self.quorums.clone();
         let Some(l) = self.leader_state() else {
             return Ok(());
         };
@@ -774,6 +848,10 @@ impl<S: PeerStorage> Peer<S> {
     }
 
     fn start_role(&mut self, d: Decision) -> Result<(), StorageError> {
+        if !self.quorums.is_member(self.cfg.self_id) {
+            // Removed from the ensemble: nobody would sync us.
+            return Ok(());
+        }
         self.leader = Some(d.leader);
         match d.state {
             ServerState::Leading => {
@@ -851,7 +929,61 @@ impl<S: PeerStorage> Peer<S> {
         });
         self.last_zxid = zxid;
         self.unsynced = true;
+        if let Some(q) = (self.cfg.config_in_entry)(zxid, payload) {
+            // Counted from the moment it is logged (ZooKeeper's lastSeenQuorumVerifier).
+            self.quorums.push_pending(zxid, q);
+            self.configs_changed();
+        }
         Ok(())
+    }
+
+    /// The log was cut after `zxid`: configurations logged later never happened.
+    fn log_truncated(&mut self, zxid: Zxid) {
+        let before = self.quorums.pending().len();
+        self.quorums.truncate_after(zxid);
+        if self.quorums.pending().len() != before {
+            self.election.set_quorums(self.quorums.clone());
+        }
+    }
+
+    /// A peer's committed configuration, newer than ours: we missed its commit (we
+    /// were down). Taken only while looking, as ZooKeeper's election does: it says who
+    /// votes, so we can find the leader; the sync that follows brings the log.
+    fn adopt_config(&mut self, zxid: Zxid, entry: Vec<u8>) {
+        if !matches!(self.state, State::Looking) || zxid <= self.quorums.committed().version() {
+            return;
+        }
+        let Some(q) = (self.cfg.config_in_entry)(zxid, &entry) else {
+            return;
+        };
+        self.quorums.commit(zxid, q);
+        self.committed_entry = Some((zxid, entry.clone()));
+        self.ready.adopted_config = Some((zxid, entry));
+        self.configs_changed();
+        // Our vote went out under the old membership: tell the new one.
+        let out = self.election.restart(self.last_zxid, self.current_epoch);
+        self.send_notifications(out);
+    }
+
+    /// Committed entries just handed to the host: a configuration among them is the
+    /// configuration from now on.
+    fn activate_committed_configs(&mut self, from_index: usize) {
+        let found: Vec<(Zxid, QuorumMaj, &Vec<u8>)> = self.ready.committed[from_index..]
+            .iter()
+            .filter_map(|e| {
+                (self.cfg.config_in_entry)(e.zxid, &e.payload).map(|q| (e.zxid, q, &e.payload))
+            })
+            .collect();
+        if found.is_empty() {
+            return;
+        }
+        let mut last = None;
+        for (zxid, q, payload) in found {
+            self.quorums.commit(zxid, q);
+            last = Some((zxid, payload.clone()));
+        }
+        self.committed_entry = last;
+        self.configs_changed();
     }
 
     /// Moves the commit point forward (never past what is logged) and answers syncs.
@@ -864,6 +996,13 @@ impl<S: PeerStorage> Peer<S> {
 
     /// Reads committed entries the host has not applied into the Ready.
     fn collect_committed(&mut self) -> Result<(), StorageError> {
+        let from_index = self.ready.committed.len();
+        self.read_committed()?;
+        self.activate_committed_configs(from_index);
+        Ok(())
+    }
+
+    fn read_committed(&mut self) -> Result<(), StorageError> {
         if self.commit_zxid <= self.applied_zxid || !self.ready.committed.is_empty() {
             return Ok(());
         }
@@ -916,7 +1055,7 @@ impl<S: PeerStorage> Peer<S> {
 
     fn leader_step(&mut self, from: ServerId, msg: Message) -> Result<(), StorageError> {
         let ticks = self.ticks;
-        let is_member = self.cfg.quorum.is_member(from);
+        let is_member = self.quorums.is_member(from);
         if !is_member {
             return Ok(());
         }
@@ -932,7 +1071,10 @@ impl<S: PeerStorage> Peer<S> {
                 last_zxid,
                 observer,
             } => {
-                let observer = observer || !self.cfg.quorum.is_voter(from);
+                // The leader's configurations decide: an observer being promoted
+                // is synced as a follower, so its ACKs count for the new voters.
+                let _ = observer;
+                let observer = !self.quorums.is_voter(from);
                 let Some(l) = self.leader_state() else {
                     return Ok(());
                 };
@@ -959,7 +1101,14 @@ impl<S: PeerStorage> Peer<S> {
                 match l.new_epoch {
                     // A server that promised a later epoch refuses it and stays out
                     // until the leader changes, as in ZooKeeper.
-                    Some(e) => self.send(from, Message::LeaderInfo { new_epoch: e, term }),
+                    Some(e) => self.send(
+                        from,
+                        Message::LeaderInfo {
+                            new_epoch: e,
+                            term,
+                            observer,
+                        },
+                    ),
                     None => self.maybe_choose_epoch()?,
                 }
             }
@@ -1096,7 +1245,7 @@ impl<S: PeerStorage> Peer<S> {
     fn maybe_choose_epoch(&mut self) -> Result<(), StorageError> {
         let self_id = self.cfg.self_id;
         let accepted = self.accepted_epoch;
-        let quorum = self.cfg.quorum.clone();
+        let quorum = self.quorums.clone();
         let Some(l) = self.leader_state() else {
             return Ok(());
         };
@@ -1122,13 +1271,14 @@ impl<S: PeerStorage> Peer<S> {
         };
         l.new_epoch = Some(new_epoch);
         l.term = new_epoch;
-        let to: Vec<ServerId> = l.learners.keys().copied().collect();
-        for id in to {
+        let to: Vec<(ServerId, bool)> = l.learners.values().map(|v| (v.id, v.observer)).collect();
+        for (id, observer) in to {
             self.send(
                 id,
                 Message::LeaderInfo {
                     new_epoch,
                     term: new_epoch,
+                    observer,
                 },
             );
         }
@@ -1137,7 +1287,7 @@ impl<S: PeerStorage> Peer<S> {
 
     /// `waitForEpochAck` done: sync every learner that acked; later ones at once.
     fn maybe_start_syncs(&mut self) -> Result<(), StorageError> {
-        let quorum = self.cfg.quorum.clone();
+        let quorum = self.quorums.clone();
         let Some(l) = self.leader_state() else {
             return Ok(());
         };
@@ -1309,7 +1459,7 @@ impl<S: PeerStorage> Peer<S> {
     /// `waitForNewLeaderAck` done: the leader is established; its whole history is
     /// committed and the synced learners are told to serve.
     fn maybe_establish(&mut self) -> Result<(), StorageError> {
-        let quorum = self.cfg.quorum.clone();
+        let quorum = self.quorums.clone();
         let last = self.last_zxid;
         let epoch = self.current_epoch;
         let self_id = self.cfg.self_id;
@@ -1367,7 +1517,7 @@ impl<S: PeerStorage> Peer<S> {
 
     /// Commits the highest zxid of this epoch that a quorum of voters has durably.
     fn try_commit(&mut self) -> Result<(), StorageError> {
-        let quorum = self.cfg.quorum.clone();
+        let quorum = self.quorums.clone();
         let self_id = self.cfg.self_id;
         let Some(l) = self.leader_state() else {
             return Ok(());
@@ -1457,18 +1607,7 @@ impl<S: PeerStorage> Peer<S> {
         let first = entries.first().map(|e| e.zxid);
         let chained = first == Some(prev) || (prev == 0 && first == Some(make_zxid(1, 1)));
         if !chained {
-            if let Some(l) = self.leader_state() {
-                l.learners.remove(&id);
-            }
-            let epoch = self.current_epoch;
-            let term = self.leader_state().map_or(epoch, |l| l.term);
-            self.send(
-                id,
-                Message::LeaderInfo {
-                    new_epoch: epoch,
-                    term,
-                },
-            );
+            self.resync_learner(id);
             return Ok(());
         }
         if first == Some(prev) {
@@ -1497,6 +1636,76 @@ impl<S: PeerStorage> Peer<S> {
         Ok(())
     }
 
+    /// Makes a learner start its handshake over (a LEADERINFO does that to a synced
+    /// learner); it is told its role again when it comes back.
+    fn resync_learner(&mut self, id: ServerId) {
+        let epoch = self.current_epoch;
+        let observer = !self.quorums.is_voter(id);
+        let Some(l) = self.leader_state() else {
+            return;
+        };
+        l.learners.remove(&id);
+        l.epoch_acks.remove(&id);
+        l.newleader_acks.remove(&id);
+        let term = l.term;
+        self.send(
+            id,
+            Message::LeaderInfo {
+                new_epoch: epoch,
+                term,
+                observer,
+            },
+        );
+    }
+
+    /// The configurations changed (one logged, committed, cut or installed): the
+    /// election counts by them, and every role follows them. A learner whose role
+    /// changed syncs again in it; a leader that is no longer a voter steps down, as
+    /// ZooKeeper's does (it hands off; here the voters elect).
+    fn configs_changed(&mut self) {
+        self.election.set_quorums(self.quorums.clone());
+        let me = self.cfg.self_id;
+        let quorums = self.quorums.clone();
+        match &self.state {
+            State::Looking => {}
+            State::Leading(l) => {
+                if !quorums.committed().is_voter(me) && !quorums.latest().is_voter(me) {
+                    self.go_looking("no longer a voter");
+                    return;
+                }
+                let gone: Vec<ServerId> = l
+                    .learners
+                    .values()
+                    .filter(|v| !quorums.is_member(v.id))
+                    .map(|v| v.id)
+                    .collect();
+                let moved: Vec<ServerId> = l
+                    .learners
+                    .values()
+                    .filter(|v| quorums.is_member(v.id) && v.observer == quorums.is_voter(v.id))
+                    .map(|v| v.id)
+                    .collect();
+                if let Some(l) = self.leader_state() {
+                    for id in &gone {
+                        l.learners.remove(id);
+                        l.epoch_acks.remove(id);
+                        l.newleader_acks.remove(id);
+                    }
+                }
+                for id in moved {
+                    self.resync_learner(id);
+                }
+            }
+            State::Learning(l) => {
+                if !quorums.is_member(me) {
+                    self.go_looking("removed from the ensemble");
+                } else if l.observer == quorums.is_voter(me) {
+                    self.restart_learning();
+                }
+            }
+        }
+    }
+
     fn resolve_syncs(&mut self) {
         let commit = self.commit_zxid;
         let Some(l) = self.leader_state() else {
@@ -1521,7 +1730,9 @@ impl<S: PeerStorage> Peer<S> {
 
     fn leader_tick(&mut self) -> Result<(), StorageError> {
         let ticks = self.ticks;
-        let quorum = self.cfg.quorum.clone();
+        // Staying up is liveness, not safety (commits count every configuration): an
+        // observer being promoted must not make a leader of a full quorum step down.
+        let quorum = self.quorums.committed().clone();
         let self_id = self.cfg.self_id;
         let timeouts = self.cfg.timeouts;
         let commit = self.commit_zxid;
@@ -1653,7 +1864,11 @@ impl<S: PeerStorage> Peer<S> {
         let stage = l.stage;
         let leader = l.leader;
         match msg {
-            Message::LeaderInfo { new_epoch, term } => {
+            Message::LeaderInfo {
+                new_epoch,
+                term,
+                observer,
+            } => {
                 if stage != LearnerStage::Discovery {
                     // The leader restarted our handshake (or a stale copy): start over.
                     if stage == LearnerStage::Serving || stage == LearnerStage::AwaitingUpToDate {
@@ -1671,6 +1886,7 @@ impl<S: PeerStorage> Peer<S> {
                 }
                 let (current_epoch, last_zxid) = (self.current_epoch, self.last_zxid);
                 if let Some(l) = self.learner_state() {
+                    l.observer = observer;
                     l.epoch = Some(new_epoch);
                     // A peer without terms sends 0: its epoch then stands for its term.
                     l.term = Some(if term > 0 { term } else { new_epoch });
@@ -1713,11 +1929,13 @@ impl<S: PeerStorage> Peer<S> {
                 self.storage.truncate_after(zxid)?;
                 self.recent.clear();
                 self.last_zxid = self.storage.last_zxid().unwrap_or(0).max(self.applied_zxid);
+                self.log_truncated(self.last_zxid);
                 if self.last_zxid != zxid {
                     // Our history differs below the leader's guess: keep only what is
                     // applied (committed, so the leader has it) and sync from there.
                     self.storage.truncate_after(self.applied_zxid)?;
                     self.last_zxid = self.applied_zxid;
+                    self.log_truncated(self.last_zxid);
                     self.restart_learning();
                     return Ok(());
                 }
@@ -1751,6 +1969,8 @@ impl<S: PeerStorage> Peer<S> {
                 self.storage.save_snapshot(zxid, &data)?;
                 self.storage.truncate_after(-1)?;
                 self.recent.clear();
+                // The host tells the snapshot's configuration (install_config).
+                self.log_truncated(-1);
                 self.last_zxid = zxid;
                 self.applied_zxid = zxid;
                 self.commit_zxid = zxid;

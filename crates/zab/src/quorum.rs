@@ -90,6 +90,107 @@ impl QuorumMaj {
     }
 }
 
+/// The configurations every quorum decision must satisfy: the committed one, and each
+/// logged after it and not yet committed (ZooKeeper's `lastSeenQuorumVerifier`). One
+/// change at a time keeps the second list short; requiring a majority of every one of
+/// them is what keeps a server that has not heard of a commit from electing or
+/// committing with the old voters alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quorums {
+    committed: QuorumMaj,
+    /// By the zxid of the entry that carries each, ascending.
+    pending: Vec<(crate::Zxid, QuorumMaj)>,
+}
+
+impl From<QuorumMaj> for Quorums {
+    fn from(committed: QuorumMaj) -> Self {
+        Self {
+            committed,
+            pending: Vec::new(),
+        }
+    }
+}
+
+impl Quorums {
+    pub fn committed(&self) -> &QuorumMaj {
+        &self.committed
+    }
+
+    pub fn pending(&self) -> &[(crate::Zxid, QuorumMaj)] {
+        &self.pending
+    }
+
+    /// The newest configuration: the last pending one, or the committed one.
+    pub fn latest(&self) -> &QuorumMaj {
+        self.pending.last().map_or(&self.committed, |(_, q)| q)
+    }
+
+    fn all(&self) -> impl Iterator<Item = &QuorumMaj> {
+        std::iter::once(&self.committed).chain(self.pending.iter().map(|(_, q)| q))
+    }
+
+    /// A configuration logged at `zxid`, not yet known committed.
+    pub fn push_pending(&mut self, zxid: crate::Zxid, q: QuorumMaj) {
+        self.pending.retain(|(z, _)| *z < zxid);
+        self.pending.push((zxid, q));
+    }
+
+    /// The log was cut after `zxid`: configurations logged later are gone.
+    pub fn truncate_after(&mut self, zxid: crate::Zxid) {
+        self.pending.retain(|(z, _)| *z <= zxid);
+    }
+
+    /// The entry at `zxid` carrying `q` is committed: `q` is the configuration now.
+    pub fn commit(&mut self, zxid: crate::Zxid, q: QuorumMaj) {
+        self.pending.retain(|(z, _)| *z > zxid);
+        self.committed = q;
+    }
+
+    /// Replaces everything (a snapshot was installed).
+    pub fn reset(&mut self, committed: QuorumMaj) {
+        self.committed = committed;
+        self.pending.clear();
+    }
+
+    /// A voter in any of the configurations: it may vote and must be heard.
+    pub fn is_voter(&self, sid: ServerId) -> bool {
+        self.all().any(|q| q.is_voter(sid))
+    }
+
+    pub fn is_member(&self, sid: ServerId) -> bool {
+        self.all().any(|q| q.is_member(sid))
+    }
+
+    pub fn weight(&self, sid: ServerId) -> u64 {
+        u64::from(self.is_voter(sid))
+    }
+
+    /// Every voter of any configuration.
+    pub fn voters(&self) -> BTreeSet<ServerId> {
+        self.all()
+            .flat_map(|q| q.voters().iter().copied())
+            .collect()
+    }
+
+    /// Every member of any configuration.
+    pub fn members(&self) -> BTreeSet<ServerId> {
+        self.all()
+            .flat_map(|q| q.voters().iter().chain(q.observers()).copied())
+            .collect()
+    }
+
+    /// The version of the newest configuration (notifications carry it).
+    pub fn version(&self) -> i64 {
+        self.latest().version()
+    }
+
+    /// A majority of the voters of every configuration is in `acks`.
+    pub fn contains_quorum<'a>(&self, acks: impl IntoIterator<Item = &'a ServerId>) -> bool {
+        let acks: BTreeSet<&ServerId> = acks.into_iter().collect();
+        self.all().all(|q| q.contains_quorum(acks.iter().copied()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,6 +213,30 @@ mod tests {
         assert!(q4.contains_quorum(&ids(&[1, 2, 4])));
         assert_eq!(q.weight(ServerId(4)), 0);
         assert_eq!(q.weight(ServerId(2)), 1);
+    }
+
+    #[test]
+    fn pending_configurations_all_need_their_majority() {
+        let old = QuorumMaj::new(ids(&[1, 2, 3]), ids(&[4]), 1).unwrap();
+        let new = QuorumMaj::new(ids(&[1, 2, 3, 4]), [], 9).unwrap();
+        let mut qs = Quorums::from(old.clone());
+        assert!(qs.contains_quorum(&ids(&[1, 2])));
+        qs.push_pending(9, new.clone());
+        // A majority of the old voters is not one of the new.
+        assert!(!qs.contains_quorum(&ids(&[1, 2])));
+        // Nor is a majority of the new one that leaves out the old majority.
+        assert!(!qs.contains_quorum(&ids(&[1, 4, 9])));
+        assert!(qs.contains_quorum(&ids(&[1, 2, 4])));
+        assert!(qs.is_voter(ServerId(4)));
+        assert_eq!(qs.version(), 9);
+        qs.truncate_after(8);
+        assert!(qs.contains_quorum(&ids(&[1, 2])));
+        assert!(!qs.is_voter(ServerId(4)));
+        qs.push_pending(9, new.clone());
+        qs.commit(9, new.clone());
+        assert_eq!(qs.committed(), &new);
+        assert!(qs.pending().is_empty());
+        assert!(!qs.contains_quorum(&ids(&[1, 2])));
     }
 
     #[test]

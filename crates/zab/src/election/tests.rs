@@ -92,7 +92,7 @@ impl Net {
 
 #[test]
 fn total_order_is_epoch_then_zxid_then_sid() {
-    let q = quorum(&[1, 2, 3], &[4]);
+    let q = Quorums::from(quorum(&[1, 2, 3], &[4]));
     // Epoch first, even against a higher zxid and sid (a server that accepted epoch 3
     // before any transaction of it versus one with more of epoch 2).
     assert!(total_order_predicate(
@@ -133,7 +133,7 @@ fn total_order_is_epoch_then_zxid_then_sid() {
 
 #[test]
 fn term_predicate_counts_a_majority_of_voters_only() {
-    let q = quorum(&[1, 2, 3], &[4, 5]);
+    let q = Quorums::from(quorum(&[1, 2, 3], &[4, 5]));
     let b = |leader, round, state| Ballot {
         vote: vote(leader, 5, 1),
         election_epoch: round,

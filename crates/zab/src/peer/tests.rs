@@ -26,6 +26,7 @@ fn cfg(id: u64, voters: &[u64], observers: &[u64]) -> PeerConfig {
             0,
         )
         .unwrap(),
+        config_in_entry: no_configs,
         timeouts: PeerTimeouts::default(),
         bugs: InjectedBugs::default(),
         roll_epoch_at_counter: DEFAULT_ROLL_EPOCH_AT_COUNTER,
@@ -270,4 +271,163 @@ fn the_leader_rolls_to_a_new_epoch_before_its_counter_runs_out() {
     net.run(40);
     assert!(net.peers[&follower].is_serving());
     assert_eq!(net.applied[&follower].last(), Some(&z));
+}
+
+// ---------------------------------------------------------------------------------
+// Reconfiguration: payloads that start with CONFIG carry a membership.
+
+const CONFIG: u8 = 0xC0;
+
+/// `[CONFIG, voters..., 0, observers...]`.
+fn config_payload(voters: &[u64], observers: &[u64]) -> Vec<u8> {
+    let mut p = vec![CONFIG];
+    p.extend(voters.iter().map(|&v| v as u8));
+    p.push(0);
+    p.extend(observers.iter().map(|&v| v as u8));
+    p
+}
+
+fn config_in_test_entry(zxid: Zxid, p: &[u8]) -> Option<QuorumMaj> {
+    let rest = p.strip_prefix(&[CONFIG])?;
+    let split = rest.iter().position(|&b| b == 0)?;
+    let ids = |b: &[u8]| {
+        b.iter()
+            .map(|&v| ServerId(u64::from(v)))
+            .collect::<Vec<_>>()
+    };
+    QuorumMaj::new(ids(&rest[..split]), ids(&rest[split + 1..]), zxid).ok()
+}
+
+impl Net {
+    fn with_configs(voters: &[u64], observers: &[u64]) -> Net {
+        let mut net = Net::new(&[], &[]);
+        for &id in voters.iter().chain(observers) {
+            net.start(id, voters, observers);
+        }
+        net
+    }
+
+    /// Starts server `id` with this configuration (as its zoo.cfg would give it).
+    fn start(&mut self, id: u64, voters: &[u64], observers: &[u64]) {
+        let mut c = cfg(id, voters, observers);
+        c.config_in_entry = config_in_test_entry;
+        let peer = Peer::new(c, MemStorage::new(), 0).unwrap();
+        self.peers.insert(ServerId(id), peer);
+        self.drain(ServerId(id));
+    }
+
+    fn reconfig(&mut self, voters: &[u64], observers: &[u64]) -> Zxid {
+        let leader = self.leader().expect("a leader");
+        let payload = config_payload(voters, observers);
+        let zxid = self
+            .peers
+            .get_mut(&leader)
+            .unwrap()
+            .propose(|_| payload)
+            .unwrap();
+        self.drain(leader);
+        zxid
+    }
+
+    fn voters_of(&self, id: u64) -> Vec<u64> {
+        self.peers[&ServerId(id)]
+            .quorums()
+            .committed()
+            .voters()
+            .iter()
+            .map(|s| s.0)
+            .collect()
+    }
+}
+
+#[test]
+fn a_server_is_added_as_an_observer_promoted_and_counted() {
+    let mut net = Net::with_configs(&[1, 2, 3], &[]);
+    net.run(10);
+    let first = net.propose(1);
+    net.run(3);
+    // Server 4 starts knowing the ensemble and itself as an observer; the leader
+    // ignores it until the ensemble has added it.
+    net.start(4, &[1, 2, 3], &[4]);
+    net.run(5);
+    assert!(!net.peers[&ServerId(4)].is_serving());
+    let added = net.reconfig(&[1, 2, 3], &[4]);
+    net.run(30);
+    let p4 = &net.peers[&ServerId(4)];
+    assert_eq!(p4.role(), Role::Observing);
+    assert!(p4.is_serving());
+    assert!(net.applied[&ServerId(4)].contains(&added) || p4.applied_zxid() >= added);
+    let _ = first;
+    // Promoted: it follows, and the committed configuration has four voters everywhere.
+    let promoted = net.reconfig(&[1, 2, 3, 4], &[]);
+    net.run(20);
+    assert_eq!(net.peers[&ServerId(4)].role(), Role::Following);
+    for id in 1..=4 {
+        assert_eq!(net.voters_of(id), vec![1, 2, 3, 4], "server {id}");
+        assert!(net.peers[&ServerId(id)].applied_zxid() >= promoted);
+    }
+    // Four voters: with two of them down nothing commits, with three it does.
+    let leader = net.leader().unwrap().0;
+    let others: Vec<u64> = (1..=4).filter(|&i| i != leader).collect();
+    net.down.insert(ServerId(others[0]));
+    net.down.insert(ServerId(others[1]));
+    let z = net.propose(2);
+    net.run(2);
+    assert!(
+        net.peers[&ServerId(leader)].commit_zxid() < z,
+        "2 of 4 committed"
+    );
+    net.down.remove(&ServerId(others[1]));
+    net.run(40);
+    let leader = net.leader().expect("a leader with 3 of 4");
+    let z = net.propose(3);
+    net.run(3);
+    assert!(net.peers[&leader].commit_zxid() >= z);
+}
+
+#[test]
+fn a_removed_voter_stops_counting_and_a_removed_leader_steps_down() {
+    let mut net = Net::with_configs(&[1, 2, 3], &[]);
+    net.run(10);
+    let leader = net.leader().unwrap().0;
+    let removed = net.reconfig(&(1..=3).filter(|&i| i != leader).collect::<Vec<_>>(), &[]);
+    net.run(40);
+    let new_leader = net.leader().expect("the remaining voters elect a leader");
+    assert_ne!(new_leader.0, leader);
+    for id in (1..=3).filter(|&i| i != leader) {
+        assert!(net.peers[&ServerId(id)].applied_zxid() >= removed);
+        assert_eq!(net.voters_of(id).len(), 2, "server {id}");
+    }
+    assert!(!net.peers[&ServerId(leader)].is_serving());
+    let z = net.propose(9);
+    net.run(3);
+    assert!(net.peers[&new_leader].commit_zxid() >= z);
+}
+
+#[test]
+fn a_voter_that_missed_a_removal_learns_the_membership_and_rejoins() {
+    let mut net = Net::with_configs(&[1, 2, 3, 4], &[]);
+    net.run(10);
+    let leader = net.leader().unwrap().0;
+    let others: Vec<u64> = (1..=4).filter(|&i| i != leader).collect();
+    let (late, removed) = (others[0], others[1]);
+    net.down.insert(ServerId(late));
+    net.run(2);
+    let voters: Vec<u64> = (1..=4).filter(|&i| i != removed).collect();
+    let zxid = net.reconfig(&voters, &[]);
+    net.run(5);
+    assert!(net.peers[&ServerId(leader)].commit_zxid() >= zxid);
+    // The late voter still counts four voters; without the leader's word it could not
+    // find a quorum of three that follows the leader.
+    net.down.insert(ServerId(removed));
+    net.down.remove(&ServerId(late));
+    net.peers
+        .get_mut(&ServerId(late))
+        .unwrap()
+        .link_lost(ServerId(leader));
+    net.run(60);
+    let p = &net.peers[&ServerId(late)];
+    assert!(p.is_serving(), "the late voter rejoined");
+    assert_eq!(p.role(), Role::Following);
+    assert_eq!(net.voters_of(late), voters);
 }
