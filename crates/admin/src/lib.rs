@@ -86,6 +86,31 @@ pub trait Backend: Send + Sync + 'static {
     fn snapshot(&self) -> impl Future<Output = Result<SnapshotData, BackendError>> + Send;
     /// Writes a snapshot into the server's own storage; returns its zxid and size.
     fn take_snapshot(&self) -> impl Future<Output = Result<(i64, u64), BackendError>> + Send;
+    /// Resolves once the change is committed and applied here; returns the membership.
+    fn change_members(
+        &self,
+        change: MemberChange,
+    ) -> impl Future<Output = Result<pb::ListMembersResponse, BackendError>> + Send;
+}
+
+/// One membership change (the AddMember, PromoteMember and RemoveMember calls).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemberChange {
+    /// Joins as an observer.
+    Add {
+        id: u64,
+        quorum_address: String,
+        election_address: String,
+        client_address: String,
+    },
+    Promote {
+        id: u64,
+        force: bool,
+    },
+    Remove {
+        id: u64,
+        force: bool,
+    },
 }
 
 /// Who may call the admin service.
@@ -266,6 +291,30 @@ struct AdminService<B> {
 
 type ChunkStream = Pin<Box<dyn Stream<Item = Result<pb::SnapshotChunk, Status>> + Send>>;
 
+impl<B: Backend> AdminService<B> {
+    /// Every membership call is logged with what it asked and how it ended.
+    async fn change(
+        &self,
+        change: MemberChange,
+    ) -> Result<Response<pb::ListMembersResponse>, Status> {
+        info!(?change, "admin: membership change requested");
+        match self.backend.change_members(change.clone()).await {
+            Ok(r) => {
+                info!(
+                    ?change,
+                    version = format!("{:#x}", r.config_version),
+                    "admin: membership changed"
+                );
+                Ok(Response::new(r))
+            }
+            Err(e) => {
+                warn!(?change, error = %e, "admin: membership change refused or failed");
+                Err(e.into())
+            }
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl<B: Backend> pb::admin_server::Admin for AdminService<B> {
     async fn status(
@@ -314,6 +363,44 @@ impl<B: Backend> pb::admin_server::Admin for AdminService<B> {
             bytes, "admin: snapshot taken on request"
         );
         Ok(Response::new(pb::TakeSnapshotResponse { last_zxid, bytes }))
+    }
+
+    async fn add_member(
+        &self,
+        req: Request<pb::AddMemberRequest>,
+    ) -> Result<Response<pb::ListMembersResponse>, Status> {
+        let r = req.into_inner();
+        self.change(MemberChange::Add {
+            id: r.id,
+            quorum_address: r.quorum_address,
+            election_address: r.election_address,
+            client_address: r.client_address,
+        })
+        .await
+    }
+
+    async fn promote_member(
+        &self,
+        req: Request<pb::PromoteMemberRequest>,
+    ) -> Result<Response<pb::ListMembersResponse>, Status> {
+        let r = req.into_inner();
+        self.change(MemberChange::Promote {
+            id: r.id,
+            force: r.force,
+        })
+        .await
+    }
+
+    async fn remove_member(
+        &self,
+        req: Request<pb::RemoveMemberRequest>,
+    ) -> Result<Response<pb::ListMembersResponse>, Status> {
+        let r = req.into_inner();
+        self.change(MemberChange::Remove {
+            id: r.id,
+            force: r.force,
+        })
+        .await
     }
 
     type DownloadSnapshotStream = ChunkStream;

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use rookery_admin::pb::{self, Mode};
 use rookery_admin::{
-    Access, Backend, BackendError, DownloadError, SNAPSHOT_CHUNK_BYTES, ServeError, SnapshotData,
+    Access, Backend, BackendError, DownloadError, MemberChange, SNAPSHOT_CHUNK_BYTES, ServeError,
+    SnapshotData,
 };
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -135,6 +136,31 @@ impl Backend for Fake {
 
     async fn take_snapshot(&self) -> Result<(i64, u64), BackendError> {
         Ok((LAST_ZXID, SNAPSHOT_LEN as u64))
+    }
+
+    /// Adds member 4 as an observer; anything else is refused as a leader would.
+    async fn change_members(
+        &self,
+        change: MemberChange,
+    ) -> Result<pb::ListMembersResponse, BackendError> {
+        match change {
+            MemberChange::Add {
+                id: 4,
+                quorum_address,
+                ..
+            } => Ok(pb::ListMembersResponse {
+                members: vec![pb::Member {
+                    id: 4,
+                    role: pb::MemberRole::Observer.into(),
+                    quorum_address,
+                    ..Default::default()
+                }],
+                config_version: LAST_ZXID + 1,
+            }),
+            other => Err(BackendError::FailedPrecondition(format!(
+                "refused: {other:?}"
+            ))),
+        }
     }
 }
 
@@ -383,6 +409,50 @@ async fn backend_errors_keep_their_codes() {
 }
 
 #[tokio::test]
+async fn member_calls_reach_the_backend_as_changes() {
+    let server = start(Fake::new(Mode::Leader), Access::default()).await;
+    let mut client = rookery_admin::connect(&server.endpoint(), None)
+        .await
+        .unwrap();
+    let added = client
+        .add_member(pb::AddMemberRequest {
+            id: 4,
+            quorum_address: "127.0.0.1:2891".into(),
+            election_address: "127.0.0.1:3891".into(),
+            client_address: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(added.config_version, LAST_ZXID + 1);
+    assert_eq!(added.members[0].quorum_address, "127.0.0.1:2891");
+    assert_eq!(added.members[0].role(), pb::MemberRole::Observer);
+    let refused = client
+        .remove_member(pb::RemoveMemberRequest { id: 2, force: true })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(
+        refused.message().contains("Remove { id: 2, force: true }"),
+        "{refused}"
+    );
+    let refused = client
+        .promote_member(pb::PromoteMemberRequest {
+            id: 5,
+            force: false,
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        refused
+            .message()
+            .contains("Promote { id: 5, force: false }"),
+        "{refused}"
+    );
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_non_loopback_bind_needs_a_token() {
     let open: SocketAddr = "0.0.0.0:0".parse().unwrap();
     match rookery_admin::bind(open, &Access::default()).await {
@@ -508,6 +578,25 @@ impl pb::admin_server::Admin for Tampering {
         &self,
         _: tonic::Request<pb::TakeSnapshotRequest>,
     ) -> Result<tonic::Response<pb::TakeSnapshotResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("tampering server"))
+    }
+
+    async fn add_member(
+        &self,
+        _: tonic::Request<pb::AddMemberRequest>,
+    ) -> Result<tonic::Response<pb::ListMembersResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("tampering server"))
+    }
+    async fn promote_member(
+        &self,
+        _: tonic::Request<pb::PromoteMemberRequest>,
+    ) -> Result<tonic::Response<pb::ListMembersResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("tampering server"))
+    }
+    async fn remove_member(
+        &self,
+        _: tonic::Request<pb::RemoveMemberRequest>,
+    ) -> Result<tonic::Response<pb::ListMembersResponse>, tonic::Status> {
         Err(tonic::Status::unimplemented("tampering server"))
     }
 

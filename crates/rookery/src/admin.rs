@@ -53,6 +53,31 @@ enum AdminCommand {
 #[derive(Debug, Subcommand)]
 enum MembersCommand {
     List,
+    /// Add a new server as a non-voting observer (ask the leader). Start it with a
+    /// zoo.cfg listing the members and itself as `:observer`; promote it once synced.
+    Add {
+        /// Its myid.
+        id: u64,
+        /// host:port of its quorum port (2888 in zoo.cfg examples).
+        quorum_address: String,
+        /// host:port of its election port (3888).
+        election_address: String,
+        /// [host:]port its clients use, if it should be published in /zookeeper/config.
+        #[arg(long)]
+        client: Option<String>,
+    },
+    /// Make an observer a voter; refused until it has caught up with the leader.
+    Promote {
+        id: u64,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Remove a member; refused if the voters left could not form a quorum.
+    Remove {
+        id: u64,
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -109,14 +134,43 @@ async fn dispatch(args: AdminArgs) -> Result<()> {
             let s = client.status(pb::StatusRequest {}).await.map_err(rpc)?;
             print_status(&s.into_inner(), args.json);
         }
-        AdminCommand::Members {
-            command: MembersCommand::List,
-        } => {
-            let m = client
-                .list_members(pb::ListMembersRequest {})
-                .await
-                .map_err(rpc)?
-                .into_inner();
+        AdminCommand::Members { command } => {
+            let m = match command {
+                MembersCommand::List => client.list_members(pb::ListMembersRequest {}).await,
+                MembersCommand::Add {
+                    id,
+                    quorum_address,
+                    election_address,
+                    client: client_address,
+                } => {
+                    client
+                        .add_member(pb::AddMemberRequest {
+                            id: *id,
+                            quorum_address: quorum_address.clone(),
+                            election_address: election_address.clone(),
+                            client_address: client_address.clone().unwrap_or_default(),
+                        })
+                        .await
+                }
+                MembersCommand::Promote { id, force } => {
+                    client
+                        .promote_member(pb::PromoteMemberRequest {
+                            id: *id,
+                            force: *force,
+                        })
+                        .await
+                }
+                MembersCommand::Remove { id, force } => {
+                    client
+                        .remove_member(pb::RemoveMemberRequest {
+                            id: *id,
+                            force: *force,
+                        })
+                        .await
+                }
+            }
+            .map_err(rpc)?
+            .into_inner();
             if args.json {
                 let v = json!({
                     "config_version": format!("{:x}", m.config_version),

@@ -47,7 +47,10 @@ use crate::stats::ServerStats;
 use crate::words;
 
 mod admin;
+use crate::membership::Ensemble;
 pub(crate) use admin::{AdminBackend, AdminQuery, MemberConfig};
+
+mod reconfig;
 
 /// Most commands taken into one round (one fsync).
 pub(crate) const MAX_BATCH: usize = 4096;
@@ -152,10 +155,18 @@ pub(crate) struct CoreConfig {
     /// `readonlymode.enabled` (with local sessions, as ZooKeeper needs them for it): a
     /// server without a leader serves reads to clients that accept a read-only server.
     pub read_only_mode: bool,
-    /// The configured members, for the admin API.
+    /// The members, for the admin API (the committed configuration's, once one is).
     pub members: Vec<MemberConfig>,
-    /// `/zookeeper/config` of an ensemble (ZooKeeper's format); standalone leaves it empty.
-    pub dynamic_config: Option<String>,
+    /// The committed configuration (zoo.cfg's, or the one persisted by the last
+    /// reconfiguration applied); `None` standalone.
+    pub ensemble: Option<Ensemble>,
+    /// zoo.cfg's quorum address per server: they win over the replicated
+    /// configuration's, so a member behind a proxy or NAT keeps being dialled where this
+    /// server was told to (members added later are dialled where their line says).
+    pub local_peers: BTreeMap<u64, String>,
+    /// `reconfigEnabled`: ZooKeeper's reconfig request is served (the admin API's
+    /// membership calls always are).
+    pub reconfig_enabled: bool,
 }
 
 #[derive(Debug)]
@@ -254,6 +265,11 @@ pub(crate) struct Core {
     snapshot_wanted: Vec<admin::SnapshotWaiter>,
     /// Role changes and operator actions, newest last, for the admin API's Status.
     events: VecDeque<(i64, String)>,
+    /// Leader: the reconfiguration proposed last, until it is applied (one at a time,
+    /// including while an epoch roll holds it back from the log).
+    reconfig_zxid: Option<i64>,
+    /// Admin membership calls waiting for their reconfiguration to be applied.
+    admin_reconfigs: BTreeMap<i64, admin::ReconfigWaiter>,
 }
 
 /// A snapshot in flight: a frozen clone of the tree being serialized, saved and
@@ -312,11 +328,23 @@ impl Mode {
     }
 }
 
-/// Every tree this server loads (from its snapshot or the leader's) shows its own
-/// configuration in `/zookeeper/config`, as ZooKeeper's ZKDatabase does on load.
-fn with_local_config(mut tree: DataTree, cfg: &CoreConfig) -> DataTree {
-    if let Some(text) = &cfg.dynamic_config {
-        tree.set_local_config(text.as_bytes());
+/// The configuration a tree holds in `/zookeeper/config`, if it parses.
+fn tree_ensemble(tree: &DataTree) -> Option<Ensemble> {
+    let data = tree.node("/zookeeper/config")?.data.as_deref()?;
+    Ensemble::parse(std::str::from_utf8(data).ok()?).ok()
+}
+
+/// A tree loaded from a snapshot shows the committed configuration in
+/// `/zookeeper/config`, as ZooKeeper's ZKDatabase does on load: the persisted one if
+/// the tree's is older (the reconfiguration is replayed from the log later anyway),
+/// and zoo.cfg's until a reconfiguration ever happened.
+fn with_config(mut tree: DataTree, ensemble: Option<&Ensemble>) -> DataTree {
+    if let Some(e) = ensemble {
+        if tree_ensemble(&tree)
+            .is_none_or(|t| t.version < e.version || t.version == 0 && e.version == 0)
+        {
+            tree.set_local_config(e.text().as_bytes());
+        }
     }
     tree
 }
@@ -347,8 +375,11 @@ impl Core {
                 .map_err(|e| CoreError::Recovery(format!("snapshot {:#x}: {e}", s.last_zxid)))?,
             None => DataTree::new(cfg.tree.clone()),
         };
-        let tree = with_local_config(tree, &cfg);
-        let peer = Peer::new(cfg.peer.clone(), storage, tree.last_zxid())?;
+        let tree = with_config(tree, cfg.ensemble.as_ref());
+        let mut peer = Peer::new(cfg.peer.clone(), storage, tree.last_zxid())?;
+        if let Some(e) = cfg.ensemble.as_ref().filter(|e| e.version > 0) {
+            peer.set_committed_entry(e.version, crate::membership::config_entry(e));
+        }
         info!(
             snapshot = loaded
                 .snapshot
@@ -386,6 +417,8 @@ impl Core {
             admin_expiring: BTreeMap::new(),
             snapshot_wanted: Vec::new(),
             events: VecDeque::new(),
+            reconfig_zxid: None,
+            admin_reconfigs: BTreeMap::new(),
         };
         // A single voter is leader at once and applies its whole log here.
         core.drive()?;
@@ -441,6 +474,7 @@ impl Core {
                 let _ = reply.send(text);
             }
             CoreCmd::Peer { from, msg } => {
+                tracing::trace!(from, kind = msg.kind(), role = ?self.peer.role(), "peer message");
                 self.peer.step(ServerId(from), msg)?;
                 self.drive()?;
             }
@@ -491,7 +525,30 @@ impl Core {
                 let zxid = snap.last_zxid;
                 let tree = DataTree::restore_with(&snap.data, self.cfg.tree.clone())
                     .map_err(|e| CoreError::Recovery(format!("SNAP {zxid:#x}: {e}")))?;
-                self.tree = with_local_config(tree, &self.cfg);
+                self.tree = tree;
+                // The leader's tree carries the configuration committed at its zxid.
+                match tree_ensemble(&self.tree) {
+                    Some(e)
+                        if self
+                            .cfg
+                            .ensemble
+                            .as_ref()
+                            .is_some_and(|c| e.version > c.version) =>
+                    {
+                        if let Ok(q) = e.quorum() {
+                            self.peer.install_config(q);
+                            self.peer.set_committed_entry(
+                                e.version,
+                                crate::membership::config_entry(&e),
+                            );
+                        }
+                        self.ensemble_committed(e)?;
+                    }
+                    _ => {
+                        self.tree =
+                            with_config(std::mem::take(&mut self.tree), self.cfg.ensemble.as_ref())
+                    }
+                }
                 self.pending = PendingChanges::new();
                 self.txns_since_snapshot = 0;
                 info!(
@@ -499,6 +556,19 @@ impl Core {
                     nodes = self.tree.node_count(),
                     "installed the leader's snapshot"
                 );
+            }
+            if let Some((zxid, entry)) = ready.adopted_config {
+                let adopted = rookery_tree::reconfig_in_entry(&entry)
+                    .and_then(|d| String::from_utf8(d).ok())
+                    .and_then(|t| Ensemble::parse(&t).ok());
+                if let Some(mut e) = adopted {
+                    e.version = zxid;
+                    info!(
+                        version = format!("{zxid:#x}"),
+                        "a peer told of a membership change this server missed"
+                    );
+                    self.ensemble_committed(e)?;
+                }
             }
             for entry in ready.committed {
                 self.apply_entry(entry)?;
@@ -569,6 +639,7 @@ impl Core {
                 }
                 self.pending = PendingChanges::new();
                 self.admin_abandon_expiries();
+                self.admin_abandon_reconfigs();
             }
             RoleChange::Serving {
                 role,
@@ -685,6 +756,7 @@ impl Core {
                 let Some(write) = to_op(&req.body) else {
                     return Ok(());
                 };
+                let write = self.reconfig_or(&req.body, write);
                 let write = self.check_owner(session, from.0, write);
                 self.sessions.touch(session, self.now_ms());
                 if matches!(write, Ok(Op::CloseSession)) {
@@ -755,6 +827,17 @@ impl Core {
         let tree = &self.tree;
         let pending = &mut self.pending;
         let proposed = self.peer.propose(|zxid| {
+            // A reconfiguration's version is the zxid it gets.
+            let versioned;
+            let op = match op {
+                Ok(Op::Reconfig { data }) => {
+                    let mut data = data.clone();
+                    data.extend_from_slice(format!("version={zxid:x}").as_bytes());
+                    versioned = Op::Reconfig { data };
+                    Ok(&versioned)
+                }
+                other => other,
+            };
             let txn = op
                 .and_then(|op| tree.prep(pending, caller, op, zxid, time_ms))
                 .unwrap_or_else(Txn::Error);
@@ -769,6 +852,9 @@ impl Core {
         match proposed {
             Ok(zxid) => {
                 Span::current().record("zxid", format!("{zxid:#x}"));
+                if matches!(op, Ok(Op::Reconfig { .. })) {
+                    self.reconfig_zxid = Some(zxid);
+                }
                 Ok(true)
             }
             Err(ProposeError::NotServing(e)) => {
@@ -832,6 +918,24 @@ impl Core {
                 self.sessions.remove(session);
                 self.owners.remove(&session);
                 self.admin_session_closed(session, header.zxid);
+            }
+            Txn::Reconfig { data } => {
+                let parsed = std::str::from_utf8(data)
+                    .map_err(|e| e.to_string())
+                    .and_then(Ensemble::parse);
+                match parsed {
+                    Ok(mut e) => {
+                        e.version = header.zxid;
+                        self.ensemble_committed(e)?;
+                    }
+                    Err(e) => {
+                        error!(zxid = format!("{:#x}", header.zxid), error = %e, "a committed reconfiguration does not parse");
+                    }
+                }
+                if self.reconfig_zxid.is_some_and(|z| z <= header.zxid) {
+                    self.reconfig_zxid = None;
+                }
+                self.admin_reconfig_applied(header.zxid);
             }
             _ => {}
         }
@@ -1261,6 +1365,7 @@ impl Core {
         // A write rejected before prep (disabled reconfig, a bad create mode) is still
         // an error Txn, as in ZooKeeper: it takes a zxid and is answered in order.
         if let Some(write) = to_op(&req.body) {
+            let write = self.reconfig_or(&req.body, write);
             let after = if matches!(write, Ok(Op::CloseSession)) {
                 self.sessions.set_closing(session);
                 AfterApply::Closed
@@ -2108,6 +2213,7 @@ mod tests {
             peer: PeerConfig {
                 self_id: ServerId(1),
                 quorum: rookery_zab::quorum::QuorumMaj::new([ServerId(1)], [], 0).unwrap(),
+                config_in_entry: rookery_zab::peer::no_configs,
                 timeouts: Default::default(),
                 bugs: Default::default(),
                 roll_epoch_at_counter: rookery_zab::peer::DEFAULT_ROLL_EPOCH_AT_COUNTER,
@@ -2116,7 +2222,9 @@ mod tests {
             touch_interval_ms: 1000,
             read_only_mode: false,
             members: Vec::new(),
-            dynamic_config: None,
+            ensemble: None,
+            local_peers: BTreeMap::new(),
+            reconfig_enabled: false,
         };
         Core::open(cfg, SledStorage::open(dir).unwrap(), None, None).unwrap()
     }

@@ -16,6 +16,7 @@ pub mod config;
 mod conn;
 mod core;
 mod forward;
+mod membership;
 pub mod four_letter;
 mod quorum;
 pub mod restore;

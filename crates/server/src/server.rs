@@ -14,9 +14,10 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{Instrument, error, info, info_span, warn};
 
-use crate::config::{LearnerType, ServerConfig, ServerMode};
+use crate::config::{ServerConfig, ServerMode};
 use crate::conn::{self, ConnLimits};
-use crate::core::{Core, CoreCmd, CoreConfig, CoreError, CoreHandle};
+use crate::core::{Core, CoreCmd, CoreConfig, CoreError, CoreHandle, MemberConfig};
+use crate::membership::Ensemble;
 use crate::quorum::{self, TransportConfig};
 use crate::words::ConfigDescription;
 use rookery_zab::election::ElectionTimeouts;
@@ -168,10 +169,18 @@ pub async fn start(cfg: &ServerConfig) -> Result<RunningServer, ServerError> {
 
     let tick_ms = i64::from(cfg.tick_time_ms);
     let period_ms = peer_tick_ms(tick_ms);
-    let membership = membership(cfg, standalone)?;
+    let persisted = {
+        use rookery_zab::storage::MetaStore as _;
+        storage.config().map_err(|source| ServerError::Storage {
+            path: cfg.data_dir.display().to_string(),
+            source,
+        })?
+    };
+    let membership = membership(cfg, standalone, persisted.as_deref())?;
     let peer_cfg = PeerConfig {
         self_id: ServerId(u64::from(server_id)),
         quorum: membership.quorum.clone(),
+        config_in_entry: crate::membership::config_in_entry,
         timeouts: peer_timeouts(cfg, period_ms),
         bugs: Default::default(),
         roll_epoch_at_counter: cfg
@@ -210,8 +219,17 @@ pub async fn start(cfg: &ServerConfig) -> Result<RunningServer, ServerError> {
         standalone,
         touch_interval_ms: (tick_ms / 2).max(1),
         read_only_mode: !standalone && cfg.read_only_mode_enabled && cfg.local_sessions_enabled,
-        members: member_configs(cfg, standalone, &listen),
-        dynamic_config: (!standalone).then(|| cfg.dynamic_config_text()),
+        members: match &membership.ensemble {
+            Some(e) => e.member_configs(),
+            None => standalone_member(cfg, &listen),
+        },
+        local_peers: membership
+            .transport
+            .as_ref()
+            .map(|t| t.peers.clone())
+            .unwrap_or_default(),
+        ensemble: membership.ensemble.clone(),
+        reconfig_enabled: cfg.reconfig_enabled,
     };
     // Checked before anything starts: an admin API open to the network without
     // authentication is a configuration error, not a warning.
@@ -394,42 +412,15 @@ async fn resolve_admin(at: &crate::config::HostPort) -> Option<SocketAddr> {
     addr
 }
 
-/// The members as the `server.N` lines name them; standalone, just this server.
-fn member_configs(
-    cfg: &ServerConfig,
-    standalone: bool,
-    listen: &crate::config::HostPort,
-) -> Vec<crate::core::MemberConfig> {
-    if standalone {
-        return vec![crate::core::MemberConfig {
-            id: cfg.my_id.unwrap_or(0),
-            observer: false,
-            quorum_address: String::new(),
-            election_address: String::new(),
-            client_address: listen.to_string(),
-        }];
-    }
-    cfg.servers
-        .values()
-        .map(|s| {
-            let a = s.addresses.first();
-            let addr = |port: u16| {
-                a.map(|a| crate::config::HostPort::new(a.host.clone(), port).to_string())
-                    .unwrap_or_default()
-            };
-            crate::core::MemberConfig {
-                id: s.id,
-                observer: s.learner_type == LearnerType::Observer,
-                quorum_address: a.map(|a| addr(a.quorum_port)).unwrap_or_default(),
-                election_address: a.map(|a| addr(a.election_port)).unwrap_or_default(),
-                client_address: s
-                    .client_address
-                    .as_ref()
-                    .map(|c| c.to_string())
-                    .unwrap_or_default(),
-            }
-        })
-        .collect()
+/// Standalone, the one member the admin API lists.
+fn standalone_member(cfg: &ServerConfig, listen: &crate::config::HostPort) -> Vec<MemberConfig> {
+    vec![MemberConfig {
+        id: cfg.my_id.unwrap_or(0),
+        observer: false,
+        quorum_address: String::new(),
+        election_address: String::new(),
+        client_address: listen.to_string(),
+    }]
 }
 
 async fn accept_loop(
@@ -514,35 +505,47 @@ fn peer_timeouts(cfg: &ServerConfig, period_ms: i64) -> PeerTimeouts {
 /// Who votes, who observes, and how to reach them.
 struct Membership {
     quorum: QuorumMaj,
+    /// The committed configuration (`None` standalone).
+    ensemble: Option<Ensemble>,
     transport: Option<TransportConfig>,
 }
 
-fn membership(cfg: &ServerConfig, standalone: bool) -> Result<Membership, ServerError> {
+/// zoo.cfg's membership, unless a reconfiguration was applied since: then the copy
+/// persisted in the data directory is the membership (ZooKeeper's dynamic config file),
+/// and zoo.cfg's server lines only say where to dial the servers they name.
+fn membership(
+    cfg: &ServerConfig,
+    standalone: bool,
+    persisted: Option<&[u8]>,
+) -> Result<Membership, ServerError> {
     let my_id = cfg.my_id.unwrap_or(0);
     if standalone {
         return Ok(Membership {
             quorum: QuorumMaj::new([ServerId(my_id)], [], 0)?,
+            ensemble: None,
             transport: None,
         });
     }
+    let configured = Ensemble::from_config(cfg);
+    let ensemble = match persisted.map(|b| Ensemble::parse(&String::from_utf8_lossy(b))) {
+        Some(Ok(e)) if e.version > configured.version => {
+            info!(
+                version = format!("{:#x}", e.version),
+                "membership from the last reconfiguration (persisted), not zoo.cfg's server lines"
+            );
+            e
+        }
+        Some(Err(e)) => {
+            warn!(error = %e, "the persisted membership does not parse; using zoo.cfg's");
+            configured
+        }
+        _ => configured,
+    };
     let me = cfg
         .servers
         .get(&my_id)
         .ok_or(ServerError::NotAMember(my_id))?;
-    let voters = cfg
-        .servers
-        .values()
-        .filter(|s| s.learner_type == LearnerType::Participant)
-        .map(|s| ServerId(s.id));
-    let observers = cfg
-        .servers
-        .values()
-        .filter(|s| s.learner_type == LearnerType::Observer)
-        .map(|s| ServerId(s.id));
-    let version = cfg
-        .config_version
-        .map_or(0, |v| i64::try_from(v).unwrap_or(0));
-    let quorum = QuorumMaj::new(voters, observers, version)?;
+    let quorum = ensemble.quorum()?;
     let resolve = |s: &crate::config::QuorumServer| -> Result<SocketAddr, ServerError> {
         let a = s.addresses.first().ok_or(ServerError::NotAMember(s.id))?;
         let text = format!("{}:{}", a.host, a.quorum_port);
@@ -566,6 +569,11 @@ fn membership(cfg: &ServerConfig, standalone: bool) -> Result<Membership, Server
         };
         peers.insert(s.id, format!("{host}:{}", a.quorum_port));
     }
+    // Members added by reconfiguration are dialled where their line says.
+    for (id, addr) in ensemble.peers(my_id) {
+        peers.entry(id).or_insert(addr);
+    }
+    peers.retain(|id, _| ensemble.servers.contains_key(id));
     // What every member's zoo.cfg agrees on: ids, roles, quorum hosts and client
     // ports. Not the quorum ports, which a proxy in between may change per server.
     let ensemble_id = quorum::ensemble_id(cfg.servers.values().map(|s| {
@@ -575,6 +583,7 @@ fn membership(cfg: &ServerConfig, standalone: bool) -> Result<Membership, Server
     }));
     Ok(Membership {
         quorum,
+        ensemble: Some(ensemble),
         transport: Some(TransportConfig {
             self_id: my_id,
             ensemble_id,

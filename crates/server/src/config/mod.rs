@@ -179,33 +179,7 @@ impl ServerConfig {
     /// `server.N=host:quorumPort:electionPort:role[;clientHost:clientPort]` line per
     /// member (addresses joined by `|`), then `version=` and the config version in hex.
     pub fn dynamic_config_text(&self) -> String {
-        let mut out = String::new();
-        for s in self.servers.values() {
-            let addresses: Vec<String> = s
-                .addresses
-                .iter()
-                .map(|a| {
-                    let host = if a.host.contains(':') {
-                        format!("[{}]", a.host)
-                    } else {
-                        a.host.clone()
-                    };
-                    format!("{host}:{}:{}", a.quorum_port, a.election_port)
-                })
-                .collect();
-            out.push_str(&format!(
-                "server.{}={}:{}",
-                s.id,
-                addresses.join("|"),
-                s.learner_type
-            ));
-            if let Some(c) = &s.client_address {
-                out.push_str(&format!(";{c}"));
-            }
-            out.push('\n');
-        }
-        out.push_str(&format!("version={:x}", self.config_version.unwrap_or(0)));
-        out
+        crate::membership::Ensemble::from_config(self).text()
     }
 }
 
@@ -1275,7 +1249,7 @@ fn parse_port(s: &str, what: &str) -> Result<u16, String> {
 }
 
 /// `server.N=host:quorumPort:electionPort[:type][|...][;[clientAddress:]clientPort]`.
-fn parse_server(
+pub(crate) fn parse_server(
     key: &str,
     value: &str,
     multi_address_enabled: bool,

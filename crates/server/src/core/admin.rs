@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use rookery_admin::{Backend, BackendError, SnapshotData, pb};
+use rookery_admin::{Backend, BackendError, MemberChange, SnapshotData, pb};
 use rookery_tree::Caller;
 use rookery_tree::DataTree;
 use rookery_tree::prep::Op;
@@ -17,6 +17,11 @@ use crate::forward::Forward;
 
 /// How long ExpireSession waits for the closeSession Txn to be applied here.
 const EXPIRE_WAIT: Duration = Duration::from_secs(10);
+/// How long a membership call waits for its reconfiguration to be applied here.
+const RECONFIG_WAIT: Duration = Duration::from_secs(30);
+/// An observer is promoted only this close to the leader's log (unless forced): etcd's
+/// "can only promote a learner member which is in sync with leader".
+const PROMOTE_MAX_LAG_TXNS: u64 = 1000;
 
 /// A configured member, as the `server.N` line names it.
 #[derive(Debug, Clone)]
@@ -43,7 +48,14 @@ pub(crate) enum AdminQuery {
     Snapshot(oneshot::Sender<Result<DataTree, BackendError>>),
     /// Write a snapshot into this server's storage now.
     TakeSnapshot(SnapshotWaiter),
+    Change {
+        change: MemberChange,
+        reply: ReconfigWaiter,
+    },
 }
+
+/// Answered with the new membership once the reconfiguration is applied.
+pub(crate) type ReconfigWaiter = oneshot::Sender<Result<pb::ListMembersResponse, BackendError>>;
 
 /// Answered with the snapshot's zxid and size once it is durable.
 pub(crate) type SnapshotWaiter = oneshot::Sender<Result<(i64, u64), BackendError>>;
@@ -58,11 +70,9 @@ impl Core {
                 let _ = reply.send(self.admin_status());
             }
             AdminQuery::Members(reply) => {
-                let _ = reply.send(pb::ListMembersResponse {
-                    members: self.admin_members(),
-                    config_version: self.cfg.peer.quorum.version(),
-                });
+                let _ = reply.send(self.admin_membership());
             }
+            AdminQuery::Change { change, reply } => self.admin_change(change, reply)?,
             AdminQuery::Sessions(reply) => {
                 let _ = reply.send(self.admin_sessions());
             }
@@ -143,6 +153,178 @@ impl Core {
                 })
                 .collect(),
         }
+    }
+
+    fn admin_membership(&self) -> pb::ListMembersResponse {
+        pb::ListMembersResponse {
+            members: self.admin_members(),
+            config_version: self
+                .cfg
+                .ensemble
+                .as_ref()
+                .map_or(self.cfg.peer.quorum.version(), |e| e.version),
+        }
+    }
+
+    /// AddMember, PromoteMember, RemoveMember: checked against the committed
+    /// membership, then proposed as a reconfiguration Txn by this leader.
+    fn admin_change(
+        &mut self,
+        change: MemberChange,
+        reply: ReconfigWaiter,
+    ) -> Result<(), CoreError> {
+        let refuse = |reply: ReconfigWaiter, why: String| {
+            let _ = reply.send(Err(BackendError::FailedPrecondition(why)));
+        };
+        let Ok(current) = self.committed_ensemble() else {
+            refuse(
+                reply,
+                "a standalone server has no membership to change".into(),
+            );
+            return Ok(());
+        };
+        if self.peer.role() != Role::Leading {
+            let leader = self
+                .leader_id()
+                .map_or("not known now".to_owned(), |l| format!("server {l}"));
+            refuse(
+                reply,
+                format!("membership changes are made on the leader ({leader}); this is not it"),
+            );
+            return Ok(());
+        }
+        let (spec, leaving, force) = match &change {
+            MemberChange::Add {
+                id,
+                quorum_address,
+                election_address,
+                client_address,
+            } => {
+                if current.servers.contains_key(id) {
+                    refuse(reply, format!("server {id} is already a member"));
+                    return Ok(());
+                }
+                let (Some(q), Some(e)) = (
+                    quorum_address.rsplit_once(':'),
+                    election_address.rsplit_once(':'),
+                ) else {
+                    let _ = reply.send(Err(BackendError::InvalidArgument(
+                        "quorum and election addresses are host:port".into(),
+                    )));
+                    return Ok(());
+                };
+                if q.0 != e.0 {
+                    let _ = reply.send(Err(BackendError::InvalidArgument(
+                        "the quorum and election addresses must name the same host".into(),
+                    )));
+                    return Ok(());
+                }
+                let mut spec = format!("server.{id}={}:{}:{}:observer", q.0, q.1, e.1);
+                if !client_address.is_empty() {
+                    spec.push_str(&format!(";{client_address}"));
+                }
+                (spec, String::new(), false)
+            }
+            MemberChange::Promote { id, force } => {
+                let Some(s) = current.servers.get(id) else {
+                    refuse(reply, format!("server {id} is not a member"));
+                    return Ok(());
+                };
+                if s.learner_type == crate::config::LearnerType::Participant {
+                    refuse(reply, format!("server {id} is already a voter"));
+                    return Ok(());
+                }
+                if !force {
+                    let last = self.peer.last_zxid();
+                    let view = self.peer.learners().into_iter().find(|l| l.id.0 == *id);
+                    let caught_up = view.as_ref().is_some_and(|l| {
+                        l.phase >= LearnerPhase::UpToDate
+                            && txns_between(l.caught_up_to(), last) <= PROMOTE_MAX_LAG_TXNS
+                    });
+                    if !caught_up {
+                        let how = view.map_or("not connected to the leader".to_owned(), |l| {
+                            format!(
+                                "{:?}, {} Txns behind",
+                                l.phase,
+                                txns_between(l.caught_up_to(), last)
+                            )
+                        });
+                        refuse(
+                            reply,
+                            format!(
+                                "server {id} has not caught up ({how}); promote it once it is within {PROMOTE_MAX_LAG_TXNS} Txns of the leader, or force"
+                            ),
+                        );
+                        return Ok(());
+                    }
+                }
+                let mut s = s.clone();
+                s.learner_type = crate::config::LearnerType::Participant;
+                let mut next = current.clone();
+                next.servers.insert(*id, s);
+                (next.body(), String::new(), *force)
+            }
+            MemberChange::Remove { id, force } => {
+                if !current.servers.contains_key(id) {
+                    refuse(reply, format!("server {id} is not a member"));
+                    return Ok(());
+                }
+                (String::new(), id.to_string(), *force)
+            }
+        };
+        let next = match current.incremental(&spec, &leaving) {
+            Ok(n) => n,
+            Err(code) => {
+                let _ = reply.send(Err(BackendError::InvalidArgument(format!(
+                    "the new membership is not valid ({code:?})"
+                ))));
+                return Ok(());
+            }
+        };
+        if let Err((_, why)) = self.check_change(&next, force) {
+            refuse(reply, why);
+            return Ok(());
+        }
+        let op = self.reconfig_op(&current, &next);
+        let caller = Caller {
+            session_id: 0,
+            auth: &[],
+            is_super: true,
+        };
+        let span = info_span!("admin_reconfig", change = ?change, zxid = tracing::field::Empty);
+        let _g = span.enter();
+        self.reconfig_zxid = None;
+        self.propose(0, 0, &caller, Ok(&op))?;
+        match self.reconfig_zxid {
+            Some(zxid) => {
+                self.record_event(format!("operator asked: {change:?}"));
+                self.admin_reconfigs.insert(zxid, reply);
+            }
+            None => {
+                let _ = reply.send(Err(BackendError::Unavailable(
+                    "this leader could not propose the change now; retry".into(),
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The reconfiguration at `zxid` is applied here: answer whoever asked for it.
+    pub(super) fn admin_reconfig_applied(&mut self, zxid: i64) {
+        if let Some(reply) = self.admin_reconfigs.remove(&zxid) {
+            let _ = reply.send(Ok(self.admin_membership()));
+        }
+    }
+
+    /// This server stopped leading: a reconfiguration in flight may or may not commit.
+    pub(super) fn admin_abandon_reconfigs(&mut self) {
+        for (zxid, reply) in std::mem::take(&mut self.admin_reconfigs) {
+            let _ = reply.send(Err(BackendError::Unavailable(format!(
+                "this server stopped leading before the change (zxid {zxid:#x}) was applied; \
+                 it may still commit: check ListMembers on the new leader"
+            ))));
+        }
+        self.reconfig_zxid = None;
     }
 
     /// Every configured member; the leader adds how each learner is doing.
@@ -364,6 +546,20 @@ impl Backend for AdminBackend {
 
     async fn take_snapshot(&self) -> Result<(i64, u64), BackendError> {
         self.ask(AdminQuery::TakeSnapshot).await?
+    }
+
+    async fn change_members(
+        &self,
+        change: MemberChange,
+    ) -> Result<pb::ListMembersResponse, BackendError> {
+        let asked = self.ask(|reply| AdminQuery::Change { change, reply });
+        match tokio::time::timeout(RECONFIG_WAIT, asked).await {
+            Ok(answer) => answer?,
+            Err(_) => Err(BackendError::Unavailable(format!(
+                "the change was not applied within {} s; it may still commit: check ListMembers",
+                RECONFIG_WAIT.as_secs()
+            ))),
+        }
     }
 
     async fn snapshot(&self) -> Result<SnapshotData, BackendError> {

@@ -154,9 +154,15 @@ fn to_proto(msg: Message) -> pb::PeerMessage {
             last_zxid,
             observer,
         }),
-        Message::LeaderInfo { new_epoch, term } => {
-            Body::LeaderInfo(pb::LeaderInfo { new_epoch, term })
-        }
+        Message::LeaderInfo {
+            new_epoch,
+            term,
+            observer,
+        } => Body::LeaderInfo(pb::LeaderInfo {
+            new_epoch,
+            term,
+            observer,
+        }),
         Message::AckEpoch {
             current_epoch,
             last_zxid,
@@ -208,6 +214,7 @@ fn to_proto(msg: Message) -> pb::PeerMessage {
         Message::Request { payload } => Body::Request(pb::Request { payload }),
         Message::Sync { token } => Body::Sync(pb::Sync { token }),
         Message::SyncReply { token, zxid } => Body::SyncReply(pb::SyncReply { token, zxid }),
+        Message::Config { zxid, entry } => Body::Config(pb::Config { zxid, entry }),
     };
     pb::PeerMessage { body: Some(body) }
 }
@@ -232,6 +239,7 @@ fn from_proto(msg: pb::PeerMessage) -> Result<Message, CodecError> {
         Body::LeaderInfo(m) => Message::LeaderInfo {
             new_epoch: m.new_epoch,
             term: m.term,
+            observer: m.observer,
         },
         Body::AckEpoch(m) => Message::AckEpoch {
             current_epoch: m.current_epoch,
@@ -278,6 +286,10 @@ fn from_proto(msg: pb::PeerMessage) -> Result<Message, CodecError> {
         },
         Body::Request(m) => Message::Request { payload: m.payload },
         Body::Sync(m) => Message::Sync { token: m.token },
+        Body::Config(m) => Message::Config {
+            zxid: m.zxid,
+            entry: m.entry,
+        },
         Body::SyncReply(m) => Message::SyncReply {
             token: m.token,
             zxid: m.zxid,
@@ -337,9 +349,12 @@ mod tests {
                     observer: o,
                 }
             }),
-            (any::<i64>(), any::<i64>()).prop_map(|(e, t)| Message::LeaderInfo {
-                new_epoch: e,
-                term: t
+            (any::<i64>(), any::<i64>(), any::<bool>()).prop_map(|(e, t, o)| {
+                Message::LeaderInfo {
+                    new_epoch: e,
+                    term: t,
+                    observer: o,
+                }
             }),
             (any::<i64>(), any::<i64>()).prop_map(|(e, z)| Message::AckEpoch {
                 current_epoch: e,
@@ -384,6 +399,7 @@ mod tests {
             any::<u64>().prop_map(|token| Message::Sync { token }),
             (any::<u64>(), any::<i64>())
                 .prop_map(|(token, zxid)| Message::SyncReply { token, zxid }),
+            (any::<i64>(), any_bytes()).prop_map(|(zxid, entry)| Message::Config { zxid, entry }),
         ]
     }
 

@@ -9,10 +9,14 @@
 //!   the connection fails or the peer closes it, the queue is dropped (as a broken TCP
 //!   stream would drop it) and the task reconnects with backoff. While there is no
 //!   connection, sends are dropped: the consensus core resends what matters.
-//! - Inbound: the first frame must be a handshake of this ensemble from a known peer;
-//!   every later frame is decoded and handed to the core as `(sender id, Message)`. A
-//!   newer connection from the same peer replaces an older one, so a half-open socket
-//!   left by a crashed peer does not linger.
+//! - Inbound: the first frame must be a Rookery handshake from another server id;
+//!   every later frame is decoded and handed to the core as `(sender id, Message)`,
+//!   which ignores servers that are not members. A newer connection from the same peer
+//!   replaces an older one, so a half-open socket left by a crashed peer does not
+//!   linger.
+//! - Membership changes at run time ([`PeerSender::set_peers`]): a server joining is
+//!   dialled from then on, a server leaving is no longer. Its handshake names no server
+//!   list for that reason (a joiner's zoo.cfg differs from the others').
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -54,7 +58,8 @@ const MAX_BATCH: usize = 256;
 #[derive(Debug, Clone)]
 pub(crate) struct TransportConfig {
     pub self_id: u64,
-    /// [`ensemble_id`] of the membership; peers with another one are turned away.
+    /// [`ensemble_id`] of the configured membership, sent for diagnosis only: members
+    /// change at run time, so peers no longer have to agree on it.
     pub ensemble_id: String,
     /// Where to accept peers (used by [`start`]; [`start_on`] takes a bound listener).
     pub listen: SocketAddr,
@@ -115,38 +120,24 @@ pub(crate) fn start_on(
         .collect();
     let (stop_tx, stop) = watch::channel(false);
     let shared = Arc::new(Shared {
-        links: peers.keys().map(|&id| (id, Link::default())).collect(),
+        links: Mutex::new(BTreeMap::new()),
         stop: stop_tx,
+        runtime: tokio::runtime::Handle::current(),
+        hello: handshake_frame(&cfg.ensemble_id, cfg.self_id),
+        self_id: cfg.self_id,
+        max_frame,
     });
-    let hello = handshake_frame(&cfg.ensemble_id, cfg.self_id);
-    for (&peer, addr) in &peers {
-        let dialer = Dialer {
-            shared: Arc::clone(&shared),
-            peer,
-            addr: addr.clone(),
-            hello: hello.clone(),
-            max_frame,
-            stop: stop.clone(),
-        };
-        tokio::spawn(
-            dialer
-                .run()
-                .instrument(info_span!("quorum_out", peer, %addr)),
-        );
-    }
     let acceptor = Arc::new(Acceptor {
         self_id: cfg.self_id,
-        ensemble_id: cfg.ensemble_id,
         max_frame,
-        newest: peers
-            .keys()
-            .map(|&id| (id, watch::channel(0u64).0))
-            .collect(),
+        newest: Mutex::new(BTreeMap::new()),
         inbound,
         lost: cfg.lost,
     });
     tokio::spawn(accept_loop(listener, acceptor, stop));
-    PeerSender { shared }
+    let sender = PeerSender { shared };
+    sender.set_peers(peers);
+    sender
 }
 
 /// The handle the core sends through; cheap to clone.
@@ -157,15 +148,23 @@ pub(crate) struct PeerSender {
 
 #[derive(Debug)]
 struct Shared {
-    links: BTreeMap<u64, Link>,
+    links: Mutex<BTreeMap<u64, Arc<Link>>>,
     stop: watch::Sender<bool>,
+    /// Dialers are started from the core's thread too, which is not a runtime worker.
+    runtime: tokio::runtime::Handle,
+    hello: Vec<u8>,
+    self_id: u64,
+    max_frame: usize,
 }
 
 /// The queue of the live outbound connection to one peer, `None` while there is none.
 /// Replacing the sender is how a broken connection discards its backlog.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Link {
+    addr: String,
     queue: Mutex<Option<mpsc::UnboundedSender<Message>>>,
+    /// Set when the peer leaves the membership (or moves): its dialer stops.
+    retired: watch::Sender<bool>,
 }
 
 impl Link {
@@ -183,11 +182,56 @@ impl Link {
 }
 
 impl PeerSender {
+    /// Dials exactly these peers (id -> `host:quorumPort`) from now on: new ones are
+    /// connected, removed ones closed, one whose address changed redialled.
+    pub(crate) fn set_peers(&self, peers: BTreeMap<u64, String>) {
+        let shared = &self.shared;
+        let mut links = shared.links.lock().unwrap_or_else(PoisonError::into_inner);
+        links.retain(|id, link| {
+            let keep = peers.get(id) == Some(&link.addr);
+            if !keep {
+                link.retired.send_replace(true);
+                link.set(None);
+            }
+            keep
+        });
+        for (&peer, addr) in &peers {
+            if peer == shared.self_id || links.contains_key(&peer) {
+                continue;
+            }
+            let link = Arc::new(Link {
+                addr: addr.clone(),
+                queue: Mutex::new(None),
+                retired: watch::channel(false).0,
+            });
+            links.insert(peer, Arc::clone(&link));
+            let dialer = Dialer {
+                link,
+                peer,
+                hello: shared.hello.clone(),
+                max_frame: shared.max_frame,
+                stop: shared.stop.subscribe(),
+            };
+            shared.runtime.spawn(
+                dialer
+                    .run()
+                    .instrument(info_span!("quorum_out", peer, %addr)),
+            );
+        }
+    }
+
     /// Queues `msg` for peer `to`. Never blocks and never fails: without a live link
     /// (or for an id that is not a peer) the message is dropped, as a broken TCP
     /// stream would drop it.
     pub(crate) fn send(&self, to: u64, msg: Message) {
-        let Some(link) = self.shared.links.get(&to) else {
+        let link = self
+            .shared
+            .links
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&to)
+            .cloned();
+        let Some(link) = link else {
             debug!(
                 to,
                 kind = msg.kind(),
@@ -210,7 +254,12 @@ impl PeerSender {
     /// dropped and later sends too.
     pub(crate) fn shutdown(&self) {
         self.shared.stop.send_replace(true);
-        for link in self.shared.links.values() {
+        let links = self
+            .shared
+            .links
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for link in links.values() {
             link.set(None);
         }
     }
@@ -221,6 +270,8 @@ impl PeerSender {
     pub(crate) fn connected(&self) -> BTreeSet<u64> {
         self.shared
             .links
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
             .iter()
             .filter(|(_, link)| link.is_up())
             .map(|(&id, _)| id)
@@ -235,9 +286,8 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 
 /// The outbound side of one peer.
 struct Dialer {
-    shared: Arc<Shared>,
+    link: Arc<Link>,
     peer: u64,
-    addr: String,
     hello: Vec<u8>,
     max_frame: usize,
     stop: watch::Receiver<bool>,
@@ -251,25 +301,42 @@ enum Ended {
 
 impl Dialer {
     async fn run(mut self) {
-        let shared = Arc::clone(&self.shared);
-        let Some(link) = shared.links.get(&self.peer) else {
-            return;
-        };
+        let link = Arc::clone(&self.link);
+        let _ = self.peer;
+        self.dial(&link).await;
+        if *link.retired.borrow() {
+            info!("peer left the membership; link closed");
+        }
+    }
+
+    /// Connects and reconnects until the transport stops or the peer leaves the
+    /// membership. A peer that leaves still gets what was queued for it (the COMMIT
+    /// of its own removal, say): its queue is closed, not dropped, and drains first.
+    async fn dial(&mut self, link: &Link) {
+        let mut retired = link.retired.subscribe();
         let mut backoff = MIN_BACKOFF;
         // Consecutive failed attempts (refused, or closed within MAX_BACKOFF): only the
         // first of a streak is logged at info, so a peer that is down or rejects us
         // does not flood the log.
         let mut failures = 0u32;
         loop {
+            if *retired.borrow_and_update() {
+                return;
+            }
             let attempt = tokio::select! {
                 () = stopped(&mut self.stop) => return,
-                r = connect(&self.addr, &self.hello) => r,
+                _ = retired.changed() => return,
+                r = connect(&link.addr, &self.hello) => r,
             };
             match attempt {
                 Ok(stream) => {
                     let up = Instant::now();
                     let (tx, mut rx) = mpsc::unbounded_channel();
                     link.set(Some(tx));
+                    if *retired.borrow() {
+                        // Retired meanwhile: close the queue so the pump ends.
+                        link.set(None);
+                    }
                     if failures == 0 {
                         info!("quorum link up");
                     } else {
@@ -307,6 +374,7 @@ impl Dialer {
             }
             tokio::select! {
                 () = stopped(&mut self.stop) => return,
+                _ = retired.changed() => return,
                 () = tokio::time::sleep(backoff) => {}
             }
             backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -401,11 +469,10 @@ async fn write(
 /// The inbound side, shared by every accepted connection.
 struct Acceptor {
     self_id: u64,
-    ensemble_id: String,
     max_frame: usize,
     /// Per peer, a counter bumped by each accepted connection; an older connection
     /// that sees it move closes itself.
-    newest: BTreeMap<u64, watch::Sender<u64>>,
+    newest: Mutex<BTreeMap<u64, watch::Sender<u64>>>,
     inbound: mpsc::UnboundedSender<(u64, Message)>,
     lost: Option<mpsc::UnboundedSender<u64>>,
 }
@@ -471,9 +538,14 @@ async fn serve(
         return;
     };
     tracing::Span::current().record("peer", peer);
-    let Some(newest) = acceptor.newest.get(&peer) else {
-        return;
-    };
+    let newest = acceptor
+        .newest
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .entry(peer)
+        .or_insert_with(|| watch::channel(0u64).0)
+        .clone();
+    let newest = &newest;
     let mut me = 0;
     newest.send_modify(|n| {
         *n += 1;
@@ -550,13 +622,9 @@ impl Acceptor {
                 "protocol version {} != ours {PROTOCOL_VERSION}",
                 h.protocol_version
             ),
-            Ok(h) if h.ensemble_id != self.ensemble_id => format!(
-                "ensemble id {} != ours {} (a server of another ensemble, or a different server list?)",
-                h.ensemble_id, self.ensemble_id
-            ),
-            Ok(h) if !self.newest.contains_key(&h.sender_id) => format!(
-                "sender id {} is not a peer of server {} (duplicate myid, or a stale server list?)",
-                h.sender_id, self.self_id
+            Ok(h) if h.sender_id == self.self_id => format!(
+                "sender id {} is this server's own (duplicate myid?)",
+                h.sender_id
             ),
             Ok(h) => return Some(h.sender_id),
         };
@@ -680,31 +748,32 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_server_of_another_ensemble_is_rejected() {
+    async fn peers_join_and_leave_at_run_time() {
         let (la, a) = listener().await;
         let (lb, b) = listener().await;
-        let (lx, x) = listener().await;
-        let ours: BTreeMap<u64, SocketAddr> = [(1, a), (2, b)].into();
-        // Server 2 of another ensemble, pointing at server 1 of ours.
-        let theirs: BTreeMap<u64, SocketAddr> = [(1, a), (2, x)].into();
-        let (sa, mut inbox_a) = node(la, config(1, "ours", &ours));
-        let (sb, _inbox_b) = node(lb, config(2, "ours", &ours));
-        let (sx, _inbox_x) = node(lx, config(2, "theirs", &theirs));
-
-        eventually("b's link to a", || sb.connected().contains(&1)).await;
-        // The stranger may briefly count its link as up before a closes it; whatever
-        // it sends in that window must never arrive.
-        for i in 0..20 {
-            sx.send(1, Message::Sync { token: 666 });
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            sb.send(1, Message::Sync { token: i });
-        }
-        for i in 0..20 {
-            assert_eq!(recv(&mut inbox_a).await, (2, Message::Sync { token: i }));
-        }
+        let (lc, c) = listener().await;
+        let ab: BTreeMap<u64, SocketAddr> = [(1, a), (2, b)].into();
+        let (sa, _inbox_a) = node(la, config(1, "ens", &ab));
+        let (sb, mut inbox_b) = node(lb, config(2, "ens", &ab));
+        // Server 3 joins with a server list of its own (a different ensemble id).
+        let abc: BTreeMap<u64, SocketAddr> = [(1, a), (2, b), (3, c)].into();
+        let (sc, mut inbox_c) = node(lc, config(3, "joiner", &abc));
+        eventually("c's link to b", || sc.connected().contains(&2)).await;
+        sc.send(2, Message::Sync { token: 3 });
+        assert_eq!(recv(&mut inbox_b).await, (3, Message::Sync { token: 3 }));
+        // b learns of c only when its membership does.
+        assert!(!sb.connected().contains(&3));
+        sb.set_peers([(1, a.to_string()), (3, c.to_string())].into());
+        eventually("b's link to c", || sb.connected().contains(&3)).await;
+        sb.send(3, Message::Sync { token: 2 });
+        assert_eq!(recv(&mut inbox_c).await, (2, Message::Sync { token: 2 }));
+        // c leaves b's membership: the link closes and sends are dropped.
+        sb.set_peers([(1, a.to_string())].into());
+        eventually("b's link to c closed", || !sb.connected().contains(&3)).await;
+        sb.send(3, Message::Sync { token: 99 });
         tokio::time::sleep(Duration::from_millis(200)).await;
-        assert!(inbox_a.try_recv().is_err(), "nothing from the stranger");
-        for s in [sa, sb, sx] {
+        assert!(inbox_c.try_recv().is_err(), "nothing after c left");
+        for s in [sa, sb, sc] {
             s.shutdown();
         }
     }
@@ -770,9 +839,9 @@ mod tests {
         sock.write_all(b"\x00\x00\x00\x05hello").await.unwrap();
         assert_closed(sock).await;
 
-        // An unknown sender id.
+        // This server's own id.
         let mut sock = TcpStream::connect(a).await.unwrap();
-        sock.write_all(&handshake_frame("ens", 9)).await.unwrap();
+        sock.write_all(&handshake_frame("ens", 1)).await.unwrap();
         assert_closed(sock).await;
 
         // A valid handshake, a valid message, then an undecodable frame.

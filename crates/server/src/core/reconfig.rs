@@ -1,0 +1,163 @@
+//! Membership changes: ZooKeeper's `reconfig` request and the admin API's member calls
+//! take this one path. The leader checks the change, proposes the new configuration
+//! as a Txn, and every server applies it once committed (see `membership`).
+
+use std::collections::BTreeMap;
+
+use rookery_tree::prep::Op;
+use rookery_wire::ErrorCode;
+use rookery_wire::proto::{ReconfigRequest, Request};
+use rookery_zab::peer::{LearnerPhase, Role};
+use rookery_zab::storage::MetaStore;
+use tracing::info;
+
+use super::{Core, CoreError};
+use crate::membership::Ensemble;
+
+impl Core {
+    /// The write a request makes: a reconfig on the leader is checked and turned into
+    /// the new configuration here; everything else is `write` as it is.
+    pub(super) fn reconfig_or(
+        &mut self,
+        body: &Request,
+        write: Result<Op, ErrorCode>,
+    ) -> Result<Op, ErrorCode> {
+        match body {
+            Request::Reconfig(r) if self.peer.role() == Role::Leading => {
+                if !self.cfg.reconfig_enabled {
+                    return Err(ErrorCode::ReconfigDisabled);
+                }
+                self.reconfig_request(r)
+            }
+            _ => write,
+        }
+    }
+
+    fn reconfig_request(&mut self, r: &ReconfigRequest) -> Result<Op, ErrorCode> {
+        let current = self.committed_ensemble()?;
+        if r.cur_config_id != -1 && r.cur_config_id != current.version {
+            return Err(ErrorCode::BadVersion);
+        }
+        let next = match &r.new_members {
+            Some(members) if !members.trim().is_empty() => current.replaced(members)?,
+            _ => current.incremental(
+                r.joining_servers.as_deref().unwrap_or(""),
+                r.leaving_servers.as_deref().unwrap_or(""),
+            )?,
+        };
+        self.check_change(&next, false).map_err(|(code, _)| code)?;
+        Ok(self.reconfig_op(&current, &next))
+    }
+
+    pub(super) fn committed_ensemble(&self) -> Result<Ensemble, ErrorCode> {
+        self.cfg.ensemble.clone().ok_or(ErrorCode::Unimplemented)
+    }
+
+    /// Whether the leader may propose `next` now: one change at a time, a membership
+    /// that can form quorums, and (unless `force`) a majority of its voters already in
+    /// sync with this leader, so the change can commit and the ensemble stays writable
+    /// (ZooKeeper's NewConfigNoQuorum). The reason goes to operators as it is.
+    pub(super) fn check_change(
+        &self,
+        next: &Ensemble,
+        force: bool,
+    ) -> Result<(), (ErrorCode, String)> {
+        if self.peer.role() != Role::Leading || !self.peer.is_serving() {
+            return Err((
+                ErrorCode::NotReadOnly,
+                "only the leader changes the membership".into(),
+            ));
+        }
+        let in_flight = self
+            .reconfig_zxid
+            .is_some_and(|z| z > self.tree.last_zxid());
+        if in_flight || !self.peer.quorums().pending().is_empty() {
+            return Err((
+                ErrorCode::ReconfigInProgress,
+                "another membership change is still in progress".into(),
+            ));
+        }
+        let voters: Vec<u64> = next.voters().collect();
+        if voters.is_empty() {
+            return Err((
+                ErrorCode::BadArguments,
+                "no voting member would be left".into(),
+            ));
+        }
+        if force {
+            return Ok(());
+        }
+        let me = self.peer.self_id().0;
+        let synced: Vec<u64> = self
+            .peer
+            .learners()
+            .iter()
+            .filter(|l| l.phase >= LearnerPhase::Synced)
+            .map(|l| l.id.0)
+            .chain([me])
+            .collect();
+        let up = voters.iter().filter(|v| synced.contains(v)).count();
+        if up <= voters.len() / 2 {
+            return Err((
+                ErrorCode::NewConfigNoQuorum,
+                format!(
+                    "only {up} of the {} voters of the new membership are in sync with the leader; a majority must be",
+                    voters.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The Txn's op; the leader also dials the new members now, since new voters must
+    /// acknowledge the change before it commits.
+    pub(super) fn reconfig_op(&mut self, current: &Ensemble, next: &Ensemble) -> Op {
+        if let Some(t) = &self.transport {
+            let mut peers = self.peer_addresses(current);
+            peers.extend(self.peer_addresses(next));
+            t.set_peers(peers);
+        }
+        Op::Reconfig {
+            data: next.body().into_bytes(),
+        }
+    }
+
+    /// Where to dial each member of `e`: zoo.cfg's address if it names the server.
+    pub(super) fn peer_addresses(&self, e: &Ensemble) -> BTreeMap<u64, String> {
+        let mut peers = e.peers(u64::from(self.cfg.server_id));
+        for (id, addr) in &mut peers {
+            if let Some(local) = self.cfg.local_peers.get(id) {
+                addr.clone_from(local);
+            }
+        }
+        peers
+    }
+
+    /// A configuration is committed (applied here, or installed with the leader's
+    /// snapshot): it is persisted so restarts use it, the transport dials exactly its
+    /// members, and the admin API lists them.
+    pub(super) fn ensemble_committed(&mut self, e: Ensemble) -> Result<(), CoreError> {
+        self.peer.storage_mut().set_config(e.text().as_bytes())?;
+        if let Some(t) = &self.transport {
+            t.set_peers(self.peer_addresses(&e));
+        }
+        let summary: Vec<String> = e
+            .servers
+            .values()
+            .map(|s| format!("{}:{}", s.id, s.learner_type))
+            .collect();
+        info!(
+            version = format!("{:#x}", e.version),
+            members = summary.join(" "),
+            "membership changed"
+        );
+        self.record_event(format!(
+            "membership {:#x}: {}",
+            e.version,
+            summary.join(" ")
+        ));
+        self.cfg.members = e.member_configs();
+        self.cfg.ensemble = Some(e);
+        Ok(())
+    }
+}
