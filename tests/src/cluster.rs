@@ -24,7 +24,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::{Target, ZOOKEEPER_JAR, four_letter, missing, rookery_bin, zk_system_properties};
+use crate::{
+    Target, ZOOKEEPER_JAR, four_letter, missing, rookery_bin, zk_jvm_flags, zk_system_properties,
+};
 
 /// What a Rookery without replication prints when handed an ensemble config.
 pub const REFUSES_ENSEMBLES: &str = "replication is not implemented yet";
@@ -382,10 +384,12 @@ impl Cluster {
             Target::ZooKeeper => {
                 let mut c = Command::new("java");
                 // Four JVMs on two cores: the client compiler and serial GC start faster.
-                c.args([
+                c.args(zk_jvm_flags(&[
                     "-Xmx256m",
                     "-XX:+UseSerialGC",
                     "-XX:TieredStopAtLevel=1",
+                ]))
+                .args([
                     "-Dzookeeper.admin.enableServer=false",
                     "-Dorg.slf4j.simpleLogger.showDateTime=true",
                     "-Dorg.slf4j.simpleLogger.dateTimeFormat=HH:mm:ss.SSS",
@@ -405,6 +409,43 @@ impl Cluster {
             .spawn()
             .expect("starting a server");
         node.child = Some(child);
+    }
+
+    /// Starts a new server that is not a member yet, as an operator would before
+    /// adding it (Rookery's `rookery admin members add`, ZooKeeper's `reconfig -add`):
+    /// its zoo.cfg lists every current server and itself as an observer. Returns its
+    /// id; it serves only once the ensemble has added it. Unproxied clusters only.
+    pub fn add_server(&mut self) -> usize {
+        assert!(self.mesh.is_none(), "joiners are not proxied");
+        let id = self.nodes.len() + 1;
+        let reserved = reserve_ports(4);
+        let p: Vec<u16> = reserved
+            .iter()
+            .map(|l| l.local_addr().expect("port").port())
+            .collect();
+        drop(reserved);
+        let dir = self.nodes[0].dir.with_file_name(format!("node{id}"));
+        self.nodes.push(Node {
+            id,
+            observer: true,
+            client_port: p[0],
+            quorum_port: p[1],
+            election_port: p[2],
+            admin_port: p[3],
+            dir,
+            child: None,
+            starts: 0,
+            stopped: false,
+        });
+        self.write_config(id).expect("writing the joiner's config");
+        self.spawn(id);
+        id
+    }
+
+    /// Records a membership change the test made, so [`Cluster::is_settled`] expects
+    /// node `n` to follow (voter) or observe.
+    pub fn set_observer(&mut self, n: usize, observer: bool) {
+        self.node_mut(n).observer = observer;
     }
 
     /// Whether node `n`'s process is alive (a SIGSTOPped one is).

@@ -140,10 +140,14 @@ fn target_dir() -> PathBuf {
 }
 
 /// The `rookery` binary, built on first use if `cargo test` has not built it.
+/// `ROOKERY_BIN` names one instead (the benchmark's release build) and skips the build.
 pub fn rookery_bin() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BUILT
         .get_or_init(|| {
+            if let Some(bin) = std::env::var_os("ROOKERY_BIN") {
+                return PathBuf::from(bin);
+            }
             let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
                 .parent()
                 .expect("workspace root");
@@ -265,7 +269,7 @@ impl Server {
             Target::ZooKeeper => {
                 let mut c = Command::new("java");
                 let props = zk_system_properties(&self.extra_config);
-                c.arg("-Xmx512m")
+                c.args(zk_jvm_flags(&["-Xmx512m"]))
                     .arg("-Dzookeeper.admin.enableServer=false")
                     .arg(format!("-Dzookeeper.log.dir={}", self.dir.path().display()))
                     .args(props)
@@ -331,6 +335,11 @@ impl Server {
         self.spawn();
     }
 
+    /// The server's process id while it runs (for ZooKeeper, the JVM's).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         self.child
@@ -342,6 +351,16 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
+    }
+}
+
+/// ZooKeeper's JVM heap, GC and JIT flags: `defaults`, sized for tests, unless
+/// `ROOKERY_ZK_JVM_OPTS` (whitespace-separated) replaces them, as the benchmark does: a
+/// million znodes need a bigger heap, and a fair comparison the server JIT.
+pub(crate) fn zk_jvm_flags(defaults: &[&str]) -> Vec<String> {
+    match std::env::var("ROOKERY_ZK_JVM_OPTS") {
+        Ok(opts) => opts.split_whitespace().map(str::to_owned).collect(),
+        Err(_) => defaults.iter().map(|f| (*f).to_owned()).collect(),
     }
 }
 

@@ -679,3 +679,249 @@ fn cluster_status_members_and_expire_through_a_follower() {
     println!("`rookery admin status` on the leader (node {leader}):\n{human}");
     assert!(human.contains("leader"), "{human}");
 }
+
+/// How many znodes the joiner must catch up on; `ROOKERY_MEMBERSHIP_ZNODES=100000`
+/// measures a large catch-up (the note on issue 5 quotes it).
+fn membership_znodes() -> usize {
+    std::env::var("ROOKERY_MEMBERSHIP_ZNODES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500)
+}
+
+/// Writes `n` znodes under `/bulk`, many in flight at once.
+fn create_many(rt: &tokio::runtime::Runtime, zk: &Client, n: usize) {
+    create(rt, zk, "/bulk", b"");
+    rt.block_on(async {
+        for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
+            let mut pending = tokio::task::JoinSet::new();
+            for i in chunk {
+                let path = format!("/bulk/n{i:06}");
+                let zk = zk.clone();
+                pending.spawn(async move { zk.create(&path, &[7u8; 100], &persistent()).await });
+            }
+            while let Some(r) = pending.join_next().await {
+                r.expect("bulk create task").expect("bulk create");
+            }
+        }
+    });
+}
+
+/// A write through `zk` that must commit within `timeout`.
+fn write_commits(rt: &tokio::runtime::Runtime, zk: &Client, path: &str, timeout: Duration) -> bool {
+    rt.block_on(async {
+        tokio::time::timeout(timeout, zk.create(path, b"", &persistent()))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    })
+}
+
+fn member(list: &Value, id: usize) -> Option<&Value> {
+    list["members"]
+        .as_array()?
+        .iter()
+        .find(|m| m["id"].as_u64() == Some(id as u64))
+}
+
+#[test]
+fn members_are_added_promoted_and_removed_through_the_cli() {
+    rookery_only!();
+    let Some(mut c) = rookery_tests::start_cluster_if_available(ClusterOptions::default()) else {
+        return;
+    };
+    let leader = c
+        .leader()
+        .unwrap_or_else(|| panic!("no leader\n{}", c.logs()));
+    let leader_ep = c.node(leader).admin_endpoint();
+    wait_for_admin(&leader_ep, &[]);
+    let rt = runtime();
+    let zk = connect(
+        &rt,
+        &format!("127.0.0.1:{}", c.client_port(leader)),
+        Duration::from_secs(10),
+    );
+    let znodes = membership_znodes();
+    create_many(&rt, &zk, znodes);
+
+    // A fourth server joins as an observer, catches up, and is promoted.
+    let started = Instant::now();
+    let new = c.add_server();
+    let (q, e, cp) = (
+        c.node(new).quorum_port(),
+        c.node(new).election_port(),
+        c.client_port(new),
+    );
+    let added = admin(
+        &leader_ep,
+        &[
+            "--json",
+            "members",
+            "add",
+            &new.to_string(),
+            &format!("127.0.0.1:{q}"),
+            &format!("127.0.0.1:{e}"),
+            "--client",
+            &format!("127.0.0.1:{cp}"),
+        ],
+    )
+    .json();
+    assert_eq!(
+        member(&added, new).map(|m| m["role"].clone()),
+        Some(Value::from("observer")),
+        "{added:#}"
+    );
+    let version_added = str_field(&added, "config_version").to_owned();
+    assert!(
+        c.wait_for_mode_eq(new, "observer", CLUSTER_WAIT),
+        "the joiner did not observe\n{}",
+        c.logs()
+    );
+    let promoted = poll(
+        CLUSTER_WAIT,
+        || format!("server {new} was never promoted\n{}", c.logs()),
+        || {
+            let r = admin(
+                &leader_ep,
+                &["--json", "members", "promote", &new.to_string()],
+            );
+            if !r.success() {
+                // Refused until it has caught up: the reason says so.
+                assert!(r.stderr().contains("caught up"), "{}", r.describe());
+            }
+            r.success().then(|| r.json())
+        },
+    );
+    let took = started.elapsed();
+    println!(
+        "add + catch-up ({znodes} znodes) + promote of server {new} took {} ms",
+        took.as_millis()
+    );
+    assert_eq!(
+        member(&promoted, new).map(|m| m["role"].clone()),
+        Some(Value::from("voter")),
+        "{promoted:#}"
+    );
+    assert_ne!(str_field(&promoted, "config_version"), version_added);
+    c.set_observer(new, false);
+    assert!(
+        c.wait_for_mode_eq(new, "follower", CLUSTER_WAIT),
+        "the promoted server does not follow\n{}",
+        c.logs()
+    );
+    // /zookeeper/config shows it, in ZooKeeper's format, on every server.
+    let (config, _) = rt
+        .block_on(zk.get_data("/zookeeper/config"))
+        .expect("read /zookeeper/config");
+    let config = String::from_utf8_lossy(&config).into_owned();
+    assert!(
+        config.contains(&format!(
+            "server.{new}=127.0.0.1:{q}:{e}:participant;127.0.0.1:{cp}"
+        )),
+        "{config}"
+    );
+    assert!(
+        config.ends_with(&format!(
+            "version={}",
+            str_field(&promoted, "config_version")
+        )),
+        "{config}"
+    );
+
+    // It counts: with one original voter down, three of four (the new one among them)
+    // still commit; with the new one paused too, two of four cannot.
+    let down = c
+        .ids()
+        .find(|&n| n != leader && n != new)
+        .expect("a follower");
+    c.kill9(down);
+    assert!(
+        write_commits(&rt, &zk, "/with-three-of-four", WAIT),
+        "a write did not commit with 3 of 4 voters\n{}",
+        c.logs()
+    );
+    c.stop(new);
+    assert!(
+        !write_commits(&rt, &zk, "/with-two-of-four", Duration::from_secs(5)),
+        "a write committed with 2 of 4 voters: the new voter was not counted"
+    );
+    c.resume(new);
+    c.restart(down);
+    let leader = c
+        .wait_for_leader(CLUSTER_WAIT)
+        .unwrap_or_else(|| panic!("no leader after the pause\n{}", c.logs()));
+    let leader_ep = c.node(leader).admin_endpoint();
+    wait_for_admin(&leader_ep, &[]);
+    let zk = connect(&rt, &c.connect_string(), Duration::from_secs(10));
+    assert!(write_commits(&rt, &zk, "/all-four-back", WAIT));
+
+    // Removing a member: the rest go on.
+    let gone = c
+        .ids()
+        .find(|&n| n != leader && n != new)
+        .expect("an original follower");
+    let removed = poll(
+        CLUSTER_WAIT,
+        || format!("server {gone} was not removed\n{}", c.logs()),
+        || {
+            let r = admin(
+                &leader_ep,
+                &["--json", "members", "remove", &gone.to_string()],
+            );
+            r.success().then(|| r.json())
+        },
+    );
+    assert!(member(&removed, gone).is_none(), "{removed:#}");
+    assert_eq!(removed["members"].as_array().map(Vec::len), Some(3));
+    c.kill9(gone);
+    assert!(write_commits(&rt, &zk, "/after-remove", WAIT));
+
+    // Removing a member so that no quorum is left is refused, with the reason.
+    let other = c
+        .ids()
+        .find(|&n| n != leader && n != gone && n != new)
+        .expect("the last original follower");
+    c.kill9(other);
+    // Once the leader has noticed (its view of a learner lags a crash by up to
+    // syncLimit; a change asked before then is accepted and waits for the dead voter).
+    poll(
+        CLUSTER_WAIT,
+        || format!("the leader still lists server {other} as synced"),
+        || {
+            let list = admin(&leader_ep, &["--json", "members", "list"]).json();
+            member(&list, other)
+                .is_some_and(|m| m["link"] != "synced")
+                .then_some(())
+        },
+    );
+    let refused = admin(&leader_ep, &["members", "remove", &new.to_string()]);
+    assert!(!refused.success(), "{}", refused.describe());
+    assert!(
+        refused.stderr().contains("in sync"),
+        "{}",
+        refused.describe()
+    );
+    c.restart(other);
+
+    // The membership survives a restart of every member that is still in it.
+    let before = admin(&leader_ep, &["--json", "members", "list"]).json();
+    let members: Vec<usize> = c.ids().filter(|&n| n != gone).collect();
+    for &n in &members {
+        c.restart(n);
+    }
+    let leader = c
+        .wait_for_leader_among(&members, CLUSTER_WAIT)
+        .unwrap_or_else(|| panic!("no leader after restarts\n{}", c.logs()));
+    let ep = c.node(leader).admin_endpoint();
+    wait_for_admin(&ep, &[]);
+    let after = admin(&ep, &["--json", "members", "list"]).json();
+    assert_eq!(before["config_version"], after["config_version"]);
+    let ids = |v: &Value| -> Vec<u64> {
+        v["members"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|m| m["id"].as_u64()).collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(ids(&before), ids(&after));
+    let human = admin(&ep, &["members", "list"]).ok();
+    println!("`rookery admin members list` after the changes:\n{human}");
+}

@@ -1934,3 +1934,84 @@ fn rust_client_fails_over_with_the_whole_connect_string() {
     drop(rt);
     assert_converged(&mut c, "/rc", &ledger);
 }
+
+// ---------------------------------------------------------------------------------
+// ZooKeeper's own reconfig: kazoo removes a member, zkCli.sh adds it back.
+
+#[test]
+fn reconfig_from_kazoo_and_zkcli_removes_and_adds_back_a_member() {
+    let _serial = serial();
+    rookery_tests::require!("kazoo", "zkcli");
+    let Some(mut c) = rookery_tests::start_cluster_if_available(ClusterOptions {
+        extra_config: format!("reconfigEnabled=true\n{SUPER_DIGEST}\n"),
+        ..ClusterOptions::default()
+    }) else {
+        return;
+    };
+    let leader = c.leader().expect("a leader");
+    let leaving = c.ids().find(|&n| n != leader).expect("a follower");
+    let hosts = c.connect_string();
+    let out = std::process::Command::new(rookery_tests::DEBIAN_PYTHON)
+        .arg(rookery_tests::client_script("kazoo_reconfig.py"))
+        .args([&hosts, &leaving.to_string()])
+        .output()
+        .expect("running python3");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && stdout.lines().any(|l| l == "OK"),
+        "[{}] kazoo reconfig failed\nstdout:\n{stdout}\nstderr:\n{}\n{}",
+        target_name(),
+        String::from_utf8_lossy(&out.stderr),
+        c.logs()
+    );
+    // Writes go on with the two members left.
+    let mut zk = connect_serving(&mut c, leader);
+    assert_eq!(zk.create("/after-remove", b"x").ok(), Some(0));
+
+    // zkCli.sh puts it back as a participant.
+    let node = c.node(leaving);
+    let spec = format!(
+        "server.{leaving}=127.0.0.1:{}:{}:participant;127.0.0.1:{}",
+        node.quorum_port(),
+        node.election_port(),
+        node.client_port()
+    );
+    let mut cli = ZkCli::connect(&format!("127.0.0.1:{}", c.client_port(leader)));
+    cli.run("addauth digest super:admin");
+    let added = cli.run(&format!("reconfig -add {spec}"));
+    assert!(
+        added
+            .iter()
+            .any(|l| l.starts_with(&format!("server.{leaving}="))),
+        "[{}] zkCli reconfig -add: {added:?}",
+        target_name()
+    );
+    let config = cli.run("config");
+    cli.quit();
+    assert!(
+        config.iter().any(|l| l.starts_with(&format!(
+            "server.{leaving}=127.0.0.1:{}",
+            node.quorum_port()
+        ))),
+        "{config:?}"
+    );
+    // It serves again, and every member agrees on the data.
+    assert!(
+        c.wait_for_mode_eq(leaving, "follower", CLUSTER_WAIT),
+        "[{}] node {leaving} does not follow after being added back (modes {:?})\n{}",
+        target_name(),
+        c.modes(),
+        c.logs()
+    );
+    let mut back = connect_serving(&mut c, leaving);
+    assert_eq!(back.sync("/").ok(), Some(0));
+    assert_eq!(
+        back.get("/after-remove"),
+        Ok(Some(b"x".to_vec())),
+        "node {leaving} lacks a write made while it was out"
+    );
+}
+
+/// `super:admin`: reconfig needs the super user (`/zookeeper/config` is read-only to
+/// everyone else), in ZooKeeper as here.
+const SUPER_DIGEST: &str = "superDigest=super:xQJmxLMiHGwaqBvst5y6rkB6HQs=";

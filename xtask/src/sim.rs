@@ -33,6 +33,9 @@ pub(crate) struct SimArgs {
     /// Let hosts snapshot a tree that is ahead of their synced log.
     #[arg(long)]
     unsynced_snapshots: bool,
+    /// The leader changes the membership now and then, under the same faults.
+    #[arg(long)]
+    reconfig: bool,
     /// Print every event of the run (with --seed).
     #[arg(long, requires = "seed")]
     trace: bool,
@@ -68,6 +71,7 @@ pub(crate) fn run(args: &SimArgs) -> Result<()> {
         (args.check_sync, "--check-sync"),
         (args.check_stalls, "--check-stalls"),
         (args.unsynced_snapshots, "--unsynced-snapshots"),
+        (args.reconfig, "--reconfig"),
     ] {
         if on {
             cmd.arg(flag);

@@ -261,7 +261,11 @@ pub async fn start(cfg: &ServerConfig) -> Result<RunningServer, ServerError> {
             let to_core = handle.clone();
             tokio::spawn(async move {
                 loop {
+                    // Messages first: a peer's last frames (the COMMIT of this server's
+                    // own removal, say) are queued before its connection is reported
+                    // lost, and must reach the core before the loss does.
                     let cmd = tokio::select! {
+                        biased;
                         m = in_rx.recv() => match m {
                             Some((from, msg)) => CoreCmd::Peer { from, msg },
                             None => return,

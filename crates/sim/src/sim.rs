@@ -41,6 +41,10 @@ pub struct SimOptions {
     /// Checks and faults for gaps the core is known to have (off by default so CI
     /// stays meaningful; see [`Strict`]).
     pub strict: Strict,
+    /// The leader changes the membership now and then (promote, demote, remove, add
+    /// back), one change at a time, under the same faults. Off by default so every
+    /// seed without it replays as it always did.
+    pub reconfig: bool,
 }
 
 /// Known gaps of the core, each switched on by its own flag so a run reports one of
@@ -97,6 +101,7 @@ impl Default for SimOptions {
             bugs: InjectedBugs::default(),
             record_trace: false,
             strict: Strict::default(),
+            reconfig: false,
         }
     }
 }
@@ -167,6 +172,8 @@ pub struct Stats {
     pub committed: u64,
     pub syncs_asked: u64,
     pub syncs_answered: u64,
+    /// Membership changes the leader proposed (with [`SimOptions::reconfig`]).
+    pub reconfigs_proposed: u64,
     pub snapshots_taken: u64,
     pub purges: u64,
     pub diffs: u64,
@@ -182,6 +189,7 @@ pub struct Failure {
     pub seed: u64,
     pub fault_steps: u64,
     pub strict: Strict,
+    pub reconfig: bool,
     pub invariant: Invariant,
     pub detail: String,
     pub step: u64,
@@ -199,9 +207,10 @@ impl Failure {
             format!(" --steps {}", self.fault_steps)
         };
         format!(
-            "cargo xtask sim --seed {}{steps}{}",
+            "cargo xtask sim --seed {}{steps}{}{}",
             self.seed,
-            self.strict.flags()
+            self.strict.flags(),
+            if self.reconfig { " --reconfig" } else { "" }
         )
     }
 }
@@ -279,6 +288,7 @@ enum Event {
         generation: u64,
     },
     Snapshot,
+    Reconfig,
 }
 
 #[derive(Debug)]
@@ -331,6 +341,9 @@ struct Host {
     /// The epoch this server was last established leader in (by discovery; an epoch
     /// roll later does not change it): its history then held every earlier commit.
     established_epoch: Option<Epoch>,
+    /// The log entry that made `cfg.quorum` the membership (its version), as a server
+    /// persists it: a restart starts from it.
+    config_entry: Option<Vec<u8>>,
 }
 
 impl Host {
@@ -462,7 +475,11 @@ impl Sim {
                     cfg: PeerConfig {
                         self_id: *id,
                         quorum: quorum.clone(),
-                        config_in_entry: rookery_zab::peer::no_configs,
+                        config_in_entry: if opts.reconfig {
+                            sim_config_in_entry
+                        } else {
+                            rookery_zab::peer::no_configs
+                        },
                         timeouts,
                         bugs: opts.bugs,
                         roll_epoch_at_counter: sim.scenario.roll_epoch_at_counter,
@@ -478,6 +495,7 @@ impl Sim {
                     held: BTreeMap::new(),
                     sessions_proposed: BTreeSet::new(),
                     established_epoch: None,
+                    config_entry: None,
                 },
             );
         }
@@ -502,6 +520,10 @@ impl Sim {
         self.schedule(first_fault, Event::Fault);
         let first_snapshot = self.rng.range(200, 1_500);
         self.schedule(first_snapshot, Event::Snapshot);
+        if self.opts.reconfig {
+            let first = self.rng.range(200, 2_000);
+            self.schedule(first, Event::Reconfig);
+        }
         loop {
             if self.phase == Phase::Faults && self.step >= self.opts.fault_steps {
                 self.start_heal()?;
@@ -572,6 +594,7 @@ impl Sim {
             seed: self.seed,
             fault_steps: self.opts.fault_steps,
             strict: self.opts.strict,
+            reconfig: self.opts.reconfig,
             invariant: v.invariant,
             detail: v.detail,
             step: self.step,
@@ -615,6 +638,21 @@ impl Sim {
                 h.tree.digest(),
                 p.needs_flush()
             );
+            if self.opts.reconfig {
+                let q = p.quorums();
+                let ids = |s: &BTreeSet<ServerId>| s.iter().map(|i| i.0).collect::<Vec<_>>();
+                let _ = writeln!(
+                    out,
+                    "      membership {}: voters {:?} observers {:?}; pending {:?}",
+                    z(q.committed().version()),
+                    ids(q.committed().voters()),
+                    ids(q.committed().observers()),
+                    q.pending()
+                        .iter()
+                        .map(|(zx, c)| (z(*zx), ids(c.voters()), ids(c.observers())))
+                        .collect::<Vec<_>>()
+                );
+            }
             for v in p.learners() {
                 let _ = writeln!(
                     out,
@@ -706,6 +744,14 @@ impl Sim {
                 let delay = self.rng.range(200, 1_500);
                 self.schedule(delay, Event::Snapshot);
                 self.snapshot()
+            }
+            Event::Reconfig => {
+                if self.phase != Phase::Faults {
+                    return Ok(());
+                }
+                let delay = self.rng.range(300, 3_000);
+                self.schedule(delay, Event::Reconfig);
+                self.reconfig()
             }
         }
     }
@@ -839,9 +885,12 @@ impl Sim {
             snapshot_requests,
             messages,
             requests,
-            // The simulated hosts carry no membership changes (`no_configs`).
-            adopted_config: _,
+            adopted_config,
         } = ready;
+        if let Some((zxid, entry)) = adopted_config {
+            self.rec("adopt-config", id.0, 0, zxid, 0);
+            self.config_committed(id, zxid, entry);
+        }
         for rc in role_changes {
             let Some(h) = self.hosts.get_mut(&id) else {
                 return Ok(());
@@ -890,9 +939,25 @@ impl Sim {
             }
             self.checker.on_install(id, snap.last_zxid, tree.digest())?;
             self.rec("install-snapshot", id.0, 0, snap.last_zxid, 0);
+            let config = tree.node(CONFIG_PATH).and_then(|n| {
+                let data = n.data.clone()?;
+                let zxid = n.stat.mzxid;
+                let entry = reconfig_entry(zxid, data);
+                sim_config_in_entry(zxid, &entry).map(|q| (zxid, q, entry))
+            });
             if let Some(h) = self.hosts.get_mut(&id) {
                 h.tree = tree;
                 h.pending.clear();
+                if let Some((zxid, q, entry)) = config {
+                    if zxid > h.cfg.quorum.version() {
+                        h.cfg.quorum = q.clone();
+                        h.config_entry = Some(entry.clone());
+                        if let Some(p) = h.peer.as_mut() {
+                            p.install_config(q);
+                            p.set_committed_entry(zxid, entry);
+                        }
+                    }
+                }
             }
         }
         for e in committed {
@@ -981,6 +1046,12 @@ impl Sim {
         if matches!(txn, Txn::CreateSession { .. }) {
             h.sessions_proposed.remove(&header.session_id);
         }
+        if matches!(txn, Txn::Reconfig { .. }) && zxid > h.cfg.quorum.version() {
+            self.config_committed(id, zxid, payload.to_vec());
+        }
+        let Some(h) = self.hosts.get_mut(&id) else {
+            return Ok(());
+        };
         if h.proposals.remove(&zxid) == Some(hash) && h.leading().is_some() {
             self.checker.on_acked(zxid, hash);
             self.stats.writes_acked += 1;
@@ -1115,7 +1186,9 @@ impl Sim {
         };
         let mut hash = 0;
         let result = p.propose(|zxid| {
-            let caller = Caller::new(session, &[]);
+            let mut caller = Caller::new(session, &[]);
+            // Session 0 is the server's own write (a membership change).
+            caller.is_super = session == 0;
             // A failed op is still logged, as ZooKeeper logs an error Txn.
             let txn = tree
                 .prep(pending, &caller, op, zxid, now)
@@ -1153,6 +1226,67 @@ impl Sim {
 
     // ---------------------------------------------------------------------------------
     // Faults.
+
+    /// The leader moves one server: a voter becomes an observer or leaves, an observer
+    /// becomes a voter or leaves, a server that left comes back as an observer.
+    fn reconfig(&mut self) -> Checked {
+        let Some(leader) = self.leader_id() else {
+            return Ok(());
+        };
+        let Some(p) = self.hosts.get(&leader).and_then(|h| h.peer.as_ref()) else {
+            return Ok(());
+        };
+        if !p.quorums().pending().is_empty() {
+            return Ok(());
+        }
+        let current = p.quorums().committed().clone();
+        let ids: Vec<ServerId> = self.hosts.keys().copied().collect();
+        let Some(&x) = self.rng.pick(&ids) else {
+            return Ok(());
+        };
+        let mut voters: BTreeSet<ServerId> = current.voters().clone();
+        let mut observers: BTreeSet<ServerId> = current.observers().clone();
+        let leave = self.rng.permille(300);
+        if voters.remove(&x) {
+            if !leave {
+                observers.insert(x);
+            }
+        } else if observers.remove(&x) {
+            if !leave {
+                voters.insert(x);
+            }
+        } else {
+            observers.insert(x);
+        }
+        if voters.is_empty() {
+            return Ok(());
+        }
+        let data = config_text(&voters, &observers).into_bytes();
+        self.stats.reconfigs_proposed += 1;
+        self.rec(
+            "reconfig",
+            leader.0,
+            x.0,
+            voters.len() as i64,
+            observers.len() as i64,
+        );
+        self.propose(leader, 0, 0, &Op::Reconfig { data })?;
+        self.drain(leader)
+    }
+
+    /// Host `id` knows `entry` (at `zxid`) is its committed membership: persisted, as
+    /// a server persists it, so a restart starts from it.
+    fn config_committed(&mut self, id: ServerId, zxid: Zxid, entry: Vec<u8>) {
+        let Some(q) = sim_config_in_entry(zxid, &entry) else {
+            return;
+        };
+        if let Some(h) = self.hosts.get_mut(&id) {
+            if zxid > h.cfg.quorum.version() {
+                h.cfg.quorum = q;
+                h.config_entry = Some(entry);
+            }
+        }
+    }
 
     fn up_ids(&self) -> Vec<ServerId> {
         self.hosts
@@ -1350,7 +1484,10 @@ impl Sim {
         let disk = std::mem::take(&mut h.disk);
         let applied = tree.last_zxid();
         h.tree = tree;
-        let peer = storage_ok(id, Peer::new(h.cfg.clone(), disk, applied))?;
+        let mut peer = storage_ok(id, Peer::new(h.cfg.clone(), disk, applied))?;
+        if let Some(entry) = &h.config_entry {
+            peer.set_committed_entry(h.cfg.quorum.version(), entry.clone());
+        }
         h.peer = Some(peer);
         let incarnation = h.incarnation;
         let tick = h.tick_ms;
@@ -1479,7 +1616,12 @@ impl Sim {
             return None;
         }
         let digest = self.hosts.get(&leader)?.tree.digest();
+        let members = lp.quorums().committed().clone();
         for h in self.hosts.values() {
+            if !members.is_member(h.id) {
+                // Removed: it waits, idle, to be added back.
+                continue;
+            }
             let p = h.peer.as_ref()?;
             let follows = h.id == leader || p.leader() == Some(leader);
             if !p.is_serving()
@@ -1534,9 +1676,15 @@ impl Sim {
                 Ok(false)
             }
             Phase::FinalWrite(Some(_)) => {
+                let members = self
+                    .hosts
+                    .get(&leader)
+                    .and_then(|h| h.peer.as_ref())
+                    .map(|p| p.quorums().committed().clone());
                 let hosts: Vec<(ServerId, Zxid, &DataTree)> = self
                     .hosts
                     .values()
+                    .filter(|h| members.as_ref().is_none_or(|m| m.is_member(h.id)))
                     .map(|h| (h.id, h.tree.last_zxid(), &h.tree))
                     .collect();
                 self.checker.check_final(&hosts)?;
@@ -1553,6 +1701,45 @@ impl Sim {
             }
         }
     }
+}
+
+const CONFIG_PATH: &str = "/zookeeper/config";
+
+/// The simulator's membership text: `voters;observers`, ids comma-separated.
+fn config_text(voters: &BTreeSet<ServerId>, observers: &BTreeSet<ServerId>) -> String {
+    let list = |s: &BTreeSet<ServerId>| {
+        s.iter()
+            .map(|id| id.0.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    format!("{};{}", list(voters), list(observers))
+}
+
+/// [`rookery_zab::peer::ConfigInEntry`] for the simulator's hosts.
+fn sim_config_in_entry(zxid: Zxid, payload: &[u8]) -> Option<QuorumMaj> {
+    let data = rookery_tree::reconfig_in_entry(payload)?;
+    let text = String::from_utf8(data).ok()?;
+    let (v, o) = text.split_once(';')?;
+    let ids = |t: &str| -> Option<Vec<ServerId>> {
+        t.split(',')
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse().ok().map(ServerId))
+            .collect()
+    };
+    QuorumMaj::new(ids(v)?, ids(o)?, zxid).ok()
+}
+
+/// The entry that makes `data` the membership at `zxid` (what a snapshot's
+/// `/zookeeper/config` stands for).
+fn reconfig_entry(zxid: Zxid, data: Vec<u8>) -> Vec<u8> {
+    let header = TxnHeader {
+        session_id: 0,
+        cxid: 0,
+        zxid,
+        time_ms: 0,
+    };
+    encode_entry(&header, &Txn::Reconfig { data })
 }
 
 /// A storage error stops a real server; in the simulator it is a failure of the run.

@@ -1,5 +1,5 @@
-//! The simulator as CI runs it: a bounded range of seeds must pass, and a seed must
-//! replay exactly. More seeds, in release mode: `cargo xtask sim --seeds 2000`.
+//! The simulator as CI runs it: a bounded range of seeds must pass (with and without
+//! membership changes), and a seed must replay exactly. More seeds, in release mode: `cargo xtask sim --seeds 2000`.
 
 use std::time::Instant;
 
@@ -47,26 +47,44 @@ const FIXED_BUGS: &[(u64, &str, &str)] = &[
     ),
 ];
 
-#[test]
-fn a_range_of_seeds_keeps_every_invariant_and_converges() {
+/// Runs seeds `0..n` with `opts`; fails with every failure's report.
+fn range_passes(what: &str, n: u64, opts: &SimOptions) -> rookery_sim::Stats {
     let started = Instant::now();
-    let opts = SimOptions::default();
     let mut failures = Vec::new();
-    let (mut steps, mut acked, mut crashes) = (0, 0, 0);
-    for seed in 0..CI_SEEDS {
-        let report = run(seed, &opts);
-        steps += report.steps;
-        acked += report.stats.writes_acked;
-        crashes += report.stats.crashes;
+    let mut total = rookery_sim::Stats::default();
+    for seed in 0..n {
+        let report = run(seed, opts);
+        total.writes_acked += report.stats.writes_acked;
+        total.crashes += report.stats.crashes;
+        total.reconfigs_proposed += report.stats.reconfigs_proposed;
         if let Some(f) = report.failure {
             failures.push(f.to_string());
         }
     }
     println!(
-        "rookery-sim: {CI_SEEDS} seeds in {:.1?}: {steps} steps, {acked} acknowledged writes, {crashes} crashes",
-        started.elapsed()
+        "rookery-sim{what}: {n} seeds in {:.1?}: {} acknowledged writes, {} crashes, {} membership changes proposed",
+        started.elapsed(),
+        total.writes_acked,
+        total.crashes,
+        total.reconfigs_proposed
     );
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    total
+}
+
+#[test]
+fn a_range_of_seeds_keeps_every_invariant_and_converges() {
+    range_passes("", CI_SEEDS, &SimOptions::default());
+}
+
+#[test]
+fn membership_changes_under_faults_keep_every_invariant() {
+    let opts = SimOptions {
+        reconfig: true,
+        ..SimOptions::default()
+    };
+    let total = range_passes(" --reconfig", CI_SEEDS / 2, &opts);
+    assert!(total.reconfigs_proposed > 100, "{total:?}");
 }
 
 #[test]

@@ -228,7 +228,7 @@ impl Election {
     /// `getInitId`/`getInitLastLoggedZxid`/`getPeerEpoch`: a voter proposes itself; an
     /// observer proposes nothing any vote beats (ZooKeeper's `Long.MIN_VALUE`s).
     fn initial_vote(&self) -> Vote {
-        if self.is_voter() {
+        if self.quorum.weight(self.self_id) > 0 {
             Vote {
                 leader: self.self_id,
                 zxid: self.last_zxid,
@@ -285,6 +285,16 @@ impl Election {
         out
     }
 
+    /// A settled server's role changed without an election (an observer promoted to
+    /// follower, or the reverse): what it tells looking peers must say so, or they
+    /// would not count it toward the leader's quorum.
+    pub fn set_settled_state(&mut self, state: ServerState) {
+        if let Some(d) = &mut self.decision {
+            d.state = state;
+            self.state = state;
+        }
+    }
+
     /// The configurations changed (one was logged, committed or cut): votes and
     /// quorums count by them from now on.
     pub fn set_quorums(&mut self, quorums: Quorums) {
@@ -313,10 +323,14 @@ impl Election {
             sid: from,
             ..notification
         };
-        // WorkerReceiver: a non-voter is answered at once and never counted.
+        // WorkerReceiver: a non-voter is answered at once and never counted. Only by
+        // a voter: two non-voters (their memberships differ while one catches up)
+        // would otherwise answer each other's answers for ever.
         if !self.quorum.is_voter(from) {
-            let (vote, _) = self.current_vote();
-            out.push(self.notification_to(from, vote, self.logical_clock, self.state));
+            if self.is_voter() {
+                let (vote, _) = self.current_vote();
+                out.push(self.notification_to(from, vote, self.logical_clock, self.state));
+            }
             return out;
         }
         if self.state != ServerState::Looking {
@@ -434,9 +448,17 @@ impl Election {
                     }
                 }
                 // Joining a settled ensemble: a quorum follows this leader and the
-                // leader itself says it leads (ZOOKEEPER-1732).
+                // leader itself says it leads (ZOOKEEPER-1732). We count ourselves
+                // among its followers: a membership change logged but not committed
+                // may need us for its majority, and the leader cannot commit it, nor
+                // anything after it, until we follow. (Following decides nothing: the
+                // leader's own quorums do.)
                 self.out_of_election.insert(n.sid, ballot);
-                if term_predicate(&self.quorum, &self.out_of_election, &ballot)
+                let mut with_us = self.out_of_election.clone();
+                if self.is_voter() {
+                    with_us.insert(self.self_id, ballot);
+                }
+                if term_predicate(&self.quorum, &with_us, &ballot)
                     && self.check_leader(&self.out_of_election, n.leader, n.election_epoch)
                 {
                     self.logical_clock = n.election_epoch;
@@ -528,7 +550,7 @@ impl Election {
                 state,
                 sid: self.self_id,
                 peer_epoch: vote.peer_epoch,
-                config_version: self.quorum.version(),
+                config_version: self.quorum.committed().version(),
             },
         }
     }

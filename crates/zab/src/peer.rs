@@ -475,7 +475,7 @@ impl<S: PeerStorage> Peer<S> {
     /// `committed` as its configuration: nothing logged before it is pending any more.
     pub fn install_config(&mut self, committed: QuorumMaj) {
         self.quorums.reset(committed);
-        self.configs_changed();
+        self.configs_changed(true);
     }
 
     /// The log entry (in the host's format, which `config_in_entry` reads) that made
@@ -523,7 +523,8 @@ impl<S: PeerStorage> Peer<S> {
     pub fn step(&mut self, from: ServerId, msg: Message) -> Result<(), StorageError> {
         if let Message::Notification(n) = msg {
             if let Some((zxid, entry)) = &self.committed_entry {
-                if n.config_version < *zxid {
+                // Notifications carry the sender's committed configuration's version.
+                if n.state == crate::election::ServerState::Looking && n.config_version < *zxid {
                     let (zxid, entry) = (*zxid, entry.clone());
                     self.send(from, Message::Config { zxid, entry });
                 }
@@ -549,6 +550,15 @@ impl<S: PeerStorage> Peer<S> {
         self.ticks += 1;
         match &self.state {
             State::Looking => {
+                if self.election.decision().is_some()
+                    && !self.quorums.is_member(self.cfg.self_id)
+                    && self.ticks % u64::from(self.cfg.timeouts.init_limit_ticks.max(1)) == 0
+                {
+                    // Removed: ask around now and then, in case we were added back
+                    // (a member answers with its newer configuration).
+                    let out = self.election.restart(self.last_zxid, self.current_epoch);
+                    self.send_notifications(out);
+                }
                 let out = self.election.tick();
                 self.send_notifications(out);
                 self.check_decision()
@@ -674,6 +684,10 @@ impl<S: PeerStorage> Peer<S> {
         }
         self.storage.set_accepted_epoch(next)?;
         self.accepted_epoch = next;
+        // Followers that promise announce the new epoch in their settled vote; so does
+        // the leader, or a server joining during the roll would never see a quorum of
+        // them agree with it (and the roll may need that server to finish).
+        self.election.update_election_vote(next);
         let Some(l) = self.leader_state() else {
             return Ok(());
         };
@@ -932,7 +946,7 @@ impl<S: PeerStorage> Peer<S> {
         if let Some(q) = (self.cfg.config_in_entry)(zxid, payload) {
             // Counted from the moment it is logged (ZooKeeper's lastSeenQuorumVerifier).
             self.quorums.push_pending(zxid, q);
-            self.configs_changed();
+            self.configs_changed(false);
         }
         Ok(())
     }
@@ -959,7 +973,7 @@ impl<S: PeerStorage> Peer<S> {
         self.quorums.commit(zxid, q);
         self.committed_entry = Some((zxid, entry.clone()));
         self.ready.adopted_config = Some((zxid, entry));
-        self.configs_changed();
+        self.configs_changed(true);
         // Our vote went out under the old membership: tell the new one.
         let out = self.election.restart(self.last_zxid, self.current_epoch);
         self.send_notifications(out);
@@ -967,7 +981,8 @@ impl<S: PeerStorage> Peer<S> {
 
     /// Committed entries just handed to the host: a configuration among them is the
     /// configuration from now on.
-    fn activate_committed_configs(&mut self, from_index: usize) {
+    /// Returns whether one was.
+    fn activate_committed_configs(&mut self, from_index: usize) -> bool {
         let found: Vec<(Zxid, QuorumMaj, &Vec<u8>)> = self.ready.committed[from_index..]
             .iter()
             .filter_map(|e| {
@@ -975,7 +990,7 @@ impl<S: PeerStorage> Peer<S> {
             })
             .collect();
         if found.is_empty() {
-            return;
+            return false;
         }
         let mut last = None;
         for (zxid, q, payload) in found {
@@ -983,7 +998,8 @@ impl<S: PeerStorage> Peer<S> {
             last = Some((zxid, payload.clone()));
         }
         self.committed_entry = last;
-        self.configs_changed();
+        self.configs_changed(true);
+        true
     }
 
     /// Moves the commit point forward (never past what is logged) and answers syncs.
@@ -998,7 +1014,10 @@ impl<S: PeerStorage> Peer<S> {
     fn collect_committed(&mut self) -> Result<(), StorageError> {
         let from_index = self.ready.committed.len();
         self.read_committed()?;
-        self.activate_committed_configs(from_index);
+        if self.activate_committed_configs(from_index) && matches!(self.state, State::Leading(_)) {
+            // Fewer voters may need to hold what is logged now: commit it.
+            self.try_commit()?;
+        }
         Ok(())
     }
 
@@ -1658,18 +1677,22 @@ impl<S: PeerStorage> Peer<S> {
         );
     }
 
-    /// The configurations changed (one logged, committed, cut or installed): the
-    /// election counts by them, and every role follows them. A learner whose role
-    /// changed syncs again in it; a leader that is no longer a voter steps down, as
-    /// ZooKeeper's does (it hands off; here the voters elect).
-    fn configs_changed(&mut self) {
+    /// The configurations changed: the election counts by them, and the leader syncs
+    /// again each learner whose role changed (an observer being promoted must ACK).
+    /// `committed`: one became the configuration (committed, installed or adopted),
+    /// so roles follow it too: a learner whose role changed syncs again in it, one
+    /// removed stops, and a leader that is no longer a voter steps down, as ZooKeeper's
+    /// does (it hands off; here the voters elect). Only a logged one (from `append`,
+    /// in the middle of proposing or syncing) never changes this server's own state.
+    fn configs_changed(&mut self, committed: bool) {
         self.election.set_quorums(self.quorums.clone());
         let me = self.cfg.self_id;
         let quorums = self.quorums.clone();
         match &self.state {
             State::Looking => {}
             State::Leading(l) => {
-                if !quorums.committed().is_voter(me) && !quorums.latest().is_voter(me) {
+                if committed && !quorums.committed().is_voter(me) && !quorums.latest().is_voter(me)
+                {
                     self.go_looking("no longer a voter");
                     return;
                 }
@@ -1696,6 +1719,7 @@ impl<S: PeerStorage> Peer<S> {
                     self.resync_learner(id);
                 }
             }
+            State::Learning(_) if !committed => {}
             State::Learning(l) => {
                 if !quorums.is_member(me) {
                     self.go_looking("removed from the ensemble");
@@ -1885,6 +1909,11 @@ impl<S: PeerStorage> Peer<S> {
                     self.accepted_epoch = new_epoch;
                 }
                 let (current_epoch, last_zxid) = (self.current_epoch, self.last_zxid);
+                self.election.set_settled_state(if observer {
+                    ServerState::Observing
+                } else {
+                    ServerState::Following
+                });
                 if let Some(l) = self.learner_state() {
                     l.observer = observer;
                     l.epoch = Some(new_epoch);

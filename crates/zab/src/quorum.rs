@@ -129,8 +129,13 @@ impl Quorums {
         std::iter::once(&self.committed).chain(self.pending.iter().map(|(_, q)| q))
     }
 
-    /// A configuration logged at `zxid`, not yet known committed.
+    /// A configuration logged at `zxid`, not yet known committed. One no newer than
+    /// the committed configuration (a sync replaying history this server already
+    /// knows the outcome of) changes nothing.
     pub fn push_pending(&mut self, zxid: crate::Zxid, q: QuorumMaj) {
+        if zxid <= self.committed.version() {
+            return;
+        }
         self.pending.retain(|(z, _)| *z < zxid);
         self.pending.push((zxid, q));
     }
@@ -140,10 +145,13 @@ impl Quorums {
         self.pending.retain(|(z, _)| *z <= zxid);
     }
 
-    /// The entry at `zxid` carrying `q` is committed: `q` is the configuration now.
+    /// The entry at `zxid` carrying `q` is committed: `q` is the configuration now,
+    /// unless a newer one is known committed already (learned from a peer).
     pub fn commit(&mut self, zxid: crate::Zxid, q: QuorumMaj) {
         self.pending.retain(|(z, _)| *z > zxid);
-        self.committed = q;
+        if zxid > self.committed.version() {
+            self.committed = q;
+        }
     }
 
     /// Replaces everything (a snapshot was installed).
@@ -161,8 +169,12 @@ impl Quorums {
         self.all().any(|q| q.is_member(sid))
     }
 
+    /// Who may be elected: a voter of the committed configuration, as ZooKeeper's
+    /// totalOrderPredicate weighs candidates by its current (committed) verifier.
+    /// Servers that logged different pending configurations still agree on who may
+    /// lead (those that disagree on the committed one are sent it: Message::Config).
     pub fn weight(&self, sid: ServerId) -> u64 {
-        u64::from(self.is_voter(sid))
+        u64::from(self.committed.is_voter(sid))
     }
 
     /// Every voter of any configuration.
@@ -177,11 +189,6 @@ impl Quorums {
         self.all()
             .flat_map(|q| q.voters().iter().chain(q.observers()).copied())
             .collect()
-    }
-
-    /// The version of the newest configuration (notifications carry it).
-    pub fn version(&self) -> i64 {
-        self.latest().version()
     }
 
     /// A majority of the voters of every configuration is in `acks`.
@@ -228,7 +235,8 @@ mod tests {
         assert!(!qs.contains_quorum(&ids(&[1, 4, 9])));
         assert!(qs.contains_quorum(&ids(&[1, 2, 4])));
         assert!(qs.is_voter(ServerId(4)));
-        assert_eq!(qs.version(), 9);
+        assert_eq!(qs.latest().version(), 9);
+        assert_eq!(qs.committed().version(), 1);
         qs.truncate_after(8);
         assert!(qs.contains_quorum(&ids(&[1, 2])));
         assert!(!qs.is_voter(ServerId(4)));
@@ -237,6 +245,11 @@ mod tests {
         assert_eq!(qs.committed(), &new);
         assert!(qs.pending().is_empty());
         assert!(!qs.contains_quorum(&ids(&[1, 2])));
+        // Replaying history older than the committed configuration changes nothing.
+        qs.push_pending(5, old.clone());
+        assert!(qs.pending().is_empty());
+        qs.commit(5, old);
+        assert_eq!(qs.committed(), &new);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Runs simulation seeds: `rookery-sim [--seeds N] [--from S] [--seed S] [--steps K]
-//! [--trace] [--strict | --check-sync --check-stalls --unsynced-snapshots]`. `cargo xtask sim` builds it in release mode and times it. Exits 1 when a
+//! [--trace] [--reconfig] [--strict | --check-sync --check-stalls --unsynced-snapshots]`. `cargo xtask sim` builds it in release mode and times it. Exits 1 when a
 //! seed fails, after printing what broke and the command that replays it.
 
 use std::process::ExitCode;
@@ -13,10 +13,11 @@ struct Args {
     trace: bool,
     verbose: bool,
     strict: Strict,
+    reconfig: bool,
     bugs: rookery_zab::peer::InjectedBugs,
 }
 
-const USAGE: &str = "usage: rookery-sim [--seeds N] [--from S] [--seed S] [--steps K] [--trace] [--verbose]\n       [--strict | --check-sync --check-stalls --unsynced-snapshots]\n       [--inject ack-before-sync|commit-without-quorum] (with --features inject-bugs)";
+const USAGE: &str = "usage: rookery-sim [--seeds N] [--from S] [--seed S] [--steps K] [--trace] [--verbose] [--reconfig]\n       [--strict | --check-sync --check-stalls --unsynced-snapshots]\n       [--inject ack-before-sync|commit-without-quorum] (with --features inject-bugs)";
 
 fn parse() -> Result<Args, String> {
     let mut args = Args {
@@ -26,6 +27,7 @@ fn parse() -> Result<Args, String> {
         trace: false,
         verbose: false,
         strict: Strict::default(),
+        reconfig: false,
         bugs: rookery_zab::peer::InjectedBugs::default(),
     };
     let mut it = std::env::args().skip(1);
@@ -49,6 +51,7 @@ fn parse() -> Result<Args, String> {
             "--check-sync" => args.strict.sync = true,
             "--check-stalls" => args.strict.stalls = true,
             "--unsynced-snapshots" => args.strict.unsynced_snapshots = true,
+            "--reconfig" => args.reconfig = true,
             // Only honoured when built with the `inject-bugs` feature.
             "--inject" => match it.next().as_deref() {
                 Some("ack-before-sync") => args.bugs.ack_before_sync = true,
@@ -78,6 +81,7 @@ fn main() -> ExitCode {
         record_trace: args.trace,
         strict: args.strict,
         bugs: args.bugs,
+        reconfig: args.reconfig,
         ..SimOptions::default()
     };
     if let Some(steps) = args.steps {

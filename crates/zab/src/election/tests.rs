@@ -412,23 +412,39 @@ fn observers_and_voters_do_not_ping_pong() {
 }
 
 #[test]
-fn late_joiner_matches_the_established_epoch() {
-    let q = quorum(&[1, 2, 3], &[]);
-    let mut net = Net::new(&q, &[(1, 5, 1), (2, 9, 1), (3, 7, 1)]);
-    net.up.remove(&sid(3));
+fn late_joiner_follows_a_leader_a_majority_with_it_follows() {
+    // Five voters. The joiner counts itself among the leader's followers (a pending
+    // membership change may need it), so it needs two of the others to agree.
+    let q = quorum(&[1, 2, 3, 4, 5], &[]);
+    let mut net = Net::new(&q, &[(1, 5, 1), (2, 9, 1), (3, 7, 1), (4, 1, 1), (5, 1, 1)]);
+    net.up.remove(&sid(4));
+    net.up.remove(&sid(5));
     net.start_all();
     net.run(10);
     assert_eq!(net.decision(1).unwrap().leader, sid(2));
-    // Discovery settled epoch 2, but only the leader announces it yet: the leader and
-    // its follower now disagree on (leader, epoch), so server 3 cannot join.
+    // Discovery settled epoch 2, but only the leader announces it yet; its followers
+    // still agree with each other, and with the joiner they are three of five.
     net.nodes.get_mut(&sid(2)).unwrap().update_election_vote(2);
-    net.up.insert(sid(3));
-    net.start(3);
+    net.up.insert(sid(4));
+    net.start(4);
     net.run(10);
-    assert_eq!(net.decision(3), None);
-    // Once the follower announces it too, server 3 joins in epoch 2.
-    net.nodes.get_mut(&sid(1)).unwrap().update_election_vote(2);
+    assert_eq!(net.decision(4).map(|d| d.leader), Some(sid(2)));
+}
+
+#[test]
+fn a_joiner_does_not_follow_a_leader_without_a_majority() {
+    let q = quorum(&[1, 2, 3, 4, 5], &[]);
+    let mut net = Net::new(&q, &[(1, 5, 1), (2, 9, 1), (3, 7, 1), (4, 1, 1), (5, 1, 1)]);
+    net.up.remove(&sid(4));
+    net.up.remove(&sid(5));
+    net.start_all();
     net.run(10);
-    let d = net.decision(3).unwrap();
-    assert_eq!((d.leader, d.vote.peer_epoch), (sid(2), 2));
+    // Its followers gone, the leader still says it leads (it has not noticed yet):
+    // the leader and the joiner are two of five.
+    net.up.remove(&sid(1));
+    net.up.remove(&sid(3));
+    net.up.insert(sid(4));
+    net.start(4);
+    net.run(10);
+    assert_eq!(net.decision(4), None);
 }
