@@ -924,4 +924,36 @@ fn members_are_added_promoted_and_removed_through_the_cli() {
     assert_eq!(ids(&before), ids(&after));
     let human = admin(&ep, &["members", "list"]).ok();
     println!("`rookery admin members list` after the changes:\n{human}");
+
+    // Leadership handed to a named follower, which then takes writes.
+    let next = members
+        .iter()
+        .copied()
+        .filter(|&n| n != leader)
+        .min()
+        .expect("a follower");
+    let moved = admin(&ep, &["leader", "transfer", "--to", &next.to_string()]);
+    assert!(
+        moved.success(),
+        "{}\nmodes {:?}\n{}",
+        moved.describe(),
+        c.modes(),
+        c.logs()
+    );
+    assert_eq!(moved.stdout().trim(), format!("server {next} leads"));
+    assert_eq!(c.wait_for_leader_among(&members, CLUSTER_WAIT), Some(next));
+    let zk = connect(
+        &rt,
+        &format!("127.0.0.1:{}", c.client_port(next)),
+        Duration::from_secs(10),
+    );
+    assert!(write_commits(&rt, &zk, "/after-transfer", WAIT));
+    // Asking a follower is refused with the reason.
+    let refused = admin(&ep, &["leader", "transfer"]);
+    assert!(!refused.success(), "{}", refused.describe());
+    assert!(
+        refused.stderr().contains("only an established leader"),
+        "{}",
+        refused.describe()
+    );
 }

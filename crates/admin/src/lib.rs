@@ -86,6 +86,11 @@ pub trait Backend: Send + Sync + 'static {
     fn snapshot(&self) -> impl Future<Output = Result<SnapshotData, BackendError>> + Send;
     /// Writes a snapshot into the server's own storage; returns its zxid and size.
     fn take_snapshot(&self) -> impl Future<Output = Result<(i64, u64), BackendError>> + Send;
+    /// Starts handing leadership to `to` (or the best voter); returns the successor.
+    fn transfer_leadership(
+        &self,
+        to: Option<u64>,
+    ) -> impl Future<Output = Result<u64, BackendError>> + Send;
     /// Resolves once the change is committed and applied here; returns the membership.
     fn change_members(
         &self,
@@ -401,6 +406,25 @@ impl<B: Backend> pb::admin_server::Admin for AdminService<B> {
             force: r.force,
         })
         .await
+    }
+
+    async fn transfer_leadership(
+        &self,
+        req: Request<pb::TransferLeadershipRequest>,
+    ) -> Result<Response<pb::TransferLeadershipResponse>, Status> {
+        let id = req.into_inner().id;
+        let to = (id != 0).then_some(id);
+        info!(?to, "admin: leadership transfer requested");
+        match self.backend.transfer_leadership(to).await {
+            Ok(new_leader) => {
+                info!(new_leader, "admin: handing over leadership");
+                Ok(Response::new(pb::TransferLeadershipResponse { new_leader }))
+            }
+            Err(e) => {
+                warn!(error = %e, "admin: leadership transfer refused");
+                Err(e.into())
+            }
+        }
     }
 
     type DownloadSnapshotStream = ChunkStream;

@@ -138,6 +138,15 @@ impl Backend for Fake {
         Ok((LAST_ZXID, SNAPSHOT_LEN as u64))
     }
 
+    async fn transfer_leadership(&self, to: Option<u64>) -> Result<u64, BackendError> {
+        match to {
+            None | Some(2) => Ok(2),
+            Some(other) => Err(BackendError::FailedPrecondition(format!(
+                "server {other} is not a voter in sync with the leader"
+            ))),
+        }
+    }
+
     /// Adds member 4 as an observer; anything else is refused as a leader would.
     async fn change_members(
         &self,
@@ -436,6 +445,17 @@ async fn member_calls_reach_the_backend_as_changes() {
         refused.message().contains("Remove { id: 2, force: true }"),
         "{refused}"
     );
+    let best = client
+        .transfer_leadership(pb::TransferLeadershipRequest { id: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(best.new_leader, 2, "0 asks for the best voter");
+    let refused = client
+        .transfer_leadership(pb::TransferLeadershipRequest { id: 7 })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
     let refused = client
         .promote_member(pb::PromoteMemberRequest {
             id: 5,
@@ -597,6 +617,12 @@ impl pb::admin_server::Admin for Tampering {
         &self,
         _: tonic::Request<pb::RemoveMemberRequest>,
     ) -> Result<tonic::Response<pb::ListMembersResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("tampering server"))
+    }
+    async fn transfer_leadership(
+        &self,
+        _: tonic::Request<pb::TransferLeadershipRequest>,
+    ) -> Result<tonic::Response<pb::TransferLeadershipResponse>, tonic::Status> {
         Err(tonic::Status::unimplemented("tampering server"))
     }
 

@@ -43,6 +43,11 @@ enum AdminCommand {
         #[command(subcommand)]
         command: SessionsCommand,
     },
+    /// Hand leadership to another voter (ask the leader).
+    Leader {
+        #[command(subcommand)]
+        command: LeaderCommand,
+    },
     /// Save a snapshot of the server's tree, or restore one into a new dataDir.
     Snapshot {
         #[command(subcommand)]
@@ -77,6 +82,17 @@ enum MembersCommand {
         id: u64,
         #[arg(long)]
         force: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum LeaderCommand {
+    /// Writes pause until the successor holds everything, then it is elected; waits
+    /// until this server follows it.
+    Transfer {
+        /// The successor's id; the voter furthest along if left out.
+        #[arg(long)]
+        to: Option<u64>,
     },
 }
 
@@ -133,6 +149,38 @@ async fn dispatch(args: AdminArgs) -> Result<()> {
         AdminCommand::Status => {
             let s = client.status(pb::StatusRequest {}).await.map_err(rpc)?;
             print_status(&s.into_inner(), args.json);
+        }
+        AdminCommand::Leader {
+            command: LeaderCommand::Transfer { to },
+        } => {
+            let next = client
+                .transfer_leadership(pb::TransferLeadershipRequest {
+                    id: to.unwrap_or(0),
+                })
+                .await
+                .map_err(rpc)?
+                .into_inner()
+                .new_leader;
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            loop {
+                let s = client.status(pb::StatusRequest {}).await;
+                if let Ok(s) = s.map(|r| r.into_inner()) {
+                    if s.leader_id == Some(next) && s.mode() != pb::Mode::Looking {
+                        break;
+                    }
+                }
+                if std::time::Instant::now() > deadline {
+                    anyhow::bail!(
+                        "server {next} was asked to take over but does not lead after 30 s; check status"
+                    );
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            if args.json {
+                println!("{}", json!({ "new_leader": next }));
+            } else {
+                println!("server {next} leads");
+            }
         }
         AdminCommand::Members { command } => {
             let m = match command {

@@ -174,6 +174,8 @@ pub struct Stats {
     pub syncs_answered: u64,
     /// Membership changes the leader proposed (with [`SimOptions::reconfig`]).
     pub reconfigs_proposed: u64,
+    /// Leadership transfers asked for (with [`SimOptions::reconfig`]).
+    pub transfers_asked: u64,
     pub snapshots_taken: u64,
     pub purges: u64,
     pub diffs: u64,
@@ -1244,6 +1246,16 @@ impl Sim {
         let Some(&x) = self.rng.pick(&ids) else {
             return Ok(());
         };
+        if self.rng.permille(250) {
+            // Or hand leadership to x (refused unless x is a voter in sync).
+            self.stats.transfers_asked += 1;
+            if let Some(p) = self.hosts.get_mut(&leader).and_then(|h| h.peer.as_mut()) {
+                if p.transfer_leadership(Some(x)).is_ok() {
+                    self.rec("transfer", leader.0, x.0, 0, 0);
+                }
+            }
+            return self.drain(leader);
+        }
         let mut voters: BTreeSet<ServerId> = current.voters().clone();
         let mut observers: BTreeSet<ServerId> = current.observers().clone();
         let leave = self.rng.permille(300);
@@ -1811,5 +1823,6 @@ fn msg_fields(m: &Message) -> (i64, i64, u64) {
         Message::Sync { token } => (*token as i64, 0, 0),
         Message::SyncReply { token, zxid } => (*token as i64, *zxid, 0),
         Message::Config { zxid, entry } => (*zxid, 0, Fnv::of(entry)),
+        Message::Elect { leader } => (leader.0 as i64, 0, 0),
     }
 }

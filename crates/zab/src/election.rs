@@ -189,6 +189,9 @@ pub struct Election {
     idle_ticks: u32,
     notification_interval_ticks: u32,
     decision: Option<Decision>,
+    /// A leader handing over named its successor: among votes equal in epoch and
+    /// zxid it wins, whatever its id (see [`Election::prefer`]).
+    preferred: Option<ServerId>,
 }
 
 impl Election {
@@ -220,6 +223,7 @@ impl Election {
             idle_ticks: 0,
             notification_interval_ticks: timeouts.min_notification_interval_ticks.max(1),
             decision: None,
+            preferred: None,
         };
         election.proposal = election.initial_vote();
         election
@@ -283,6 +287,31 @@ impl Election {
         let mut out = Vec::new();
         self.send_notifications(&mut out);
         out
+    }
+
+    /// The next election should pick `leader` among equally up-to-date candidates (a
+    /// leadership transfer: the leader waited until it held everything). Only ties on
+    /// (epoch, zxid) are decided differently, so the winner still holds every commit.
+    pub fn prefer(&mut self, leader: ServerId) {
+        self.preferred = Some(leader);
+    }
+
+    /// `totalOrderPredicate`, with the transfer's tie-break.
+    fn beats(&self, new: &Vote, current: &Vote) -> bool {
+        if self.quorum.weight(new.leader) == 0 {
+            return false;
+        }
+        if let Some(p) = self.preferred {
+            if (new.peer_epoch, new.zxid) == (current.peer_epoch, current.zxid) {
+                if current.leader == p {
+                    return false;
+                }
+                if new.leader == p {
+                    return true;
+                }
+            }
+        }
+        new.supersedes(current)
     }
 
     /// A settled server's role changed without an election (an observer promoted to
@@ -391,7 +420,7 @@ impl Election {
         // own re-send: a peer repeating a losing vote would otherwise keep two voters
         // that lost each other's notifications from ever hearing from each other.
         if self.finalizing.is_some() {
-            if total_order_predicate(&self.quorum, &n.vote(), &self.proposal) {
+            if self.beats(&n.vote(), &self.proposal) {
                 // A better vote ends finalizeWait; it is handled below as usual.
                 self.finalizing = None;
             } else {
@@ -409,7 +438,7 @@ impl Election {
                     self.logical_clock = n.election_epoch;
                     self.recv_set.clear();
                     let init = self.initial_vote();
-                    self.proposal = if total_order_predicate(&self.quorum, &n.vote(), &init) {
+                    self.proposal = if self.beats(&n.vote(), &init) {
                         n.vote()
                     } else {
                         init
@@ -417,7 +446,7 @@ impl Election {
                     self.send_notifications(out);
                 } else if n.election_epoch < self.logical_clock {
                     return;
-                } else if total_order_predicate(&self.quorum, &n.vote(), &self.proposal) {
+                } else if self.beats(&n.vote(), &self.proposal) {
                     self.proposal = n.vote();
                     self.send_notifications(out);
                 }
@@ -507,6 +536,7 @@ impl Election {
     }
 
     fn decide(&mut self, vote: Vote, election_epoch: ElectionEpoch) {
+        self.preferred = None;
         let state = if vote.leader == self.self_id {
             ServerState::Leading
         } else if self.is_voter() {

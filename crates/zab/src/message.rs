@@ -12,6 +12,7 @@
 //! - `Sync` has a token so a learner can match answers to its waiting clients.
 
 use crate::election::Notification;
+use crate::quorum::ServerId;
 use crate::{Epoch, Zxid};
 
 /// One peer message. Payloads (Txns, forwarded requests, snapshots) are opaque bytes.
@@ -146,6 +147,11 @@ pub enum Message {
         zxid: Zxid,
         entry: Vec<u8>,
     },
+    /// Leadership transfer: the leader, holding nothing its successor lacks, steps
+    /// down and asks its voters to elect `leader` (preferred among equals).
+    Elect {
+        leader: ServerId,
+    },
 }
 
 impl Message {
@@ -173,6 +179,7 @@ impl Message {
             Message::Sync { .. } => "sync",
             Message::SyncReply { .. } => "syncreply",
             Message::Config { .. } => "config",
+            Message::Elect { .. } => "elect",
         }
     }
 }

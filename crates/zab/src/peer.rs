@@ -219,7 +219,8 @@ impl LearnerView {
     /// How far the learner has the leader's log: what a follower acknowledged, what an
     /// observer was sent (observers never ACK).
     pub fn caught_up_to(&self) -> Zxid {
-        if self.observer {
+        if self.observer || self.phase >= LearnerPhase::Synced {
+            // A follower's ACK of NEWLEADER covered the whole sync stream.
             self.informed.max(self.acked)
         } else {
             self.acked
@@ -248,6 +249,9 @@ struct LeaderState {
     /// The fence of the latest roll: a learner that joined during it is told again.
     last_fence: Zxid,
     started_tick: u64,
+    /// A leadership transfer under way: to whom, and since which tick. No proposal is
+    /// taken meanwhile, so the successor can hold everything this leader has.
+    transfer: Option<(ServerId, u64)>,
 }
 
 /// The leader's move to `epoch` (see [`Peer::propose`]).
@@ -584,6 +588,7 @@ impl<S: PeerStorage> Peer<S> {
             State::Leading(l) => {
                 l.self_acked = self.last_zxid;
                 self.try_commit()?;
+                self.check_transfer();
             }
             State::Learning(_) => self.send_ack(),
             State::Looking => {}
@@ -602,7 +607,7 @@ impl<S: PeerStorage> Peer<S> {
         let State::Leading(l) = &mut self.state else {
             return Err(ProposeError::NotServing(NotServing::NotLeader));
         };
-        if !l.established {
+        if !l.established || l.transfer.is_some() {
             return Err(ProposeError::NotServing(NotServing::NotServing));
         }
         if let Some(roll) = &mut l.rolling {
@@ -751,6 +756,74 @@ impl<S: PeerStorage> Peer<S> {
         Ok(())
     }
 
+    /// Leader: hands leadership to `to` (or to the voter furthest along) once it holds
+    /// everything this leader has logged. Proposals are refused meanwhile; the leader
+    /// then steps down and asks the voters to elect the successor, which wins among
+    /// equally up-to-date candidates. Gives up after initLimit (proposals resume).
+    pub fn transfer_leadership(&mut self, to: Option<ServerId>) -> Result<ServerId, TransferError> {
+        let me = self.cfg.self_id;
+        let quorums = self.quorums.clone();
+        let ticks = self.ticks;
+        let State::Leading(l) = &mut self.state else {
+            return Err(TransferError::NotLeader);
+        };
+        if !l.established {
+            return Err(TransferError::NotLeader);
+        }
+        if l.rolling.is_some() || !quorums.pending().is_empty() {
+            return Err(TransferError::Busy);
+        }
+        let eligible = |v: &LearnerView| {
+            !v.observer && v.phase >= LearnerPhase::Synced && quorums.committed().is_voter(v.id)
+        };
+        let target = match to {
+            Some(t) if t == me => return Err(TransferError::AlreadyLeader),
+            Some(t) => match l.learners.get(&t) {
+                Some(v) if eligible(v) => t,
+                _ => return Err(TransferError::NotEligible(t)),
+            },
+            None => l
+                .learners
+                .values()
+                .filter(|v| eligible(v))
+                .max_by_key(|v| (v.acked, v.id))
+                .map(|v| v.id)
+                .ok_or(TransferError::NoCandidate)?,
+        };
+        l.transfer = Some((target, ticks));
+        self.check_transfer();
+        Ok(target)
+    }
+
+    /// The successor holds all we logged, durably: step down and let it be elected.
+    fn check_transfer(&mut self) {
+        let last = self.last_zxid;
+        let Some(l) = self.leader_state() else {
+            return;
+        };
+        let Some((target, _)) = l.transfer else {
+            return;
+        };
+        let caught_up = l.self_acked == last
+            && l.learners
+                .get(&target)
+                .is_some_and(|v| v.phase >= LearnerPhase::Synced && v.caught_up_to() >= last);
+        if !caught_up {
+            return;
+        }
+        let voters: Vec<ServerId> = l
+            .learners
+            .values()
+            .filter(|v| !v.observer && v.phase >= LearnerPhase::Synced)
+            .map(|v| v.id)
+            .collect();
+        for id in voters {
+            self.send(id, Message::Elect { leader: target });
+        }
+        self.election.prefer(target);
+        self.go_looking("leadership transferred");
+    }
+
     /// The transport lost its connection from `from`. A learner whose leader it was
     /// looks for a leader at once rather than after syncLimit, as a ZooKeeper follower
     /// does when its socket to the leader breaks.
@@ -885,6 +958,7 @@ impl<S: PeerStorage> Peer<S> {
                     rolling: None,
                     last_fence: 0,
                     started_tick: self.ticks,
+                    transfer: None,
                 };
                 l.epoch_acks.insert(self.cfg.self_id);
                 self.state = State::Leading(l);
@@ -1207,6 +1281,7 @@ impl<S: PeerStorage> Peer<S> {
                     }
                 }
                 self.try_commit()?;
+                self.check_transfer();
             }
             Message::AckNewEpoch { epoch } => {
                 let Some(l) = self.leader_state() else {
@@ -1782,6 +1857,12 @@ impl<S: PeerStorage> Peer<S> {
             l.newleader_acks.remove(id);
             l.epoch_acks.remove(id);
         }
+        if l.transfer.is_some_and(|(_, since)| {
+            ticks.saturating_sub(since) > u64::from(timeouts.init_limit_ticks)
+        }) {
+            // The successor never caught up: keep leading.
+            l.transfer = None;
+        }
         if l.established {
             // Leader.lead's loop: step down without a quorum of synced voters in touch.
             let synced = l
@@ -2118,6 +2199,13 @@ impl<S: PeerStorage> Peer<S> {
             Message::Commit { zxid } if stage == LearnerStage::Serving => {
                 self.advance_commit(zxid);
             }
+            Message::Elect { leader: next }
+                if !self.learner_state().is_some_and(|l| l.observer) =>
+            {
+                // Our leader hands over: elect its successor (after what it sent us).
+                self.election.prefer(next);
+                self.go_looking("the leader handed over leadership");
+            }
             Message::Ping { zxid, last_zxid } => {
                 if stage == LearnerStage::Serving {
                     if zxid > self.last_zxid || last_zxid > self.last_zxid {
@@ -2357,6 +2445,21 @@ impl<S: PeerStorage> Peer<S> {
         self.send_notifications(out);
         Ok(())
     }
+}
+
+/// Why [`Peer::transfer_leadership`] refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransferError {
+    #[error("only an established leader hands over leadership")]
+    NotLeader,
+    #[error("this server already leads")]
+    AlreadyLeader,
+    #[error("server {0} is not a voter in sync with the leader")]
+    NotEligible(ServerId),
+    #[error("no voter is in sync with the leader")]
+    NoCandidate,
+    #[error("a membership change or an epoch roll is in progress; retry")]
+    Busy,
 }
 
 /// Why [`Peer::propose`] failed.

@@ -52,6 +52,10 @@ pub(crate) enum AdminQuery {
         change: MemberChange,
         reply: ReconfigWaiter,
     },
+    Transfer {
+        to: Option<u64>,
+        reply: oneshot::Sender<Result<u64, BackendError>>,
+    },
 }
 
 /// Answered with the new membership once the reconfiguration is applied.
@@ -73,6 +77,18 @@ impl Core {
                 let _ = reply.send(self.admin_membership());
             }
             AdminQuery::Change { change, reply } => self.admin_change(change, reply)?,
+            AdminQuery::Transfer { to, reply } => {
+                let answer = self
+                    .peer
+                    .transfer_leadership(to.map(rookery_zab::quorum::ServerId))
+                    .map(|t| t.0)
+                    .map_err(|e| BackendError::FailedPrecondition(e.to_string()));
+                if let Ok(t) = &answer {
+                    self.record_event(format!("operator asked: hand leadership to server {t}"));
+                }
+                let _ = reply.send(answer);
+                self.drive()?;
+            }
             AdminQuery::Sessions(reply) => {
                 let _ = reply.send(self.admin_sessions());
             }
@@ -546,6 +562,10 @@ impl Backend for AdminBackend {
 
     async fn take_snapshot(&self) -> Result<(i64, u64), BackendError> {
         self.ask(AdminQuery::TakeSnapshot).await?
+    }
+
+    async fn transfer_leadership(&self, to: Option<u64>) -> Result<u64, BackendError> {
+        self.ask(|reply| AdminQuery::Transfer { to, reply }).await?
     }
 
     async fn change_members(

@@ -215,6 +215,7 @@ fn to_proto(msg: Message) -> pb::PeerMessage {
         Message::Sync { token } => Body::Sync(pb::Sync { token }),
         Message::SyncReply { token, zxid } => Body::SyncReply(pb::SyncReply { token, zxid }),
         Message::Config { zxid, entry } => Body::Config(pb::Config { zxid, entry }),
+        Message::Elect { leader } => Body::Elect(pb::Elect { leader: leader.0 }),
     };
     pb::PeerMessage { body: Some(body) }
 }
@@ -286,6 +287,9 @@ fn from_proto(msg: pb::PeerMessage) -> Result<Message, CodecError> {
         },
         Body::Request(m) => Message::Request { payload: m.payload },
         Body::Sync(m) => Message::Sync { token: m.token },
+        Body::Elect(m) => Message::Elect {
+            leader: ServerId(m.leader),
+        },
         Body::Config(m) => Message::Config {
             zxid: m.zxid,
             entry: m.entry,
@@ -400,6 +404,9 @@ mod tests {
             (any::<u64>(), any::<i64>())
                 .prop_map(|(token, zxid)| Message::SyncReply { token, zxid }),
             (any::<i64>(), any_bytes()).prop_map(|(zxid, entry)| Message::Config { zxid, entry }),
+            any::<u64>().prop_map(|l| Message::Elect {
+                leader: ServerId(l)
+            }),
         ]
     }
 

@@ -431,3 +431,35 @@ fn a_voter_that_missed_a_removal_learns_the_membership_and_rejoins() {
     assert_eq!(p.role(), Role::Following);
     assert_eq!(net.voters_of(late), voters);
 }
+
+#[test]
+fn leadership_is_handed_to_a_named_voter() {
+    let mut net = Net::new(&[1, 2, 3], &[]);
+    net.run(10);
+    let first = net.propose(1);
+    net.run(3);
+    // Server 3 leads (highest id among equals); hand over to server 1, which an
+    // ordinary election among equally up-to-date servers would never pick.
+    assert_eq!(net.leader(), Some(ServerId(3)));
+    let leader = net.peers.get_mut(&ServerId(3)).unwrap();
+    assert_eq!(
+        leader.transfer_leadership(Some(ServerId(3))),
+        Err(TransferError::AlreadyLeader)
+    );
+    assert_eq!(
+        leader.transfer_leadership(Some(ServerId(1))),
+        Ok(ServerId(1))
+    );
+    net.drain(ServerId(3));
+    net.run(40);
+    assert_eq!(net.leader(), Some(ServerId(1)));
+    let second = net.propose(2);
+    net.run(3);
+    for id in 1..=3 {
+        assert_eq!(
+            net.applied[&ServerId(id)],
+            vec![first, second],
+            "server {id}"
+        );
+    }
+}
