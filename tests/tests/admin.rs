@@ -956,4 +956,17 @@ fn members_are_added_promoted_and_removed_through_the_cli() {
         "{}",
         refused.describe()
     );
+
+    // Down to the configured minimum of voters (admin.minVoters, 2 by default, as
+    // ZooKeeper's reconfig keeps two participants) and no further.
+    let ep = c.node(next).admin_endpoint();
+    let others: Vec<usize> = members.iter().copied().filter(|&n| n != next).collect();
+    admin(&ep, &["members", "remove", &others[0].to_string()]).ok();
+    let refused = admin(&ep, &["members", "remove", &others[1].to_string()]);
+    assert!(!refused.success(), "{}", refused.describe());
+    assert!(
+        refused.stderr().contains("admin.minVoters=2"),
+        "{}",
+        refused.describe()
+    );
 }

@@ -167,6 +167,8 @@ pub(crate) struct CoreConfig {
     /// `reconfigEnabled`: ZooKeeper's reconfig request is served (the admin API's
     /// membership calls always are).
     pub reconfig_enabled: bool,
+    /// `admin.minVoters`: the fewest voters a membership change may leave.
+    pub min_voters: usize,
 }
 
 #[derive(Debug)]
@@ -2225,6 +2227,7 @@ mod tests {
             ensemble: None,
             local_peers: BTreeMap::new(),
             reconfig_enabled: false,
+            min_voters: 1,
         };
         Core::open(cfg, SledStorage::open(dir).unwrap(), None, None).unwrap()
     }

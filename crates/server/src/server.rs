@@ -230,6 +230,7 @@ pub async fn start(cfg: &ServerConfig) -> Result<RunningServer, ServerError> {
             .unwrap_or_default(),
         ensemble: membership.ensemble.clone(),
         reconfig_enabled: cfg.reconfig_enabled,
+        min_voters: cfg.admin_min_voters,
     };
     // Checked before anything starts: an admin API open to the network without
     // authentication is a configuration error, not a warning.

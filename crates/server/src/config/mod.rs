@@ -272,6 +272,10 @@ pub struct ServerConfig {
     /// `admin.authTokenFile`: callers of the admin API must send this file's content
     /// as a bearer token. Required when the admin API is not on loopback.
     pub admin_auth_token_file: Option<PathBuf>,
+    /// `admin.minVoters`: a membership change may not leave fewer voters (the admin
+    /// API's `--force` overrides it). Defaults to 2 while `standaloneEnabled` is true,
+    /// as ZooKeeper's reconfig refuses fewer than two participants then, else 1.
+    pub admin_min_voters: usize,
     /// `rookery.testing.rollEpochAtCounter`: for tests only, the zxid counter at which
     /// the leader rolls to a new epoch (default 2^32 - 2^16).
     pub roll_epoch_at_counter: Option<u32>,
@@ -539,6 +543,7 @@ impl Builder {
             DEFAULT_ADMIN_GRPC_PORT,
         ));
         let mut admin_auth_token_file = None;
+        let mut admin_min_voters = None;
         let mut roll_epoch_at_counter = None;
         let mut metrics_http_host = "0.0.0.0".to_string();
         let mut metrics_http_port = None;
@@ -665,6 +670,9 @@ impl Builder {
                 "rookery.testing.rollEpochAtCounter" => {
                     let n = self.int(e, 2, i64::from(u32::MAX))?;
                     roll_epoch_at_counter = u32::try_from(n).ok();
+                }
+                "admin.minVoters" => {
+                    admin_min_voters = Some(usize::try_from(self.int(e, 1, 255)?).unwrap_or(1));
                 }
                 "admin.authTokenFile" => {
                     admin_auth_token_file = (!e.value.is_empty()).then(|| PathBuf::from(&e.value));
@@ -930,6 +938,7 @@ impl Builder {
             my_id,
             peer_type: peer_type_resolved,
             standalone_enabled,
+            admin_min_voters: admin_min_voters.unwrap_or(if standalone_enabled { 2 } else { 1 }),
             reconfig_enabled,
             multi_address_enabled,
             dynamic_config_file: dynamic_config_file.map(|(p, _)| p),

@@ -197,6 +197,8 @@ fn defaults() {
     assert_eq!(cfg.peer_type, LearnerType::Participant);
     assert!(cfg.standalone_enabled);
     assert!(!cfg.reconfig_enabled);
+    // ZooKeeper's reconfig refuses fewer than two participants while standaloneEnabled.
+    assert_eq!(cfg.admin_min_voters, 2);
     assert_eq!(cfg.four_letter_words, FourLetterWhitelist::default());
     assert!(cfg.four_letter_words.is_enabled("srvr"));
     assert!(!cfg.four_letter_words.is_enabled("ruok"));
@@ -240,6 +242,7 @@ znode.container.checkIntervalMs=5000
 standaloneEnabled=true
 reconfigEnabled=true
 admin.grpcAddress=[::1]:7000
+admin.minVoters=3
 metricsProvider.httpPort=7001
 metricsProvider.httpHost=127.0.0.1
 forceSync=no
@@ -278,6 +281,7 @@ readonlymode.enabled=true
     );
     assert_eq!(cfg.container_check_interval_ms, 5000);
     assert!(cfg.reconfig_enabled);
+    assert_eq!(cfg.admin_min_voters, 3);
     assert_eq!(cfg.admin_grpc_address, Some(HostPort::new("::1", 7000)));
     assert_eq!(cfg.metrics_http_port, Some(7001));
     assert_eq!(cfg.metrics_http_host, "127.0.0.1");
@@ -485,6 +489,11 @@ fn malformed_values_name_file_line_and_reason() {
             "dataDir=/d\nclientPort=2181\nadmin.grpcAddress=localhost\n",
             3,
             "admin.grpcAddress",
+        ),
+        (
+            "dataDir=/d\nclientPort=2181\nadmin.minVoters=0\n",
+            3,
+            "admin.minVoters",
         ),
         (
             "dataDir=/d\nclientPort=2181\nadmin.grpcAddress=[::1:7000\n",

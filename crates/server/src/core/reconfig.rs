@@ -87,6 +87,18 @@ impl Core {
         if force {
             return Ok(());
         }
+        if voters.len() < self.cfg.min_voters {
+            // ZooKeeper refuses fewer than two participants while standaloneEnabled;
+            // admin.minVoters, whose default that is, says so here.
+            return Err((
+                ErrorCode::BadArguments,
+                format!(
+                    "the new membership would have {} voter(s), fewer than admin.minVoters={}",
+                    voters.len(),
+                    self.cfg.min_voters
+                ),
+            ));
+        }
         let me = self.peer.self_id().0;
         let synced: Vec<u64> = self
             .peer
