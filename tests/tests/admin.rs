@@ -771,6 +771,19 @@ fn members_are_added_promoted_and_removed_through_the_cli() {
         "{added:#}"
     );
     let version_added = str_field(&added, "config_version").to_owned();
+    // The change is in the leader's recent events, with who asked for it.
+    let status = admin(&leader_ep, &["--json", "status"]).json();
+    let events: Vec<String> = status["recent_events"]
+        .as_array()
+        .map(|a| a.iter().map(|e| e["what"].to_string()).collect())
+        .unwrap_or_default();
+    assert!(
+        events.iter().any(|e| e.contains("operator asked: Add"))
+            && events
+                .iter()
+                .any(|e| e.contains(&format!("{new}:observer"))),
+        "{events:?}"
+    );
     assert!(
         c.wait_for_mode_eq(new, "observer", CLUSTER_WAIT),
         "the joiner did not observe\n{}",

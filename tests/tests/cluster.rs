@@ -1964,6 +1964,10 @@ fn reconfig_from_kazoo_and_zkcli_removes_and_adds_back_a_member() {
         String::from_utf8_lossy(&out.stderr),
         c.logs()
     );
+    if let Some(ids) = admin_member_ids(&c, leader) {
+        let rest: Vec<usize> = c.ids().filter(|&n| n != leaving).collect();
+        assert_eq!(ids, rest, "ListMembers after kazoo's remove");
+    }
     // Writes go on with the two members left.
     let mut zk = connect_serving(&mut c, leader);
     assert_eq!(zk.create("/after-remove", b"x").ok(), Some(0));
@@ -2010,6 +2014,56 @@ fn reconfig_from_kazoo_and_zkcli_removes_and_adds_back_a_member() {
         Ok(Some(b"x".to_vec())),
         "node {leaving} lacks a write made while it was out"
     );
+    if let Some(ids) = admin_member_ids(&c, leader) {
+        assert_eq!(
+            ids,
+            c.ids().collect::<Vec<_>>(),
+            "ListMembers after the add"
+        );
+    }
+
+    // And zkCli.sh's reconfig -remove takes a member out again.
+    let mut cli = ZkCli::connect(&format!("127.0.0.1:{}", c.client_port(leader)));
+    cli.run("addauth digest super:admin");
+    let removed = cli.run(&format!("reconfig -remove {leaving}"));
+    cli.quit();
+    assert!(
+        removed.iter().any(|l| l.starts_with("server."))
+            && !removed
+                .iter()
+                .any(|l| l.starts_with(&format!("server.{leaving}="))),
+        "[{}] zkCli reconfig -remove: {removed:?}",
+        target_name()
+    );
+    if let Some(ids) = admin_member_ids(&c, leader) {
+        let rest: Vec<usize> = c.ids().filter(|&n| n != leaving).collect();
+        assert_eq!(ids, rest, "ListMembers after zkCli's remove");
+    }
+}
+
+/// The member ids `rookery admin members list` reports on node `n` (Rookery only: None
+/// against ZooKeeper, which has no admin API).
+fn admin_member_ids(c: &Cluster, n: usize) -> Option<Vec<usize>> {
+    if c.target() != Target::Rookery {
+        return None;
+    }
+    let out = std::process::Command::new(rookery_tests::rookery_bin())
+        .args(["admin", "--endpoint", &c.node(n).admin_endpoint()])
+        .args(["--json", "members", "list"])
+        .env("ZOOCFGDIR", "/nonexistent/rookery-tests")
+        .env_remove("ROOKERY_ADMIN_TOKEN")
+        .output()
+        .expect("running rookery admin");
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let mut ids: Vec<usize> = v["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .filter_map(|m| m["id"].as_u64().map(|i| i as usize))
+        .collect();
+    ids.sort_unstable();
+    Some(ids)
 }
 
 /// `super:admin`: reconfig needs the super user (`/zookeeper/config` is read-only to
