@@ -6,12 +6,19 @@ only the version changes). Prints RESULT lines for the Rust side and OK at the e
 usage: kazoo_reconfig.py HOSTS LEAVING_ID
 """
 import sys
+import time
 
 from kazoo.client import KazooClient
-from kazoo.exceptions import BadVersionError, MarshallingError
+from kazoo.exceptions import BadVersionError, ConnectionLoss, MarshallingError
 
 hosts, leaving = sys.argv[1], sys.argv[2]
-zk = KazooClient(hosts=hosts, timeout=30, auth_data=[("digest", "super:admin")])
+# In the given order: the first server is the one being removed.
+zk = KazooClient(
+    hosts=hosts,
+    timeout=30,
+    auth_data=[("digest", "super:admin")],
+    randomize_hosts=False,
+)
 zk.start(timeout=60)
 before, stat = zk.get("/zookeeper/config")
 before = before.decode()
@@ -22,7 +29,17 @@ data, stat = zk.reconfig(joining=None, leaving=leaving, new_members=None)
 after = data.decode()
 assert f"server.{leaving}=" not in after, after
 assert after.strip().splitlines()[-1] != old_version, (before, after)
-zk.sync("/zookeeper/config")
+# On Rookery the removed server stops serving right after answering; sync (safe to
+# repeat) until kazoo is connected to a member again.
+deadline = time.time() + 60
+while True:
+    try:
+        zk.sync("/zookeeper/config")
+        break
+    except ConnectionLoss:
+        if time.time() > deadline:
+            raise
+        time.sleep(0.2)
 read, _ = zk.get("/zookeeper/config")
 assert read.decode() == after, (read, after)
 

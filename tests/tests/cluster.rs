@@ -1950,7 +1950,15 @@ fn reconfig_from_kazoo_and_zkcli_removes_and_adds_back_a_member() {
     };
     let leader = c.leader().expect("a leader");
     let leaving = c.ids().find(|&n| n != leader).expect("a follower");
-    let hosts = c.connect_string();
+    // Through the server being removed first (kazoo keeps this order): it must still
+    // apply the COMMIT of its own removal and answer (the leader drops its link to it
+    // right after). Rookery's removed server then stops serving, where ZooKeeper's
+    // stays a non-voting follower, so kazoo moves on to the others.
+    let hosts = std::iter::once(leaving)
+        .chain(c.ids().filter(|&n| n != leaving))
+        .map(|n| format!("127.0.0.1:{}", c.client_port(n)))
+        .collect::<Vec<_>>()
+        .join(",");
     let out = std::process::Command::new(rookery_tests::DEBIAN_PYTHON)
         .arg(rookery_tests::client_script("kazoo_reconfig.py"))
         .args([&hosts, &leaving.to_string()])

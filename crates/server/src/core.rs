@@ -272,6 +272,11 @@ pub(crate) struct Core {
     reconfig_zxid: Option<i64>,
     /// Admin membership calls waiting for their reconfiguration to be applied.
     admin_reconfigs: BTreeMap<i64, admin::ReconfigWaiter>,
+    /// The transport's peers follow the committed membership and the pending ones
+    /// (see `refresh_peers`): whether the committed one changed, and which pending ones
+    /// it was last set for.
+    peers_stale: bool,
+    peers_pending: Vec<i64>,
 }
 
 /// A snapshot in flight: a frozen clone of the tree being serialized, saved and
@@ -421,6 +426,8 @@ impl Core {
             events: VecDeque::new(),
             reconfig_zxid: None,
             admin_reconfigs: BTreeMap::new(),
+            peers_stale: true,
+            peers_pending: Vec::new(),
         };
         // A single voter is leader at once and applies its whole log here.
         core.drive()?;
@@ -616,6 +623,9 @@ impl Core {
                     t.send(to.0, msg);
                 }
             }
+            // Only now: a member that a committed change removed still gets what this
+            // round queued for it (the COMMIT of its removal).
+            self.refresh_peers();
             for (from, payload) in ready.requests {
                 self.forwarded(from, &payload)?;
             }
@@ -926,10 +936,19 @@ impl Core {
                     .map_err(|e| e.to_string())
                     .and_then(Ensemble::parse);
                 match parsed {
-                    Ok(mut e) => {
+                    // Replayed history older than the membership this server already
+                    // knows committed (persisted, or adopted from a peer) changes nothing.
+                    Ok(mut e)
+                        if self
+                            .cfg
+                            .ensemble
+                            .as_ref()
+                            .is_none_or(|c| header.zxid > c.version) =>
+                    {
                         e.version = header.zxid;
                         self.ensemble_committed(e)?;
                     }
+                    Ok(_) => {}
                     Err(e) => {
                         error!(zxid = format!("{:#x}", header.zxid), error = %e, "a committed reconfiguration does not parse");
                     }

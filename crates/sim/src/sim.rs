@@ -1797,7 +1797,8 @@ fn msg_fields(m: &Message) -> (i64, i64, u64) {
         Message::AckEpoch {
             current_epoch,
             last_zxid,
-        } => (*current_epoch, *last_zxid, 0),
+            observer,
+        } => (*current_epoch, *last_zxid, u64::from(*observer)),
         Message::Diff { last_zxid } => (*last_zxid, 0, 0),
         Message::Trunc { zxid } => (*zxid, 0, 0),
         Message::Snap {

@@ -487,9 +487,21 @@ impl Election {
                 if self.is_voter() {
                     with_us.insert(self.self_id, ballot);
                 }
-                if term_predicate(&self.quorum, &with_us, &ballot)
-                    && self.check_leader(&self.out_of_election, n.leader, n.election_epoch)
-                {
+                // Following decides nothing, so a majority of the committed membership
+                // is enough to find the leader: a server that lags still calls itself
+                // an observer of a pending change, and waiting for a majority of that
+                // one could keep us out for good (found in review, with whole-membership
+                // changes in the simulator). Leading needs every majority.
+                let found = if n.leader == self.self_id {
+                    term_predicate(&self.quorum, &with_us, &ballot)
+                } else {
+                    term_predicate(
+                        &Quorums::from(self.quorum.committed().clone()),
+                        &with_us,
+                        &ballot,
+                    )
+                };
+                if found && self.check_leader(&self.out_of_election, n.leader, n.election_epoch) {
                     self.logical_clock = n.election_epoch;
                     self.decide(n.vote(), n.election_epoch);
                 }

@@ -37,10 +37,13 @@ pub enum Message {
         term: Epoch,
         observer: bool,
     },
-    /// ACKEPOCH: the learner accepted `new_epoch` and reports its history.
+    /// ACKEPOCH: the learner accepted `new_epoch` and reports its history, and the
+    /// role LEADERINFO gave it: a leader that meanwhile decided otherwise (a LEADERINFO
+    /// of an earlier handshake arrived late) starts the handshake over.
     AckEpoch {
         current_epoch: Epoch,
         last_zxid: Zxid,
+        observer: bool,
     },
 
     // Synchronization: one of Diff/Trunc/Snap, then Proposals (and Commits) of the

@@ -1089,8 +1089,10 @@ impl<S: PeerStorage> Peer<S> {
         let from_index = self.ready.committed.len();
         self.read_committed()?;
         if self.activate_committed_configs(from_index) && matches!(self.state, State::Leading(_)) {
-            // Fewer voters may need to hold what is logged now: commit it.
+            // Fewer voters may need to hold what is logged now: commit it, and finish
+            // an epoch roll that waited for a voter the change took away.
             self.try_commit()?;
+            self.finish_epoch_roll()?;
         }
         Ok(())
     }
@@ -1208,6 +1210,7 @@ impl<S: PeerStorage> Peer<S> {
             Message::AckEpoch {
                 current_epoch,
                 last_zxid,
+                observer,
             } => {
                 let (leader_epoch, leader_last) = (self.current_epoch, self.last_zxid);
                 let Some(l) = self.leader_state() else {
@@ -1217,6 +1220,12 @@ impl<S: PeerStorage> Peer<S> {
                     return Ok(());
                 };
                 if v.phase != LearnerPhase::Discovery {
+                    return Ok(());
+                }
+                if v.observer != observer {
+                    // It took its role from a LEADERINFO of an earlier handshake: the
+                    // two would never agree on whether its ACKs count (found in review).
+                    self.resync_learner(from);
                     return Ok(());
                 }
                 v.phase = LearnerPhase::AwaitingSync;
@@ -2008,6 +2017,7 @@ impl<S: PeerStorage> Peer<S> {
                     Message::AckEpoch {
                         current_epoch,
                         last_zxid,
+                        observer,
                     },
                 );
             }

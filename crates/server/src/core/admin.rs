@@ -301,7 +301,7 @@ impl Core {
             refuse(reply, why);
             return Ok(());
         }
-        let op = self.reconfig_op(&current, &next);
+        let op = self.reconfig_op(&next);
         let caller = Caller {
             session_id: 0,
             auth: &[],

@@ -8,7 +8,7 @@ use rookery_tree::prep::Op;
 use rookery_wire::ErrorCode;
 use rookery_wire::proto::{ReconfigRequest, Request};
 use rookery_zab::peer::{LearnerPhase, Role};
-use rookery_zab::storage::MetaStore;
+use rookery_zab::storage::{MetaStore, TxnLog};
 use tracing::info;
 
 use super::{Core, CoreError};
@@ -46,7 +46,7 @@ impl Core {
             )?,
         };
         self.check_change(&next, false).map_err(|(code, _)| code)?;
-        Ok(self.reconfig_op(&current, &next))
+        Ok(self.reconfig_op(&next))
     }
 
     pub(super) fn committed_ensemble(&self) -> Result<Ensemble, ErrorCode> {
@@ -121,17 +121,54 @@ impl Core {
         Ok(())
     }
 
-    /// The Txn's op; the leader also dials the new members now, since new voters must
-    /// acknowledge the change before it commits.
-    pub(super) fn reconfig_op(&mut self, current: &Ensemble, next: &Ensemble) -> Op {
-        if let Some(t) = &self.transport {
-            let mut peers = self.peer_addresses(current);
-            peers.extend(self.peer_addresses(next));
-            t.set_peers(peers);
-        }
+    /// The Txn's op (the members it adds are dialled once it is logged:
+    /// `refresh_peers`).
+    pub(super) fn reconfig_op(&mut self, next: &Ensemble) -> Op {
         Op::Reconfig {
             data: next.body().into_bytes(),
         }
+    }
+
+    /// Dials the members of the committed membership and of every pending one: a new
+    /// voter of a logged change must hear from whoever leads next, before the change
+    /// commits (its majority may need it). Pending memberships are read from the log
+    /// when they change, which is rare.
+    pub(super) fn refresh_peers(&mut self) {
+        let pending: Vec<i64> = self
+            .peer
+            .quorums()
+            .pending()
+            .iter()
+            .map(|(z, _)| *z)
+            .collect();
+        if !self.peers_stale && pending == self.peers_pending {
+            return;
+        }
+        let (Some(t), Some(committed)) = (self.transport.clone(), self.cfg.ensemble.clone()) else {
+            return;
+        };
+        self.peers_stale = false;
+        let mut peers = self.peer_addresses(&committed);
+        for &zxid in &pending {
+            let entry = self
+                .peer
+                .storage()
+                .entries_from(zxid, 1)
+                .ok()
+                .and_then(|mut v| v.pop())
+                .filter(|e| e.zxid == zxid);
+            let logged = entry
+                .and_then(|e| rookery_tree::reconfig_in_entry(&e.payload))
+                .and_then(|d| String::from_utf8(d).ok())
+                .and_then(|text| Ensemble::parse(&text).ok());
+            if let Some(e) = logged {
+                for (id, addr) in self.peer_addresses(&e) {
+                    peers.entry(id).or_insert(addr);
+                }
+            }
+        }
+        self.peers_pending = pending;
+        t.set_peers(peers);
     }
 
     /// Where to dial each member of `e`: zoo.cfg's address if it names the server.
@@ -150,9 +187,8 @@ impl Core {
     /// members, and the admin API lists them.
     pub(super) fn ensemble_committed(&mut self, e: Ensemble) -> Result<(), CoreError> {
         self.peer.storage_mut().set_config(e.text().as_bytes())?;
-        if let Some(t) = &self.transport {
-            t.set_peers(self.peer_addresses(&e));
-        }
+        // The links follow after this round's messages are sent (refresh_peers).
+        self.peers_stale = true;
         let summary: Vec<String> = e
             .servers
             .values()

@@ -166,9 +166,11 @@ fn to_proto(msg: Message) -> pb::PeerMessage {
         Message::AckEpoch {
             current_epoch,
             last_zxid,
+            observer,
         } => Body::AckEpoch(pb::AckEpoch {
             current_epoch,
             last_zxid,
+            observer,
         }),
         Message::Diff { last_zxid } => Body::Diff(pb::Diff { last_zxid }),
         Message::Trunc { zxid } => Body::Trunc(pb::Trunc { zxid }),
@@ -245,6 +247,7 @@ fn from_proto(msg: pb::PeerMessage) -> Result<Message, CodecError> {
         Body::AckEpoch(m) => Message::AckEpoch {
             current_epoch: m.current_epoch,
             last_zxid: m.last_zxid,
+            observer: m.observer,
         },
         Body::Diff(m) => Message::Diff {
             last_zxid: m.last_zxid,
@@ -360,9 +363,12 @@ mod tests {
                     observer: o,
                 }
             }),
-            (any::<i64>(), any::<i64>()).prop_map(|(e, z)| Message::AckEpoch {
-                current_epoch: e,
-                last_zxid: z
+            (any::<i64>(), any::<i64>(), any::<bool>()).prop_map(|(e, z, o)| {
+                Message::AckEpoch {
+                    current_epoch: e,
+                    last_zxid: z,
+                    observer: o,
+                }
             }),
             any::<i64>().prop_map(|z| Message::Diff { last_zxid: z }),
             any::<i64>().prop_map(|z| Message::Trunc { zxid: z }),
