@@ -1,7 +1,8 @@
-//! Every zoo.cfg shipped under deploy/ (the examples in deploy/conf/ and the one
-//! deploy/docker/compose.yaml mounts) is one Rookery accepts: parsed by the server's own
-//! `ServerConfig`, once as each server it lists (with that server's myid), with no
-//! warnings, and meaning what its comments say.
+//! Every zoo.cfg shipped under deploy/ (the examples in deploy/conf/, the image's
+//! standalone default and the one deploy/docker/compose.yaml mounts) is one Rookery
+//! accepts: parsed by the server's own `ServerConfig`, once as each server it lists
+//! (with that server's myid), with no warnings, and meaning what its comments say. And
+//! compose.yaml gives each container the files and ports that zoo.cfg calls for.
 
 use std::path::{Path, PathBuf};
 
@@ -143,8 +144,120 @@ fn examples_have_the_shapes_their_names_say() {
     let text = std::fs::read_to_string(&docker).expect("readable");
     let c = parse_as(&docker, &text, Some(1));
     assert_eq!(seed(&c), want);
+    assert_eq!(c.servers.len(), 4);
+    assert_eq!(c.servers[&3].learner_type, LearnerType::Observer);
     assert_eq!(c.data_dir, Path::new("/data"), "the image's data volume");
 
     let solo = load("standalone.cfg", None);
     assert!(solo.servers.is_empty());
+}
+
+/// `src:dst[:mode]` volume entries of a compose service, as (src, dst).
+fn compose_volumes(service: &serde_yaml::Value) -> Vec<(String, String)> {
+    service["volumes"]
+        .as_sequence()
+        .expect("volumes")
+        .iter()
+        .map(|v| {
+            let mut parts = v.as_str().expect("short volume syntax").split(':');
+            let src = parts.next().expect("source").to_owned();
+            let dst = parts.next().expect("destination").to_owned();
+            (src, dst)
+        })
+        .collect()
+}
+
+/// compose.yaml: one service per server line, each with the shared zoo.cfg, its own
+/// myid in dataDir (matching the server line of its host name), its own data volume,
+/// the admin token where zoo.cfg looks for it, a health check that needs no shell and
+/// client and admin ports published on loopback only, away from the other tests'.
+#[test]
+fn compose_gives_each_server_what_its_zoo_cfg_needs() {
+    let dir = deploy_dir().join("docker");
+    let text = std::fs::read_to_string(dir.join("compose.yaml")).expect("compose.yaml");
+    let mut compose: serde_yaml::Value = serde_yaml::from_str(&text).expect("YAML");
+    compose.apply_merge().expect("merge keys");
+    let services = compose["services"].as_mapping().expect("services");
+    let named_volumes = compose["volumes"].as_mapping().expect("volumes");
+    let mut host_ports = Vec::new();
+    let mut observers = 0;
+    let mut ids = Vec::new();
+    for (name, service) in services {
+        let name = name.as_str().expect("service name");
+        assert_eq!(service["hostname"].as_str(), Some(name), "{name}: hostname");
+        let volumes = compose_volumes(service);
+        let source = |dst: &Path| {
+            volumes
+                .iter()
+                .find(|(_, d)| Path::new(d) == dst)
+                .map(|(s, _)| s.clone())
+                .unwrap_or_else(|| panic!("{name}: nothing mounted at {}", dst.display()))
+        };
+        let cfg_path = dir.join(source(Path::new("/conf/zoo.cfg")));
+        let cfg_text = std::fs::read_to_string(&cfg_path).expect("zoo.cfg");
+        let any = parse_as(&cfg_path, &cfg_text, Some(0));
+        let myid_file = dir.join(source(&any.data_dir.join("myid")));
+        let myid: u64 = std::fs::read_to_string(&myid_file)
+            .expect("myid file")
+            .trim()
+            .parse()
+            .expect("a number");
+        let c = parse_as(&cfg_path, &cfg_text, Some(myid));
+        assert!(c.warnings.is_empty(), "{name}: {:?}", c.warnings);
+        let own = c.own_server().expect("own server line");
+        assert_eq!(own.addresses[0].host, name, "{name}: myid {myid}");
+        observers += usize::from(own.learner_type == LearnerType::Observer);
+        ids.push(myid);
+        assert_eq!(c.servers.len(), services.len(), "a service per server line");
+
+        let data = source(&c.data_dir);
+        assert!(
+            named_volumes.contains_key(data.as_str()),
+            "{name}: dataDir is the named volume {data}"
+        );
+        let token = c.admin_auth_token_file.as_deref().expect("admin token");
+        let token_text = std::fs::read_to_string(dir.join(source(token))).expect("token");
+        assert!(!token_text.trim().is_empty());
+
+        let check: Vec<&str> = service["healthcheck"]["test"]
+            .as_sequence()
+            .expect("healthcheck")
+            .iter()
+            .map(|v| v.as_str().expect("string"))
+            .collect();
+        assert_eq!(
+            check,
+            ["CMD", "rookery", "status", "--config", "/conf/zoo.cfg"]
+        );
+
+        let admin = c.admin_grpc_address.as_ref().expect("admin address");
+        let mut published = Vec::new();
+        for p in service["ports"].as_sequence().expect("ports") {
+            let parts: Vec<&str> = p.as_str().expect("short syntax").split(':').collect();
+            assert_eq!(parts.len(), 3, "{name}: ip:host:container");
+            assert_eq!(parts[0], "127.0.0.1", "{name}: loopback only");
+            let host: u16 = parts[1].parse().expect("host port");
+            assert!(
+                !(2181..=2183).contains(&host) && !(7181..=7183).contains(&host),
+                "{name}: {host} clashes with the other tests' ports"
+            );
+            host_ports.push(host);
+            published.push(parts[2].parse::<u16>().expect("container port"));
+        }
+        published.sort();
+        let mut want = vec![c.client_port.expect("clientPort"), admin.port];
+        want.sort();
+        assert_eq!(published, want, "{name}: client and admin ports");
+    }
+    ids.sort();
+    assert_eq!(ids, (0..services.len() as u64).collect::<Vec<_>>());
+    assert_eq!(observers, 1, "three voters and one observer");
+    let count = host_ports.len();
+    host_ports.sort();
+    host_ports.dedup();
+    assert_eq!(host_ports.len(), count, "distinct host ports");
+    println!(
+        "compose.yaml: {} services, ids {ids:?}, host ports {host_ports:?}",
+        services.len()
+    );
 }

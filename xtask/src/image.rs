@@ -1,16 +1,19 @@
 //! `cargo xtask image`: the Rookery container image, built without any registry.
 //!
-//! Builds the release binary, assembles a root filesystem under
-//! `<target>/image/context/` (the binary; the shared libraries `ldd` lists for it, at
-//! the paths it lists; a static busybox for `/bin/sh` and the entrypoint's few
-//! commands; `/etc/passwd` and `/etc/group` with the user `rookery`, uid 1000;
-//! deploy/docker/docker-entrypoint.sh) and runs `docker build` with
-//! deploy/docker/Dockerfile, which starts `FROM scratch`, so nothing is pulled.
+//! Builds `rookery` for the host's `*-linux-gnu` target with glibc linked statically
+//! (`-C target-feature=+crt-static`, given through RUSTFLAGS with `--target`, so build
+//! scripts and proc-macros stay ordinary host programs), checks that the result has no
+//! program interpreter, assembles a root filesystem under `<target>/image/context/` and
+//! runs `docker build` with deploy/docker/Dockerfile, which starts `FROM scratch`: no
+//! base image, nothing pulled. The image holds the stripped binary, `/etc/passwd` and
+//! `/etc/group` (user `rookery`, uid 1000), `/etc/nsswitch.conf` (`hosts: files dns`,
+//! which the static glibc's resolver reads), a standalone `/conf/zoo.cfg` and `/data`
+//! owned by the rookery user; no shell.
 //!
-//! Needs, at build time only: docker, `ldd`, and a static busybox (Debian:
-//! `apt-get install busybox-static`).
+//! Needs, at build time only: docker, and glibc's static libraries (Debian's
+//! libc6-dev, which gcc brings).
 
-use std::os::unix::fs::{PermissionsExt, symlink};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -20,8 +23,7 @@ use clap::Args;
 /// The rookery user and group inside the image (the official zookeeper image uses
 /// uid 1000 too).
 const UID: u32 = 1000;
-/// Where a static busybox is looked for, first to last.
-const BUSYBOX: [&str; 2] = ["/bin/busybox", "/usr/bin/busybox"];
+const STATIC: &str = "-C target-feature=+crt-static";
 
 #[derive(Args)]
 pub(crate) struct ImageArgs {
@@ -34,17 +36,45 @@ pub(crate) struct ImageArgs {
 }
 
 pub(crate) fn run(root: &Path, args: &ImageArgs) -> Result<()> {
-    let busybox = static_busybox()?;
+    let triple = host_triple()?;
+    if !triple.ends_with("-linux-gnu") {
+        bail!("the image needs a *-linux-gnu host to link glibc statically; this is {triple}");
+    }
+    // Appended to the caller's flags; with --target they reach only the target's
+    // crates, so build scripts and proc-macros still link dynamically and run.
+    let rustflags = match std::env::var("RUSTFLAGS") {
+        Ok(f) if !f.trim().is_empty() => format!("{f} {STATIC}"),
+        _ => STATIC.to_string(),
+    };
     crate::run(
-        "build",
-        crate::cargo().args(["build", "--release", "--locked", "-p", "rookery"]),
+        "build (static)",
+        crate::cargo()
+            .args([
+                "build",
+                "--release",
+                "--locked",
+                "-p",
+                "rookery",
+                "--target",
+            ])
+            .arg(&triple)
+            .env("RUSTFLAGS", rustflags),
     )?;
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
-    let bin = target.join("release").join("rookery");
+    let bin = target.join(&triple).join("release").join("rookery");
+    let elf = std::fs::read(&bin).with_context(|| format!("reading {}", bin.display()))?;
+    match needs_interpreter(&elf) {
+        Some(false) => {}
+        Some(true) => bail!(
+            "{} still needs a dynamic loader; is glibc's libc.a installed (libc6-dev)?",
+            bin.display()
+        ),
+        None => bail!("{} is not a 64-bit ELF file", bin.display()),
+    }
     let context = target.join("image").join("context");
-    assemble(root, &bin, &busybox, &context)?;
+    assemble(root, &bin, &context)?;
     println!("build context: {}", context.display());
     if args.no_build {
         return Ok(());
@@ -57,43 +87,61 @@ pub(crate) fn run(root: &Path, args: &ImageArgs) -> Result<()> {
             .arg(&context),
     )?;
     println!(
-        "built {tag}; try: docker run --rm {tag}   or: docker compose -f deploy/docker/compose.yaml up -d",
+        "built {tag}; try: docker run --rm {tag}   or: docker-compose -f deploy/docker/compose.yaml up -d",
         tag = args.tag
     );
     Ok(())
 }
 
-/// The busybox to copy, which must not need any shared library.
-fn static_busybox() -> Result<PathBuf> {
-    let Some(found) = BUSYBOX.iter().map(PathBuf::from).find(|p| p.is_file()) else {
-        bail!("no busybox at {BUSYBOX:?}: install a static one (apt-get install busybox-static)");
-    };
-    // ldd exits non-zero with "not a dynamic executable" for a static binary.
-    let out = Command::new("ldd")
-        .arg(&found)
+/// The `host:` line of `rustc -vV`, e.g. x86_64-unknown-linux-gnu.
+fn host_triple() -> Result<String> {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let out = Command::new(rustc)
+        .arg("-vV")
         .output()
-        .context("running ldd")?;
-    if out.status.success() {
-        bail!(
-            "{} is dynamically linked; install Debian's busybox-static instead of busybox",
-            found.display()
-        );
+        .context("running rustc -vV")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .map(|h| h.trim().to_string())
+        .context("rustc -vV printed no host line")
+}
+
+/// Whether a 64-bit little-endian ELF file has a PT_INTERP program header (needs the
+/// dynamic loader); `None` if it is not such a file. `ldd` would also do, but its
+/// wording for static and static-pie binaries differs between versions.
+fn needs_interpreter(elf: &[u8]) -> Option<bool> {
+    const PT_INTERP: u32 = 3;
+    if elf.get(..4)? != b"\x7fELF" || *elf.get(4)? != 2 || *elf.get(5)? != 1 {
+        return None;
     }
-    Ok(found)
+    let u16_at = |at: usize| Some(u16::from_le_bytes(elf.get(at..at + 2)?.try_into().ok()?));
+    let phoff = usize::try_from(u64::from_le_bytes(elf.get(0x20..0x28)?.try_into().ok()?)).ok()?;
+    let phentsize = usize::from(u16_at(0x36)?);
+    let phnum = usize::from(u16_at(0x38)?);
+    for i in 0..phnum {
+        let at = phoff.checked_add(i.checked_mul(phentsize)?)?;
+        let kind = u32::from_le_bytes(elf.get(at..at + 4)?.try_into().ok()?);
+        if kind == PT_INTERP {
+            return Some(true);
+        }
+    }
+    Some(false)
 }
 
 /// Writes the build context: `rootfs/` (owned by root in the image), `owned/` (owned by
 /// the rookery user) and the Dockerfile.
-fn assemble(root: &Path, bin: &Path, busybox: &Path, context: &Path) -> Result<()> {
+fn assemble(root: &Path, bin: &Path, context: &Path) -> Result<()> {
     if context.exists() {
         std::fs::remove_dir_all(context)
             .with_context(|| format!("removing {}", context.display()))?;
     }
     let rootfs = context.join("rootfs");
     let owned = context.join("owned");
+    let docker = root.join("deploy/docker");
 
     // The server, stripped when strip is there (line tables are for backtraces in
-    // development; the image is 10 times smaller without them).
+    // development; the image is several times smaller without them).
     let dest = rootfs.join("usr/local/bin/rookery");
     copy(bin, &dest, 0o755)?;
     let stripped = Command::new("strip")
@@ -104,32 +152,11 @@ fn assemble(root: &Path, bin: &Path, busybox: &Path, context: &Path) -> Result<(
         println!("strip is not available; the binary keeps its debug line tables");
     }
 
-    // Its shared libraries, at the paths the dynamic loader looks them up under.
-    for lib in shared_libraries(bin)? {
-        let inside = lib.strip_prefix("/").unwrap_or(&lib);
-        copy(&lib, &rootfs.join(inside), 0o755)?;
-    }
-
-    // busybox as /bin/sh and every applet it has, for the entrypoint and for
-    // `docker exec ... sh` when something needs looking into.
-    copy(busybox, &rootfs.join("bin/busybox"), 0o755)?;
-    let list = Command::new(busybox)
-        .arg("--list")
-        .output()
-        .context("busybox --list")?;
-    for applet in String::from_utf8_lossy(&list.stdout).split_whitespace() {
-        if applet == "busybox" || applet.contains('/') {
-            continue;
-        }
-        symlink("busybox", rootfs.join("bin").join(applet))
-            .with_context(|| format!("linking /bin/{applet}"))?;
-    }
-
     write(
         &rootfs.join("etc/passwd"),
         &format!(
-            "root:x:0:0:root:/root:/bin/sh\nrookery:x:{UID}:{UID}:Rookery:/data:/bin/sh\n\
-             nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
+            "root:x:0:0:root:/root:/sbin/nologin\nrookery:x:{UID}:{UID}:Rookery:/data:/sbin/nologin\n\
+             nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n"
         ),
         0o644,
     )?;
@@ -138,64 +165,28 @@ fn assemble(root: &Path, bin: &Path, busybox: &Path, context: &Path) -> Result<(
         &format!("root:x:0:\nrookery:x:{UID}:\nnogroup:x:65534:\n"),
         0o644,
     )?;
-    // glibc's defaults without this file put DNS before /etc/hosts.
+    // Read by the static glibc's getaddrinfo too: /etc/hosts first (Docker writes the
+    // container's own name there, Kubernetes its pod's FQDN), then DNS (Docker's
+    // embedded server for the other containers' names, the cluster DNS for pods').
     write(
         &rootfs.join("etc/nsswitch.conf"),
         "passwd: files\ngroup: files\nhosts: files dns\n",
         0o644,
     )?;
-    dir(&rootfs.join("root"), 0o700)?;
-    dir(&rootfs.join("tmp"), 0o1777)?;
-    let docker = root.join("deploy/docker");
+    // Without a mounted /conf/zoo.cfg, `docker run rookery:dev` is a standalone server.
     copy(
-        &docker.join("docker-entrypoint.sh"),
-        &rootfs.join("docker-entrypoint.sh"),
-        0o755,
+        &docker.join("standalone.cfg"),
+        &rootfs.join("conf/zoo.cfg"),
+        0o644,
     )?;
-
-    for d in ["conf", "data", "datalog"] {
-        dir(&owned.join(d), 0o755)?;
-    }
+    dir(&rootfs.join("tmp"), 0o1777)?;
+    dir(&owned.join("data"), 0o750)?;
     copy(
         &docker.join("Dockerfile"),
         &context.join("Dockerfile"),
         0o644,
     )?;
     Ok(())
-}
-
-/// The files `ldd` names for `bin`: `libc.so.6 => /lib/.../libc.so.6 (0x...)` and the
-/// loader `/lib64/ld-linux-x86-64.so.2 (0x...)`; the vDSO has no file.
-fn shared_libraries(bin: &Path) -> Result<Vec<PathBuf>> {
-    let out = Command::new("ldd")
-        .arg(bin)
-        .output()
-        .context("running ldd")?;
-    if !out.status.success() {
-        bail!(
-            "ldd {} failed: {}",
-            bin.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut libs = Vec::new();
-    for line in text.lines() {
-        let line = line.trim();
-        let path = match line.split_once("=>") {
-            Some((_, right)) => right.split_whitespace().next(),
-            None => line.split_whitespace().next(),
-        };
-        match path {
-            Some(p) if p.starts_with('/') => libs.push(PathBuf::from(p)),
-            Some("not") => bail!("ldd: {line}"),
-            _ => {}
-        }
-    }
-    if libs.is_empty() {
-        bail!("ldd listed no libraries for {}:\n{text}", bin.display());
-    }
-    Ok(libs)
 }
 
 fn dir(path: &Path, mode: u32) -> Result<()> {
@@ -222,4 +213,41 @@ fn write(path: &Path, text: &str, mode: u32) -> Result<()> {
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .with_context(|| format!("chmod {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::needs_interpreter;
+
+    /// A minimal ELF64 header with one program header of type `kind` at offset 64.
+    fn elf(kind: u32) -> Vec<u8> {
+        let mut f = vec![0u8; 64 + 56];
+        f[..4].copy_from_slice(b"\x7fELF");
+        f[4] = 2; // 64-bit
+        f[5] = 1; // little-endian
+        f[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());
+        f[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+        f[0x38..0x3a].copy_from_slice(&1u16.to_le_bytes());
+        f[64..68].copy_from_slice(&kind.to_le_bytes());
+        f
+    }
+
+    #[test]
+    fn finds_the_program_interpreter() {
+        assert_eq!(needs_interpreter(&elf(3)), Some(true));
+        assert_eq!(needs_interpreter(&elf(1)), Some(false));
+        assert_eq!(needs_interpreter(b"#!/bin/sh\n"), None);
+        // A header pointing past the end is not read out of bounds.
+        let mut short = elf(3);
+        short.truncate(66);
+        assert_eq!(needs_interpreter(&short), None);
+    }
+
+    #[test]
+    fn this_machines_binaries_are_told_apart() {
+        // /bin/sh is dynamically linked on every Debian.
+        if let Ok(sh) = std::fs::read("/bin/sh") {
+            assert_eq!(needs_interpreter(&sh), Some(true));
+        }
+    }
 }

@@ -1,5 +1,6 @@
 //! `cargo xtask`: the project's automation, in Rust so it runs wherever cargo does.
 
+mod bench;
 mod cluster;
 mod golden;
 mod image;
@@ -35,8 +36,11 @@ enum Cmd {
     /// `--seeds 2000`, or replay one with `--seed S`.
     Sim(sim::SimArgs),
     /// Build the container image rookery:dev FROM scratch, without a registry
-    /// (needs docker and Debian's busybox-static).
+    /// (needs docker; `rookery` is linked statically against glibc).
     Image(image::ImageArgs),
+    /// Rookery vs Apache ZooKeeper side by side (release build); report under
+    /// <target>/bench/. Flags after it go to rookery-bench, e.g. `--only get,set`.
+    Bench(bench::BenchArgs),
     /// Golden wire vectors from Apache ZooKeeper 3.8 (`golden record`, `golden handbuilt`).
     Golden {
         #[command(subcommand)]
@@ -56,6 +60,7 @@ fn main() -> Result<()> {
         Cmd::Cluster { cmd } => cluster::run(&project_root(), cmd),
         Cmd::Sim(args) => sim::run(&args),
         Cmd::Image(args) => image::run(&project_root(), &args),
+        Cmd::Bench(args) => bench::run(&project_root(), &args),
     }
 }
 

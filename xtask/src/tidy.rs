@@ -32,8 +32,9 @@ const BANNED_IN_PURE: &[&str] = &[
 const OWNERS: &[(&str, &[&str])] = &[
     ("sled", &["rookery-storage"]),
     ("tonic", &["rookery-admin", "rookery-server", "rookery"]),
-    ("clap", &["rookery", "xtask"]),
-    ("anyhow", &["rookery", "xtask"]),
+    // rookery-bench is a binary tool like xtask (nothing links it into a server).
+    ("clap", &["rookery", "xtask", "rookery-bench"]),
+    ("anyhow", &["rookery", "xtask", "rookery-bench"]),
     ("opentelemetry-otlp", &["rookery"]),
 ];
 
