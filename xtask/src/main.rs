@@ -4,6 +4,7 @@ mod bench;
 mod cluster;
 mod golden;
 mod image;
+mod jepsen;
 mod sim;
 mod tidy;
 
@@ -41,6 +42,9 @@ enum Cmd {
     /// Rookery vs Apache ZooKeeper side by side (release build); report under
     /// <target>/bench/. Flags after it go to rookery-bench, e.g. `--only get,set`.
     Bench(bench::BenchArgs),
+    /// Issue 6's register workload under the combined nemesis (release build); report
+    /// under <target>/jepsen/, e.g. `-- --target zookeeper --time 60 --seed 7`.
+    Jepsen(jepsen::JepsenArgs),
     /// Golden wire vectors from Apache ZooKeeper 3.8 (`golden record`, `golden handbuilt`).
     Golden {
         #[command(subcommand)]
@@ -61,6 +65,7 @@ fn main() -> Result<()> {
         Cmd::Sim(args) => sim::run(&args),
         Cmd::Image(args) => image::run(&project_root(), &args),
         Cmd::Bench(args) => bench::run(&project_root(), &args),
+        Cmd::Jepsen(args) => jepsen::run(&project_root(), &args),
     }
 }
 

@@ -32,9 +32,16 @@ const BANNED_IN_PURE: &[&str] = &[
 const OWNERS: &[(&str, &[&str])] = &[
     ("sled", &["rookery-storage"]),
     ("tonic", &["rookery-admin", "rookery-server", "rookery"]),
-    // rookery-bench is a binary tool like xtask (nothing links it into a server).
-    ("clap", &["rookery", "xtask", "rookery-bench"]),
-    ("anyhow", &["rookery", "xtask", "rookery-bench"]),
+    // rookery-bench and rookery-jepsen are binary tools like xtask (nothing links them
+    // into a server).
+    (
+        "clap",
+        &["rookery", "xtask", "rookery-bench", "rookery-jepsen"],
+    ),
+    (
+        "anyhow",
+        &["rookery", "xtask", "rookery-bench", "rookery-jepsen"],
+    ),
     ("opentelemetry-otlp", &["rookery"]),
 ];
 
