@@ -974,7 +974,18 @@ fn members_are_added_promoted_and_removed_through_the_cli() {
     // ZooKeeper's reconfig keeps two participants) and no further.
     let ep = c.node(next).admin_endpoint();
     let others: Vec<usize> = members.iter().copied().filter(|&n| n != next).collect();
-    admin(&ep, &["members", "remove", &others[0].to_string()]).ok();
+    // (The new leader's followers may still be syncing: refused until one is.)
+    poll(
+        CLUSTER_WAIT,
+        || format!("server {} was not removed\n{}", others[0], c.logs()),
+        || {
+            let r = admin(&ep, &["members", "remove", &others[0].to_string()]);
+            if !r.success() {
+                assert!(r.stderr().contains("in sync"), "{}", r.describe());
+            }
+            r.success().then_some(())
+        },
+    );
     let refused = admin(&ep, &["members", "remove", &others[1].to_string()]);
     assert!(!refused.success(), "{}", refused.describe());
     assert!(
