@@ -36,7 +36,7 @@ use rookery_wire::{AddWatchMode, CreateMode, ErrorCode, Id, KeeperState, Record,
 use rookery_zab::message::Message;
 use rookery_zab::peer::{LearnerPhase, Peer, PeerConfig, ProposeError, Role, RoleChange};
 use rookery_zab::quorum::ServerId;
-use rookery_zab::storage::{LogEntry, SnapshotStore, StorageError, TxnLog};
+use rookery_zab::storage::{LogEntry, SnapshotStore, StorageError};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{Span, debug, error, info, info_span, warn};
 
@@ -255,6 +255,8 @@ pub(crate) struct Core {
     txns_since_snapshot: u64,
     /// The snapshot being serialized and saved off this thread; at most one at a time.
     snapshot_task: Option<SnapshotTask>,
+    /// The log purge after a snapshot, on its own thread (it can take seconds).
+    purge_task: Option<std::thread::JoinHandle<Result<u64, StorageError>>>,
     last_container_check_ms: i64,
     last_touch_ms: i64,
     started: Instant,
@@ -418,6 +420,7 @@ impl Core {
             revalidating: BTreeMap::new(),
             txns_since_snapshot: 0,
             snapshot_task: None,
+            purge_task: None,
             started: Instant::now(),
             start_wall_ms: now,
             stats: ServerStats::default(),
@@ -464,7 +467,9 @@ impl Core {
         }
         // Let an in-flight snapshot finish: it holds a storage handle, and the log
         // purge it allows happens only once it is saved.
-        self.finish_snapshot()
+        self.finish_snapshot()?;
+        self.finish_purge();
+        Ok(())
     }
 
     fn handle(&mut self, cmd: CoreCmd) -> Result<(), CoreError> {
@@ -1772,6 +1777,9 @@ impl Core {
     /// serializes, saves and applies retention, so writes never wait for a snapshot.
     /// At most one is in flight; a snapshot due meanwhile starts after it finishes.
     fn maybe_snapshot(&mut self) -> Result<(), CoreError> {
+        if self.purge_task.as_ref().is_some_and(|t| t.is_finished()) {
+            self.finish_purge();
+        }
         if self
             .snapshot_task
             .as_ref()
@@ -1890,13 +1898,33 @@ impl Core {
             .filter(|r| r.len() >= retain)
             .and_then(|r| r.last())
         {
-            let purged = self.peer.storage_mut().purge_before(oldest)?;
-            debug!(
-                purged,
-                "purged log entries older than the retained snapshots"
-            );
+            if self.purge_task.is_some() {
+                // The last purge still runs; the next snapshot purges further.
+                return Ok(());
+            }
+            let purger = self.peer.storage().log_purger();
+            let spawned = std::thread::Builder::new()
+                .name("log-purge".into())
+                .spawn(move || purger.purge_before(oldest));
+            match spawned {
+                Ok(handle) => self.purge_task = Some(handle),
+                Err(e) => error!(error = %e, "could not start the log purge thread"),
+            }
         }
         Ok(())
+    }
+
+    /// Waits for the log purge in flight, if any. A failed purge leaves old entries
+    /// behind (the next one retries); it is logged, not fatal.
+    fn finish_purge(&mut self) {
+        let Some(task) = self.purge_task.take() else {
+            return;
+        };
+        match task.join() {
+            Ok(Ok(keys)) => debug!(keys, "purged log entries older than the retained snapshots"),
+            Ok(Err(e)) => error!(error = %e, "log purge failed"),
+            Err(_) => error!("log purge thread panicked"),
+        }
     }
 
     /// Keeps the last [`EVENTS_KEPT`] for Status; the log has them all.
@@ -2204,6 +2232,7 @@ fn multi_result(r: &OpResult) -> wp::OpResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rookery_zab::storage::TxnLog;
 
     #[test]
     fn session_password_is_16_bytes_and_stable() {
@@ -2315,6 +2344,8 @@ mod tests {
             );
             create(&mut core, format!("/after{round}"));
             core.finish_snapshot().unwrap();
+            // The purge runs on its own thread; wait for it before looking at the log.
+            core.finish_purge();
             let saved = core.peer.storage().load_snapshot(at).unwrap().unwrap();
             assert_eq!(
                 saved.data, expected,

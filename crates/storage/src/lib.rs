@@ -344,6 +344,40 @@ impl SnapshotStore for SledSnapshots {
     }
 }
 
+/// Keys removed per batch by [`LogPurger`]: small batches keep each one short, and
+/// the pause between them lets the writer's appends and syncs in.
+const PURGE_BATCH: usize = 4096;
+
+/// See [`SledStorage::log_purger`].
+#[derive(Debug, Clone)]
+pub struct LogPurger {
+    log: sled::Tree,
+}
+
+impl LogPurger {
+    /// Removes the entries before `zxid`, which must be at most what the server has
+    /// applied (entries after it may be appended or cut meanwhile). Returns how many
+    /// keys went.
+    pub fn purge_before(&self, zxid: Zxid) -> Result<u64, StorageError> {
+        let end = chunk_key(zxid, 0);
+        let mut removed = 0;
+        loop {
+            let mut batch = sled::Batch::default();
+            let mut n = 0;
+            for item in self.log.range(..end).keys().take(PURGE_BATCH) {
+                batch.remove(item.map_err(sled_err)?);
+                n += 1;
+            }
+            if n == 0 {
+                return Ok(removed);
+            }
+            self.log.apply_batch(batch).map_err(sled_err)?;
+            removed += n as u64;
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+}
+
 /// The log, metadata and snapshots of one server, in one sled database in dataDir.
 #[derive(Debug)]
 pub struct SledStorage {
@@ -415,6 +449,14 @@ impl SledStorage {
     /// Snapshot chunks removed at open because their save never finished.
     pub fn orphan_snapshot_chunks_removed(&self) -> u64 {
         self.orphan_snapshot_chunks_removed
+    }
+
+    /// A handle that drops the head of the log on another thread (after a snapshot),
+    /// so a purge of hundreds of thousands of entries does not hold up appends.
+    pub fn log_purger(&self) -> LogPurger {
+        LogPurger {
+            log: self.log.clone(),
+        }
     }
 
     /// A snapshot handle that can be moved to another thread, so saving a snapshot does
@@ -639,6 +681,31 @@ impl SnapshotStore for SledStorage {
 mod tests {
     use super::*;
     use rookery_zab::storage::conformance::{self, Harness};
+
+    #[test]
+    fn the_log_purger_drops_the_head_on_another_thread_while_appends_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = SledStorage::open(dir.path()).unwrap();
+        let big = vec![7u8; CHUNK_BYTES + 10];
+        for z in 1..=10_000 {
+            // A few multi-chunk entries, whose keys share a zxid.
+            let payload: &[u8] = if z % 2_500 == 0 { &big } else { b"x" };
+            s.append(z, payload).unwrap();
+        }
+        let purger = s.log_purger();
+        let purge = std::thread::spawn(move || purger.purge_before(6_000));
+        for z in 10_001..=10_100 {
+            s.append(z, b"y").unwrap();
+        }
+        let removed = purge.join().unwrap().unwrap();
+        // Keys: 5999 entries, two of them (2500 and 5000) in two chunks.
+        assert_eq!(removed, 6_001);
+        assert_eq!(s.first_zxid().unwrap(), Some(6_000));
+        assert_eq!(s.last_zxid(), Some(10_100));
+        let head = s.entries_from(0, 2).unwrap();
+        assert_eq!(head[0].zxid, 6_000);
+        assert_eq!(head[1].zxid, 6_001);
+    }
 
     /// A temporary dataDir; "reopen" drops the storage and opens the directory again.
     struct SledHarness {
