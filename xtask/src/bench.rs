@@ -31,7 +31,7 @@ pub(crate) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
         "build the release binaries",
         crate::cargo().args(["build", "--release", "-p", "rookery", "-p", "rookery-bench"]),
     )?;
-    let release = target_dir(root)?.join("release");
+    let release = crate::target_dir(root).join("release");
     let started = SystemTime::now();
     crate::run(
         "bench",
@@ -41,7 +41,7 @@ pub(crate) fn run(root: &Path, args: &BenchArgs) -> Result<()> {
             .env("ROOKERY_ZK_JVM_OPTS", &args.zk_jvm_opts)
             .env("RUST_LOG", "info"),
     )?;
-    if let Some(dir) = newest_report(&target_dir(root)?.join("bench"), started) {
+    if let Some(dir) = newest_report(&crate::target_dir(root).join("bench"), started) {
         println!("bench: report in {}", dir.display());
     }
     Ok(())
@@ -77,26 +77,6 @@ fn ensure_zookeeper() -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Cargo's target directory (CARGO_TARGET_DIR or the workspace's `target`).
-fn target_dir(root: &Path) -> Result<PathBuf> {
-    let out = crate::cargo()
-        .args(["metadata", "--format-version", "1", "--no-deps"])
-        .current_dir(root)
-        .output()
-        .context("running cargo metadata")?;
-    if !out.status.success() {
-        bail!(
-            "cargo metadata failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let meta: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    meta["target_directory"]
-        .as_str()
-        .map(PathBuf::from)
-        .context("cargo metadata has no target_directory")
 }
 
 /// The report directory this run wrote (the newest written since `since`).

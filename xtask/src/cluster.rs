@@ -207,10 +207,7 @@ fn pid_path(cluster: &Path, id: u16) -> PathBuf {
 }
 
 fn rookery_bin(root: &Path) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    target.join("release").join("rookery")
+    crate::target_dir(root).join("release").join("rookery")
 }
 
 /// The nodes already under `cluster` (directories `nodeN` holding a zoo.cfg), by id,

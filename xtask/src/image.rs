@@ -14,7 +14,7 @@
 //! libc6-dev, which gcc brings).
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
@@ -60,9 +60,7 @@ pub(crate) fn run(root: &Path, args: &ImageArgs) -> Result<()> {
             .arg(&triple)
             .env("RUSTFLAGS", rustflags),
     )?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
+    let target = crate::target_dir(root);
     let bin = target.join(&triple).join("release").join("rookery");
     let elf = std::fs::read(&bin).with_context(|| format!("reading {}", bin.display()))?;
     match needs_interpreter(&elf) {

@@ -3,7 +3,7 @@
 //! the harness pointed at the release binary (`ROOKERY_BIN`); the report goes under
 //! <target>/jepsen/. The exit status is rookery-jepsen's: non-zero on any anomaly.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
@@ -29,7 +29,7 @@ pub(crate) fn run(root: &Path, args: &JepsenArgs) -> Result<()> {
             "rookery-jepsen",
         ]),
     )?;
-    let target = target_dir(root);
+    let target = crate::target_dir(root);
     let release = target.join("release");
     let status = Command::new(release.join("rookery-jepsen"))
         .args(&args.args)
@@ -43,12 +43,4 @@ pub(crate) fn run(root: &Path, args: &JepsenArgs) -> Result<()> {
         bail!("jepsen: {status} (see the report directory printed above)");
     }
     Ok(())
-}
-
-/// Cargo's target directory: CARGO_TARGET_DIR, else the workspace's `target`.
-fn target_dir(root: &Path) -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map(|p| if p.is_absolute() { p } else { root.join(p) })
-        .unwrap_or_else(|| root.join("target"))
 }

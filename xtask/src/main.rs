@@ -99,6 +99,15 @@ pub(crate) fn run(step: &str, cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// Cargo's target directory: CARGO_TARGET_DIR (relative to the workspace), else the
+/// workspace's `target`.
+pub(crate) fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|p| if p.is_absolute() { p } else { root.join(p) })
+        .unwrap_or_else(|| root.join("target"))
+}
+
 pub(crate) fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }

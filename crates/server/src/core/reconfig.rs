@@ -134,6 +134,17 @@ impl Core {
     /// commits (its majority may need it). Pending memberships are read from the log
     /// when they change, which is rare.
     pub(super) fn refresh_peers(&mut self) {
+        // Called every round: compare without allocating.
+        let unchanged = self
+            .peer
+            .quorums()
+            .pending()
+            .iter()
+            .map(|(z, _)| *z)
+            .eq(self.peers_pending.iter().copied());
+        if !self.peers_stale && unchanged {
+            return;
+        }
         let pending: Vec<i64> = self
             .peer
             .quorums()
@@ -141,9 +152,6 @@ impl Core {
             .iter()
             .map(|(z, _)| *z)
             .collect();
-        if !self.peers_stale && pending == self.peers_pending {
-            return;
-        }
         let (Some(t), Some(committed)) = (self.transport.clone(), self.cfg.ensemble.clone()) else {
             return;
         };
