@@ -480,6 +480,14 @@ impl Cluster {
         }
     }
 
+    /// Starts node `n` again after [`Cluster::kill9`] without waiting for it to serve:
+    /// with every node down, none serves until a quorum is back.
+    pub fn start_again(&mut self, n: usize) {
+        if !self.is_running(n) {
+            self.spawn(n);
+        }
+    }
+
     /// SIGSTOP: the process freezes with its sockets open, as a long GC pause or a
     /// hung machine does; peers notice only through their timeouts.
     pub fn stop(&mut self, n: usize) {

@@ -1,32 +1,52 @@
-//! The pure parts of `rookery-jepsen`: the recorded history's format, its adaptation to
-//! [`rookery_check::register`], the cheap ZooKeeper-specific checks, the seeded choices
-//! and the latency plot. Everything here is deterministic so it can be unit-tested; the
-//! binary (`main.rs`) owns the clients, the cluster and the clock.
+//! The pure parts of `rookery-jepsen`: the recorded history's format, one checker per
+//! workload, the seeded choices and the latency plot. Everything here is deterministic
+//! so it can be unit-tested; the binary (`main.rs`) owns the clients, the cluster and
+//! the clock.
+//!
+//! Each workload keeps to its own keys (`r0`.. register, `s0`.. set, `ids`, `queue`,
+//! `lock`, `eph`), so one history can hold several workloads run side by side and
+//! [`check_all`] judges each key with its workload's checker.
 
+pub mod ids;
+pub mod lock;
+pub mod queue;
+pub mod register;
+pub mod sessions;
+pub mod set;
 pub mod svg;
 
-use std::collections::BTreeMap;
-use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, BTreeSet};
 
-use rookery_check::register::{self, Call, Ret, State};
 use serde::{Deserialize, Serialize};
-
-/// The value and version every register key is created with before the run.
-pub const INITIAL: State = State {
-    value: 0,
-    version: 0,
-};
 
 /// What an operation asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum F {
-    /// getData.
+    /// Register: getData.
     Read,
-    /// setData with version -1.
+    /// Register: setData with version -1.
     Write,
-    /// setData with the version a read just returned.
+    /// Register: setData with the version a read just returned.
     Cas,
+    /// Set: create a child named by the value.
+    Add,
+    /// Set, ids, queue, sessions: the children (or the queue's values) after a sync.
+    ReadAll,
+    /// Ids: a persistent sequential create; `seq` is the number it got.
+    Generate,
+    /// Queue: a persistent sequential create holding the value.
+    Enqueue,
+    /// Queue: read the lowest child, then delete it; ok only if the delete succeeded.
+    Dequeue,
+    /// Lock: ephemeral sequential create, then wait until it is the lowest child.
+    Acquire,
+    /// Lock: delete the holder's node.
+    Release,
+    /// Sessions: a new session creates its ephemeral (`value` is the ephemeral's id).
+    Open,
+    /// Sessions: the owner syncs and checks its own ephemeral (`value` 1 if it exists).
+    Ping,
 }
 
 /// How an operation ended, in Jepsen's words.
@@ -56,72 +76,117 @@ pub struct Record {
     pub invoke_us: u64,
     pub complete_us: u64,
     pub outcome: Outcome,
-    /// Write/cas: the value written. Read (ok): the value read.
+    /// The value written, added, enqueued, dequeued or read; a lock's or an
+    /// ephemeral's id.
     pub value: Option<i64>,
     /// Cas: the expected version.
     pub expected_version: Option<i32>,
-    /// Read: the version read. Write/cas (ok): the new version.
+    /// Register read: the version read. Write/cas (ok): the new version.
     pub version: Option<i32>,
-    /// The znode's Stat.mzxid in the answer.
-    pub mzxid: Option<i64>,
+    /// The zxid the answer's Stat carried: mzxid for register reads and writes, czxid
+    /// for creates.
+    pub zxid: Option<i64>,
+    /// Sequential creates: the sequence number the server appended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<i64>,
+    /// ReadAll: what was there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values: Option<Vec<i64>>,
     /// The error, for fail and info.
     pub error: Option<String>,
 }
 
-/// Splits a history by key (P-compositionality: each znode is checked on its own).
-pub fn by_key(history: &[Record]) -> BTreeMap<String, Vec<&Record>> {
-    let mut keys: BTreeMap<String, Vec<&Record>> = BTreeMap::new();
-    for r in history {
-        keys.entry(r.key.clone()).or_default().push(r);
+impl Record {
+    /// An ok record with nothing but its identity and times filled in.
+    pub fn new(process: u64, session: &str, key: &str, f: F, invoke_us: u64) -> Record {
+        Record {
+            process,
+            session: session.into(),
+            key: key.into(),
+            f,
+            invoke_us,
+            complete_us: invoke_us,
+            outcome: Outcome::Ok,
+            value: None,
+            expected_version: None,
+            version: None,
+            zxid: None,
+            seq: None,
+            values: None,
+            error: None,
+        }
     }
-    keys
+
+    pub fn is_ok(&self) -> bool {
+        self.outcome == Outcome::Ok
+    }
+
+    /// The values an ok ReadAll saw, as a set.
+    pub fn value_set(&self) -> BTreeSet<i64> {
+        self.values.iter().flatten().copied().collect()
+    }
 }
 
-/// One key's records as the checker's operations, with the index of the record each
-/// came from. Reads that were not answered with data are dropped (a read changes
-/// nothing); failed writes are dropped (they provably did nothing), except a cas's
-/// BadVersion, which the model checks; indeterminate writes stay as `Unknown`.
-pub fn to_check_ops(records: &[&Record]) -> (Vec<register::Op>, Vec<usize>) {
-    let mut ops = Vec::new();
-    let mut from = Vec::new();
-    for (i, r) in records.iter().enumerate() {
-        let call = match (r.f, r.value, r.expected_version) {
-            (F::Read, _, _) => Call::Read,
-            (F::Write, Some(v), _) => Call::Write(v),
-            (F::Cas, Some(value), Some(expected_version)) => Call::Cas {
-                expected_version,
-                value,
-            },
-            _ => continue,
-        };
-        let ret = match (r.f, r.outcome) {
-            (F::Read, Outcome::Ok) => match (r.value, r.version) {
-                (Some(value), Some(version)) => Ret::Read(State { value, version }),
-                _ => continue,
-            },
-            (F::Read, _) => continue,
-            (_, Outcome::Ok) => match r.version {
-                Some(version) => Ret::Written { version },
-                None => continue,
-            },
-            (F::Cas, Outcome::Fail) if r.error.as_deref() == Some(BAD_VERSION) => Ret::BadVersion,
-            (_, Outcome::Fail) => continue,
-            (_, Outcome::Info) => Ret::Unknown,
-        };
-        ops.push(register::Op {
-            client: r.process,
-            invoked: r.invoke_us,
-            completed: r.complete_us,
-            call,
-            ret,
-        });
-        from.push(i);
-    }
-    (ops, from)
+/// The workloads, each with its own keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Workload {
+    /// Compare-and-set registers, checked for linearizability.
+    Register,
+    /// A grow-only set: add-unique, then read-all.
+    Set,
+    /// Unique ids from sequential creates.
+    Ids,
+    /// A queue: sequential create, delete-min.
+    Queue,
+    /// Mutual exclusion with ephemeral sequential nodes.
+    Lock,
+    /// Ephemerals through failover.
+    Sessions,
 }
 
-/// The error text a cas's BadVersion is recorded with.
-pub const BAD_VERSION: &str = "BadVersion";
+impl Workload {
+    pub const ALL: [Workload; 6] = [
+        Workload::Register,
+        Workload::Set,
+        Workload::Ids,
+        Workload::Queue,
+        Workload::Lock,
+        Workload::Sessions,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Register => "register",
+            Workload::Set => "set",
+            Workload::Ids => "ids",
+            Workload::Queue => "queue",
+            Workload::Lock => "lock",
+            Workload::Sessions => "sessions",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Workload> {
+        Workload::ALL.into_iter().find(|w| w.name() == name)
+    }
+
+    /// Which workload a key belongs to.
+    pub fn of_key(key: &str) -> Option<Workload> {
+        let numbered = |prefix: char| {
+            key.strip_prefix(prefix)
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        };
+        match key {
+            "ids" => Some(Workload::Ids),
+            "queue" => Some(Workload::Queue),
+            "lock" => Some(Workload::Lock),
+            "eph" => Some(Workload::Sessions),
+            _ if numbered('r') => Some(Workload::Register),
+            _ if numbered('s') => Some(Workload::Set),
+            _ => None,
+        }
+    }
+}
 
 /// What the checks found wrong, one key at a time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,159 +198,123 @@ pub struct Finding {
     pub records: Vec<Record>,
 }
 
-/// Runs the linearizability checker on one key's records.
-pub fn check_linearizable(key: &str, records: &[&Record]) -> Option<Finding> {
-    let (ops, from) = to_check_ops(records);
-    match register::check(INITIAL, &ops) {
-        Ok(_) => None,
-        Err(anomaly) => {
-            // The last few operations placed, then the ones that could not be.
-            let tail = anomaly.prefix.len().saturating_sub(8);
-            let shown: Vec<Record> = anomaly.prefix[tail..]
-                .iter()
-                .chain(anomaly.stuck.iter())
-                .map(|&i| records[from[i]].clone())
-                .collect();
-            Some(Finding {
-                check: "linearizable".into(),
-                key: key.into(),
-                message: anomaly.to_string(),
-                records: shown,
-            })
-        }
-    }
-}
-
-/// Per session and key, the versions and mzxids that successful operations observed
-/// never go back (ZooKeeper's per-session ordering, which holds across reconnects
-/// because the client presents its last zxid). Records are taken in completion order.
-pub fn check_session_monotonic(key: &str, records: &[&Record]) -> Vec<Finding> {
-    let mut sorted: Vec<&Record> = records
-        .iter()
-        .copied()
-        .filter(|r| r.outcome == Outcome::Ok && r.version.is_some())
-        .collect();
-    sorted.sort_by_key(|r| r.complete_us);
-    let mut last: BTreeMap<&str, &Record> = BTreeMap::new();
-    let mut found = Vec::new();
-    for r in sorted {
-        if let Some(prev) = last.get(r.session.as_str()) {
-            // A later operation was invoked after the earlier one completed only if
-            // they did not overlap; overlapping ones of one session may answer either way
-            // only for pipelined requests, which the workers do not issue.
-            let went_back = r.invoke_us >= prev.complete_us
-                && (r.version < prev.version
-                    || (r.mzxid.is_some() && prev.mzxid.is_some() && r.mzxid < prev.mzxid));
-            if went_back {
-                found.push(Finding {
-                    check: "session-monotonic".into(),
-                    key: key.into(),
-                    message: format!(
-                        "session {} saw version {:?} (mzxid {:?}) after version {:?} (mzxid {:?})",
-                        r.session, r.version, r.mzxid, prev.version, prev.mzxid
-                    ),
-                    records: vec![(*prev).clone(), r.clone()],
-                });
-            }
-        }
-        last.insert(r.session.as_str(), r);
-    }
-    found
-}
-
-/// A version is made by exactly one setData, so every successful observation of one
-/// version of a key must agree on its value and mzxid.
-pub fn check_versions_agree(key: &str, records: &[&Record]) -> Vec<Finding> {
-    let mut seen: BTreeMap<i32, &Record> = BTreeMap::new();
-    let mut found = Vec::new();
-    for r in records.iter().copied().filter(|r| r.outcome == Outcome::Ok) {
-        let Some(version) = r.version else { continue };
-        match seen.entry(version) {
-            Entry::Vacant(e) => {
-                e.insert(r);
-            }
-            Entry::Occupied(e) => {
-                let first = *e.get();
-                let mzxid_differs =
-                    first.mzxid.is_some() && r.mzxid.is_some() && first.mzxid != r.mzxid;
-                if first.value != r.value || mzxid_differs {
-                    found.push(Finding {
-                        check: "versions-agree".into(),
-                        key: key.into(),
-                        message: format!(
-                            "version {version} seen as value {:?} mzxid {:?} and as value {:?} mzxid {:?}",
-                            first.value, first.mzxid, r.value, r.mzxid
-                        ),
-                        records: vec![first.clone(), r.clone()],
-                    });
-                }
-            }
-        }
-    }
-    found
-}
-
-/// The final reads (one per server, after heal and sync) must all agree, and the value
-/// must be the initial one or one some write (acknowledged or not) tried to write.
-pub fn check_final(key: &str, records: &[&Record], finals: &[&Record]) -> Vec<Finding> {
-    let mut found = Vec::new();
-    let answered: Vec<&Record> = finals
-        .iter()
-        .copied()
-        .filter(|r| r.outcome == Outcome::Ok)
-        .collect();
-    if answered.len() != finals.len() || answered.is_empty() {
-        found.push(Finding {
-            check: "final-read".into(),
+impl Finding {
+    pub fn new(check: &str, key: &str, message: String, records: Vec<Record>) -> Finding {
+        Finding {
+            check: check.into(),
             key: key.into(),
-            message: format!(
+            message,
+            records,
+        }
+    }
+}
+
+/// Splits a history by key (P-compositionality: each znode or workload key is checked
+/// on its own).
+pub fn by_key(history: &[Record]) -> BTreeMap<String, Vec<&Record>> {
+    let mut keys: BTreeMap<String, Vec<&Record>> = BTreeMap::new();
+    for r in history {
+        keys.entry(r.key.clone()).or_default().push(r);
+    }
+    keys
+}
+
+/// Every check over a whole history; `is_final` marks the final reads' records (made
+/// after the heal and the quiet period, one session per server).
+pub fn check_all(history: &[Record], is_final: impl Fn(&Record) -> bool) -> Vec<Finding> {
+    let mut found = Vec::new();
+    for (key, records) in by_key(history) {
+        let (finals, ops): (Vec<&Record>, Vec<&Record>) =
+            records.iter().copied().partition(|r| is_final(r));
+        match Workload::of_key(&key) {
+            Some(Workload::Register) => found.extend(register::check(&key, &records, &finals)),
+            Some(Workload::Set) => found.extend(set::check(&key, &ops, &finals)),
+            Some(Workload::Ids) => found.extend(ids::check(&key, &ops, &finals)),
+            Some(Workload::Queue) => found.extend(queue::check(&key, &ops, &finals)),
+            Some(Workload::Lock) => found.extend(lock::check(&key, &ops)),
+            Some(Workload::Sessions) => found.extend(sessions::check(&key, &ops, &finals)),
+            None => found.push(Finding::new(
+                "unknown-key",
+                &key,
+                "no workload owns this key".into(),
+                Vec::new(),
+            )),
+        }
+    }
+    found
+}
+
+/// The final reads must all have been answered and must agree: after the heal and a
+/// sync, every server holds the same state.
+pub fn check_finals_agree(key: &str, finals: &[&Record]) -> Vec<Finding> {
+    let mut found = Vec::new();
+    if finals.is_empty() {
+        // No final reads were taken (a unit test, or a workload without them).
+        return found;
+    }
+    let answered: Vec<&Record> = finals.iter().copied().filter(|r| r.is_ok()).collect();
+    if answered.len() != finals.len() {
+        found.push(Finding::new(
+            "final-read",
+            key,
+            format!(
                 "only {} of {} servers answered the final read",
                 answered.len(),
                 finals.len()
             ),
-            records: finals.iter().map(|r| (*r).clone()).collect(),
-        });
+            finals.iter().map(|r| (*r).clone()).collect(),
+        ));
     }
     if let Some(first) = answered.first() {
-        if answered
-            .iter()
-            .any(|r| (r.value, r.version) != (first.value, first.version))
-        {
-            found.push(Finding {
-                check: "final-agree".into(),
-                key: key.into(),
-                message: "servers disagree on the final value".into(),
-                records: answered.iter().map(|r| (*r).clone()).collect(),
-            });
-        }
-        let written = first.value == Some(INITIAL.value)
-            || records
-                .iter()
-                .any(|r| matches!(r.f, F::Write | F::Cas) && r.value == first.value);
-        if !written {
-            found.push(Finding {
-                check: "final-written".into(),
-                key: key.into(),
-                message: format!("final value {:?} was never written", first.value),
-                records: vec![(*first).clone()],
-            });
+        let differs = |r: &&Record| {
+            (r.value, r.version, r.value_set()) != (first.value, first.version, first.value_set())
+        };
+        if answered.iter().any(differs) {
+            found.push(Finding::new(
+                "final-agree",
+                key,
+                "servers disagree in the final read".into(),
+                answered.iter().map(|r| (*r).clone()).collect(),
+            ));
         }
     }
     found
 }
 
-/// Every check over a whole history; `final_process` marks the final reads' records.
-pub fn check_all(history: &[Record], is_final: impl Fn(&Record) -> bool) -> Vec<Finding> {
+/// Sequence numbers from sequential creates (ids' generates, queue's enqueues) that
+/// succeeded must be unique and rise with the creating zxid: the parent's counter is
+/// replicated state and never goes back, restarts included.
+pub fn check_sequences(key: &str, creates: &[&Record]) -> Vec<Finding> {
     let mut found = Vec::new();
-    for (key, records) in by_key(history) {
-        let finals: Vec<&Record> = records.iter().copied().filter(|r| is_final(r)).collect();
-        if let Some(f) = check_linearizable(&key, &records) {
-            found.push(f);
+    let mut by_seq: BTreeMap<i64, &Record> = BTreeMap::new();
+    for r in creates.iter().copied().filter(|r| r.is_ok()) {
+        let Some(seq) = r.seq else { continue };
+        if let Some(first) = by_seq.insert(seq, r) {
+            found.push(Finding::new(
+                "sequence-unique",
+                key,
+                format!("sequence number {seq} was handed out twice"),
+                vec![first.clone(), r.clone()],
+            ));
         }
-        found.extend(check_session_monotonic(&key, &records));
-        found.extend(check_versions_agree(&key, &records));
-        if !finals.is_empty() {
-            found.extend(check_final(&key, &records, &finals));
+    }
+    let mut by_zxid: Vec<&Record> = creates
+        .iter()
+        .copied()
+        .filter(|r| r.is_ok() && r.seq.is_some() && r.zxid.is_some())
+        .collect();
+    by_zxid.sort_by_key(|r| r.zxid);
+    for w in by_zxid.windows(2) {
+        if w[1].seq <= w[0].seq {
+            found.push(Finding::new(
+                "sequence-order",
+                key,
+                format!(
+                    "zxid {:?} got sequence {:?}, after zxid {:?} got {:?}",
+                    w[1].zxid, w[1].seq, w[0].zxid, w[0].seq
+                ),
+                vec![w[0].clone(), w[1].clone()],
+            ));
         }
     }
     found
@@ -324,21 +353,76 @@ impl Rng {
 pub enum Fault {
     KillRandom,
     KillLeader,
+    /// kill -9 of every server at once, then restart: only what was durable survives.
+    KillAll,
     PauseRandom,
     PauseLeader,
     IsolateLeader,
     RandomHalves,
+    /// Two halves that cannot talk, and one node that talks to both.
+    Bridge,
+    /// The connections one node dials to another lose everything; the reverse works.
+    OneWay,
+    /// The leader's links stay open but carry nothing: only timeouts notice.
+    SilenceLeader,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 6] = [
+    pub const ALL: [Fault; 10] = [
         Fault::KillRandom,
         Fault::KillLeader,
+        Fault::KillAll,
         Fault::PauseRandom,
         Fault::PauseLeader,
         Fault::IsolateLeader,
         Fault::RandomHalves,
+        Fault::Bridge,
+        Fault::OneWay,
+        Fault::SilenceLeader,
     ];
+
+    /// The nemesis families `--nemesis` names: kill, pause, partition, or all of them
+    /// as "combined".
+    pub fn family(self) -> &'static str {
+        match self {
+            Fault::KillRandom | Fault::KillLeader | Fault::KillAll => "kill",
+            Fault::PauseRandom | Fault::PauseLeader => "pause",
+            Fault::IsolateLeader
+            | Fault::RandomHalves
+            | Fault::Bridge
+            | Fault::OneWay
+            | Fault::SilenceLeader => "partition",
+        }
+    }
+
+    /// The faults of a comma-separated list of families and fault names (`combined`
+    /// is every fault), or the name that is neither.
+    pub fn parse_list(list: &str) -> Result<Vec<Fault>, String> {
+        let mut faults = Vec::new();
+        for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let matching: Vec<Fault> = Fault::ALL
+                .into_iter()
+                .filter(|f| {
+                    item == "combined"
+                        || item == f.family()
+                        || serde_json::to_value(f)
+                            .ok()
+                            .as_ref()
+                            .and_then(|v| v.as_str())
+                            == Some(item)
+                })
+                .collect();
+            if matching.is_empty() && item != "none" {
+                return Err(item.to_string());
+            }
+            for f in matching {
+                if !faults.contains(&f) {
+                    faults.push(f);
+                }
+            }
+        }
+        Ok(faults)
+    }
 }
 
 /// A nemesis window, for the report and the plot.
@@ -369,125 +453,36 @@ pub fn random_minority(rng: &mut Rng, n: usize) -> Vec<usize> {
 mod tests {
     use super::*;
 
-    fn rec(
-        process: u64,
-        f: F,
-        t: (u64, u64),
-        outcome: Outcome,
-        value: i64,
-        version: i32,
-    ) -> Record {
-        Record {
-            process,
-            session: format!("s{process}"),
-            key: "r0".into(),
-            f,
-            invoke_us: t.0,
-            complete_us: t.1,
-            outcome,
-            value: Some(value),
-            expected_version: (f == F::Cas).then_some(version - 1),
-            version: Some(version),
-            mzxid: Some(100 + i64::from(version)),
-            error: None,
+    pub(crate) fn created(process: u64, t: (u64, u64), seq: i64, zxid: i64) -> Record {
+        let mut r = Record::new(process, &format!("s{process}"), "ids", F::Generate, t.0);
+        r.complete_us = t.1;
+        r.seq = Some(seq);
+        r.zxid = Some(zxid);
+        r
+    }
+
+    #[test]
+    fn keys_map_to_their_workloads() {
+        assert_eq!(Workload::of_key("r12"), Some(Workload::Register));
+        assert_eq!(Workload::of_key("s0"), Some(Workload::Set));
+        assert_eq!(Workload::of_key("ids"), Some(Workload::Ids));
+        assert_eq!(Workload::of_key("eph"), Some(Workload::Sessions));
+        assert_eq!(Workload::of_key("r"), None);
+        assert_eq!(Workload::of_key("rx"), None);
+        for w in Workload::ALL {
+            assert_eq!(Workload::from_name(w.name()), Some(w));
         }
     }
 
     #[test]
-    fn a_stale_read_after_an_acknowledged_write_is_an_anomaly() {
-        let history = vec![
-            rec(1, F::Write, (0, 10), Outcome::Ok, 7, 1),
-            // Invoked after the write was acknowledged, yet sees the initial state.
-            rec(2, F::Read, (20, 30), Outcome::Ok, 0, 0),
-        ];
-        let found = check_all(&history, |_| false);
-        let lin: Vec<&Finding> = found.iter().filter(|f| f.check == "linearizable").collect();
-        assert_eq!(lin.len(), 1, "{found:?}");
-        assert_eq!(lin[0].key, "r0");
-        assert!(
-            lin[0]
-                .records
-                .iter()
-                .any(|r| r.f == F::Read && r.value == Some(0))
-        );
-    }
-
-    #[test]
-    fn the_same_read_concurrent_with_the_write_is_fine() {
-        let history = vec![
-            rec(1, F::Write, (0, 30), Outcome::Ok, 7, 1),
-            rec(2, F::Read, (10, 20), Outcome::Ok, 0, 0),
-            rec(2, F::Read, (40, 50), Outcome::Ok, 7, 1),
-        ];
-        assert_eq!(check_all(&history, |_| false), vec![]);
-    }
-
-    #[test]
-    fn an_indeterminate_write_may_or_may_not_have_happened() {
-        let mut lost = rec(1, F::Write, (0, 5), Outcome::Info, 9, 1);
-        lost.version = None;
-        let mut took = lost.clone();
-        took.value = Some(8);
-        let seen_nothing = vec![lost.clone(), rec(2, F::Read, (40, 50), Outcome::Ok, 0, 0)];
-        assert_eq!(check_all(&seen_nothing, |_| false), vec![]);
-        let seen_it = vec![took, rec(2, F::Read, (40, 50), Outcome::Ok, 8, 1)];
-        assert_eq!(check_all(&seen_it, |_| false), vec![]);
-        // But a value nobody wrote is not explained by it.
-        let phantom = vec![lost, rec(2, F::Read, (40, 50), Outcome::Ok, 5, 1)];
-        assert!(!check_all(&phantom, |_| false).is_empty());
-    }
-
-    #[test]
-    fn a_cas_bad_version_is_checked_against_the_model() {
-        let mut bad = rec(1, F::Cas, (20, 30), Outcome::Fail, 3, 1);
-        bad.expected_version = Some(0);
-        bad.version = None;
-        bad.error = Some(BAD_VERSION.into());
-        // Nothing wrote before it, so version 0 was current: BadVersion is wrong.
-        let found = check_all(&[bad.clone()], |_| false);
-        assert_eq!(found.len(), 1, "{found:?}");
-        let with_write = vec![rec(2, F::Write, (0, 10), Outcome::Ok, 4, 1), bad];
-        assert_eq!(check_all(&with_write, |_| false), vec![]);
-    }
-
-    #[test]
-    fn a_session_that_goes_back_in_versions_is_caught() {
-        let history = [
-            rec(1, F::Write, (0, 10), Outcome::Ok, 7, 1),
-            rec(2, F::Write, (0, 12), Outcome::Ok, 8, 2),
-            rec(1, F::Read, (20, 30), Outcome::Ok, 8, 2),
-            rec(1, F::Read, (40, 50), Outcome::Ok, 7, 1),
-        ];
-        let found = check_session_monotonic("r0", &history.iter().collect::<Vec<_>>());
-        assert_eq!(found.len(), 1, "{found:?}");
-        assert_eq!(found[0].records[1].invoke_us, 40);
-    }
-
-    #[test]
-    fn two_values_for_one_version_are_caught() {
-        let history = [
-            rec(1, F::Write, (0, 10), Outcome::Ok, 7, 1),
-            rec(2, F::Read, (20, 30), Outcome::Ok, 6, 1),
-        ];
-        let found = check_versions_agree("r0", &history.iter().collect::<Vec<_>>());
-        assert_eq!(found.len(), 1);
-    }
-
-    #[test]
-    fn final_reads_must_agree_and_be_written() {
-        let w = rec(1, F::Write, (0, 10), Outcome::Ok, 7, 1);
-        let a = rec(1001, F::Read, (20, 30), Outcome::Ok, 7, 1);
-        let b = rec(1002, F::Read, (20, 30), Outcome::Ok, 0, 0);
-        let records = [&w, &a, &b];
-        let found = check_final("r0", &records, &[&a, &b]);
-        assert!(found.iter().any(|f| f.check == "final-agree"), "{found:?}");
-        assert!(check_final("r0", &records, &[&a, &a.clone()]).is_empty());
-        let phantom = rec(1001, F::Read, (20, 30), Outcome::Ok, 99, 1);
-        let found = check_final("r0", &records, &[&phantom]);
-        assert!(
-            found.iter().any(|f| f.check == "final-written"),
-            "{found:?}"
-        );
+    fn reused_or_reordered_sequence_numbers_are_caught() {
+        let a = created(1, (0, 10), 1, 100);
+        let b = created(2, (20, 30), 2, 101);
+        assert!(check_sequences("ids", &[&a, &b]).is_empty());
+        let reused = created(3, (40, 50), 1, 102);
+        let found = check_sequences("ids", &[&a, &b, &reused]);
+        let checks: Vec<&str> = found.iter().map(|f| f.check.as_str()).collect();
+        assert_eq!(checks, ["sequence-unique", "sequence-order"], "{found:?}");
     }
 
     #[test]
@@ -512,13 +507,35 @@ mod tests {
     }
 
     #[test]
+    fn nemesis_lists_name_families_and_faults() {
+        assert_eq!(
+            Fault::parse_list("combined").unwrap().len(),
+            Fault::ALL.len()
+        );
+        assert_eq!(
+            Fault::parse_list("kill").unwrap(),
+            [Fault::KillRandom, Fault::KillLeader, Fault::KillAll]
+        );
+        assert_eq!(
+            Fault::parse_list("pause,one-way").unwrap(),
+            [Fault::PauseRandom, Fault::PauseLeader, Fault::OneWay]
+        );
+        assert_eq!(Fault::parse_list("none").unwrap(), []);
+        assert_eq!(Fault::parse_list("kill,nap"), Err("nap".to_string()));
+    }
+
+    #[test]
     fn records_round_trip_through_json_lines() {
-        let r = rec(3, F::Cas, (1, 2), Outcome::Ok, 5, 4);
+        let mut r = created(3, (1, 2), 5, 4);
+        r.values = Some(vec![1, 2]);
         let line = serde_json::to_string(&r).unwrap();
         assert!(
-            line.contains("\"f\":\"cas\"") && line.contains("\"outcome\":\"ok\""),
+            line.contains("\"f\":\"generate\"") && line.contains("\"outcome\":\"ok\""),
             "{line}"
         );
         assert_eq!(serde_json::from_str::<Record>(&line).unwrap(), r);
+        // Fields that are absent stay absent.
+        let plain = Record::new(1, "s", "r0", F::Read, 0);
+        assert!(!serde_json::to_string(&plain).unwrap().contains("values"));
     }
 }

@@ -124,20 +124,10 @@ mod tests {
     use crate::{F, Fault};
 
     fn op(invoke_us: u64, complete_us: u64, outcome: Outcome) -> Record {
-        Record {
-            process: 1,
-            session: "s".into(),
-            key: "r0".into(),
-            f: F::Read,
-            invoke_us,
-            complete_us,
-            outcome,
-            value: Some(0),
-            expected_version: None,
-            version: Some(0),
-            mzxid: None,
-            error: None,
-        }
+        let mut r = Record::new(1, "s", "r0", F::Read, invoke_us);
+        r.complete_us = complete_us;
+        r.outcome = outcome;
+        r
     }
 
     #[test]
