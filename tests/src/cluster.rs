@@ -14,18 +14,28 @@
 //! so each node gets its own zoo.cfg whose own line holds its real ports while every
 //! peer's line holds the ports of the proxy dedicated to (self -> peer). The files differ
 //! only in the peers' addresses.
+//!
+//! With [`ClusterOptions::netns`] (root only) the links fail at the packet level
+//! instead: every server runs in its own network namespace with its own address on a
+//! private switch ([`crate::netns::Network`]), zoo.cfg names those addresses with the
+//! ports the loopback mode would use, and a link fault is an iptables rule in the
+//! receiving node's namespace. The test process reaches every node's client port from
+//! the root namespace ([`Cluster::client_addr`], [`Cluster::connect_string`]). Both
+//! mechanisms sit behind the same fault methods ([`Cluster::cut`], [`Cluster::silence`],
+//! ...); their doc comments say where the two differ.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::netns::{Block, NetnsError, Network};
 use crate::{
-    Target, ZOOKEEPER_JAR, four_letter, missing, rookery_bin, zk_jvm_flags, zk_system_properties,
+    Target, ZOOKEEPER_JAR, four_letter_at, missing, rookery_bin, zk_jvm_flags, zk_system_properties,
 };
 
 /// What a Rookery without replication prints when handed an ensemble config.
@@ -48,6 +58,10 @@ pub struct ClusterOptions {
     pub observers: usize,
     /// Route every peer connection through a per-link proxy so links can be cut.
     pub proxied: bool,
+    /// Run every server in its own network namespace, with its own address, so links
+    /// fail at the packet level (iptables); needs root, else [`Cluster::try_start`]
+    /// says [`StartError::Unsupported`]. Not together with `proxied`.
+    pub netns: bool,
     /// Appended to every zoo.cfg. Both servers let the last of duplicate keys win,
     /// so `tickTime=2000` here overrides the harness's timing.
     pub extra_config: String,
@@ -59,6 +73,7 @@ impl Default for ClusterOptions {
             voters: 3,
             observers: 0,
             proxied: false,
+            netns: false,
             extra_config: String::new(),
         }
     }
@@ -67,8 +82,9 @@ impl Default for ClusterOptions {
 /// Why a cluster did not come up.
 #[derive(Debug)]
 pub enum StartError {
-    /// The server cannot run an ensemble at all (Rookery before replication): tests
-    /// skip rather than fail.
+    /// The server cannot run an ensemble at all (Rookery before replication), or this
+    /// machine cannot give it what the options ask for (network namespaces without
+    /// root): tests skip rather than fail.
     Unsupported(String),
     /// It should have worked and did not; the message carries the logs.
     Failed(String),
@@ -77,7 +93,7 @@ pub enum StartError {
 impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            StartError::Unsupported(m) => write!(f, "ensembles unsupported: {m}"),
+            StartError::Unsupported(m) => write!(f, "cluster unsupported here: {m}"),
             StartError::Failed(m) => write!(f, "cluster failed to start: {m}"),
         }
     }
@@ -109,6 +125,8 @@ pub fn start_cluster_if_available(opts: ClusterOptions) -> Option<Cluster> {
 pub struct Node {
     id: usize,
     observer: bool,
+    /// 127.0.0.1, or the node's own address in its network namespace.
+    host: Ipv4Addr,
     client_port: u16,
     quorum_port: u16,
     election_port: u16,
@@ -128,13 +146,35 @@ impl Node {
         self.observer
     }
 
-    /// Where Rookery's gRPC admin API listens (`host:port`).
+    /// Where Rookery's gRPC admin API listens (`host:port`). In a namespaced cluster
+    /// that is off loopback, so callers need the token of
+    /// [`Node::admin_token_file`] (`rookery admin --config <its zoo.cfg>` finds it).
     pub fn admin_endpoint(&self) -> String {
-        format!("127.0.0.1:{}", self.admin_port)
+        format!("{}:{}", self.host, self.admin_port)
+    }
+
+    /// The bearer token file of Rookery's admin API, when it needs one (a namespaced
+    /// cluster: Rookery refuses an admin API off loopback without one).
+    pub fn admin_token_file(&self) -> Option<PathBuf> {
+        Some(self.admin_token_path()).filter(|p| p.is_file())
+    }
+
+    fn admin_token_path(&self) -> PathBuf {
+        self.dir.join("admin.token")
     }
 
     pub fn client_port(&self) -> u16 {
         self.client_port
+    }
+
+    /// The address the server binds: 127.0.0.1, or in a namespaced cluster its own.
+    pub fn host(&self) -> IpAddr {
+        IpAddr::V4(self.host)
+    }
+
+    /// Where clients reach it from the test process.
+    pub fn client_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.host(), self.client_port)
     }
 
     /// The real ports this server listens on (peers may reach them through proxies).
@@ -167,13 +207,31 @@ impl Node {
     }
 }
 
-/// A running ensemble; dropping it kills every server and closes every proxy.
+/// How a cluster's peer links can be made to fail, if they can.
+#[derive(Debug)]
+enum Links {
+    /// Every peer connection crosses a proxy of the harness ([`ClusterOptions::proxied`]).
+    Proxies(Mesh),
+    /// Every node is a host of this network ([`ClusterOptions::netns`]); node `n` is
+    /// host `n - 1`.
+    Netns(Network),
+}
+
+/// A link fault, whichever mechanism makes it.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    Cut,
+    Silence,
+}
+
+/// A running ensemble; dropping it kills every server, closes every proxy and removes
+/// the network namespaces.
 #[derive(Debug)]
 pub struct Cluster {
     target: Target,
     opts: ClusterOptions,
     nodes: Vec<Node>,
-    mesh: Option<Mesh>,
+    links: Option<Links>,
     // Last, so the directory goes after the processes writing into it.
     _dir: tempfile::TempDir,
 }
@@ -198,7 +256,21 @@ impl Cluster {
     /// following or observing), or says why not.
     pub fn try_start(target: Target, opts: ClusterOptions) -> Result<Cluster, StartError> {
         assert!(opts.voters >= 1, "a cluster needs a voter");
+        assert!(
+            !(opts.proxied && opts.netns),
+            "ClusterOptions: proxied and netns are two ways to fail links; pick one"
+        );
         let total = opts.voters + opts.observers;
+        // First, so a machine that cannot do it skips before anything starts.
+        let network = if opts.netns {
+            let names: Vec<String> = (1..=total).map(|id| format!("node{id}")).collect();
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            let mut net = Network::create(&names).map_err(netns_error)?;
+            net.enable_firewall().map_err(netns_error)?;
+            Some(net)
+        } else {
+            None
+        };
         let dir = tempfile::tempdir().map_err(|e| StartError::Failed(format!("tempdir: {e}")))?;
         // Held until the proxies have their ports too, so none of them takes a node's.
         let reserved = reserve_ports(4 * total);
@@ -213,6 +285,9 @@ impl Cluster {
                 Node {
                     id,
                     observer: id > opts.voters,
+                    host: network
+                        .as_ref()
+                        .map_or(Ipv4Addr::LOCALHOST, |net| net.addr(id - 1)),
                     client_port: p[0],
                     quorum_port: p[1],
                     election_port: p[2],
@@ -224,17 +299,19 @@ impl Cluster {
                 }
             })
             .collect();
-        let mesh = if opts.proxied {
-            Some(Mesh::new(&nodes).map_err(|e| StartError::Failed(format!("proxies: {e}")))?)
-        } else {
-            None
+        let links = match network {
+            Some(net) => Some(Links::Netns(net)),
+            None if opts.proxied => Some(Links::Proxies(
+                Mesh::new(&nodes).map_err(|e| StartError::Failed(format!("proxies: {e}")))?,
+            )),
+            None => None,
         };
         drop(reserved);
         let mut cluster = Cluster {
             target,
             opts,
             nodes,
-            mesh,
+            links,
             _dir: dir,
         };
         for id in cluster.ids() {
@@ -284,17 +361,35 @@ impl Cluster {
         &mut self.nodes[n - 1]
     }
 
+    /// Node `n`'s client port; on 127.0.0.1 unless the cluster is namespaced, so
+    /// prefer [`Cluster::client_addr`] in code that may run against either.
     pub fn client_port(&self, n: usize) -> u16 {
         self.node(n).client_port
+    }
+
+    /// Where the test process reaches node `n`'s clients' port (and four-letter words).
+    pub fn client_addr(&self, n: usize) -> SocketAddr {
+        self.node(n).client_addr()
     }
 
     /// Every server's client address, for clients that fail over.
     pub fn connect_string(&self) -> String {
         self.nodes
             .iter()
-            .map(|n| format!("127.0.0.1:{}", n.client_port))
+            .map(|n| n.client_addr().to_string())
             .collect::<Vec<_>>()
             .join(",")
+    }
+
+    /// The network namespaces the nodes run in (node `n` is host `n - 1`), if the
+    /// cluster was started with [`ClusterOptions::netns`]: to run a program beside a
+    /// node ([`Network::command`]) or find its namespace. Links are blocked through
+    /// the fault methods, which keep the rules and the cluster's idea of them together.
+    pub fn network(&self) -> Option<&Network> {
+        match &self.links {
+            Some(Links::Netns(net)) => Some(net),
+            _ => None,
+        }
     }
 
     pub fn data_dir(&self, n: usize) -> PathBuf {
@@ -327,29 +422,34 @@ impl Cluster {
              {DEFAULT_TIMING}\
              dataDir={}\n\
              clientPort={}\n\
-             clientPortAddress=127.0.0.1\n\
+             clientPortAddress={}\n\
              4lw.commands.whitelist=*\n\
              admin.enableServer=false\n",
             node.data_dir().display(),
             node.client_port,
+            node.host,
         );
         if self.target == Target::Rookery {
             // Rookery's gRPC admin API defaults to 7181, which would clash across nodes.
-            cfg.push_str(&format!(
-                "admin.grpcAddress=127.0.0.1:{}\n",
-                node.admin_port
-            ));
+            cfg.push_str(&format!("admin.grpcAddress={}\n", node.admin_endpoint()));
+            if !node.host.is_loopback() {
+                // Rookery refuses an admin API off loopback without a token.
+                cfg.push_str(&format!(
+                    "admin.authTokenFile={}\n",
+                    node.admin_token_path().display()
+                ));
+            }
         }
         if node.observer {
             cfg.push_str("peerType=observer\n");
         }
         for peer in &self.nodes {
-            let (q, e) = match &self.mesh {
-                Some(mesh) if peer.id != n => mesh.ports(n, peer.id),
+            let (q, e) = match &self.links {
+                Some(Links::Proxies(mesh)) if peer.id != n => mesh.ports(n, peer.id),
                 _ => (peer.quorum_port, peer.election_port),
             };
             let role = if peer.observer { ":observer" } else { "" };
-            cfg.push_str(&format!("server.{}=127.0.0.1:{q}:{e}{role}\n", peer.id));
+            cfg.push_str(&format!("server.{}={}:{q}:{e}{role}\n", peer.id, peer.host));
         }
         cfg.push_str(&self.opts.extra_config);
         cfg.push('\n');
@@ -360,31 +460,50 @@ impl Cluster {
         let node = self.node(n);
         std::fs::create_dir_all(node.data_dir())?;
         std::fs::write(node.data_dir().join("myid"), format!("{n}\n"))?;
+        if self.target == Target::Rookery && !node.host.is_loopback() {
+            // A test's secret, not a real one: it only has to be there.
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            let token = format!("rookery-tests-{}-{n}-{nanos}\n", std::process::id());
+            std::fs::write(node.admin_token_path(), token)?;
+        }
         std::fs::write(node.config_path(), self.config_text(n))
+    }
+
+    /// `program` as node `n` runs it: in its network namespace if it has one (`ip
+    /// netns exec` execs it, so the child's pid is the program's).
+    fn command(&self, n: usize, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        match &self.links {
+            Some(Links::Netns(net)) => net.command(n - 1, program),
+            _ => Command::new(program),
+        }
     }
 
     fn spawn(&mut self, n: usize) {
         let target = self.target;
         let extra = self.opts.extra_config.clone();
+        let program = match target {
+            Target::Rookery => rookery_bin(),
+            Target::ZooKeeper => PathBuf::from("java"),
+        };
+        let mut cmd = self.command(n, program);
         let node = self.node_mut(n);
         node.starts += 1;
         node.stopped = false;
         let log = std::fs::File::create(node.log_path()).expect("log file");
         let err = log.try_clone().expect("log file");
-        let mut cmd = match target {
+        match target {
             Target::Rookery => {
-                let mut c = Command::new(rookery_bin());
-                c.args(["serve", "--config"]).arg(node.config_path());
-                c.env(
+                cmd.args(["serve", "--config"]).arg(node.config_path());
+                cmd.env(
                     "RUST_LOG",
                     std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
                 );
-                c
             }
             Target::ZooKeeper => {
-                let mut c = Command::new("java");
                 // Four JVMs on two cores: the client compiler and serial GC start faster.
-                c.args(zk_jvm_flags(&[
+                cmd.args(zk_jvm_flags(&[
                     "-Xmx256m",
                     "-XX:+UseSerialGC",
                     "-XX:TieredStopAtLevel=1",
@@ -399,9 +518,8 @@ impl Cluster {
                 .args(["-cp", &zk_classpath()])
                 .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
                 .arg(node.config_path());
-                c
             }
-        };
+        }
         let child = cmd
             .stdin(Stdio::null())
             .stdout(log)
@@ -414,10 +532,21 @@ impl Cluster {
     /// Starts a new server that is not a member yet, as an operator would before
     /// adding it (Rookery's `rookery admin members add`, ZooKeeper's `reconfig -add`):
     /// its zoo.cfg lists every current server and itself as an observer. Returns its
-    /// id; it serves only once the ensemble has added it. Unproxied clusters only.
+    /// id; it serves only once the ensemble has added it. Not in proxied clusters; in
+    /// a namespaced one it gets a host of its own.
     pub fn add_server(&mut self) -> usize {
-        assert!(self.mesh.is_none(), "joiners are not proxied");
         let id = self.nodes.len() + 1;
+        let host = match &mut self.links {
+            Some(Links::Proxies(_)) => panic!("joiners are not proxied"),
+            Some(Links::Netns(net)) => {
+                let i = net
+                    .add_host(&format!("node{id}"))
+                    .unwrap_or_else(|e| panic!("a host for node {id}: {e}"));
+                assert_eq!(i, id - 1, "node {id} must be host {}", id - 1);
+                net.addr(i)
+            }
+            None => Ipv4Addr::LOCALHOST,
+        };
         let reserved = reserve_ports(4);
         let p: Vec<u16> = reserved
             .iter()
@@ -428,6 +557,7 @@ impl Cluster {
         self.nodes.push(Node {
             id,
             observer: true,
+            host,
             client_port: p[0],
             quorum_port: p[1],
             election_port: p[2],
@@ -456,6 +586,8 @@ impl Cluster {
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
+    /// Node `n`'s server process while it runs (for ZooKeeper, the JVM's; in a
+    /// namespaced cluster too, as `ip netns exec` execs the server).
     pub fn pid(&self, n: usize) -> Option<u32> {
         self.node(n).pid()
     }
@@ -524,7 +656,7 @@ impl Cluster {
         if self.node(n).stopped || !self.is_running(n) {
             return None;
         }
-        four_letter(self.client_port(n), "srvr").and_then(|r| parse_mode(&r))
+        four_letter_at(self.client_addr(n), "srvr").and_then(|r| parse_mode(&r))
     }
 
     /// Every node's mode, by id.
@@ -648,40 +780,86 @@ impl Cluster {
         }
     }
 
-    fn mesh(&self) -> &Mesh {
-        self.mesh
-            .as_ref()
-            .expect("link faults need a cluster started with ClusterOptions { proxied: true }")
+    fn links_mut(&mut self) -> &mut Links {
+        self.links.as_mut().expect(
+            "link faults need a cluster started with ClusterOptions { proxied: true } \
+             or { netns: true }",
+        )
     }
 
-    /// Severs the link between `a` and `b` both ways: open connections are closed and
-    /// new ones are accepted and closed at once. Both directions, because a TCP
+    /// The one place a one-way fault is made, whichever the mechanism.
+    fn fault_one_way(&mut self, from: usize, to: usize, fault: Fault) {
+        assert_ne!(from, to, "node {from}'s link to itself");
+        let _ = (self.node(from), self.node(to));
+        match (self.links_mut(), fault) {
+            (Links::Proxies(mesh), Fault::Cut) => mesh.link(from, to).cut(),
+            (Links::Proxies(mesh), Fault::Silence) => mesh.link(from, to).silence(),
+            (Links::Netns(net), fault) => {
+                let how = match fault {
+                    Fault::Cut => Block::Reject,
+                    Fault::Silence => Block::Drop,
+                };
+                net.block(from - 1, to - 1, how)
+                    .unwrap_or_else(|e| panic!("blocking {from} -> {to}: {e}"));
+            }
+        }
+    }
+
+    /// Severs the link between `a` and `b` both ways. Both directions, because a TCP
     /// connection carries both: ZooKeeper sends votes both ways over one connection.
+    ///
+    /// Proxied: open connections are closed and new ones are accepted and closed at
+    /// once. Namespaced: every TCP segment between the two is answered with a reset by
+    /// its receiver (non-TCP packets are dropped; resets themselves pass, so each side
+    /// gets the other's), so open connections break as soon as either side sends and
+    /// new ones are refused.
     pub fn cut(&mut self, a: usize, b: usize) {
         self.cut_one_way(a, b);
         self.cut_one_way(b, a);
     }
 
-    /// Severs only the connections `from` dials to `to`. With Rookery's one-way peer
-    /// connections (the dialer only sends) this loses `from`'s messages to `to` and
-    /// keeps `to`'s to `from`; with ZooKeeper it depends on who dialed.
+    /// Severs one direction of the link; the two mechanisms differ here.
+    ///
+    /// Proxied: severs the connections `from` dials to `to` (both directions of
+    /// their bytes). With Rookery's one-way peer connections (the dialer only sends)
+    /// this loses `from`'s messages to `to` and keeps `to`'s to `from`; with ZooKeeper
+    /// it depends on who dialed.
+    ///
+    /// Namespaced: a true one-way fault at the IP level, whoever dialed: every TCP
+    /// segment from `from` to `to` is answered with a reset by `to` (non-TCP packets
+    /// dropped), packets from `to` to `from` pass. As TCP needs acknowledgements both
+    /// ways, `from`'s connections with `to` break as soon as `from` sends on them,
+    /// `from`'s new connections to `to` are refused, and `to`'s new connections to
+    /// `from` hang until `to`'s connect timeout (`from`'s handshake reply is rejected).
     pub fn cut_one_way(&mut self, from: usize, to: usize) {
-        self.mesh().link(from, to).cut();
+        self.fault_one_way(from, to, Fault::Cut);
     }
 
-    /// Drops every byte between `a` and `b` both ways while keeping the connections
-    /// open: neither side sees a reset, only silence, until its timeouts fire. New
-    /// connections are accepted and get nothing through. A heal closes the
-    /// connections the silence went through (their streams lost bytes).
+    /// Drops everything between `a` and `b` both ways while keeping the connections
+    /// open: neither side sees a reset, only silence, until its timeouts fire.
+    ///
+    /// Proxied: new connections are accepted and get nothing through; a heal closes
+    /// the connections the silence went through (their streams lost bytes).
+    /// Namespaced: every packet between the two is dropped on arrival; new connections
+    /// hang in their handshake; after a heal, connections that have not timed out
+    /// resume, TCP resending what was lost.
     pub fn silence(&mut self, a: usize, b: usize) {
         self.silence_one_way(a, b);
         self.silence_one_way(b, a);
     }
 
-    /// Drops the bytes on the connections `from` dials to `to`, in both directions
-    /// (a TCP connection carries both), keeping them open.
+    /// Silences one direction of the link; the two mechanisms differ here.
+    ///
+    /// Proxied: drops the bytes on the connections `from` dials to `to`, in both
+    /// directions (a TCP connection carries both), keeping them open.
+    ///
+    /// Namespaced: a true one-way loss at the IP level, whoever dialed: every packet
+    /// from `from` to `to` is dropped on arrival, packets from `to` to `from` pass.
+    /// Nothing is reset; `to` stops hearing from `from`, while `from` hears `to` but
+    /// its acknowledgements never arrive, so both sides' TCP stalls on what needs
+    /// `from`'s packets and only timeouts notice.
     pub fn silence_one_way(&mut self, from: usize, to: usize) {
-        self.mesh().link(from, to).silence();
+        self.fault_one_way(from, to, Fault::Silence);
     }
 
     /// Silences every link of node `n`; its clients can still reach it.
@@ -695,11 +873,23 @@ impl Cluster {
 
     /// Restores the link between `a` and `b` both ways (after a cut or a silence).
     pub fn heal(&mut self, a: usize, b: usize) {
-        self.mesh().link(a, b).heal();
-        self.mesh().link(b, a).heal();
+        let _ = (self.node(a), self.node(b));
+        match self.links_mut() {
+            Links::Proxies(mesh) => {
+                mesh.link(a, b).heal();
+                mesh.link(b, a).heal();
+            }
+            Links::Netns(net) => {
+                for (from, to) in [(a, b), (b, a)] {
+                    net.unblock(from - 1, to - 1)
+                        .unwrap_or_else(|e| panic!("unblocking {from} -> {to}: {e}"));
+                }
+            }
+        }
     }
 
-    /// Cuts every link of node `n`; its clients can still reach it.
+    /// Cuts every link of node `n`; its clients can still reach it (the proxies only
+    /// carry peer links; the iptables rules match only the peers' addresses).
     pub fn isolate(&mut self, n: usize) {
         for m in self.ids() {
             if m != n {
@@ -710,9 +900,25 @@ impl Cluster {
 
     /// Restores every link.
     pub fn heal_all(&mut self) {
-        for link in self.mesh().links.values() {
-            link.heal();
+        match self.links_mut() {
+            Links::Proxies(mesh) => {
+                for link in mesh.links.values() {
+                    link.heal();
+                }
+            }
+            Links::Netns(net) => net
+                .unblock_all()
+                .unwrap_or_else(|e| panic!("unblocking every link: {e}")),
         }
+    }
+}
+
+/// A network that could not be built is a reason to skip only when this machine
+/// cannot build one at all.
+fn netns_error(e: NetnsError) -> StartError {
+    match e {
+        NetnsError::Unsupported(m) => StartError::Unsupported(m),
+        NetnsError::Failed(m) => StartError::Failed(format!("network namespaces: {m}")),
     }
 }
 
@@ -721,7 +927,8 @@ impl Drop for Cluster {
         for n in self.ids() {
             self.kill9(n);
         }
-        if let Some(mesh) = self.mesh.take() {
+        // A network's own drop then removes whatever still runs in its namespaces.
+        if let Some(Links::Proxies(mesh)) = self.links.take() {
             mesh.shutdown();
         }
     }

@@ -2,11 +2,16 @@
 //! Apache ZooKeeper from Debian's package) on a free loopback port with its own data
 //! directory, kill and restart it, and find the real clients.
 //!
+//! [`netns`] builds hosts out of network namespaces (root only), for the seed tutorial
+//! and for clusters whose links fail at the packet level
+//! ([`ClusterOptions::netns`]).
+//!
 //! One switch picks the server: `ROOKERY_TEST_TARGET=zookeeper` runs every scenario
 //! against Apache ZooKeeper, which is how the tests themselves are proven; the default
 //! is Rookery.
 
 mod cluster;
+pub mod netns;
 
 pub use cluster::{
     CLUSTER_WAIT, Cluster, ClusterOptions, Node, REFUSES_ENSEMBLES, StartError, parse_mode,
@@ -14,7 +19,7 @@ pub use cluster::{
 };
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -399,10 +404,17 @@ pub(crate) fn zk_system_properties(extra_config: &str) -> Vec<String> {
         .collect()
 }
 
-/// Sends a four-letter word and returns the whole answer, or None if the server did
-/// not answer.
+/// Sends a four-letter word to `127.0.0.1:port` and returns the whole answer, or None
+/// if the server did not answer.
 pub fn four_letter(port: u16, word: &str) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    four_letter_at(SocketAddr::from(([127, 0, 0, 1], port)), word)
+}
+
+/// [`four_letter`] to any address (a cluster node in its own network namespace has
+/// its own: [`Cluster::client_addr`]). The connect is bounded too: an address nobody
+/// answers ARP for takes seconds to fail.
+pub fn four_letter_at(addr: SocketAddr, word: &str) -> Option<String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     s.write_all(word.as_bytes()).ok()?;
     let _ = s.shutdown(std::net::Shutdown::Write);

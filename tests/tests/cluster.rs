@@ -51,6 +51,7 @@ fn start_with(voters: usize, observers: usize, proxied: bool, extra: &str) -> Op
         observers,
         proxied,
         extra_config: extra.to_owned(),
+        ..ClusterOptions::default()
     })
 }
 

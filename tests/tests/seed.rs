@@ -1,8 +1,9 @@
 //! The seed tutorial (../shared/seed), exactly as written, on three hosts.
 //!
 //! Three Linux network namespaces play the tutorial's machines hadoop1, hadoop2 and
-//! hadoop3: each has one veth interface (10.77.0.1-3/24) on a bridge that lives in a
-//! fourth, private namespace, and its own /etc/hosts (`ip netns exec` bind-mounts
+//! hadoop3 ([`rookery_tests::netns::Network`]): each has one veth interface (on a
+//! 10.213.x.0/24 claimed for the run) on a bridge that lives in a fourth, private
+//! namespace, and its own /etc/hosts (`ip netns exec` bind-mounts
 //! /etc/netns/NAME/hosts over /etc/hosts) naming all three. So every node gets the
 //! tutorial's zoo.cfg word for word (`server.0=hadoop1:2888:3888`, ...; only dataDir is
 //! per node) and its myid 0, 1 or 2, the servers are started, and the tutorial's check
@@ -18,9 +19,8 @@
 //! Needs root and `ip` (iproute2); without them, or if `ip netns add` is refused (an
 //! unprivileged container), the test prints why and passes. Namespaces, bridge,
 //! /etc/netns entries and every process in the namespaces are removed when the test
-//! ends, also when it fails. If a namespace named hadoop1..3 already exists (another
-//! run, or a stale one), this run uses hadoopN-<pid> instead; the host names inside the
-//! namespaces are hadoop1..3 either way.
+//! ends, also when it fails. The namespaces are named per run
+//! (`rookery-<pid>-<n>-hadoop1`, ...); the host names inside them are hadoop1..3.
 
 use std::fmt::Write as _;
 use std::os::unix::process::CommandExt;
@@ -28,13 +28,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use rookery_tests::netns::{self, NetnsError, Network};
 use rookery_tests::{Target, ZOOKEEPER_JAR, client_script, missing, rookery_bin};
 
 const ZK_SERVER_SH: &str = "/usr/share/zookeeper/bin/zkServer.sh";
 const HOSTS: [&str; 3] = ["hadoop1", "hadoop2", "hadoop3"];
-const SUBNET: &str = "10.77.0";
-/// `ip netns exec NAME` bind-mounts each file of /etc/netns/NAME over /etc.
-const ETC_NETNS: &str = "/etc/netns";
 /// From the first start to one leader and two followers; ZooKeeper needs the most
 /// (three JVMs on two cores).
 const SETTLE: Duration = Duration::from_secs(45);
@@ -69,7 +67,7 @@ fn seed_tutorial_three_hosts_one_leader_two_followers() {
         println!("SKIPPED: {ZK_SERVER_SH} is not installed");
         return;
     }
-    if let Some(reason) = cannot_make_namespaces() {
+    if let Some(reason) = netns::unsupported() {
         println!("SKIPPED: {reason}");
         return;
     }
@@ -78,15 +76,18 @@ fn seed_tutorial_three_hosts_one_leader_two_followers() {
     let rookery = rookery_bin();
     let mut net = match Hosts::create() {
         Ok(net) => net,
-        Err(reason) => {
+        Err(NetnsError::Unsupported(reason)) => {
             println!("SKIPPED: cannot build the three hosts: {reason}");
             return;
         }
+        Err(e) => panic!("building the three hosts: {e}"),
     };
     println!(
         "hosts: {} (namespaces {:?}), set up in {:?}",
         HOSTS.join(", "),
-        net.namespaces,
+        (0..HOSTS.len())
+            .map(|i| net.net.namespace(i))
+            .collect::<Vec<_>>(),
         began.elapsed()
     );
 
@@ -223,122 +224,37 @@ fn path_arg(p: &Path) -> String {
     p.to_str().expect("UTF-8 path").to_owned()
 }
 
-/// Why this machine cannot run the test, if it cannot.
-fn cannot_make_namespaces() -> Option<String> {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let euid = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|ids| ids.split_whitespace().nth(1))
-        .unwrap_or("");
-    if euid != "0" {
-        return Some("network namespaces need root (run as root, as CI does)".into());
-    }
-    match Command::new("ip").arg("-V").output() {
-        Ok(o) if o.status.success() => None,
-        _ => Some("`ip` (iproute2) is not installed".into()),
-    }
-}
-
-/// Runs `ip ARGS`; the error carries what ip printed.
-fn ip(args: &[&str]) -> Result<String, String> {
-    let out = Command::new("ip")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "ip {} failed ({}): {}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-fn namespace_exists(name: &str) -> bool {
-    Path::new("/run/netns").join(name).exists() || Path::new("/var/run/netns").join(name).exists()
-}
-
-/// The three hosts and everything made for them; Drop removes it all.
+/// The three hosts and the servers started on them; on drop the servers' process
+/// groups are killed, then the network removes everything else.
 struct Hosts {
-    /// The namespaces of hadoop1..3, in order.
-    namespaces: Vec<String>,
-    /// The namespace holding the bridge.
-    switch: Option<String>,
-    /// /etc/netns/NAME directories this run created.
-    etc_dirs: Vec<PathBuf>,
-    /// Whether /etc/netns was there before this run.
-    etc_netns_existed: bool,
-    /// Servers by host index, each the leader of its own process group.
+    /// Servers by host index, each the leader of its own process group (zkServer.sh
+    /// starts the JVM as its child).
     children: Vec<(usize, Child)>,
-    /// zoo.cfg, dataDir and logs of every node; removed last.
+    net: Network,
+    /// zoo.cfg, dataDir and logs of every node; removed after the network, so after
+    /// every process that might write there.
     dir: tempfile::TempDir,
 }
 
 impl Hosts {
-    fn create() -> Result<Hosts, String> {
-        let pid = std::process::id();
-        let taken = HOSTS.iter().any(|h| namespace_exists(h));
-        let names: Vec<String> = HOSTS
-            .iter()
-            .map(|h| {
-                if taken {
-                    format!("{h}-{pid}")
-                } else {
-                    (*h).to_owned()
-                }
-            })
-            .collect();
-        let mut net = Hosts {
-            namespaces: Vec::new(),
-            switch: None,
-            etc_dirs: Vec::new(),
-            etc_netns_existed: Path::new(ETC_NETNS).is_dir(),
+    fn create() -> Result<Hosts, NetnsError> {
+        let net = Network::create(&HOSTS)?;
+        let hosts = Hosts {
             children: Vec::new(),
-            dir: tempfile::tempdir().map_err(|e| format!("tempdir: {e}"))?,
+            net,
+            dir: tempfile::tempdir().map_err(|e| NetnsError::Failed(format!("tempdir: {e}")))?,
         };
-        let switch = format!("rookery-seed-sw-{pid}");
-        ip(&["netns", "add", &switch])?;
-        net.switch = Some(switch.clone());
-        ip(&["-n", &switch, "link", "add", "br0", "type", "bridge"])?;
-        ip(&["-n", &switch, "link", "set", "br0", "up"])?;
-
-        let mut hosts_file = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n");
-        for (i, h) in HOSTS.iter().enumerate() {
-            let _ = writeln!(hosts_file, "{SUBNET}.{}\t{h}", i + 1);
-        }
-        for (i, ns) in names.iter().enumerate() {
-            ip(&["netns", "add", ns])?;
-            net.namespaces.push(ns.clone());
-            let port = format!("p{}", i + 1);
-            ip(&[
-                "link", "add", "name", "eth0", "netns", ns, "type", "veth", "peer", "name", &port,
-                "netns", &switch,
-            ])?;
-            ip(&["-n", &switch, "link", "set", &port, "master", "br0"])?;
-            ip(&["-n", &switch, "link", "set", &port, "up"])?;
-            let addr = format!("{SUBNET}.{}/24", i + 1);
-            ip(&["-n", ns, "addr", "add", &addr, "dev", "eth0"])?;
-            ip(&["-n", ns, "link", "set", "eth0", "up"])?;
-            ip(&["-n", ns, "link", "set", "lo", "up"])?;
-            let etc = Path::new(ETC_NETNS).join(ns);
-            std::fs::create_dir_all(&etc).map_err(|e| format!("{}: {e}", etc.display()))?;
-            net.etc_dirs.push(etc.clone());
-            std::fs::write(etc.join("hosts"), &hosts_file)
-                .map_err(|e| format!("{}/hosts: {e}", etc.display()))?;
-        }
         // The hosts see each other by name before anything starts.
-        for i in 0..HOSTS.len() {
-            let out = net.exec(i, Path::new("getent"), &["hosts", HOSTS[(i + 1) % 3]]);
-            if !out.contains(&format!("{SUBNET}.{}", (i + 1) % 3 + 1)) {
-                return Err(format!("{} does not resolve its peers: {out}", HOSTS[i]));
+        for (i, host) in HOSTS.iter().enumerate() {
+            let peer = (i + 1) % HOSTS.len();
+            let out = hosts.exec(i, Path::new("getent"), &["hosts", HOSTS[peer]]);
+            if !out.contains(&hosts.net.addr(peer).to_string()) {
+                return Err(NetnsError::Failed(format!(
+                    "{host} does not resolve its peers: {out}"
+                )));
             }
         }
-        Ok(net)
+        Ok(hosts)
     }
 
     fn log_path(&self, i: usize) -> PathBuf {
@@ -349,9 +265,9 @@ impl Hosts {
     fn spawn(&mut self, i: usize, program: &Path, args: &[String]) {
         let log = std::fs::File::create(self.log_path(i)).expect("log file");
         let err = log.try_clone().expect("log file");
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.namespaces[i]])
-            .arg(program)
+        let child = self
+            .net
+            .command(i, program)
             .args(args)
             // Three JVMs on two cores: the client compiler and serial GC start faster.
             .env(
@@ -373,16 +289,7 @@ impl Hosts {
 
     /// Runs a command on host `i` and returns what it printed (stdout, then stderr).
     fn exec(&self, i: usize, program: &Path, args: &[&str]) -> String {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.namespaces[i]])
-            .arg(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("ip netns exec");
-        let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
-        s.push_str(&String::from_utf8_lossy(&out.stderr));
-        s
+        self.net.exec(i, program, args)
     }
 
     /// Panics with the logs when a server has exited.
@@ -425,26 +332,7 @@ impl Drop for Hosts {
             let _ = child.kill();
             let _ = child.wait();
         }
-        // Anything else still running in the hosts (a status JVM, a client) goes too:
-        // a namespace outlives `ip netns del` while a process is in it.
-        for ns in &self.namespaces {
-            if let Ok(pids) = ip(&["netns", "pids", ns]) {
-                for pid in pids.split_whitespace() {
-                    let _ = Command::new("kill").args(["-KILL", pid]).status();
-                }
-            }
-        }
-        for ns in self.namespaces.iter().chain(self.switch.iter()) {
-            if let Err(e) = ip(&["netns", "del", ns]) {
-                eprintln!("cleanup: {e}");
-            }
-        }
-        for dir in &self.etc_dirs {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-        if !self.etc_netns_existed {
-            // Only if empty: another run may be using it.
-            let _ = std::fs::remove_dir(ETC_NETNS);
-        }
+        // Then `net` drops: anything else in the hosts (a status JVM, a client) is
+        // killed and the namespaces go.
     }
 }
