@@ -42,6 +42,8 @@ use tracing::{Span, debug, error, info, info_span, warn};
 
 use crate::conn::{MAX_QUEUED_BYTES, OutQueue};
 use crate::forward::Forward;
+use crate::metrics::RequestKind;
+use crate::metrics::storage::MeteredStorage;
 use crate::quorum::PeerSender;
 use crate::stats::ServerStats;
 use crate::words;
@@ -50,7 +52,10 @@ mod admin;
 use crate::membership::Ensemble;
 pub(crate) use admin::{AdminBackend, AdminQuery, MemberConfig};
 
+#[cfg(feature = "inject-bugs")]
+mod inject;
 mod reconfig;
+mod scrape;
 
 /// Most commands taken into one round (one fsync).
 pub(crate) const MAX_BATCH: usize = 4096;
@@ -107,6 +112,10 @@ pub(crate) enum CoreCmd {
     },
     /// A call of the gRPC admin API.
     Admin(AdminQuery),
+    /// A Prometheus scrape: the exposition text.
+    Metrics {
+        reply: oneshot::Sender<String>,
+    },
     /// Finish the round and stop.
     Shutdown,
 }
@@ -169,6 +178,10 @@ pub(crate) struct CoreConfig {
     pub reconfig_enabled: bool,
     /// `admin.minVoters`: the fewest voters a membership change may leave.
     pub min_voters: usize,
+    /// Test-only known bugs (`crate::inject`); the peer's and the tree's flags are set
+    /// in `peer` and `tree`.
+    #[cfg(feature = "inject-bugs")]
+    pub bugs: crate::inject::InjectedBugs,
 }
 
 #[derive(Debug)]
@@ -206,6 +219,8 @@ enum Waiter {
     Write {
         conn: ConnId,
         cxid: i32,
+        /// The request's opcode, for the latency histograms.
+        op: i32,
         after: AfterApply,
         span: Span,
         received: Instant,
@@ -235,7 +250,7 @@ pub(crate) struct Core {
     pending: PendingChanges,
     sessions: SessionTracker,
     watches: WatchManager,
-    peer: Peer<SledStorage>,
+    peer: Peer<MeteredStorage<SledStorage>>,
     /// To the other servers; `None` when standalone.
     transport: Option<PeerSender>,
     /// To ourselves, for work finished off this thread (learner snapshots).
@@ -279,6 +294,9 @@ pub(crate) struct Core {
     /// it was last set for.
     peers_stale: bool,
     peers_pending: Vec<i64>,
+    /// `ack-before-durable`: when the log was last synced.
+    #[cfg(feature = "inject-bugs")]
+    lazy_synced: Instant,
 }
 
 /// A snapshot in flight: a frozen clone of the tree being serialized, saved and
@@ -295,6 +313,8 @@ struct SnapshotSaved {
     bytes: usize,
     serialize_ms: u64,
     save_ms: u64,
+    /// Serializing and saving, for `snapshottime` (finer than the two ms above).
+    took: std::time::Duration,
     /// The valid snapshots kept by retention, newest first; `None` if retention failed.
     retained: Option<Vec<i64>>,
 }
@@ -385,7 +405,11 @@ impl Core {
             None => DataTree::new(cfg.tree.clone()),
         };
         let tree = with_config(tree, cfg.ensemble.as_ref());
-        let mut peer = Peer::new(cfg.peer.clone(), storage, tree.last_zxid())?;
+        let mut peer = Peer::new(
+            cfg.peer.clone(),
+            MeteredStorage::new(storage),
+            tree.last_zxid(),
+        )?;
         if let Some(e) = cfg.ensemble.as_ref().filter(|e| e.version > 0) {
             peer.set_committed_entry(e.version, crate::membership::config_entry(e));
         }
@@ -431,7 +455,12 @@ impl Core {
             admin_reconfigs: BTreeMap::new(),
             peers_stale: true,
             peers_pending: Vec::new(),
+            #[cfg(feature = "inject-bugs")]
+            lazy_synced: Instant::now(),
         };
+        if !core.cfg.standalone {
+            core.stats.metrics.looking(Instant::now());
+        }
         // A single voter is leader at once and applies its whole log here.
         core.drive()?;
         Ok(core)
@@ -489,6 +518,7 @@ impl Core {
             }
             CoreCmd::Peer { from, msg } => {
                 tracing::trace!(from, kind = msg.kind(), role = ?self.peer.role(), "peer message");
+                self.note_peer_message(&msg);
                 self.peer.step(ServerId(from), msg)?;
                 self.drive()?;
             }
@@ -507,6 +537,9 @@ impl Core {
                 self.drive()?;
             }
             CoreCmd::Admin(query) => self.admin(query)?,
+            CoreCmd::Metrics { reply } => {
+                let _ = reply.send(self.metrics_text());
+            }
             // Taken by `run` before it gets here.
             CoreCmd::Shutdown => {}
         }
@@ -516,12 +549,15 @@ impl Core {
     /// Makes the round durable, acknowledges it, and applies what that committed.
     fn finish_round(&mut self) -> Result<(), CoreError> {
         self.drive()?;
-        if self.peer.needs_flush() {
-            let started = Instant::now();
+        #[cfg(feature = "inject-bugs")]
+        let sync_now = !self.ack_before_durable()?;
+        #[cfg(not(feature = "inject-bugs"))]
+        let sync_now = true;
+        if sync_now && self.peer.needs_flush() {
             self.peer.flush()?;
-            self.stats.record_fsync(started.elapsed());
             self.drive()?;
         }
+        self.record_syncs();
         self.maybe_snapshot()
     }
 
@@ -584,6 +620,9 @@ impl Core {
                     self.ensemble_committed(e)?;
                 }
             }
+            if let Some(last) = ready.committed.last() {
+                self.stats.metrics.committed(last.zxid, Instant::now());
+            }
             for entry in ready.committed {
                 self.apply_entry(entry)?;
             }
@@ -602,6 +641,7 @@ impl Core {
                     // How each learner is brought up to date, for operators.
                     match &msg {
                         Message::Diff { last_zxid: z } | Message::Trunc { zxid: z } => {
+                            self.stats.metrics.learner_synced_by_diff();
                             info!(
                                 learner = to.0,
                                 how = msg.kind(),
@@ -615,6 +655,7 @@ impl Core {
                             total,
                             ..
                         } => {
+                            self.stats.metrics.learner_synced_by_snap();
                             info!(
                                 learner = to.0,
                                 how = "snap",
@@ -640,6 +681,7 @@ impl Core {
     fn role_changed(&mut self, change: RoleChange) {
         match change {
             RoleChange::Looking => {
+                self.stats.metrics.looking(Instant::now());
                 self.record_event("stopped serving: looking for a leader".to_owned());
                 warn!(
                     connections = self.conns.len(),
@@ -663,6 +705,7 @@ impl Core {
                 leader,
                 epoch,
             } => {
+                self.stats.metrics.serving(Instant::now());
                 let what = if self.cfg.standalone {
                     format!("serving as standalone (epoch {epoch})")
                 } else {
@@ -868,6 +911,7 @@ impl Core {
         });
         match proposed {
             Ok(zxid) => {
+                self.stats.metrics.proposed(zxid, Instant::now());
                 Span::current().record("zxid", format!("{zxid:#x}"));
                 if matches!(op, Ok(Op::Reconfig { .. })) {
                     self.reconfig_zxid = Some(zxid);
@@ -966,7 +1010,9 @@ impl Core {
             _ => {}
         }
         for t in &triggers {
-            for (watcher, ev) in self.watches.trigger(t) {
+            let fired = self.watches.trigger(t);
+            self.stats.metrics.watches_fired(t.event_type, fired.len());
+            for (watcher, ev) in fired {
                 let Some(c) = self.conns.get(&watcher) else {
                     continue;
                 };
@@ -1021,6 +1067,7 @@ impl Core {
                 Waiter::Write {
                     conn,
                     cxid,
+                    op,
                     after,
                     span,
                     received,
@@ -1028,7 +1075,8 @@ impl Core {
                 } => {
                     let _g = span.enter();
                     self.answer_write(session, conn, cxid, after, zxid, &result);
-                    self.stats.latency.record(received.elapsed());
+                    self.stats
+                        .record_request(op, RequestKind::Update, received.elapsed());
                 }
                 Waiter::Write { .. } => {}
                 Waiter::Read {
@@ -1046,7 +1094,8 @@ impl Core {
                 } => {
                     let _g = span.enter();
                     self.read(conn, &req);
-                    self.stats.latency.record(received.elapsed());
+                    self.stats
+                        .record_request(req.header.op, RequestKind::Read, received.elapsed());
                 }
             }
         }
@@ -1207,6 +1256,7 @@ impl Core {
                 .push_back(Waiter::Write {
                     conn,
                     cxid: 0,
+                    op: rookery_wire::OpCode::CreateSession.as_i32(),
                     after: AfterApply::Connected,
                     span: span.clone(),
                     received: Instant::now(),
@@ -1303,6 +1353,7 @@ impl Core {
             }
             _ => return Ok(()),
         }
+        self.sample_learner_lag();
         // The leader: session expiry and container reaping are its writes.
         for session in self.sessions.expired(now) {
             self.expire_as_leader(session, "timeout exceeded")?;
@@ -1416,6 +1467,7 @@ impl Core {
                 .push_back(Waiter::Write {
                     conn,
                     cxid: xid_,
+                    op,
                     after,
                     span: span.clone(),
                     received,
@@ -1470,7 +1522,8 @@ impl Core {
             });
         } else {
             self.read(conn, &req);
-            self.stats.latency.record(received.elapsed());
+            self.stats
+                .record_request(op, RequestKind::Read, received.elapsed());
         }
         Ok(())
     }
@@ -1802,6 +1855,7 @@ impl Core {
             .name("snapshot".into())
             .spawn(move || {
                 let t = Instant::now();
+                let whole = t;
                 let bytes = frozen.snapshot();
                 // The clone's copy of every node changed since the freeze goes now.
                 drop(frozen);
@@ -1809,6 +1863,7 @@ impl Core {
                 let t = Instant::now();
                 store.save_snapshot(last, &bytes)?;
                 let save_ms = t.elapsed().as_millis() as u64;
+                let took = whole.elapsed();
                 // Retention reads every kept snapshot back to check it: do not hold
                 // this copy as well.
                 let len = bytes.len();
@@ -1828,6 +1883,7 @@ impl Core {
                     bytes: len,
                     serialize_ms,
                     save_ms,
+                    took,
                     retained,
                 })
             });
@@ -1884,6 +1940,7 @@ impl Core {
         for w in task.waiters {
             let _ = w.send(Ok((task.last_zxid, saved.bytes as u64)));
         }
+        self.stats.metrics.snapshot(saved.took, saved.bytes);
         info!(
             %zxid,
             bytes = saved.bytes,
@@ -1954,15 +2011,10 @@ impl Core {
         }
     }
 
-    fn four_letter(&mut self, word: FourLetterWord, peer: SocketAddr) -> String {
-        let name = word.as_str();
-        if !self.cfg.four_letter_words.is_enabled(name) {
-            return format!("{name} is not executed because it is not in the whitelist.\n");
-        }
+    /// What the four-letter words and `/metrics` print, borrowed for one answer;
+    /// `peer` is the asking client connection (a scrape is none).
+    fn words_view(&self, peer: Option<SocketAddr>) -> words::View<'_> {
         let mode = self.mode();
-        if mode == Mode::Looking && !words::answers_when_not_serving(word) {
-            return words::NOT_SERVING.to_owned();
-        }
         let role = self.peer.role();
         let leader = (role == Role::Leading && !self.cfg.standalone).then(|| {
             let learners = self.peer.learners();
@@ -1979,7 +2031,7 @@ impl Core {
                 pending_syncs: self.peer.pending_syncs(),
             }
         });
-        let view = words::View {
+        words::View {
             mode: mode.as_str(),
             leader,
             tree: &self.tree,
@@ -2001,7 +2053,19 @@ impl Core {
             now_ms: self.now_ms(),
             started_ms: self.start_wall_ms,
             peer,
-        };
+        }
+    }
+
+    fn four_letter(&mut self, word: FourLetterWord, peer: SocketAddr) -> String {
+        let name = word.as_str();
+        if !self.cfg.four_letter_words.is_enabled(name) {
+            return format!("{name} is not executed because it is not in the whitelist.\n");
+        }
+        let mode = self.mode();
+        if mode == Mode::Looking && !words::answers_when_not_serving(word) {
+            return words::NOT_SERVING.to_owned();
+        }
+        let view = self.words_view(Some(peer));
         let text = words::answer(word, &view);
         match word {
             FourLetterWord::Srst => self.stats.reset(),
@@ -2276,6 +2340,8 @@ mod tests {
             local_peers: BTreeMap::new(),
             reconfig_enabled: false,
             min_voters: 1,
+            #[cfg(feature = "inject-bugs")]
+            bugs: Default::default(),
         };
         Core::open(cfg, SledStorage::open(dir).unwrap(), None, None).unwrap()
     }

@@ -64,6 +64,9 @@ pub enum ServerError {
     },
     #[error("admin.authTokenFile {0} is empty")]
     AdminTokenEmpty(String),
+    #[cfg(feature = "inject-bugs")]
+    #[error(transparent)]
+    InjectBug(#[from] crate::inject::UnknownBug),
 }
 
 /// A server that is accepting clients.
@@ -76,6 +79,7 @@ pub struct RunningServer {
     transport: Option<crate::quorum::PeerSender>,
     handle: CoreHandle,
     admin: Option<AdminTask>,
+    metrics: Option<crate::metrics::http::MetricsEndpoint>,
 }
 
 /// The gRPC admin API's task and the means to stop it.
@@ -97,12 +101,20 @@ impl RunningServer {
         self.admin.as_ref().map(|a| a.addr)
     }
 
+    /// Where `/metrics` is served (`metricsProvider.httpPort`), if it is on.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|m| m.addr)
+    }
+
     /// Stops accepting and waits for the core to finish what it has; returns the
     /// core's error if it stopped on its own (storage failure).
     pub async fn shutdown(self) -> Result<(), ServerError> {
         if let Some(a) = self.admin {
             let _ = a.stop.send(());
             let _ = a.task.await;
+        }
+        if let Some(m) = &self.metrics {
+            m.task.abort();
         }
         self.accept.abort();
         self.tick.abort();
@@ -143,6 +155,10 @@ pub(crate) fn store_dir(cfg: &ServerConfig) -> std::path::PathBuf {
 
 /// Opens storage, recovers the tree and starts listening for clients.
 pub async fn start(cfg: &ServerConfig) -> Result<RunningServer, ServerError> {
+    #[cfg(feature = "inject-bugs")]
+    let bugs = crate::inject::InjectedBugs::from_env()?;
+    #[cfg(not(feature = "inject-bugs"))]
+    crate::inject::warn_if_requested();
     let standalone = cfg.mode() == ServerMode::Standalone;
     let listen = cfg
         .client_listen_address()
@@ -231,7 +247,11 @@ pub async fn start(cfg: &ServerConfig) -> Result<RunningServer, ServerError> {
         ensemble: membership.ensemble.clone(),
         reconfig_enabled: cfg.reconfig_enabled,
         min_voters: cfg.admin_min_voters,
+        #[cfg(feature = "inject-bugs")]
+        bugs: Default::default(),
     };
+    #[cfg(feature = "inject-bugs")]
+    let core_cfg = bugs.apply(core_cfg);
     // Checked before anything starts: an admin API open to the network without
     // authentication is a configuration error, not a warning.
     let admin_access = admin_access(cfg)?;
@@ -304,6 +324,22 @@ pub async fn start(cfg: &ServerConfig) -> Result<RunningServer, ServerError> {
         .local_addr()
         .map_err(|source| ServerError::Bind { addr: bind, source })?;
 
+    // As with ZooKeeper's metrics provider, a port it cannot bind stops the start-up:
+    // the operator asked for metrics, and a server silently without them is worse.
+    let metrics_listener = match cfg.metrics_http_port {
+        Some(port) => {
+            let host = &cfg.metrics_http_host;
+            let l = crate::metrics::http::bind(host, port)
+                .await
+                .map_err(|source| ServerError::Bind {
+                    addr: format!("{host}:{port} (metricsProvider.httpPort)"),
+                    source,
+                })?;
+            Some(l)
+        }
+        None => None,
+    };
+
     let core = std::thread::Builder::new()
         .name("rookery-core".into())
         .spawn(move || core.run(rx))
@@ -332,6 +368,19 @@ pub async fn start(cfg: &ServerConfig) -> Result<RunningServer, ServerError> {
             cfg.max_session_timeout_ms.max(cfg.tick_time_ms),
         )),
     });
+    let metrics = match metrics_listener {
+        Some(l) => {
+            let m = crate::metrics::http::serve(l, handle.clone()).map_err(|source| {
+                ServerError::Bind {
+                    addr: "metricsProvider.httpPort".into(),
+                    source,
+                }
+            })?;
+            info!(addr = %m.addr, "serving Prometheus metrics at /metrics");
+            Some(m)
+        }
+        None => None,
+    };
     let max_per_ip = cfg.max_client_cnxns;
     let accept = tokio::spawn(accept_loop(listener, handle.clone(), limits, max_per_ip));
     let admin = match admin_addr {
@@ -352,6 +401,7 @@ pub async fn start(cfg: &ServerConfig) -> Result<RunningServer, ServerError> {
         transport,
         handle,
         admin,
+        metrics,
     })
 }
 

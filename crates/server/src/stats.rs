@@ -1,6 +1,9 @@
-//! Server-wide counters for `srvr`, `stat` and `mntr`.
+//! Server-wide counters for `srvr`, `stat` and `mntr`, and the Prometheus histograms
+//! recorded beside them (one place records each request, fsync and snapshot).
 
 use std::time::Duration;
+
+use crate::metrics::{Metrics, RequestKind};
 
 /// Min/avg/max of a series in whole milliseconds, as ZooKeeper's ServerStats keeps
 /// request latency.
@@ -45,17 +48,31 @@ pub(crate) struct ServerStats {
     pub fsync_count: u64,
     pub fsync: Latency,
     pub latency: Latency,
+    /// For `/metrics`; `srst` leaves it alone (Prometheus series only grow).
+    pub metrics: Metrics,
 }
 
 impl ServerStats {
-    pub(crate) fn record_fsync(&mut self, d: Duration) {
+    /// One fsync of the log, and how many entries it made durable.
+    pub(crate) fn record_fsync(&mut self, d: Duration, entries: u64) {
         self.fsync_count += 1;
         self.fsync.record(d);
+        self.metrics.fsync(d, entries);
     }
 
-    /// `srst`.
+    /// A request answered `d` after it arrived.
+    pub(crate) fn record_request(&mut self, op: i32, kind: RequestKind, d: Duration) {
+        self.latency.record(d);
+        self.metrics.request(op, kind, d);
+    }
+
+    /// `srst`: what `srvr` and `mntr` count starts again; the metrics do not.
     pub(crate) fn reset(&mut self) {
-        *self = ServerStats::default();
+        let metrics = std::mem::take(&mut self.metrics);
+        *self = ServerStats {
+            metrics,
+            ..ServerStats::default()
+        };
     }
 }
 
@@ -70,5 +87,23 @@ mod tests {
         l.record(Duration::from_millis(4));
         l.record(Duration::from_millis(2));
         assert_eq!((l.min(), l.max(), l.avg()), (2, 4, 3.0));
+    }
+
+    #[test]
+    fn srst_keeps_the_prometheus_series() {
+        let mut s = ServerStats::default();
+        s.record_request(4, RequestKind::Read, Duration::from_millis(2));
+        s.record_fsync(Duration::from_millis(1), 3);
+        s.reset();
+        assert_eq!((s.fsync_count, s.latency.max()), (0, 0));
+        let mut out = crate::metrics::Exposition::default();
+        s.metrics.encode(&mut out);
+        let text = out.finish();
+        assert!(text.contains("\nreadlatency_count 1\n"), "{text}");
+        assert!(text.contains("\nfsynctime_count 1\n"), "{text}");
+        assert!(
+            text.contains("rookery_request_latency_ms_count{op=\"getData\"} 1\n"),
+            "{text}"
+        );
     }
 }

@@ -73,8 +73,9 @@ pub(crate) struct View<'a> {
     pub describe: &'a ConfigDescription,
     pub now_ms: i64,
     pub started_ms: i64,
-    /// The asking connection (ZooKeeper counts it among `Connections`).
-    pub peer: SocketAddr,
+    /// The asking connection (ZooKeeper counts it among `Connections`); `None` for a
+    /// metrics scrape, which is not a client connection.
+    pub peer: Option<SocketAddr>,
 }
 
 /// What the leader knows of its learners.
@@ -162,7 +163,7 @@ pub(crate) fn answer(word: FourLetterWord, v: &View<'_>) -> String {
 
 fn connections(v: &View<'_>) -> usize {
     // ZooKeeper counts the connection asking for the stats too.
-    v.conns.len() + 1
+    v.conns.len() + usize::from(v.peer.is_some())
 }
 
 fn srvr(v: &View<'_>, with_clients: bool) -> String {
@@ -207,50 +208,82 @@ fn cons(v: &View<'_>, brief: bool) -> String {
             c.peer, c.stats.received, c.stats.sent
         );
     }
-    let _ = writeln!(out, " /{}[0](queued=0,recved=1,sent=0)", v.peer);
+    if let Some(peer) = v.peer {
+        let _ = writeln!(out, " /{peer}[0](queued=0,recved=1,sent=0)");
+    }
     out
 }
 
-fn mntr(v: &View<'_>) -> String {
+/// One `mntr` value: printed as `mntr` prints it, and exported as a `zk_*` gauge.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum MntrValue {
+    Text(String),
+    Int(i64),
+    Float(f64),
+    /// Printed in hex, exported as a number.
+    Zxid(i64),
+}
+
+impl std::fmt::Display for MntrValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MntrValue::Text(t) => f.write_str(t),
+            MntrValue::Int(n) => write!(f, "{n}"),
+            MntrValue::Float(x) => write!(f, "{x:?}"),
+            MntrValue::Zxid(z) => write!(f, "0x{z:x}"),
+        }
+    }
+}
+
+fn int(n: impl TryInto<i64>) -> MntrValue {
+    MntrValue::Int(n.try_into().unwrap_or(i64::MAX))
+}
+
+/// `mntr`'s rows, in its order; `/metrics` exports the same rows.
+pub(crate) fn mntr_rows(v: &View<'_>) -> Vec<(&'static str, MntrValue)> {
+    use MntrValue::{Float, Text, Zxid};
     let s = v.watches.summary();
     let l = &v.stats.latency;
-    let rows: Vec<(&str, String)> = vec![
-        ("zk_version", VERSION.to_owned()),
-        ("zk_server_state", v.mode.to_owned()),
-        ("zk_avg_latency", format!("{:?}", l.avg())),
-        ("zk_max_latency", l.max().to_string()),
-        ("zk_min_latency", l.min().to_string()),
-        ("zk_packets_received", v.stats.packets_received.to_string()),
-        ("zk_packets_sent", v.stats.packets_sent.to_string()),
-        ("zk_num_alive_connections", connections(v).to_string()),
-        ("zk_outstanding_requests", "0".to_owned()),
-        ("zk_znode_count", v.tree.node_count().to_string()),
-        ("zk_watch_count", v.watches.watch_count().to_string()),
-        ("zk_ephemerals_count", v.tree.ephemeral_count().to_string()),
+    let mut rows = vec![
+        ("zk_version", Text(VERSION.to_owned())),
+        ("zk_server_state", Text(v.mode.to_owned())),
+        ("zk_avg_latency", Float(l.avg())),
+        ("zk_max_latency", int(l.max())),
+        ("zk_min_latency", int(l.min())),
+        ("zk_packets_received", int(v.stats.packets_received)),
+        ("zk_packets_sent", int(v.stats.packets_sent)),
+        ("zk_num_alive_connections", int(connections(v))),
+        ("zk_outstanding_requests", int(0)),
+        ("zk_znode_count", int(v.tree.node_count())),
+        ("zk_watch_count", int(v.watches.watch_count())),
+        ("zk_ephemerals_count", int(v.tree.ephemeral_count())),
         (
             "zk_approximate_data_size",
-            v.tree.approximate_data_size().to_string(),
+            int(v.tree.approximate_data_size()),
         ),
-        ("zk_global_sessions", v.sessions.to_string()),
-        ("zk_local_sessions", "0".to_owned()),
-        ("zk_uptime", (v.now_ms - v.started_ms).to_string()),
-        ("zk_fsync_count", v.stats.fsync_count.to_string()),
-        ("zk_last_zxid", format!("0x{:x}", v.tree.last_zxid())),
-        ("zk_watched_paths", s.paths.to_string()),
-        ("zk_open_file_descriptor_count", open_fds().to_string()),
+        ("zk_global_sessions", int(v.sessions)),
+        ("zk_local_sessions", int(0)),
+        ("zk_uptime", int(v.now_ms - v.started_ms)),
+        ("zk_fsync_count", int(v.stats.fsync_count)),
+        ("zk_last_zxid", Zxid(v.tree.last_zxid())),
+        ("zk_watched_paths", int(s.paths)),
+        ("zk_open_file_descriptor_count", int(open_fds())),
     ];
-    let mut rows = rows;
     if let Some(l) = v.leader {
         rows.extend([
-            ("zk_learners", l.learners.to_string()),
-            ("zk_synced_followers", l.synced_followers.to_string()),
-            ("zk_synced_non_voting_followers", "0".to_owned()),
-            ("zk_synced_observers", l.synced_observers.to_string()),
-            ("zk_pending_syncs", l.pending_syncs.to_string()),
+            ("zk_learners", int(l.learners)),
+            ("zk_synced_followers", int(l.synced_followers)),
+            ("zk_synced_non_voting_followers", int(0)),
+            ("zk_synced_observers", int(l.synced_observers)),
+            ("zk_pending_syncs", int(l.pending_syncs)),
         ]);
     }
+    rows
+}
+
+fn mntr(v: &View<'_>) -> String {
     let mut out = String::new();
-    for (k, val) in rows {
+    for (k, val) in mntr_rows(v) {
         let _ = writeln!(out, "{k}\t{val}");
     }
     out

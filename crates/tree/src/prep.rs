@@ -82,6 +82,10 @@ enum SessionState {
 pub struct PendingChanges {
     nodes: BTreeMap<String, Vec<(Zxid, Option<NodeRec>)>>,
     sessions: BTreeMap<SessionId, Vec<(Zxid, SessionState)>>,
+    /// `TreeConfig::inject_seq_reuse`: the next sequence number per parent path, in
+    /// memory only. Kept by [`PendingChanges::clear`]; a new `PendingChanges` starts over.
+    #[cfg(feature = "inject-bugs")]
+    seq_counters: BTreeMap<String, i32>,
 }
 
 impl PendingChanges {
@@ -363,7 +367,10 @@ impl Prep<'_, '_> {
         let parent = self.record(parent_path).ok_or(ErrorCode::NoNode)?;
         self.check_acl(&parent.acl, perms::CREATE)?;
         let path = if mode.is_sequential() {
-            format!("{path}{:010}", parent.stat.cversion)
+            let seq = parent.stat.cversion;
+            #[cfg(feature = "inject-bugs")]
+            let seq = self.injected_seq(parent_path, &parent).unwrap_or(seq);
+            format!("{path}{seq:010}")
         } else {
             path.to_owned()
         };
@@ -414,6 +421,24 @@ impl Prep<'_, '_> {
             ephemeral_owner: owner,
             parent_cversion: new_cversion,
         })
+    }
+
+    /// The sequence number the `seq-reuse` bug hands out, if it is on: a counter per
+    /// parent that starts at the parent's current number of children the first time the
+    /// parent is used, rather than the replicated `cversion`.
+    #[cfg(feature = "inject-bugs")]
+    fn injected_seq(&mut self, parent_path: &str, parent: &NodeRec) -> Option<i32> {
+        if !self.tree.config.inject_seq_reuse {
+            return None;
+        }
+        let next = self
+            .pending
+            .seq_counters
+            .entry(parent_path.to_owned())
+            .or_insert(parent.child_count);
+        let seq = *next;
+        *next = next.wrapping_add(1);
+        Some(seq)
     }
 
     /// `getParentPathAndValidate`.

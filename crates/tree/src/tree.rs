@@ -26,6 +26,15 @@ pub struct TreeConfig {
     pub auth_schemes: AuthSchemes,
     /// `enforceQuota`: hard quota limits fail writes with QuotaExceeded.
     pub enforce_quota: bool,
+    /// A known bug, for proving the checkers (rookery-server's `seq-reuse`): prep numbers
+    /// sequential nodes from an in-memory counter per parent kept in [`PendingChanges`],
+    /// which starts at the parent's number of children whenever that state is new
+    /// (process start, a new leader) instead of at the persisted `cversion`. After
+    /// deletes and a restart, a sequential create reuses a name already handed out.
+    ///
+    /// [`PendingChanges`]: crate::prep::PendingChanges
+    #[cfg(feature = "inject-bugs")]
+    pub inject_seq_reuse: bool,
 }
 
 /// Who is asking: the session and the ids it has authenticated as (including its

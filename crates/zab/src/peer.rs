@@ -60,13 +60,21 @@ impl Default for PeerTimeouts {
     }
 }
 
-/// Known bugs the simulator must catch; compiled only with the `inject-bugs` feature.
+/// Known bugs the simulator (and, through rookery-server's `inject-bugs`, the
+/// Jepsen-style harness) must catch; they take effect only with the `inject-bugs` feature.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct InjectedBugs {
     /// Followers ACK a proposal when it is appended, before the log is synced.
     pub ack_before_sync: bool,
     /// The leader commits a proposal as soon as it has logged it, without a quorum.
     pub commit_without_quorum: bool,
+    /// A leader that lost its quorum keeps leading: it commits on its own ACK alone (a
+    /// quorum of one, after its own flush) and does not step down when its followers
+    /// fall silent for syncLimit. Once the others elect a new leader there are two, and
+    /// what the old one committed alone is truncated when it rejoins (rookery-server's
+    /// `leader-alone`).
+    #[cfg(feature = "inject-bugs")]
+    pub leader_alone: bool,
 }
 
 /// Reads the configuration a log entry carries, if it is a reconfiguration; the
@@ -594,6 +602,17 @@ impl<S: PeerStorage> Peer<S> {
             State::Looking => {}
         }
         Ok(())
+    }
+
+    /// Acknowledges what is appended as [`Peer::flush`] would, but without syncing: the
+    /// leader counts its own ACK and a learner ACKs (the latter only with
+    /// [`InjectedBugs::ack_before_sync`], which also makes it ACK each proposal as it
+    /// arrives). A host that calls this instead of `flush` and syncs only now and then
+    /// answers writes a crash of every server can still lose (rookery-server's
+    /// `ack-before-durable`).
+    #[cfg(feature = "inject-bugs")]
+    pub fn acknowledge_unsynced(&mut self) -> Result<(), StorageError> {
+        self.acknowledge_durable()
     }
 
     /// Whether [`Peer::flush`] has anything to make durable.
@@ -1635,6 +1654,8 @@ impl<S: PeerStorage> Peer<S> {
             .map(|v| (v.id, v.acked))
             .collect();
         acks.push((self_id, l.self_acked));
+        #[cfg(feature = "inject-bugs")]
+        let self_acked = l.self_acked;
         let mut candidates: Vec<Zxid> = acks.iter().map(|(_, z)| *z).collect();
         candidates.sort_unstable_by(|a, b| b.cmp(a));
         candidates.dedup();
@@ -1648,6 +1669,11 @@ impl<S: PeerStorage> Peer<S> {
                 new_commit = Some(c);
                 break;
             }
+        }
+        #[cfg(feature = "inject-bugs")]
+        if self.cfg.bugs.leader_alone && self_acked > self.commit_zxid {
+            // A quorum of one: what the leader itself has is committed.
+            new_commit = Some(new_commit.map_or(self_acked, |c: Zxid| c.max(self_acked)));
         }
         let before = self.commit_zxid;
         if let Some(c) = new_commit {
@@ -1844,6 +1870,8 @@ impl<S: PeerStorage> Peer<S> {
         let self_id = self.cfg.self_id;
         let timeouts = self.cfg.timeouts;
         let commit = self.commit_zxid;
+        #[cfg(feature = "inject-bugs")]
+        let leader_alone = self.cfg.bugs.leader_alone;
         let Some(l) = self.leader_state() else {
             return Ok(());
         };
@@ -1881,7 +1909,13 @@ impl<S: PeerStorage> Peer<S> {
                 .map(|v| v.id)
                 .chain([self_id])
                 .collect::<Vec<_>>();
+            #[cfg(not(feature = "inject-bugs"))]
             if !quorum.contains_quorum(synced.iter()) {
+                self.go_looking("lost the quorum");
+                return Ok(());
+            }
+            #[cfg(feature = "inject-bugs")]
+            if !quorum.contains_quorum(synced.iter()) && !leader_alone {
                 self.go_looking("lost the quorum");
                 return Ok(());
             }

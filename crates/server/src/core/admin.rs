@@ -493,7 +493,7 @@ impl Core {
 
 /// Txns from `from` up to `to`, when both are in one epoch (a synced learner is in the
 /// leader's); across epochs, the counter of `to`, a lower bound.
-fn txns_between(from: i64, to: i64) -> u64 {
+pub(super) fn txns_between(from: i64, to: i64) -> u64 {
     let (fe, te) = (from >> 32, to >> 32);
     let counter = |z: i64| z & 0xffff_ffff;
     if fe == te {

@@ -463,3 +463,81 @@ fn leadership_is_handed_to_a_named_voter() {
         );
     }
 }
+
+/// rookery-server's `leader-alone`: with its followers gone for longer than syncLimit,
+/// the leader keeps leading and commits on its own ACK; without the bug it steps down.
+#[cfg(feature = "inject-bugs")]
+#[test]
+fn leader_alone_keeps_leading_and_commits_without_a_quorum() {
+    for bug in [false, true] {
+        let mut net = Net::new(&[1, 2, 3], &[]);
+        net.run(10);
+        let leader = net.leader().expect("a leader");
+        for p in net.peers.values_mut() {
+            p.cfg.bugs.leader_alone = bug;
+        }
+        let followers: Vec<ServerId> = net
+            .peers
+            .keys()
+            .copied()
+            .filter(|&id| id != leader)
+            .collect();
+        net.down.extend(followers);
+        // Four times syncLimit (5 ticks).
+        net.run(20);
+        if !bug {
+            assert_eq!(net.peers[&leader].role(), Role::Looking);
+            continue;
+        }
+        assert_eq!(net.peers[&leader].role(), Role::Leading);
+        assert!(net.peers[&leader].is_serving());
+        let zxid = net.propose(9);
+        net.run(1);
+        assert!(net.peers[&leader].commit_zxid() >= zxid);
+        assert_eq!(net.applied[&leader].last(), Some(&zxid));
+    }
+}
+
+/// rookery-server's `ack-before-durable`: voters that acknowledge without syncing get a
+/// proposal committed and applied that a crash of every server then loses.
+#[cfg(feature = "inject-bugs")]
+#[test]
+fn acknowledging_unsynced_commits_what_a_crash_of_every_server_loses() {
+    use crate::storage::CrashMode;
+    let mut net = Net::new(&[1, 2, 3], &[]);
+    net.run(10);
+    for p in net.peers.values_mut() {
+        p.cfg.bugs.ack_before_sync = true;
+    }
+    let leader = net.leader().expect("a leader");
+    let zxid = net.propose(5);
+    // Deliver everything, acknowledging after each pass, never flushing.
+    for _ in 0..10 {
+        while let Some((from, to, m)) = net.queue.pop_front() {
+            net.peers.get_mut(&to).unwrap().step(from, m).unwrap();
+            net.drain(to);
+        }
+        let ids: Vec<ServerId> = net.peers.keys().copied().collect();
+        for id in ids {
+            net.peers
+                .get_mut(&id)
+                .unwrap()
+                .acknowledge_unsynced()
+                .unwrap();
+            net.drain(id);
+        }
+    }
+    assert_eq!(
+        net.applied[&leader].last(),
+        Some(&zxid),
+        "committed and applied"
+    );
+    for p in net.peers.values_mut() {
+        assert!(p.needs_flush(), "never synced");
+        p.storage_mut().crash(CrashMode::DropUnsynced);
+        assert!(
+            p.storage().last_zxid().unwrap_or(0) < zxid,
+            "lost by the crash"
+        );
+    }
+}
