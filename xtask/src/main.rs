@@ -153,6 +153,9 @@ fn ci() -> Result<()> {
             "==> skipping the scenarios against Apache ZooKeeper: Debian's zookeeper is not installed"
         );
     }
+    // The Jepsen-style harness, bounded: workloads under nemeses against both systems,
+    // and each injected bug, which it must report.
+    jepsen::ci_runs(&project_root())?;
     println!("ci: all steps passed");
     Ok(())
 }

@@ -223,9 +223,20 @@ impl<'a> Search<'a> {
     }
 
     fn run(mut self) -> Result<Vec<usize>, Anomaly> {
-        let words = self.history.len().div_ceil(64);
-        let mut linearized = vec![0u64; words];
-        let mut seen: HashSet<(Vec<u64>, State)> = HashSet::new();
+        // Lowe's memo of (linearized set, state) configurations already explored. The
+        // set is kept as a Zobrist fingerprint (the XOR of a random 128-bit key per
+        // linearized operation) rather than a bitset: long histories would otherwise
+        // copy n/8 bytes per step and keep every copy. Two different sets share a
+        // fingerprint with probability about 2^-128 per pair.
+        let keys: Vec<u128> = (0..self.history.len() as u64).map(zobrist_key).collect();
+        let mut linearized: u128 = 0;
+        let mut seen: HashSet<(u128, State)> = HashSet::new();
+        // Answered operations not yet linearized: the search is done at zero.
+        let mut answered_left = self
+            .history
+            .iter()
+            .filter(|op| op.ret != Ret::Unknown)
+            .count();
         let mut state = self.initial;
         // (op, state before it) for each linearized operation, innermost last.
         let mut stack: Vec<(usize, State)> = Vec::new();
@@ -233,7 +244,7 @@ impl<'a> Search<'a> {
         let mut at = self.next[self.head()];
         loop {
             // Done when only unanswered operations remain: they may never have happened.
-            if self.only_unknown_left() {
+            if answered_left == 0 {
                 return Ok(stack.iter().map(|&(op, _)| op).collect());
             }
             let e = if at == self.head() {
@@ -244,17 +255,14 @@ impl<'a> Search<'a> {
             match e {
                 Some(Event { op, is_call: true }) => {
                     let h = self.history[op];
-                    let moved = step(state, h.call, h.ret).and_then(|next| {
-                        set(&mut linearized, op, true);
-                        if seen.insert((linearized.clone(), next)) {
-                            Some(next)
-                        } else {
-                            set(&mut linearized, op, false);
-                            None
-                        }
-                    });
+                    let moved = step(state, h.call, h.ret)
+                        .filter(|&next| seen.insert((linearized ^ keys[op], next)));
                     match moved {
                         Some(next) => {
+                            linearized ^= keys[op];
+                            if h.ret != Ret::Unknown {
+                                answered_left -= 1;
+                            }
                             stack.push((op, state));
                             state = next;
                             self.lift(op);
@@ -279,25 +287,16 @@ impl<'a> Search<'a> {
                             stuck: Vec::new(),
                         }));
                     };
-                    set(&mut linearized, op, false);
+                    linearized ^= keys[op];
+                    if self.history[op].ret != Ret::Unknown {
+                        answered_left += 1;
+                    }
                     state = before;
                     self.unlift(op);
                     at = self.next[self.call_at[op]];
                 }
             }
         }
-    }
-
-    /// True when every event left belongs to an operation without an answer.
-    fn only_unknown_left(&self) -> bool {
-        let mut at = self.next[self.head()];
-        while at != self.head() {
-            if self.history[self.events[at].op].ret != Ret::Unknown {
-                return false;
-            }
-            at = self.next[at];
-        }
-        true
     }
 
     /// Answered operations invoked before the first answer still in the list.
@@ -318,13 +317,281 @@ impl<'a> Search<'a> {
     }
 }
 
-fn set(bits: &mut [u64], i: usize, on: bool) {
-    let (w, b) = (i / 64, i % 64);
-    if let Some(word) = bits.get_mut(w) {
-        if on {
-            *word |= 1 << b;
-        } else {
-            *word &= !(1 << b);
+/// Operation `i`'s Zobrist key: splitmix64 of the index, twice, so keys are fixed
+/// (the check stays deterministic) and independent of the history.
+fn zobrist_key(i: u64) -> u128 {
+    let mix = |x: u64| {
+        let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    (u128::from(mix(2 * i)) << 64) | u128::from(mix(2 * i + 1))
+}
+
+/// Why [`check_versioned`] could not confirm a history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unconfirmed {
+    pub reason: String,
+    /// Indices of the operations involved.
+    pub ops: Vec<usize>,
+    /// True when no linearization exists at all; false when only this check's
+    /// shortcuts failed (then the exhaustive [`check`] decides).
+    pub definite: bool,
+}
+
+impl fmt::Display for Unconfirmed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (operations {:?})", self.reason, self.ops)
+    }
+}
+
+/// Linearizability in O(n log n) for histories where every write writes a value no
+/// other write writes, as ZooKeeper's versions then witness the order: version `v` was
+/// made by exactly one write, which a successful write's answer or a read of `v` names.
+/// So the order of the writes is known, each read sits between the write of its
+/// version and the next, and what is left is to place every operation's point inside
+/// its interval in that order. Earliest placement is optimal for that: each point
+/// only bounds the later ones from below. Versions nobody observed being made are
+/// given to unanswered writes (an unanswered cas only at its expected version + 1),
+/// earliest invoked first, and a failed cas (BadVersion) must fit where the version
+/// differed from its expected one; when either of these does not work out the answer
+/// is not definite, as another choice might have.
+///
+/// `Ok` means a linearization exists (this check found one); a definite
+/// [`Unconfirmed`] means none does.
+pub fn check_versioned(initial: State, history: &[Op]) -> Result<(), Unconfirmed> {
+    let unconfirmed = |reason: String, ops: Vec<usize>, definite: bool| {
+        Err(Unconfirmed {
+            reason,
+            ops,
+            definite,
+        })
+    };
+    let normal = |call: Call| match call {
+        Call::Cas {
+            expected_version: -1,
+            value,
+        } => Call::Write(value),
+        other => other,
+    };
+    let written = |call: Call| match call {
+        Call::Write(v) | Call::Cas { value: v, .. } => Some(v),
+        Call::Read => None,
+    };
+    // Who wrote each value.
+    let mut writer_of: std::collections::HashMap<i64, usize> = Default::default();
+    for (i, op) in history.iter().enumerate() {
+        if let Some(v) = written(op.call) {
+            if let Some(&j) = writer_of.get(&v) {
+                return unconfirmed(
+                    format!("value {v} is written twice: the versioned check needs unique values"),
+                    vec![j, i],
+                    false,
+                );
+            }
+            writer_of.insert(v, i);
         }
     }
+    // Which write made each version.
+    let mut maker: std::collections::BTreeMap<i32, usize> = Default::default();
+    let mut version_of: std::collections::HashMap<usize, i32> = Default::default();
+    let mut assign = |v: i32, w: usize| -> Result<(), Unconfirmed> {
+        if let Some(&other) = maker.get(&v) {
+            if other != w {
+                return unconfirmed(
+                    format!("version {v} made by two writes"),
+                    vec![other, w],
+                    true,
+                );
+            }
+        }
+        if let Some(&before) = version_of.get(&w) {
+            if before != v {
+                return unconfirmed(
+                    format!("one write made versions {before} and {v}"),
+                    vec![w],
+                    true,
+                );
+            }
+        }
+        maker.insert(v, w);
+        version_of.insert(w, v);
+        Ok(())
+    };
+    let mut reads_of: std::collections::BTreeMap<i32, Vec<usize>> = Default::default();
+    for (i, op) in history.iter().enumerate() {
+        match (normal(op.call), op.ret) {
+            (_, Ret::Written { version }) => assign(version, i)?,
+            (Call::Read, Ret::Read(seen)) => {
+                if seen.version < initial.version {
+                    return unconfirmed(
+                        format!("read version {}, older than the first", seen.version),
+                        vec![i],
+                        true,
+                    );
+                }
+                reads_of.entry(seen.version).or_default().push(i);
+                if seen.version == initial.version {
+                    if seen.value != initial.value {
+                        return unconfirmed(
+                            format!("read {seen:?}, but that version holds the initial value"),
+                            vec![i],
+                            true,
+                        );
+                    }
+                    continue;
+                }
+                match writer_of.get(&seen.value) {
+                    Some(&w) => assign(seen.version, w)?,
+                    None => {
+                        return unconfirmed(
+                            format!("read value {}, which no write wrote", seen.value),
+                            vec![i],
+                            true,
+                        );
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    // A cas that made version v expected v - 1.
+    for (&v, &w) in &maker {
+        if let Call::Cas {
+            expected_version, ..
+        } = normal(history[w].call)
+        {
+            if expected_version.wrapping_add(1) != v {
+                return unconfirmed(
+                    format!("a cas expecting version {expected_version} made version {v}"),
+                    vec![w],
+                    true,
+                );
+            }
+        }
+        if v <= initial.version {
+            return unconfirmed(format!("a write made version {v}"), vec![w], true);
+        }
+    }
+    let top = maker
+        .keys()
+        .chain(reads_of.keys())
+        .copied()
+        .max()
+        .unwrap_or(initial.version);
+    // Unanswered writes nobody observed, earliest invoked first, to fill the gaps.
+    let mut spare: Vec<usize> = (0..history.len())
+        .filter(|i| history[*i].ret == Ret::Unknown && !version_of.contains_key(i))
+        .filter(|i| written(history[*i].call).is_some())
+        .collect();
+    spare.sort_by_key(|&i| history[i].invoked);
+    let mut used = vec![false; spare.len()];
+    let mut heuristic = false;
+    // Place the points: `t` is the earliest the next one may be.
+    let completed = |i: usize| match history[i].ret {
+        Ret::Unknown => u64::MAX,
+        _ => history[i].completed.max(history[i].invoked),
+    };
+    let mut made_at: std::collections::BTreeMap<i32, u64> = Default::default();
+    let mut t = 0u64;
+    // The operation whose invocation last moved `t`: with the one that does not fit,
+    // it shows the anomaly.
+    let mut pushed_by: Option<usize> = None;
+    let mut v = initial.version;
+    loop {
+        if v != initial.version {
+            let w = match maker.get(&v) {
+                Some(&w) => w,
+                None => {
+                    heuristic = true;
+                    let fits = |i: usize| match normal(history[i].call) {
+                        Call::Cas {
+                            expected_version, ..
+                        } => expected_version.wrapping_add(1) == v,
+                        _ => true,
+                    };
+                    let pick = (0..spare.len()).find(|&k| !used[k] && fits(spare[k]));
+                    match pick {
+                        Some(k) => {
+                            used[k] = true;
+                            spare[k]
+                        }
+                        None => {
+                            return unconfirmed(
+                                format!(
+                                    "version {v} was observed later but no write can have made it"
+                                ),
+                                reads_of.get(&v).cloned().unwrap_or_default(),
+                                false,
+                            );
+                        }
+                    }
+                }
+            };
+            if history[w].invoked > t {
+                t = history[w].invoked;
+                pushed_by = Some(w);
+            }
+            if t > completed(w) {
+                return unconfirmed(
+                    format!("the write of version {v} answered before the order lets it happen"),
+                    pushed_by.into_iter().chain([w]).collect(),
+                    !heuristic,
+                );
+            }
+            made_at.insert(v, t);
+        }
+        let (mut after_reads, mut latest) = (t, pushed_by);
+        for &r in reads_of.get(&v).into_iter().flatten() {
+            let point = t.max(history[r].invoked);
+            if point > completed(r) {
+                return unconfirmed(
+                    format!("a read of version {v} answered before version {v} can have been made"),
+                    pushed_by.into_iter().chain([r]).collect(),
+                    !heuristic,
+                );
+            }
+            if point > after_reads {
+                (after_reads, latest) = (point, Some(r));
+            }
+        }
+        (t, pushed_by) = (after_reads, latest);
+        if v >= top {
+            break;
+        }
+        v = v.wrapping_add(1);
+    }
+    // A failed cas needs a moment in its interval when the version differed.
+    for (i, op) in history.iter().enumerate() {
+        let (
+            Call::Cas {
+                expected_version, ..
+            },
+            Ret::BadVersion,
+        ) = (normal(op.call), op.ret)
+        else {
+            continue;
+        };
+        // Before the version was made (ordered just ahead of its write at a tie), after
+        // the next was made, or at any moment if it never existed.
+        let made = made_at.get(&expected_version).copied();
+        let next = made_at.get(&expected_version.wrapping_add(1)).copied();
+        let differed = if expected_version == initial.version {
+            next.is_some_and(|u| completed(i) >= u)
+        } else {
+            match made {
+                None => true,
+                Some(m) => op.invoked <= m || next.is_some_and(|u| completed(i) >= u),
+            }
+        };
+        if !differed {
+            return unconfirmed(
+                format!("BadVersion for version {expected_version} while it was current"),
+                vec![i],
+                false,
+            );
+        }
+    }
+    Ok(())
 }

@@ -1,7 +1,7 @@
 //! The register checker against histories whose verdict is known by construction.
 
 use proptest::prelude::*;
-use rookery_check::register::{Call, Op, Ret, State, check, step};
+use rookery_check::register::{Call, Op, Ret, State, check, check_versioned, step};
 
 const START: State = State {
     value: 0,
@@ -206,7 +206,59 @@ fn run_history(calls: &[(u64, u8, i64, u64, u64)]) -> Vec<Op> {
     out
 }
 
+/// `run_history` with every written value unique (the write's index), some answers
+/// lost (Unknown, as a timeout leaves them), and optionally one read forged to an
+/// older version's state: the input for comparing the two checkers.
+fn unique_history(calls: &[(u64, u8, i64, u64, u64)], lose: &[bool]) -> Vec<Op> {
+    let unique: Vec<(u64, u8, i64, u64, u64)> = calls
+        .iter()
+        .enumerate()
+        .map(|(i, &(c, k, _, b, a))| (c, k, i as i64 + 1, b, a))
+        .collect();
+    let mut history = run_history(&unique);
+    for (op, &lost) in history.iter_mut().zip(lose) {
+        if lost && op.call != Call::Read {
+            op.ret = Ret::Unknown;
+        }
+    }
+    history
+}
+
 proptest! {
+    /// The versioned check never calls valid what the exhaustive search rejects, and a
+    /// definite verdict of it always agrees with the search.
+    #[test]
+    fn the_versioned_check_agrees_with_the_search(
+        calls in proptest::collection::vec(
+            (0u64..4, 0u8..3, 0i64..1, 0u64..15, 0u64..15), 1..30),
+        lose in proptest::collection::vec(any::<bool>(), 30),
+        forge in any::<proptest::sample::Index>(),
+        forge_to in 0i32..3,
+    ) {
+        let mut history = unique_history(&calls, &lose);
+        let reads: Vec<usize> = history
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| matches!(o.ret, Ret::Read(_)))
+            .map(|(i, _)| i)
+            .collect();
+        if !reads.is_empty() && forge_to > 0 {
+            // Swap one read's answer for another read's: often stale, sometimes fine.
+            let i = reads[forge.index(reads.len())];
+            let j = reads[(forge.index(reads.len()) + forge_to as usize) % reads.len()];
+            history[i].ret = history[j].ret;
+        }
+        let exhaustive = check(START, &history).is_ok();
+        match check_versioned(START, &history) {
+            Ok(()) => prop_assert!(exhaustive, "versioned says valid, search does not: {history:?}"),
+            Err(u) if u.definite => prop_assert!(!exhaustive, "definite {u} but the search found an order: {history:?}"),
+            Err(_) => {}
+        }
+        if forge_to == 0 {
+            prop_assert!(exhaustive);
+        }
+    }
+
     #[test]
     fn correct_runs_pass_and_a_forged_read_fails(
         calls in proptest::collection::vec(
@@ -239,4 +291,27 @@ fn a_long_overlapping_history_is_checked() {
         .collect();
     let history = run_history(&calls);
     assert_eq!(check(START, &history).map(|order| order.len()), Ok(3000));
+}
+
+#[test]
+fn the_versioned_check_takes_a_long_history_with_lost_answers() {
+    // 200,000 operations, one answer in 50 lost: linear in the length.
+    let calls: Vec<(u64, u8, i64, u64, u64)> = (0..200_000u64)
+        .map(|i| (i % 8, (i * 7 % 3) as u8, 0, 9, 9))
+        .collect();
+    let lose: Vec<bool> = (0..200_000).map(|i| i % 50 == 7).collect();
+    let history = unique_history(&calls, &lose);
+    assert_eq!(check_versioned(START, &history), Ok(()));
+    // A read moved to a later version's answer, long before it was written, is caught.
+    let mut stale = history.clone();
+    let early = stale
+        .iter()
+        .position(|o| matches!(o.ret, Ret::Read(_)))
+        .unwrap();
+    let late = stale
+        .iter()
+        .rposition(|o| matches!(o.ret, Ret::Read(s) if s.version > 10))
+        .unwrap();
+    stale[early].ret = stale[late].ret;
+    assert!(check_versioned(START, &stale).is_err_and(|u| u.definite));
 }

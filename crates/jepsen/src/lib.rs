@@ -241,7 +241,36 @@ pub fn check_all(history: &[Record], is_final: impl Fn(&Record) -> bool) -> Vec<
             )),
         }
     }
-    found
+    cap_repeats(found)
+}
+
+/// One anomaly often shows in many later operations (every read after a lost write
+/// misses it): the first few findings of a check on a key, and a count of the rest.
+fn cap_repeats(found: Vec<Finding>) -> Vec<Finding> {
+    const SHOWN: usize = 3;
+    let mut seen: BTreeMap<(String, String), usize> = BTreeMap::new();
+    let mut out = Vec::new();
+    for f in found {
+        let n = seen.entry((f.check.clone(), f.key.clone())).or_default();
+        *n += 1;
+        if *n <= SHOWN {
+            out.push(f);
+        }
+    }
+    for ((check, key), n) in seen {
+        if n > SHOWN {
+            out.push(Finding::new(
+                &check,
+                &key,
+                format!(
+                    "... and {} more findings of this check on this key",
+                    n - SHOWN
+                ),
+                Vec::new(),
+            ));
+        }
+    }
+    out
 }
 
 /// The final reads must all have been answered and must agree: after the heal and a

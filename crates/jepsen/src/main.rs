@@ -6,6 +6,7 @@
 
 mod run;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
@@ -53,6 +54,11 @@ struct Args {
     /// Register keys /jepsen/r0.. .
     #[arg(long, default_value_t = 5)]
     keys: usize,
+    /// How link faults are made: `proxy` (per-link TCP proxies, no root needed) or
+    /// `netns` (each server in its own network namespace, faults as iptables rules;
+    /// needs root).
+    #[arg(long, default_value = "proxy")]
+    net: String,
     /// Seconds between faults, and how long each lasts.
     #[arg(long, default_value_t = 5)]
     interval: u64,
@@ -67,6 +73,10 @@ struct Args {
     /// see that the checker is awake, not a bug in the server.
     #[arg(long)]
     unsynced_reads: bool,
+    /// Check a recorded history.jsonl again (no cluster, no run): to replay a verdict
+    /// or try a checker change on a real history.
+    #[arg(long, value_name = "HISTORY")]
+    check_only: Option<PathBuf>,
 }
 
 fn parse_workloads(list: &str) -> Result<Vec<Workload>> {
@@ -88,8 +98,45 @@ fn parse_workloads(list: &str) -> Result<Vec<Workload>> {
     Ok(out)
 }
 
+/// `--check-only`: the checks over a recorded history; exit 1 on any finding.
+fn check_only(path: &std::path::Path) -> Result<()> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut history = Vec::new();
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let r: Record = serde_json::from_str(line)
+            .with_context(|| format!("{}:{}: not a history record", path.display(), n + 1))?;
+        history.push(r);
+    }
+    let started = Instant::now();
+    let findings = check_all(&history, |r| r.process >= FINAL_PROCESS);
+    for f in &findings {
+        println!("ANOMALY [{}] key {}: {}", f.check, f.key, f.message);
+        for r in &f.records {
+            println!("    {}", serde_json::to_string(r)?);
+        }
+    }
+    println!(
+        "jepsen: {} records, {} findings, checked in {} ms",
+        history.len(),
+        findings.len(),
+        started.elapsed().as_millis()
+    );
+    if !findings.is_empty() {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
+    if let Some(path) = &args.check_only {
+        return check_only(path);
+    }
     if args.nodes == 0 || args.concurrency == 0 || args.keys == 0 {
         bail!("--nodes, --concurrency and --keys must be at least 1");
     }
@@ -119,7 +166,7 @@ fn main() -> Result<()> {
     let names = names.join(",");
     println!(
         "jepsen: target {} workload {names} nemesis {} nodes {} concurrency {} time {} s seed {seed}\n\
-         jepsen: replay with: cargo xtask jepsen -- --target {} --workload {names} --nemesis {} --time {} --nodes {} --concurrency {} --seed {seed}",
+         jepsen: replay with: cargo xtask jepsen -- --target {} --workload {names} --nemesis {} --net {} --time {} --nodes {} --concurrency {} --seed {seed}",
         target.name(),
         args.nemesis,
         args.nodes,
@@ -127,6 +174,7 @@ fn main() -> Result<()> {
         args.time,
         target.name(),
         args.nemesis,
+        args.net,
         args.time,
         args.nodes,
         args.concurrency,
@@ -141,11 +189,17 @@ fn main() -> Result<()> {
     let dir = args.out.join(format!("{stamp}-{}-{seed}", target.name()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
 
+    let netns = match args.net.as_str() {
+        "proxy" => false,
+        "netns" => true,
+        other => bail!("unknown --net {other:?}: proxy or netns"),
+    };
     let cluster = match Cluster::try_start(
         target,
         ClusterOptions {
             voters: args.nodes,
-            proxied: true,
+            proxied: !netns,
+            netns,
             ..ClusterOptions::default()
         },
     ) {
@@ -154,7 +208,7 @@ fn main() -> Result<()> {
         Err(e) => bail!("{e}"),
     };
     let connect = cluster.connect_string();
-    let ports: Vec<u16> = cluster.ids().map(|n| cluster.client_port(n)).collect();
+    let servers: Vec<SocketAddr> = cluster.ids().map(|n| cluster.client_addr(n)).collect();
     println!("jepsen: cluster up: {connect}");
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -224,12 +278,13 @@ fn main() -> Result<()> {
     set_keys.dedup();
     let finals = rt.block_on(run::workers::final_reads(
         &ctx,
-        &ports,
+        &servers,
         &workloads,
         FINAL_PROCESS,
         &set_keys,
     ));
     history.extend(finals);
+    let digests = (target == Target::Rookery).then(|| agreed_digests(&servers));
     let span_us = ctx.now_us();
     history.sort_by_key(|r| (r.invoke_us, r.complete_us));
     write_lines(&dir.join("history.jsonl"), &history)?;
@@ -265,9 +320,17 @@ fn main() -> Result<()> {
     std::thread::spawn(move || {
         let _ = tx.send(check_all(&to_check, |r| r.process >= FINAL_PROCESS));
     });
-    let findings: Option<Vec<Finding>> = rx
+    let mut findings: Option<Vec<Finding>> = rx
         .recv_timeout(Duration::from_secs(args.check_timeout))
         .ok();
+    if let (Some(found), Some(Err(seen))) = (findings.as_mut(), &digests) {
+        found.push(Finding::new(
+            "final-digest",
+            "",
+            format!("servers end with different tree digests: {seen:?}"),
+            Vec::new(),
+        ));
+    }
     let verdict = match &findings {
         None => "unknown",
         Some(f) if f.is_empty() => "valid",
@@ -300,6 +363,10 @@ fn main() -> Result<()> {
         "nodes": args.nodes,
         "concurrency": args.concurrency,
         "injected_bugs": std::env::var("ROOKERY_INJECT_BUG").ok(),
+        "final_digest": digests.as_ref().map(|d| match d {
+            Ok(d) => json!(d),
+            Err(seen) => json!({"disagree": seen}),
+        }),
         "ops": {"total": history.len(), "ok": ok, "fail": fail, "info": info},
         "per_workload": per_workload,
         "check_ms": checked_at.elapsed().as_millis() as u64,
@@ -329,6 +396,26 @@ fn main() -> Result<()> {
         "unknown" => std::process::exit(2),
         _ => std::process::exit(1),
     }
+}
+
+/// Every server's tree digest (`hash`), polled until they agree: the final readers'
+/// sessions close just before, and each server applies those closes in its own time.
+/// Err holds the last disagreeing answers.
+fn agreed_digests(servers: &[SocketAddr]) -> Result<String, Vec<Option<String>>> {
+    let mut seen = Vec::new();
+    for _ in 0..40 {
+        seen = servers
+            .iter()
+            .map(|&a| rookery_tests::four_letter_at(a, "hash").map(|h| h.trim().to_string()))
+            .collect();
+        if let Some(Some(first)) = seen.first() {
+            if seen.iter().all(|d| d.as_ref() == Some(first)) {
+                return Ok(first.clone());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    Err(seen)
 }
 
 fn write_lines<T: serde::Serialize>(path: &std::path::Path, items: &[T]) -> Result<()> {

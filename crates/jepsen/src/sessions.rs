@@ -40,14 +40,21 @@ pub fn check(key: &str, ops: &[&Record], finals: &[&Record]) -> Vec<Finding> {
             entry.1 = entry.1.max(p.invoke_us);
         }
     }
-    for l in ops
+    // Listings by invocation; for each ephemeral only those inside its life can matter
+    // (a listing that began after the owner's last success cannot end before it).
+    let mut listings: Vec<&Record> = ops
         .iter()
         .copied()
         .filter(|r| r.f == F::ReadAll && r.is_ok())
-    {
-        let seen = l.value_set();
-        for (id, (open, alive_at)) in &owned {
-            if l.invoke_us > open.complete_us && l.complete_us < *alive_at && !seen.contains(id) {
+        .collect();
+    listings.sort_by_key(|r| r.invoke_us);
+    for (id, (open, alive_at)) in &owned {
+        let first = listings.partition_point(|l| l.invoke_us <= open.complete_us);
+        for l in listings[first..]
+            .iter()
+            .take_while(|l| l.invoke_us < *alive_at)
+        {
+            if l.complete_us < *alive_at && !l.values.iter().flatten().any(|v| v == id) {
                 found.push(Finding::new(
                     "ephemeral-early",
                     key,
@@ -55,7 +62,7 @@ pub fn check(key: &str, ops: &[&Record], finals: &[&Record]) -> Vec<Finding> {
                         "a listing misses ephemeral {id} while its session {} was still alive",
                         open.session
                     ),
-                    vec![(*open).clone(), l.clone()],
+                    vec![(*open).clone(), (*l).clone()],
                 ));
             }
         }

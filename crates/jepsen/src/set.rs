@@ -73,8 +73,10 @@ pub fn check(key: &str, ops: &[&Record], finals: &[&Record]) -> Vec<Finding> {
                 "set-lost",
                 key,
                 format!(
-                    "read misses {} value(s) acknowledged or read before it began, e.g. {first} (of {missing:?})",
-                    missing.len()
+                    "read misses {} value(s) acknowledged or read before it began: {:?}{}",
+                    missing.len(),
+                    &missing[..missing.len().min(10)],
+                    if missing.len() > 10 { " ..." } else { "" }
                 ),
                 records,
             ));

@@ -474,15 +474,15 @@ async fn sessions_op(p: &mut Proc, eph: &mut Option<(i64, u64)>, opened: &mut i6
 /// alone, each read after a sync, by process `first_process + i` for server `i`.
 pub(crate) async fn final_reads(
     ctx: &Ctx,
-    ports: &[u16],
+    servers: &[std::net::SocketAddr],
     workloads: &[Workload],
     first_process: u64,
     set_keys: &[String],
 ) -> Vec<Record> {
     let mut out = Vec::new();
-    for (i, port) in ports.iter().enumerate() {
+    for (i, addr) in servers.iter().enumerate() {
         let process = first_process + i as u64;
-        let server = format!("127.0.0.1:{port}");
+        let server = addr.to_string();
         let client = connect_retrying(&server, Duration::from_secs(30))
             .await
             .ok();
