@@ -235,6 +235,31 @@ impl Txn {
         Ok(t)
     }
 
+    /// About the bytes [`Txn::encode_into`] writes (a little more): the variable parts
+    /// plus a fixed allowance per record.
+    fn size_hint(&self) -> usize {
+        const FIXED: usize = 32;
+        let acl = |acl: &[Acl]| {
+            acl.iter()
+                .map(|a| 12 + a.id.scheme.len() + a.id.id.len())
+                .sum::<usize>()
+        };
+        let data = |d: &Option<Vec<u8>>| d.as_ref().map_or(0, Vec::len);
+        FIXED
+            + match self {
+                Txn::CreateSession { .. } | Txn::Error(_) => 0,
+                Txn::CloseSession { paths } => paths.iter().map(|p| 4 + p.len()).sum(),
+                Txn::Create {
+                    path, data: d, acl: a, ..
+                } => path.len() + data(d) + acl(a),
+                Txn::Delete { path, .. } | Txn::Check { path, .. } => path.len(),
+                Txn::SetData { path, data: d, .. } => path.len() + data(d),
+                Txn::SetAcl { path, acl: a, .. } => path.len() + acl(a),
+                Txn::Reconfig { data } => data.len(),
+                Txn::Multi(txns) => txns.iter().map(Txn::size_hint).sum(),
+            }
+    }
+
     pub(crate) fn encode_into(&self, e: &mut Enc) {
         match self {
             Txn::CreateSession { timeout_ms } => {
@@ -393,13 +418,13 @@ impl TxnHeader {
     pub const WIRE_LEN: usize = 8 + 4 + 8 + 8;
 
     pub fn encode(&self) -> [u8; Self::WIRE_LEN] {
-        let mut e = Enc::default();
-        e.i64(self.session_id);
-        e.i32(self.cxid);
-        e.i64(self.zxid);
-        e.i64(self.time_ms);
+        // Straight into the array: this runs for every Txn, and a growing Vec here was
+        // an allocation per write (docs/performance.md).
         let mut out = [0u8; Self::WIRE_LEN];
-        out.copy_from_slice(&e.buf);
+        out[0..8].copy_from_slice(&self.session_id.to_be_bytes());
+        out[8..12].copy_from_slice(&self.cxid.to_be_bytes());
+        out[12..20].copy_from_slice(&self.zxid.to_be_bytes());
+        out[20..28].copy_from_slice(&self.time_ms.to_be_bytes());
         out
     }
 
@@ -420,9 +445,15 @@ impl TxnHeader {
 
 /// A log entry: header then Txn, so one blob carries everything apply needs.
 pub fn encode_entry(header: &TxnHeader, txn: &Txn) -> Vec<u8> {
-    let mut out = header.encode().to_vec();
-    out.extend_from_slice(&txn.encode());
-    out
+    // One buffer, sized up front: a write's data is copied once, not grown into and
+    // then copied again (the write path's profile showed both; docs/performance.md).
+    let mut e = Enc {
+        buf: Vec::with_capacity(TxnHeader::WIRE_LEN + 1 + txn.size_hint()),
+    };
+    e.buf.extend_from_slice(&header.encode());
+    e.u8(TXN_VERSION);
+    txn.encode_into(&mut e);
+    e.buf
 }
 
 /// The new configuration text if `bytes` is a reconfiguration entry. Looks at the tag
