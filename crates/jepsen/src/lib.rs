@@ -47,6 +47,8 @@ pub enum F {
     Open,
     /// Sessions: the owner syncs and checks its own ephemeral (`value` 1 if it exists).
     Ping,
+    /// Register: a persistent recursive watch's event on the key, with its zxid.
+    Event,
 }
 
 /// How an operation ended, in Jepsen's words.
@@ -223,11 +225,23 @@ pub fn by_key(history: &[Record]) -> BTreeMap<String, Vec<&Record>> {
 /// after the heal and the quiet period, one session per server).
 pub fn check_all(history: &[Record], is_final: impl Fn(&Record) -> bool) -> Vec<Finding> {
     let mut found = Vec::new();
+    // Which register key each known zxid changed, for the watch checks.
+    let changed: BTreeMap<i64, &str> = history
+        .iter()
+        .filter(|r| r.is_ok() && Workload::of_key(&r.key) == Some(Workload::Register))
+        .filter(|r| matches!(r.f, F::Read | F::Write | F::Cas))
+        .filter_map(|r| Some((r.zxid?, r.key.as_str())))
+        .collect();
     for (key, records) in by_key(history) {
         let (finals, ops): (Vec<&Record>, Vec<&Record>) =
             records.iter().copied().partition(|r| is_final(r));
         match Workload::of_key(&key) {
-            Some(Workload::Register) => found.extend(register::check(&key, &records, &finals)),
+            Some(Workload::Register) => {
+                let (events, rest): (Vec<&Record>, Vec<&Record>) =
+                    records.iter().copied().partition(|r| r.f == F::Event);
+                found.extend(register::check(&key, &rest, &finals));
+                found.extend(register::check_watch_events(&key, &events, &changed));
+            }
             Some(Workload::Set) => found.extend(set::check(&key, &ops, &finals)),
             Some(Workload::Ids) => found.extend(ids::check(&key, &ops, &finals)),
             Some(Workload::Queue) => found.extend(queue::check(&key, &ops, &finals)),

@@ -247,6 +247,14 @@ fn main() -> Result<()> {
                 tasks.push(tokio::spawn(run::workers::run(ctx.clone(), w, id)));
             }
         }
+        if workloads.contains(&Workload::Register) {
+            // Numbered after every worker's possible process numbers.
+            let process = FINAL_PROCESS - 1;
+            tasks.push(tokio::spawn(run::workers::watch_registers(
+                ctx.clone(),
+                process,
+            )));
+        }
         let mut all = Vec::new();
         for t in tasks {
             all.extend(t.await.unwrap_or_default());

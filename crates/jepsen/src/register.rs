@@ -202,6 +202,55 @@ pub fn check_final(key: &str, records: &[&Record], finals: &[&Record]) -> Vec<Fi
     found
 }
 
+/// Watch events on a key arrive in zxid order in each session (ZooKeeper delivers a
+/// session's notifications in the order the changes were applied, reconnects
+/// included), and each names a change of this key: never a zxid that another key's
+/// write or read shows as its own.
+pub fn check_watch_events(
+    key: &str,
+    records: &[&Record],
+    others: &BTreeMap<i64, &str>,
+) -> Vec<Finding> {
+    let mut found = Vec::new();
+    let mut last: BTreeMap<&str, &Record> = BTreeMap::new();
+    let mut events: Vec<&Record> = records
+        .iter()
+        .copied()
+        .filter(|r| r.f == F::Event)
+        .collect();
+    events.sort_by_key(|r| r.complete_us);
+    for e in events {
+        // ZooKeeper before 3.9 sends -1 in a notification's header: no order to check.
+        let Some(zxid) = e.zxid.filter(|&z| z >= 0) else {
+            continue;
+        };
+        if let Some(prev) = last.get(e.session.as_str()) {
+            if prev.zxid >= e.zxid {
+                found.push(Finding::new(
+                    "watch-order",
+                    key,
+                    format!(
+                        "session {} got the event of zxid {zxid:#x} after the one of {:#x}",
+                        e.session,
+                        prev.zxid.unwrap_or_default()
+                    ),
+                    vec![(*prev).clone(), e.clone()],
+                ));
+            }
+        }
+        if let Some(other) = others.get(&zxid).filter(|k| **k != key) {
+            found.push(Finding::new(
+                "watch-path",
+                key,
+                format!("an event for {key} carries zxid {zxid:#x}, a change of {other}"),
+                vec![e.clone()],
+            ));
+        }
+        last.insert(e.session.as_str(), e);
+    }
+    found
+}
+
 /// Every register check on one key; `records` includes the final reads.
 pub fn check(key: &str, records: &[&Record], finals: &[&Record]) -> Vec<Finding> {
     let mut found = Vec::new();
@@ -335,5 +384,25 @@ mod tests {
             found.iter().any(|f| f.check == "final-written"),
             "{found:?}"
         );
+    }
+
+    #[test]
+    fn watch_events_must_come_in_zxid_order_and_name_their_key() {
+        let event = |session: &str, t: u64, zxid: i64| {
+            let mut r = Record::new(7, session, "r0", F::Event, t);
+            r.zxid = Some(zxid);
+            r
+        };
+        let others: BTreeMap<i64, &str> = [(5, "r0"), (6, "r1"), (7, "r0")].into_iter().collect();
+        let good = [event("a", 1, 5), event("a", 2, 7), event("b", 3, 5)];
+        let refs: Vec<&Record> = good.iter().collect();
+        assert!(check_watch_events("r0", &refs, &others).is_empty());
+        let bad = [event("a", 1, 7), event("a", 2, 5), event("a", 3, 6)];
+        let refs: Vec<&Record> = bad.iter().collect();
+        let checks: Vec<String> = check_watch_events("r0", &refs, &others)
+            .into_iter()
+            .map(|f| f.check)
+            .collect();
+        assert_eq!(checks, ["watch-order", "watch-path"]);
     }
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use rookery_jepsen::{F, Outcome, Record, Rng, Workload, register::INITIAL};
-use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError, Stat};
+use zookeeper_client::{Acls, AddWatchMode, Client, CreateMode, Error as ZkError, EventType, Stat};
 
 use super::client::{
     OP_TIMEOUT, connect_once, connect_retrying, error_text, op, outcome_of, session_hex,
@@ -122,6 +122,47 @@ pub(crate) async fn run(ctx: Arc<Ctx>, workload: Workload, id: u64) -> Vec<Recor
         p.pause().await;
     }
     p.history
+}
+
+/// The register workload's watcher: one session at a time keeps a persistent
+/// recursive watch on /jepsen and records every event on a register key with its zxid
+/// (`register::check_watch_events`). A new session after a terminal state.
+pub(crate) async fn watch_registers(ctx: Arc<Ctx>, process: u64) -> Vec<Record> {
+    let mut history = Vec::new();
+    while Instant::now() < ctx.deadline {
+        let Ok(c) = connect_once(&ctx.connect, false).await else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        let session = session_hex(&c);
+        let Ok(mut watcher) = op(c.watch("/jepsen", AddWatchMode::PersistentRecursive)).await
+        else {
+            continue;
+        };
+        loop {
+            let left = ctx.deadline.saturating_duration_since(Instant::now());
+            let Ok(ev) = tokio::time::timeout(left, watcher.changed()).await else {
+                return history;
+            };
+            if ev.event_type == EventType::Session {
+                if ev.session_state.is_terminated() {
+                    break;
+                }
+                continue;
+            }
+            let Some(key) = ev
+                .path
+                .strip_prefix("/jepsen/")
+                .filter(|k| Workload::of_key(k) == Some(Workload::Register))
+            else {
+                continue;
+            };
+            let mut r = Record::new(process, &session, key, F::Event, ctx.now_us());
+            r.zxid = Some(ev.zxid);
+            history.push(r);
+        }
+    }
+    history
 }
 
 /// Creates the workloads' parent znodes and the registers, retrying while the new
