@@ -250,7 +250,10 @@ impl Txn {
                 Txn::CreateSession { .. } | Txn::Error(_) => 0,
                 Txn::CloseSession { paths } => paths.iter().map(|p| 4 + p.len()).sum(),
                 Txn::Create {
-                    path, data: d, acl: a, ..
+                    path,
+                    data: d,
+                    acl: a,
+                    ..
                 } => path.len() + data(d) + acl(a),
                 Txn::Delete { path, .. } | Txn::Check { path, .. } => path.len(),
                 Txn::SetData { path, data: d, .. } => path.len() + data(d),
