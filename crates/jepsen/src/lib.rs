@@ -241,6 +241,7 @@ pub fn check_all(history: &[Record], is_final: impl Fn(&Record) -> bool) -> Vec<
                     records.iter().copied().partition(|r| r.f == F::Event);
                 found.extend(register::check(&key, &rest, &finals));
                 found.extend(register::check_watch_events(&key, &events, &changed));
+                found.extend(register::check_watch_before_data(&key, &records));
             }
             Some(Workload::Set) => found.extend(set::check(&key, &ops, &finals)),
             Some(Workload::Ids) => found.extend(ids::check(&key, &ops, &finals)),

@@ -251,6 +251,47 @@ pub fn check_watch_events(
     found
 }
 
+/// ZooKeeper's watch guarantee: a client sees the event of a change before it sees the
+/// data of that change. In each watching session, once a read of this key has shown
+/// mzxid M1, a later read showing M2 > M1 must find the event of M2 already delivered
+/// (recorded no later than that read's completion). Sessions whose events carry no
+/// zxid (ZooKeeper before 3.9 sends -1) cannot be checked.
+pub fn check_watch_before_data(key: &str, records: &[&Record]) -> Vec<Finding> {
+    let mut found = Vec::new();
+    let mut sessions: BTreeMap<&str, Vec<&Record>> = BTreeMap::new();
+    for r in records.iter().copied() {
+        sessions.entry(r.session.as_str()).or_default().push(r);
+    }
+    for (session, mut rs) in sessions {
+        let events: Vec<&Record> = rs.iter().copied().filter(|r| r.f == F::Event).collect();
+        if events.is_empty() || events.iter().any(|e| e.zxid.is_none_or(|z| z < 0)) {
+            continue;
+        }
+        rs.sort_by_key(|r| r.complete_us);
+        let mut seen: Option<i64> = None;
+        for r in rs.iter().filter(|r| r.f == F::Read && r.is_ok()) {
+            let Some(m) = r.zxid else { continue };
+            if seen.is_some_and(|s| m > s) {
+                let delivered = events
+                    .iter()
+                    .any(|e| e.zxid == Some(m) && e.invoke_us <= r.complete_us);
+                if !delivered {
+                    found.push(Finding::new(
+                        "watch-before-data",
+                        key,
+                        format!(
+                            "session {session} read the data of zxid {m:#x} before its watch event"
+                        ),
+                        vec![(*r).clone()],
+                    ));
+                }
+            }
+            seen = Some(seen.map_or(m, |s| s.max(m)));
+        }
+    }
+    found
+}
+
 /// Every register check on one key; `records` includes the final reads.
 pub fn check(key: &str, records: &[&Record], finals: &[&Record]) -> Vec<Finding> {
     let mut found = Vec::new();
@@ -404,5 +445,34 @@ mod tests {
             .map(|f| f.check)
             .collect();
         assert_eq!(checks, ["watch-order", "watch-path"]);
+    }
+
+    #[test]
+    fn a_read_must_not_see_a_change_before_its_watch_event() {
+        let read = |t: u64, zxid: i64| {
+            let mut r = Record::new(7, "w", "r0", F::Read, t);
+            r.complete_us = t + 1;
+            r.value = Some(1);
+            r.version = Some(1);
+            r.zxid = Some(zxid);
+            r
+        };
+        let event = |t: u64, zxid: i64| {
+            let mut r = Record::new(7, "w", "r0", F::Event, t);
+            r.zxid = Some(zxid);
+            r
+        };
+        let on_time = [read(0, 5), event(1, 5), read(10, 9), event(11, 9)];
+        let refs: Vec<&Record> = on_time.iter().collect();
+        assert!(check_watch_before_data("r0", &refs).is_empty());
+        let late = [read(0, 5), event(1, 5), read(10, 9), event(20, 9)];
+        let refs: Vec<&Record> = late.iter().collect();
+        let found = check_watch_before_data("r0", &refs);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].check, "watch-before-data");
+        // Without zxids in the events (ZooKeeper 3.8) there is nothing to check.
+        let blind = [read(0, 5), event(1, -1), read(10, 9)];
+        let refs: Vec<&Record> = blind.iter().collect();
+        assert!(check_watch_before_data("r0", &refs).is_empty());
     }
 }

@@ -125,11 +125,14 @@ pub(crate) async fn run(ctx: Arc<Ctx>, workload: Workload, id: u64) -> Vec<Recor
 }
 
 /// The register workload's watcher: one session at a time keeps a persistent
-/// recursive watch on /jepsen and records every event on a register key with its zxid
-/// (`register::check_watch_events`). A new session after a terminal state.
+/// recursive watch on /jepsen, reads random registers (sync, getData), and after each
+/// read records the events already delivered, stamped with the read's completion
+/// (`register::check_watch_events`, `check_watch_before_data`). Any session event
+/// (a disconnection) ends the session, so each session's events have no gap.
 pub(crate) async fn watch_registers(ctx: Arc<Ctx>, process: u64) -> Vec<Record> {
     let mut history = Vec::new();
-    while Instant::now() < ctx.deadline {
+    let mut rng = Rng::new(ctx.seed ^ 0x7761_7463_6865_7273);
+    'sessions: while Instant::now() < ctx.deadline {
         let Ok(c) = connect_once(&ctx.connect, false).await else {
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
@@ -139,27 +142,48 @@ pub(crate) async fn watch_registers(ctx: Arc<Ctx>, process: u64) -> Vec<Record> 
         else {
             continue;
         };
-        loop {
-            let left = ctx.deadline.saturating_duration_since(Instant::now());
-            let Ok(ev) = tokio::time::timeout(left, watcher.changed()).await else {
-                return history;
-            };
-            if ev.event_type == EventType::Session {
-                if ev.session_state.is_terminated() {
-                    break;
+        while Instant::now() < ctx.deadline {
+            let k = rng.below(ctx.register_keys as u64);
+            let key = format!("r{k}");
+            let mut r = Record::new(process, &session, &key, F::Read, ctx.now_us());
+            // The events drained next carry the read's completion time: they were
+            // delivered by then.
+            let stamp = match read(&c, &format!("/jepsen/{key}"), true).await {
+                Ok((value, stat)) => {
+                    r.value = Some(value);
+                    r.version = Some(stat.version);
+                    r.zxid = Some(stat.mzxid);
+                    r.complete_us = ctx.now_us();
+                    let stamp = r.complete_us;
+                    history.push(r);
+                    stamp
                 }
-                continue;
-            }
-            let Some(key) = ev
-                .path
-                .strip_prefix("/jepsen/")
-                .filter(|k| Workload::of_key(k) == Some(Workload::Register))
-            else {
-                continue;
+                Err(e) => {
+                    r.complete_us = ctx.now_us();
+                    r.outcome = outcome_of(&e);
+                    r.error = Some(error_text(&e));
+                    history.push(r);
+                    continue 'sessions;
+                }
             };
-            let mut r = Record::new(process, &session, key, F::Event, ctx.now_us());
-            r.zxid = Some(ev.zxid);
-            history.push(r);
+            // What is already delivered: a zero timeout still polls the watcher once.
+            while let Ok(ev) = tokio::time::timeout(Duration::ZERO, watcher.changed()).await {
+                if ev.event_type == EventType::Session {
+                    continue 'sessions;
+                }
+                let Some(key) = ev
+                    .path
+                    .strip_prefix("/jepsen/")
+                    .filter(|k| Workload::of_key(k) == Some(Workload::Register))
+                else {
+                    continue;
+                };
+                let mut e = Record::new(process, &session, key, F::Event, stamp);
+                e.zxid = Some(ev.zxid);
+                history.push(e);
+            }
+            let ms = 5 + rng.below(20);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
         }
     }
     history
