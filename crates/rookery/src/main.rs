@@ -4,6 +4,7 @@
 //! library crates.
 
 mod admin;
+mod logging;
 mod serve;
 mod status;
 
@@ -11,7 +12,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -20,9 +20,15 @@ use tracing_subscriber::EnvFilter;
     about = "A ZooKeeper-compatible coordination service"
 )]
 struct Cli {
-    /// Log line format (filter with RUST_LOG, e.g. RUST_LOG=rookery=debug).
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
-    log_format: LogFormat,
+    /// Log line format: human, or json (one object per line, for log shippers).
+    /// Default: zoo.cfg's log.format for `serve`, else human.
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
+    /// Log filter in RUST_LOG's syntax: a level, and levels per module, e.g.
+    /// `info,rookery_server::quorum=debug`. Wins over RUST_LOG, which wins over
+    /// zoo.cfg's log.level. Default: info for `serve`, warn otherwise.
+    #[arg(long, global = true, value_parser = logging::parse_filter)]
+    log_level: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -31,6 +37,36 @@ struct Cli {
 enum LogFormat {
     Human,
     Json,
+}
+
+impl From<LogFormat> for rookery_server::config::LogFormat {
+    fn from(f: LogFormat) -> Self {
+        match f {
+            LogFormat::Human => rookery_server::config::LogFormat::Human,
+            LogFormat::Json => rookery_server::config::LogFormat::Json,
+        }
+    }
+}
+
+/// What the command line says about logging, for the command to combine with its
+/// configuration.
+#[derive(Debug, Clone)]
+pub(crate) struct LogArgs {
+    pub(crate) format: Option<rookery_server::config::LogFormat>,
+    pub(crate) level: Option<String>,
+}
+
+impl LogArgs {
+    /// For commands that read no zoo.cfg settings for themselves: their output is for
+    /// people and scripts, so logs only when asked for.
+    fn init_quiet(&self) {
+        logging::init(
+            self.format.unwrap_or_default(),
+            self.level.as_deref(),
+            None,
+            "warn",
+        );
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -54,38 +90,28 @@ enum Command {
     Admin(admin::AdminArgs),
 }
 
-fn init_logging(format: LogFormat, default_directive: &str) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_directive));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Human => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let log = LogArgs {
+        format: cli.log_format.map(Into::into),
+        level: cli.log_level,
+    };
     match cli.command {
-        Command::Serve { config } => {
-            init_logging(cli.log_format, "info");
-            match serve::run(&config) {
-                Ok(code) => code,
-                Err(err) => {
-                    eprintln!("rookery: {err:#}");
-                    ExitCode::FAILURE
-                }
+        // Logging starts once zoo.cfg is read (it may choose the format and filter);
+        // an unreadable zoo.cfg is reported on stderr below.
+        Command::Serve { config } => match serve::run(&config, &log) {
+            Ok(code) => code,
+            Err(err) => {
+                eprintln!("rookery: {err:#}");
+                ExitCode::FAILURE
             }
-        }
+        },
         Command::Status { config } => {
-            // Status output is for people and scripts; logs only when asked for.
-            init_logging(cli.log_format, "warn");
+            log.init_quiet();
             status::run(config)
         }
         Command::Admin(args) => {
-            init_logging(cli.log_format, "warn");
+            log.init_quiet();
             admin::run(args)
         }
     }

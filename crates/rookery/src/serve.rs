@@ -7,8 +7,26 @@ use anyhow::Context;
 use rookery_server::ServerConfig;
 use tracing::{error, info, warn};
 
-pub(crate) fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
+use crate::LogArgs;
+use crate::logging;
+
+pub(crate) fn run(config_path: &Path, log: &LogArgs) -> anyhow::Result<ExitCode> {
     let config = ServerConfig::load(config_path).context("invalid configuration")?;
+    let installed = logging::init(
+        log.format.unwrap_or(config.log_format),
+        log.level.as_deref(),
+        config.log_level.as_deref(),
+        "info",
+    );
+    if let Some(bad) = &installed.bad_env {
+        warn!(rust_log = %bad, "RUST_LOG does not parse as a log filter; ignored");
+    }
+    info!(
+        format = %installed.format,
+        filter = %installed.filter,
+        filter_from = installed.source.as_str(),
+        "logging"
+    );
     for warning in &config.warnings {
         warn!("{warning}");
     }

@@ -213,6 +213,39 @@ impl Default for FourLetterWhitelist {
     }
 }
 
+/// How the server writes its log lines (`log.format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One readable line per event, for people reading a terminal or `journalctl`.
+    #[default]
+    Human,
+    /// One JSON object per line (timestamp, level, target, fields, spans), for log
+    /// shippers that would otherwise have to parse the human form.
+    Json,
+}
+
+impl LogFormat {
+    /// `human` or `json`, in any case.
+    pub fn from_name(name: &str) -> Option<LogFormat> {
+        if name.eq_ignore_ascii_case("human") {
+            Some(LogFormat::Human)
+        } else if name.eq_ignore_ascii_case("json") {
+            Some(LogFormat::Json)
+        } else {
+            None
+        }
+    }
+}
+
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LogFormat::Human => "human",
+            LogFormat::Json => "json",
+        })
+    }
+}
+
 /// The typed contents of `zoo.cfg` (plus `myid` and any dynamic config file).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerConfig {
@@ -284,6 +317,13 @@ pub struct ServerConfig {
     pub metrics_http_port: Option<u16>,
     /// fsync the log before acknowledging; `forceSync=no` trades durability away.
     pub force_sync: bool,
+    /// `log.format`: `human` (the default) or `json`.
+    pub log_format: LogFormat,
+    /// `log.level`: `tracing` filter directives in `RUST_LOG`'s syntax, a default level
+    /// and levels per module (`info,rookery_server::quorum=debug`), checked here so a
+    /// typo is an error with its line rather than a silently different filter. `None`
+    /// leaves the binary's default (`info`); `RUST_LOG` overrides it when set.
+    pub log_level: Option<String>,
     pub warnings: Vec<ConfigWarning>,
 }
 
@@ -500,6 +540,37 @@ impl Builder {
         Ok(host.to_string())
     }
 
+    /// `log.level`: parsed as `RUST_LOG` would be, so what starts is what was checked.
+    /// A bare word that is not a level is valid filter syntax ("every level of target
+    /// X, nothing else"), but far more often a misspelt level (`warning`, `verbose`):
+    /// it is kept, with a warning saying what it means.
+    fn log_level(&mut self, e: &Entry) -> Result<Option<String>, ConfigError> {
+        if e.value.is_empty() {
+            return Ok(None);
+        }
+        tracing_subscriber::EnvFilter::builder()
+            .parse(&e.value)
+            .map_err(|err| self.err(e, format!("'{}' is not a log filter: {err}", e.value)))?;
+        for directive in e.value.split(',').map(str::trim) {
+            let bare = !directive.is_empty() && !directive.contains(['=', '[', ':']);
+            if bare
+                && directive
+                    .parse::<tracing::level_filters::LevelFilter>()
+                    .is_err()
+            {
+                self.warn(
+                    Some(e.line),
+                    format!(
+                        "log.level: '{directive}' is not a level (off, error, warn, info, \
+                         debug, trace); it is read as a module name whose events are all \
+                         logged"
+                    ),
+                );
+            }
+        }
+        Ok(Some(e.value.clone()))
+    }
+
     fn build(mut self, text: &str, read_file: &ReadFile<'_>) -> Result<ServerConfig, ConfigError> {
         let raw = properties::parse(text).map_err(|e| ConfigError::Line {
             path: self.path.clone(),
@@ -548,6 +619,8 @@ impl Builder {
         let mut metrics_http_host = "0.0.0.0".to_string();
         let mut metrics_http_port = None;
         let mut force_sync = true;
+        let mut log_format = LogFormat::default();
+        let mut log_level = None;
         let mut server_entries: Vec<&Entry> = Vec::new();
         let mut hierarchical: Option<&Entry> = None;
         let mut config_version = None;
@@ -718,6 +791,15 @@ impl Builder {
                         ));
                     };
                 }
+                "log.format" => {
+                    log_format = LogFormat::from_name(&e.value).ok_or_else(|| {
+                        self.err(
+                            e,
+                            format!("invalid option '{}'; choose 'human' or 'json'", e.value),
+                        )
+                    })?;
+                }
+                "log.level" => log_level = self.log_level(e)?,
                 "version" => {
                     let v = u64::from_str_radix(&e.value, 16)
                         .map_err(|_| self.err(e, format!("'{}' is not a hex version", e.value)))?;
@@ -959,6 +1041,8 @@ impl Builder {
             metrics_http_host,
             metrics_http_port,
             force_sync,
+            log_format,
+            log_level,
             warnings: self.warnings,
         })
     }

@@ -849,3 +849,55 @@ fn snap_count_is_read_and_raised_to_two_as_zookeeper_does() {
     assert_eq!(ok(&format!("{MIN}snapCount=500\n")).snap_count, 500);
     assert_eq!(ok(&format!("{MIN}snapCount=1\n")).snap_count, 2);
 }
+
+#[test]
+fn log_format_and_level() {
+    let c = ok(MIN);
+    assert_eq!(c.log_format, LogFormat::Human);
+    assert_eq!(c.log_level, None);
+
+    let c = ok(&format!(
+        "{MIN}log.format=JSON\nlog.level=info,rookery_server::quorum=debug\n"
+    ));
+    assert_eq!(c.log_format, LogFormat::Json);
+    assert_eq!(
+        c.log_level.as_deref(),
+        Some("info,rookery_server::quorum=debug")
+    );
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+
+    // Empty means the default, as for other keys that name something optional.
+    assert_eq!(ok(&format!("{MIN}log.level=\n")).log_level, None);
+    assert_eq!(
+        ok(&format!("{MIN}log.format=human\n")).log_format,
+        LogFormat::Human
+    );
+}
+
+#[test]
+fn bad_log_settings_name_their_line() {
+    assert_line_error(
+        &format!("{MIN}log.format=logfmt\n"),
+        3,
+        "choose 'human' or 'json'",
+    );
+    assert_line_error(
+        &format!("{MIN}\nlog.level=info,rookery_server=loud\n"),
+        4,
+        "not a log filter",
+    );
+}
+
+#[test]
+fn a_log_level_that_is_really_a_module_name_is_warned_about() {
+    let c = ok(&format!("{MIN}log.level=warning\n"));
+    assert_eq!(c.log_level.as_deref(), Some("warning"));
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    assert_eq!(c.warnings[0].line, Some(3));
+    assert!(c.warnings[0].message.contains("'warning' is not a level"));
+    // Module paths and target=level pairs are what they look like.
+    let c = ok(&format!(
+        "{MIN}log.level=debug,rookery_server::quorum,h2=warn\n"
+    ));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}
