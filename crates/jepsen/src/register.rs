@@ -264,12 +264,23 @@ pub fn check_watch_before_data(key: &str, records: &[&Record]) -> Vec<Finding> {
     }
     for (session, mut rs) in sessions {
         let events: Vec<&Record> = rs.iter().copied().filter(|r| r.f == F::Event).collect();
-        if events.is_empty() || events.iter().any(|e| e.zxid.is_none_or(|z| z < 0)) {
+        if events.is_empty() || events.iter().any(|e| e.zxid.is_some_and(|z| z < 0)) {
             continue;
         }
+        // A marker (no zxid) says the connection broke around the read it follows:
+        // from there on, missed events are allowed.
+        let broken_at = events
+            .iter()
+            .filter(|e| e.zxid.is_none())
+            .map(|e| e.invoke_us)
+            .min()
+            .unwrap_or(u64::MAX);
         rs.sort_by_key(|r| r.complete_us);
         let mut seen: Option<i64> = None;
-        for r in rs.iter().filter(|r| r.f == F::Read && r.is_ok()) {
+        for r in rs
+            .iter()
+            .filter(|r| r.f == F::Read && r.is_ok() && r.complete_us < broken_at)
+        {
             let Some(m) = r.zxid else { continue };
             if seen.is_some_and(|s| m > s) {
                 let delivered = events
@@ -470,6 +481,12 @@ mod tests {
         let found = check_watch_before_data("r0", &refs);
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].check, "watch-before-data");
+        // A broken connection right after the read excuses it.
+        let mut marker = event(11, 0);
+        marker.zxid = None;
+        let excused = [read(0, 5), event(1, 5), read(10, 9), marker];
+        let refs: Vec<&Record> = excused.iter().collect();
+        assert!(check_watch_before_data("r0", &refs).is_empty());
         // Without zxids in the events (ZooKeeper 3.8) there is nothing to check.
         let blind = [read(0, 5), event(1, -1), read(10, 9)];
         let refs: Vec<&Record> = blind.iter().collect();

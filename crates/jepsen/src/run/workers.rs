@@ -169,6 +169,13 @@ pub(crate) async fn watch_registers(ctx: Arc<Ctx>, process: u64) -> Vec<Record> 
             // What is already delivered: a zero timeout still polls the watcher once.
             while let Ok(ev) = tokio::time::timeout(Duration::ZERO, watcher.changed()).await {
                 if ev.event_type == EventType::Session {
+                    // The connection broke (and maybe came back) around that read:
+                    // events of changes made meanwhile need not come (ZOOKEEPER-4698),
+                    // so the read proves nothing. A marker without a zxid says so, and
+                    // the session ends.
+                    let mut m = Record::new(process, &session, &key, F::Event, stamp);
+                    m.error = Some(format!("session {:?}", ev.session_state));
+                    history.push(m);
                     continue 'sessions;
                 }
                 let Some(key) = ev
