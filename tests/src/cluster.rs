@@ -34,9 +34,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::netns::{Block, NetnsError, Network};
-use crate::{
-    Target, ZOOKEEPER_JAR, four_letter_at, missing, rookery_bin, zk_jvm_flags, zk_system_properties,
-};
+use crate::{Target, four_letter_at, missing, rookery_bin, zk_jvm_flags, zk_system_properties};
 
 /// What a Rookery without replication prints when handed an ensemble config.
 pub const REFUSES_ENSEMBLES: &str = "replication is not implemented yet";
@@ -937,7 +935,7 @@ impl Drop for Cluster {
 /// ZooKeeper's classpath, plus slf4j-simple when Debian has it: without a binding
 /// ZooKeeper logs nothing, and an election that does not end is then a mystery.
 fn zk_classpath() -> String {
-    let mut cp = format!("/etc/zookeeper/conf:{ZOOKEEPER_JAR}");
+    let mut cp = crate::zookeeper_classpath();
     if Path::new(SLF4J_SIMPLE).is_file() {
         cp.push(':');
         cp.push_str(SLF4J_SIMPLE);

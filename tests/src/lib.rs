@@ -10,6 +10,7 @@
 //! against Apache ZooKeeper, which is how the tests themselves are proven; the default
 //! is Rookery.
 
+pub mod certs;
 mod cluster;
 pub mod netns;
 
@@ -51,6 +52,29 @@ impl Target {
 pub const ZOOKEEPER_JAR: &str = "/usr/share/java/zookeeper.jar";
 pub const ZKCLI: &str = "/usr/share/zookeeper/bin/zkCli.sh";
 pub const CLI_MT: &str = "/usr/lib/zookeeper/bin/cli_mt";
+/// Netty jars Debian's zookeeper.jar manifest leaves out but TLS needs (its
+/// `SslHandler` is a netty-codec decoder; the Netty client resolves through
+/// netty-resolver): without them ZooKeeper's secure port and the Java client's Netty
+/// socket fail with `NoClassDefFoundError`. libnetty-java ships them.
+pub const ZOOKEEPER_NETTY_JARS: [&str; 2] = [
+    "/usr/share/java/netty-codec.jar",
+    "/usr/share/java/netty-resolver.jar",
+];
+
+/// The classpath for ZooKeeper's server and Java client: Debian's own
+/// (`/etc/zookeeper/conf` and zookeeper.jar, whose manifest names the rest) plus
+/// [`ZOOKEEPER_NETTY_JARS`].
+pub fn zookeeper_classpath() -> String {
+    let mut cp = format!("/etc/zookeeper/conf:{ZOOKEEPER_JAR}");
+    for jar in ZOOKEEPER_NETTY_JARS {
+        if Path::new(jar).is_file() {
+            cp.push(':');
+            cp.push_str(jar);
+        }
+    }
+    cp
+}
+
 /// Under /usr/share/java: Debian's Curator 5.4 (libcurator-*-java) and what it needs
 /// besides the ZooKeeper client.
 pub const CURATOR_JARS: [&str; 8] = [
@@ -278,7 +302,7 @@ impl Server {
                     .arg("-Dzookeeper.admin.enableServer=false")
                     .arg(format!("-Dzookeeper.log.dir={}", self.dir.path().display()))
                     .args(props)
-                    .args(["-cp", &format!("/etc/zookeeper/conf:{ZOOKEEPER_JAR}")])
+                    .args(["-cp", &zookeeper_classpath()])
                     .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
                     .arg(self.config_path());
                 c

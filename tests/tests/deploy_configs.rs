@@ -152,6 +152,38 @@ fn examples_have_the_shapes_their_names_say() {
     assert!(solo.servers.is_empty());
 }
 
+/// standalone.cfg's commented TLS block, uncommented, is a secure client port with
+/// PEM stores and no warnings.
+#[test]
+fn standalone_tls_example_parses_when_uncommented() {
+    use rookery_server::tls::ClientAuth;
+    let path = deploy_dir().join("conf").join("standalone.cfg");
+    let text = std::fs::read_to_string(&path).expect("readable");
+    let mut uncommented = 0;
+    let text: String = text
+        .lines()
+        .map(|l| match l.strip_prefix('#') {
+            Some(kv) if kv.starts_with("secureClientPort=") || kv.starts_with("ssl.") => {
+                uncommented += 1;
+                format!("{kv}\n")
+            }
+            _ => format!("{l}\n"),
+        })
+        .collect();
+    assert_eq!(uncommented, 6, "the TLS example's lines");
+    let c = parse_as(&path, &text, None);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert_eq!(c.secure_client_port, Some(2281));
+    assert_eq!(c.client_port, Some(2181));
+    let tls = c.client_tls.expect("ssl.* settings");
+    assert_eq!(tls.key_store, Path::new("/etc/rookery/tls/server.pem"));
+    assert_eq!(
+        tls.trust_store.as_deref(),
+        Some(Path::new("/etc/rookery/tls/ca.pem"))
+    );
+    assert_eq!(tls.client_auth, ClientAuth::Need);
+}
+
 /// `src:dst[:mode]` volume entries of a compose service, as (src, dst).
 fn compose_volumes(service: &serde_yaml::Value) -> Vec<(String, String)> {
     service["volumes"]
@@ -260,4 +292,35 @@ fn compose_gives_each_server_what_its_zoo_cfg_needs() {
         "compose.yaml: {} services, ids {ids:?}, host ports {host_ports:?}",
         services.len()
     );
+}
+
+/// The commented OpenTelemetry lines of the zoo.cfg examples, uncommented, turn trace
+/// export on without warnings.
+#[test]
+fn tracing_example_parses_when_uncommented() {
+    for name in ["standalone.cfg", "three-node.cfg"] {
+        let path = deploy_dir().join("conf").join(name);
+        let text = std::fs::read_to_string(&path).expect("readable");
+        let mut uncommented = 0;
+        let text: String = text
+            .lines()
+            .map(|l| match l.strip_prefix('#') {
+                Some(kv) if kv.starts_with("otel.") => {
+                    uncommented += 1;
+                    format!("{kv}\n")
+                }
+                _ => format!("{l}\n"),
+            })
+            .collect();
+        assert_eq!(uncommented, 2, "{name}: the tracing example's lines");
+        let my_id = (name != "standalone.cfg").then_some(1);
+        let c = parse_as(&path, &text, my_id);
+        assert!(c.warnings.is_empty(), "{name}: {:?}", c.warnings);
+        assert_eq!(
+            c.otel.endpoint.as_deref(),
+            Some("http://127.0.0.1:4317"),
+            "{name}"
+        );
+        assert_eq!(c.otel.service_name, "rookery", "{name}");
+    }
 }

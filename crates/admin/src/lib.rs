@@ -123,6 +123,22 @@ pub enum MemberChange {
 pub struct Access {
     /// `Authorization: Bearer <token>` required on every admin call when set.
     pub bearer_token: Option<String>,
+    /// TLS on the admin port, current as of each handshake (certificates reload).
+    pub tls: Option<ServerTls>,
+}
+
+/// The admin port's TLS: the configuration to use for the next handshake, and whether
+/// it demands client certificates (mutual TLS authenticates callers as a token does).
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    pub config: tokio::sync::watch::Receiver<Arc<rustls::ServerConfig>>,
+    pub clients_authenticated: bool,
+}
+
+impl Access {
+    fn authenticates(&self) -> bool {
+        self.bearer_token.is_some() || self.tls.as_ref().is_some_and(|t| t.clients_authenticated)
+    }
 }
 
 impl std::fmt::Debug for Access {
@@ -130,6 +146,7 @@ impl std::fmt::Debug for Access {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Access")
             .field("bearer_token", &self.bearer_token.as_ref().map(|_| "<set>"))
+            .field("tls", &self.tls.as_ref().map(|t| t.clients_authenticated))
             .finish()
     }
 }
@@ -138,8 +155,9 @@ impl std::fmt::Debug for Access {
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error(
-        "admin.grpcAddress {0} is not a loopback address: set admin.authTokenFile so callers \
-         must authenticate, or bind the admin API to 127.0.0.1 or ::1"
+        "admin.grpcAddress {0} is not a loopback address: set admin.authTokenFile or \
+         admin.ssl.* (mutual TLS) so callers must authenticate, or bind the admin API to \
+         127.0.0.1 or ::1"
     )]
     UnauthenticatedNonLoopback(SocketAddr),
     #[error("cannot listen on admin.grpcAddress {addr}: {source}")]
@@ -153,7 +171,7 @@ pub enum ServeError {
 
 /// Refuses an admin API open to the network without authentication.
 pub fn check_access(addr: SocketAddr, access: &Access) -> Result<(), ServeError> {
-    if !addr.ip().is_loopback() && access.bearer_token.is_none() {
+    if !addr.ip().is_loopback() && !access.authenticates() {
         return Err(ServeError::UnauthenticatedNonLoopback(addr));
     }
     Ok(())
@@ -229,16 +247,72 @@ pub async fn serve<B: Backend>(
         },
         Authenticator::new(&access),
     );
-    info!(addr = ?addr, authenticated = access.bearer_token.is_some(), "admin API listening");
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    let result = tonic::transport::Server::builder()
+    info!(
+        addr = ?addr,
+        token = access.bearer_token.is_some(),
+        tls = access.tls.is_some(),
+        client_certificates = access.tls.as_ref().is_some_and(|t| t.clients_authenticated),
+        "admin API listening"
+    );
+    let router = tonic::transport::Server::builder()
         .add_service(health)
         .add_optional_service(reflection)
-        .add_service(service)
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await;
+        .add_service(service);
+    let result = match access.tls {
+        None => {
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+        }
+        Some(tls) => {
+            let (tx, rx) = tokio::sync::mpsc::channel(16);
+            let handshakes = tokio::spawn(tls_handshakes(listener, tls.config, tx));
+            let incoming = tokio_stream::wrappers::ReceiverStream::new(rx);
+            let r = router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await;
+            handshakes.abort();
+            r
+        }
+    };
     health_task.abort();
     result.map_err(ServeError::from)
+}
+
+/// How long a caller has to finish its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+type TlsConn = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+
+/// Accepts and handshakes each connection on its own task, so one slow or hostile
+/// caller holds up nobody; only connections that passed go on to gRPC.
+async fn tls_handshakes(
+    listener: tokio::net::TcpListener,
+    config: tokio::sync::watch::Receiver<Arc<rustls::ServerConfig>>,
+    tx: tokio::sync::mpsc::Sender<Result<TlsConn, std::io::Error>>,
+) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                warn!(error = %e, "admin API: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let acceptor = tokio_rustls::TlsAcceptor::from(config.borrow().clone());
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(conn)) => {
+                    let _ = tx.send(Ok(conn)).await;
+                }
+                Ok(Err(e)) => warn!(%peer, error = %e, "admin API: TLS handshake failed"),
+                Err(_) => warn!(%peer, "admin API: TLS handshake timed out"),
+            }
+        });
+    }
 }
 
 /// Checks the bearer token in constant time over its length.
@@ -569,13 +643,44 @@ pub type Client = AdminClient<
 
 /// Connects to `endpoint` (`host:port` or a URL).
 pub async fn connect(endpoint: &str, token: Option<&str>) -> Result<Client, ConnectError> {
+    connect_with(endpoint, token, None).await
+}
+
+/// PEM files for calling an admin API that speaks TLS.
+#[derive(Debug, Clone, Default)]
+pub struct ClientTls {
+    /// The certificates that sign the server's.
+    pub ca_pem: Vec<u8>,
+    /// This caller's private key and certificate chain (one PEM, as a key store), for
+    /// a server that demands client certificates.
+    pub identity_pem: Option<Vec<u8>>,
+}
+
+/// Connects to `endpoint` as [`connect`] does, over TLS when `tls` is given.
+pub async fn connect_with(
+    endpoint: &str,
+    token: Option<&str>,
+    tls: Option<&ClientTls>,
+) -> Result<Client, ConnectError> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let url = if endpoint.contains("://") {
         endpoint.to_owned()
     } else {
-        format!("http://{endpoint}")
+        format!("{scheme}://{endpoint}")
     };
-    let channel = tonic::transport::Endpoint::from_shared(url)
-        .map_err(|e| ConnectError::Endpoint(endpoint.to_owned(), e.to_string()))?
+    let mut ep = tonic::transport::Endpoint::from_shared(url)
+        .map_err(|e| ConnectError::Endpoint(endpoint.to_owned(), e.to_string()))?;
+    if let Some(tls) = tls {
+        let mut config = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(&tls.ca_pem));
+        if let Some(id) = &tls.identity_pem {
+            config = config.identity(tonic::transport::Identity::from_pem(id, id));
+        }
+        ep = ep
+            .tls_config(config)
+            .map_err(|e| ConnectError::Endpoint(endpoint.to_owned(), e.to_string()))?;
+    }
+    let channel = ep
         .connect_timeout(Duration::from_secs(5))
         .connect()
         .await
@@ -625,6 +730,7 @@ mod tests {
         let lo6: SocketAddr = "[::1]:7181".parse().unwrap();
         let token = Access {
             bearer_token: Some("t".into()),
+            ..Default::default()
         };
         assert!(matches!(
             check_access(open, &Access::default()),
@@ -647,6 +753,7 @@ mod tests {
     fn access_debug_hides_the_token() {
         let a = Access {
             bearer_token: Some("s3cret".into()),
+            ..Default::default()
         };
         assert!(!format!("{a:?}").contains("s3cret"));
     }

@@ -315,6 +315,7 @@ async fn reflection_lists_the_admin_and_health_services() {
 async fn the_bearer_token_guards_admin_calls_but_not_health() {
     let access = Access {
         bearer_token: Some("s3cret".into()),
+        ..Default::default()
     };
     let server = start(Fake::new(Mode::Leader), access).await;
     let endpoint = server.endpoint();
@@ -486,6 +487,7 @@ async fn a_non_loopback_bind_needs_a_token() {
 
     let token = Access {
         bearer_token: Some("s3cret".into()),
+        ..Default::default()
     };
     rookery_admin::check_access(open, &token).unwrap();
     let listener = rookery_admin::bind(open, &token).await.unwrap();

@@ -22,6 +22,14 @@ pub(crate) struct AdminArgs {
     /// config's admin.authTokenFile if readable).
     #[arg(long, global = true)]
     token_file: Option<PathBuf>,
+    /// Speak TLS, trusting the CA certificates in this PEM file (default: the config's
+    /// admin.ssl.trustStore.location when admin.ssl.* is set).
+    #[arg(long, global = true)]
+    tls_ca: Option<PathBuf>,
+    /// PEM file with this caller's private key and certificate chain, for mutual TLS
+    /// (default: the config's admin.ssl.keyStore.location).
+    #[arg(long, global = true)]
+    tls_identity: Option<PathBuf>,
     /// Machine-readable output.
     #[arg(long, global = true)]
     json: bool,
@@ -326,7 +334,7 @@ fn config_path(args: &AdminArgs) -> PathBuf {
 }
 
 async fn connect(args: &AdminArgs) -> Result<rookery_admin::Client> {
-    let local = if args.endpoint.is_none() || args.token_file.is_none() {
+    let local = if args.endpoint.is_none() || args.token_file.is_none() || args.tls_ca.is_none() {
         ServerConfig::load(&config_path(args)).ok()
     } else {
         None
@@ -353,7 +361,30 @@ async fn connect(args: &AdminArgs) -> Result<rookery_admin::Client> {
             .and_then(|c| c.admin_auth_token_file.as_ref())
             .and_then(|f| read_token(f).ok())
     };
-    Ok(rookery_admin::connect(&endpoint, token.as_deref()).await?)
+    let admin_tls = local.as_ref().and_then(|c| c.admin_tls.as_ref());
+    let ca = args
+        .tls_ca
+        .clone()
+        .or_else(|| admin_tls.and_then(|t| t.trust_store.clone()));
+    let tls = match ca {
+        None if admin_tls.is_some() => bail!(
+            "the admin API speaks TLS: pass --tls-ca (the config has no admin.ssl.trustStore.location)"
+        ),
+        None => None,
+        Some(ca) => {
+            let identity = args
+                .tls_identity
+                .clone()
+                .or_else(|| admin_tls.map(|t| t.key_store.clone()));
+            let read =
+                |p: &Path| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
+            Some(rookery_admin::ClientTls {
+                ca_pem: read(&ca)?,
+                identity_pem: identity.as_deref().map(read).transpose()?,
+            })
+        }
+    };
+    Ok(rookery_admin::connect_with(&endpoint, token.as_deref(), tls.as_ref()).await?)
 }
 
 fn read_token(path: &Path) -> Result<String> {

@@ -8,15 +8,30 @@
 //!
 //! Lines go to stderr (systemd's journal and `docker logs` collect it); ANSI colours
 //! only when stderr is a terminal, so files and log shippers get plain text.
+//!
+//! Traces: when `rookery serve` has an OTLP endpoint (zoo.cfg's
+//! `otel.exporter.otlp.endpoint`, else `OTEL_EXPORTER_OTLP_ENDPOINT`), one more layer,
+//! `tracing_opentelemetry`'s, turns the core's spans (a client request and its
+//! stages, see rookery-server's core) into OpenTelemetry spans, which a batch span
+//! processor exports over OTLP/gRPC (tonic, on the server's tokio runtime). The log
+//! filter then moves from the whole subscriber onto the log layer, so what is traced
+//! does not depend on the log level. Without an endpoint nothing of this is
+//! installed. Export failures are logged by the SDK (target `opentelemetry_sdk`),
+//! never fatal.
 
 use std::io::IsTerminal as _;
+use std::time::Duration;
 
-use rookery_server::config::LogFormat;
-use tracing::{Level, Metadata};
-use tracing_subscriber::filter::filter_fn;
-use tracing_subscriber::layer::SubscriberExt as _;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider};
+use rookery_server::config::{LogFormat, OtelConfig};
+use tracing::{Level, Metadata, Subscriber};
+use tracing_subscriber::filter::{FilterExt as _, filter_fn};
+use tracing_subscriber::layer::{Filter, SubscriberExt as _};
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt as _;
-use tracing_subscriber::{EnvFilter, Layer as _};
+use tracing_subscriber::{EnvFilter, Layer};
 
 /// Where the filter in effect came from, for the start-up log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,13 +54,66 @@ impl FilterSource {
 }
 
 /// What [`init`] set up, to be logged once logging works.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Installed {
     pub(crate) format: LogFormat,
     pub(crate) filter: String,
     pub(crate) source: FilterSource,
     /// `RUST_LOG` was set but did not parse, so the next source was used.
     pub(crate) bad_env: Option<String>,
+    /// Spans exported over OTLP, when asked for and the exporter could be made.
+    pub(crate) tracing: Option<Tracing>,
+    /// Why asked-for trace export is not running.
+    pub(crate) tracing_failed: Option<String>,
+}
+
+/// Trace export over OTLP/gRPC, as `rookery serve` was asked for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TraceExport {
+    pub(crate) endpoint: String,
+    /// Where the endpoint was named, for the start-up line.
+    pub(crate) endpoint_from: &'static str,
+    pub(crate) service_name: String,
+    /// Between batch exports; the SDK's default (or `OTEL_BSP_SCHEDULE_DELAY`) if None.
+    pub(crate) schedule_delay: Option<Duration>,
+}
+
+impl TraceExport {
+    /// zoo.cfg's `otel.*` settings; `env_endpoint` (`OTEL_EXPORTER_OTLP_ENDPOINT`) when
+    /// zoo.cfg names no endpoint. `None`: no endpoint anywhere, nothing is traced.
+    pub(crate) fn new(config: &OtelConfig, env_endpoint: Option<String>) -> Option<TraceExport> {
+        let (endpoint, endpoint_from) = match (&config.endpoint, env_endpoint) {
+            (Some(e), _) => (e.clone(), "zoo.cfg otel.exporter.otlp.endpoint"),
+            (None, Some(e)) if !e.trim().is_empty() => {
+                (e.trim().to_owned(), "OTEL_EXPORTER_OTLP_ENDPOINT")
+            }
+            _ => return None,
+        };
+        Some(TraceExport {
+            endpoint,
+            endpoint_from,
+            service_name: config.service_name.clone(),
+            schedule_delay: config.schedule_delay_ms.map(Duration::from_millis),
+        })
+    }
+}
+
+/// The running exporter. [`Tracing::shutdown`] flushes what is queued; it must run
+/// while the tokio runtime the exporter was made on is still up.
+#[derive(Debug)]
+pub(crate) struct Tracing {
+    provider: SdkTracerProvider,
+    pub(crate) export: TraceExport,
+}
+
+impl Tracing {
+    /// Exports what is still queued (bounded: a collector that is down does not hold
+    /// up the exit for long) and stops the export thread. Failures are logged.
+    pub(crate) fn shutdown(self) {
+        if let Err(e) = self.provider.shutdown_with_timeout(Duration::from_secs(5)) {
+            tracing::warn!(error = %e, "tracing: flushing the last spans failed");
+        }
+    }
 }
 
 /// Checks `--log-level` when the arguments are parsed, so a bad filter is a usage
@@ -66,6 +134,18 @@ pub(crate) fn init(
     flag: Option<&str>,
     configured: Option<&str>,
     default: &str,
+) -> Installed {
+    init_with(format, flag, configured, default, None)
+}
+
+/// [`init`], exporting spans as `export` says. Must run inside a tokio runtime when
+/// `export` is given (the gRPC channel is made on it).
+pub(crate) fn init_with(
+    format: LogFormat,
+    flag: Option<&str>,
+    configured: Option<&str>,
+    default: &str,
+    export: Option<TraceExport>,
 ) -> Installed {
     let mut bad_env = None;
     let env = std::env::var("RUST_LOG")
@@ -93,32 +173,108 @@ pub(crate) fn init(
             )
         });
 
-    let layer = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    let registry = tracing_subscriber::registry().with(filter);
-    match format {
-        LogFormat::Human => registry
-            .with(layer.with_filter(filter_fn(safe_to_log)))
+    let mut tracing = None;
+    let mut tracing_failed = None;
+    match export.map(|e| otel_layer(&e).map(|(layer, provider)| (layer, provider, e))) {
+        None => tracing_subscriber::registry()
+            .with(filter)
+            .with(log_layer(format, filter_fn(safe_to_log)))
             .init(),
-        // One object per line: timestamp, level, target, the event's fields, the
-        // innermost span and the whole span list (session, xid, op of a request).
-        LogFormat::Json => registry
-            .with(
-                layer
-                    .json()
-                    .with_current_span(true)
-                    .with_span_list(true)
-                    .with_filter(filter_fn(safe_to_log)),
-            )
-            .init(),
+        Some(Ok((otel, provider, export))) => {
+            // Per-layer filters: the log filter keeps deciding what is written, the
+            // trace filter what is exported.
+            tracing_subscriber::registry()
+                .with(log_layer(format, filter_fn(safe_to_log).and(filter)))
+                .with(otel)
+                .init();
+            tracing = Some(Tracing { provider, export });
+        }
+        Some(Err(e)) => {
+            tracing_failed = Some(e);
+            tracing_subscriber::registry()
+                .with(filter)
+                .with(log_layer(format, filter_fn(safe_to_log)))
+                .init();
+        }
     }
     Installed {
         format,
         filter: text,
         source,
         bad_env,
+        tracing,
+        tracing_failed,
     }
+}
+
+/// The log line writer in `format`, writing what `filter` lets through.
+fn log_layer<S, F>(format: LogFormat, filter: F) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    F: Filter<S> + Send + Sync + 'static,
+{
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match format {
+        LogFormat::Human => layer.with_filter(filter).boxed(),
+        // One object per line: timestamp, level, target, the event's fields, the
+        // innermost span and the whole span list (session, xid, op of a request).
+        LogFormat::Json => layer
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .with_filter(filter)
+            .boxed(),
+    }
+}
+
+/// The OpenTelemetry layer and its provider: OTLP/gRPC through a batch span
+/// processor.
+fn otel_layer<S>(
+    export: &TraceExport,
+) -> Result<(impl Layer<S> + use<S>, SdkTracerProvider), String>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    use opentelemetry_otlp::WithExportConfig as _;
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(export.endpoint.clone())
+        .build()
+        .map_err(|e| format!("the OTLP exporter for {}: {e}", export.endpoint))?;
+    let mut batch = BatchConfigBuilder::default();
+    if let Some(delay) = export.schedule_delay {
+        batch = batch.with_scheduled_delay(delay);
+    }
+    let processor = BatchSpanProcessor::builder(exporter)
+        .with_batch_config(batch.build())
+        .build();
+    let provider = SdkTracerProvider::builder()
+        .with_span_processor(processor)
+        .with_resource(
+            Resource::builder()
+                .with_service_name(export.service_name.clone())
+                .build(),
+        )
+        .build();
+    let layer = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("rookery"))
+        .with_threads(false)
+        .with_filter(filter_fn(traced));
+    Ok((layer, provider))
+}
+
+/// What is exported: the core's spans (client requests and their stages, handshakes,
+/// forwarded writes) down to DEBUG, whatever the log filter says; no events.
+fn traced(meta: &Metadata<'_>) -> bool {
+    const CORE: &str = "rookery_server::core";
+    meta.is_span()
+        && *meta.level() <= Level::DEBUG
+        && meta
+            .target()
+            .strip_prefix(CORE)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
 }
 
 /// Libraries whose debug and trace lines print the bytes they handle. sled's trace
@@ -162,6 +318,89 @@ mod tests {
         assert!(meta("sled::tree", Level::WARN));
         assert!(meta("sledge", Level::TRACE));
         assert!(meta("rookery_server::core", Level::TRACE));
+    }
+
+    #[test]
+    fn the_core_spans_are_traced_and_nothing_else() {
+        use tracing::callsite::DefaultCallsite;
+        use tracing::metadata::Kind;
+        macro_rules! meta {
+            ($target:literal, $level:expr, $kind:expr) => {{
+                static CALLSITE: DefaultCallsite = DefaultCallsite::new(&META);
+                static META: Metadata<'static> = Metadata::new(
+                    "test",
+                    $target,
+                    $level,
+                    None,
+                    None,
+                    None,
+                    tracing::field::FieldSet::new(&[], tracing::callsite::Identifier(&CALLSITE)),
+                    $kind,
+                );
+                &META
+            }};
+        }
+        assert!(traced(meta!(
+            "rookery_server::core",
+            Level::INFO,
+            Kind::SPAN
+        )));
+        assert!(traced(meta!(
+            "rookery_server::core",
+            Level::DEBUG,
+            Kind::SPAN
+        )));
+        assert!(traced(meta!(
+            "rookery_server::core::admin",
+            Level::INFO,
+            Kind::SPAN
+        )));
+        assert!(!traced(meta!(
+            "rookery_server::core",
+            Level::TRACE,
+            Kind::SPAN
+        )));
+        assert!(!traced(meta!(
+            "rookery_server::core",
+            Level::INFO,
+            Kind::EVENT
+        )));
+        assert!(!traced(meta!(
+            "rookery_server::conn",
+            Level::INFO,
+            Kind::SPAN
+        )));
+        assert!(!traced(meta!(
+            "rookery_server::coreish",
+            Level::INFO,
+            Kind::SPAN
+        )));
+    }
+
+    #[test]
+    fn trace_export_needs_an_endpoint_from_zoo_cfg_or_the_environment() {
+        let mut config = OtelConfig::default();
+        assert_eq!(TraceExport::new(&config, None), None);
+        assert_eq!(TraceExport::new(&config, Some(" ".into())), None);
+        let from_env = TraceExport::new(&config, Some("http://collector:4317".into()))
+            .expect("the environment's endpoint");
+        assert_eq!(from_env.endpoint, "http://collector:4317");
+        assert_eq!(from_env.endpoint_from, "OTEL_EXPORTER_OTLP_ENDPOINT");
+        assert_eq!(from_env.service_name, "rookery");
+        assert_eq!(from_env.schedule_delay, None);
+
+        config.endpoint = Some("http://127.0.0.1:4317".into());
+        config.service_name = "zk-east".into();
+        config.schedule_delay_ms = Some(250);
+        let from_cfg = TraceExport::new(&config, Some("http://collector:4317".into()))
+            .expect("zoo.cfg's endpoint");
+        assert_eq!(from_cfg.endpoint, "http://127.0.0.1:4317");
+        assert_eq!(
+            from_cfg.endpoint_from,
+            "zoo.cfg otel.exporter.otlp.endpoint"
+        );
+        assert_eq!(from_cfg.service_name, "zk-east");
+        assert_eq!(from_cfg.schedule_delay, Some(Duration::from_millis(250)));
     }
 
     #[test]

@@ -12,12 +12,25 @@ use crate::logging;
 
 pub(crate) fn run(config_path: &Path, log: &LogArgs) -> anyhow::Result<ExitCode> {
     let config = ServerConfig::load(config_path).context("invalid configuration")?;
-    let installed = logging::init(
-        log.format.unwrap_or(config.log_format),
-        log.level.as_deref(),
-        config.log_level.as_deref(),
-        "info",
+    // Before logging: the trace exporter's gRPC channel lives on this runtime.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let export = logging::TraceExport::new(
+        &config.otel,
+        std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok(),
     );
+    let mut installed = {
+        let _rt = runtime.enter();
+        logging::init_with(
+            log.format.unwrap_or(config.log_format),
+            log.level.as_deref(),
+            config.log_level.as_deref(),
+            "info",
+            export,
+        )
+    };
     if let Some(bad) = &installed.bad_env {
         warn!(rust_log = %bad, "RUST_LOG does not parse as a log filter; ignored");
     }
@@ -27,15 +40,22 @@ pub(crate) fn run(config_path: &Path, log: &LogArgs) -> anyhow::Result<ExitCode>
         filter_from = installed.source.as_str(),
         "logging"
     );
+    if let Some(t) = &installed.tracing {
+        info!(
+            endpoint = %t.export.endpoint,
+            endpoint_from = t.export.endpoint_from,
+            service_name = %t.export.service_name,
+            "tracing: exporting spans over OTLP/gRPC"
+        );
+    }
+    if let Some(e) = &installed.tracing_failed {
+        warn!(error = %e, "tracing: the OTLP exporter could not start; not tracing");
+    }
     for warning in &config.warnings {
         warn!("{warning}");
     }
     log_settings(&config);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(async {
+    let served = runtime.block_on(async {
         let mut server = rookery_server::start(&config)
             .await
             .context("the server could not start")?;
@@ -51,7 +71,12 @@ pub(crate) fn run(config_path: &Path, log: &LogArgs) -> anyhow::Result<ExitCode>
         }
         server.shutdown().await.context("shutting down")?;
         Ok(ExitCode::SUCCESS)
-    })
+    });
+    // The last spans go out while the runtime still drives the exporter's channel.
+    if let Some(t) = installed.tracing.take() {
+        t.shutdown();
+    }
+    served
 }
 
 fn log_settings(c: &ServerConfig) {

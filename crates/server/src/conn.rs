@@ -13,12 +13,12 @@ use rookery_wire::frame::{four_letter_word, split_frame};
 use rookery_wire::proto::{
     ClientRequest, ConnectRequest, Request, decode_request, decode_request_header,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::core::{ConnId, CoreCmd, CoreHandle, Outbound};
+use crate::tls::SplitStream;
 
 /// Limits a connection enforces before the core sees anything.
 #[derive(Debug, Clone)]
@@ -30,13 +30,13 @@ pub(crate) struct ConnLimits {
 }
 
 pub(crate) async fn serve(
-    mut stream: TcpStream,
+    stream: impl SplitStream,
     peer: SocketAddr,
     conn: ConnId,
     core: CoreHandle,
     limits: Arc<ConnLimits>,
 ) {
-    let _ = stream.set_nodelay(true);
+    let mut stream = stream;
     let mut first = [0u8; 4];
     match tokio::time::timeout(limits.handshake_timeout, stream.read_exact(&mut first)).await {
         Ok(Ok(_)) => {}
@@ -91,7 +91,7 @@ pub(crate) async fn serve(
     };
 
     let (out, out_rx, queued) = OutQueue::new();
-    let (rd, wr) = stream.into_split();
+    let (rd, wr) = stream.split();
     if core
         .send(CoreCmd::Connect {
             conn,
@@ -113,7 +113,7 @@ pub(crate) async fn serve(
 }
 
 async fn read_loop(
-    mut rd: tokio::net::tcp::OwnedReadHalf,
+    mut rd: impl AsyncRead + Unpin,
     peer: SocketAddr,
     conn: ConnId,
     core: &CoreHandle,
@@ -227,7 +227,7 @@ impl OutQueue {
 }
 
 async fn write_loop(
-    mut wr: tokio::net::tcp::OwnedWriteHalf,
+    mut wr: impl AsyncWrite + Unpin,
     mut rx: mpsc::UnboundedReceiver<Outbound>,
     queued: Arc<AtomicUsize>,
 ) {

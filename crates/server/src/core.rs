@@ -57,6 +57,67 @@ mod inject;
 mod reconfig;
 mod scrape;
 
+/// A stage of a client request's trace (`prep`, `propose`, `quorum_ack`, `apply`,
+/// `reply`, and `forward` on a learner): a DEBUG span whose parent is `$parent`, the
+/// request's span, carried explicitly across the hand-offs (the waiter holds it until
+/// the commit). Nothing is made when the parent is disabled (internal writes such as
+/// expiry have no request) or DEBUG spans are (no exporter and no debug logging):
+/// then this is `Span::none()`, with no allocation.
+macro_rules! stage {
+    ($parent:expr, $name:literal) => {{
+        let parent: &Span = $parent;
+        if parent.is_disabled() {
+            Span::none()
+        } else {
+            tracing::debug_span!(parent: parent, $name)
+        }
+    }};
+}
+
+/// Whether stage spans can be enabled at all (trace export installed, or debug
+/// logging): one atomic load, so the default hot path does no span bookkeeping.
+fn stages_possible() -> bool {
+    tracing::level_filters::LevelFilter::current() >= tracing::Level::DEBUG
+}
+
+/// The current span (a request's) as the parent of stages, if they can be enabled.
+fn stage_parent() -> Span {
+    if stages_possible() {
+        Span::current()
+    } else {
+        Span::none()
+    }
+}
+
+/// `0x…`, for span fields: formatted only if a subscriber records the field.
+#[derive(Debug, Clone, Copy)]
+struct Hex(i64);
+
+impl std::fmt::Display for Hex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#x}", self.0)
+    }
+}
+
+/// An opcode as ZooKeeper spells it (`Request.op2String`: `create`, `getData`), for
+/// span fields; the number if it is not one.
+#[derive(Debug, Clone, Copy)]
+struct OpName(i32);
+
+impl std::fmt::Display for OpName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Some(op) = rookery_wire::OpCode::from_i32(self.0) else {
+            return write!(f, "{}", self.0);
+        };
+        let name = op.name();
+        let mut chars = name.chars();
+        match chars.next() {
+            Some(first) => write!(f, "{}{}", first.to_ascii_lowercase(), chars.as_str()),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Most commands taken into one round (one fsync).
 pub(crate) const MAX_BATCH: usize = 4096;
 
@@ -222,7 +283,11 @@ enum Waiter {
         /// The request's opcode, for the latency histograms.
         op: i32,
         after: AfterApply,
+        /// The request's span; the stages are its children.
         span: Span,
+        /// `quorum_ack` (`forward`ed writes too): open from the proposal until the
+        /// commit reaches this server, then closed by `apply_entry`.
+        waiting: Span,
         received: Instant,
         done: Option<(i64, OpResult)>,
     },
@@ -828,12 +893,15 @@ impl Core {
                     auth: &auth,
                     is_super,
                 };
+                // The leader's side of a learner's write: its own trace (the learner's
+                // request span is not propagated), with the prep and propose stages.
                 let span = info_span!(
                     "forwarded",
                     learner = from.0,
-                    session = format!("{session:#x}"),
+                    session = %Hex(session),
                     xid = req.header.xid,
                     op = req.header.op,
+                    opcode = %OpName(req.header.op),
                     zxid = tracing::field::Empty
                 );
                 let _g = span.enter();
@@ -886,7 +954,13 @@ impl Core {
         let time_ms = wall_ms();
         let tree = &self.tree;
         let pending = &mut self.pending;
+        // The request's (or forwarded request's) span: `prep` covers the checks that
+        // decide the Txn, `propose` its encoding and the log append.
+        let parent = Span::current();
+        let mut proposing = Span::none();
         let proposed = self.peer.propose(|zxid| {
+            let prep = stage!(&parent, "prep");
+            let prepping = prep.enter();
             // A reconfiguration's version is the zxid it gets.
             let versioned;
             let op = match op {
@@ -901,6 +975,10 @@ impl Core {
             let txn = op
                 .and_then(|op| tree.prep(pending, caller, op, zxid, time_ms))
                 .unwrap_or_else(Txn::Error);
+            drop(prepping);
+            drop(prep);
+            proposing = stage!(&parent, "propose");
+            let _g = proposing.enter();
             let header = TxnHeader {
                 session_id: session,
                 cxid,
@@ -909,10 +987,11 @@ impl Core {
             };
             encode_entry(&header, &txn)
         });
+        drop(proposing);
         match proposed {
             Ok(zxid) => {
                 self.stats.metrics.proposed(zxid, Instant::now());
-                Span::current().record("zxid", format!("{zxid:#x}"));
+                parent.record("zxid", tracing::field::display(Hex(zxid)));
                 if matches!(op, Ok(Op::Reconfig { .. })) {
                     self.reconfig_zxid = Some(zxid);
                 }
@@ -929,6 +1008,19 @@ impl Core {
         }
     }
 
+    /// Opens the `quorum_ack` stage of the write `session` just submitted (the back of
+    /// its queue): it lasts until the commit reaches this server (`apply_entry`).
+    fn await_quorum(&mut self, session: SessionId, request: &Span) {
+        if !stages_possible() || request.is_disabled() {
+            return;
+        }
+        if let Some(Waiter::Write { waiting, .. }) =
+            self.waiting.get_mut(&session).and_then(VecDeque::back_mut)
+        {
+            *waiting = stage!(request, "quorum_ack");
+        }
+    }
+
     /// Sends a write on its way: proposed here on the leader, forwarded by a learner.
     /// False if neither is possible now (the connection is then closed).
     fn submit(
@@ -942,6 +1034,8 @@ impl Core {
         match self.peer.role() {
             Role::Leading => self.propose(session, cxid, caller, op),
             Role::Following | Role::Observing => {
+                let forward = stage!(&stage_parent(), "forward");
+                let _g = forward.enter();
                 let fwd = match (op, frame) {
                     (Ok(Op::CreateSession { timeout_ms }), _) => Forward::CreateSession {
                         session,
@@ -965,6 +1059,29 @@ impl Core {
     fn apply_entry(&mut self, entry: LogEntry) -> Result<(), CoreError> {
         let (header, txn) = decode_entry(&entry.payload)
             .map_err(|e| CoreError::Recovery(format!("log entry {:#x}: {e}", entry.zxid)))?;
+        // A request of this server's waits for this Txn: its `quorum_ack` ends and its
+        // `apply` (the tree, sessions, watches) begins. A learner learns the zxid here.
+        let leading = self.peer.role() == Role::Leading;
+        let waiter = if stages_possible() {
+            self.waiting.get_mut(&header.session_id).and_then(|q| {
+                q.iter_mut().find(
+                    |w| matches!(w, Waiter::Write { cxid, done: None, .. } if *cxid == header.cxid),
+                )
+            })
+        } else {
+            None
+        };
+        let apply = match waiter {
+            Some(Waiter::Write { span, waiting, .. }) => {
+                *waiting = Span::none();
+                if !leading {
+                    span.record("zxid", tracing::field::display(Hex(header.zxid)));
+                }
+                stage!(span, "apply")
+            }
+            _ => Span::none(),
+        };
+        let applying = apply.enter();
         let ApplyResult {
             result, triggers, ..
         } = self.tree.apply(&header, &txn);
@@ -1023,6 +1140,8 @@ impl Core {
                 self.notify(watcher, ev.event_type.as_i32(), &ev.path, ev.zxid);
             }
         }
+        drop(applying);
+        drop(apply);
         let matched = self.waiting.get_mut(&session).and_then(|q| {
             q.iter_mut().find_map(|w| match w {
                 Waiter::Write { cxid, done, .. } if done.is_none() && *cxid == header.cxid => {
@@ -1070,11 +1189,16 @@ impl Core {
                     op,
                     after,
                     span,
+                    waiting: _,
                     received,
                     done: Some((zxid, result)),
                 } => {
                     let _g = span.enter();
+                    let reply = stage!(&span, "reply");
+                    let replying = reply.enter();
                     self.answer_write(session, conn, cxid, after, zxid, &result);
+                    drop(replying);
+                    drop(reply);
                     self.stats
                         .record_request(op, RequestKind::Update, received.elapsed());
                 }
@@ -1259,6 +1383,7 @@ impl Core {
                     op: rookery_wire::OpCode::CreateSession.as_i32(),
                     after: AfterApply::Connected,
                     span: span.clone(),
+                    waiting: Span::none(),
                     received: Instant::now(),
                     done: None,
                 });
@@ -1266,7 +1391,10 @@ impl Core {
                 timeout_ms: timeout,
             };
             match self.submit(session, 0, &caller, Ok(&op), None) {
-                Ok(true) => info!(session = format!("{session:#x}"), timeout, "new session"),
+                Ok(true) => {
+                    self.await_quorum(session, &span);
+                    info!(session = format!("{session:#x}"), timeout, "new session");
+                }
                 _ => {
                     self.waiting.remove(&session);
                     self.close_conn(conn);
@@ -1390,13 +1518,21 @@ impl Core {
         self.sessions.touch(session, now);
         let op = req.header.op;
         let xid_ = req.header.xid;
-        let span = info_span!(
-            "request",
-            session = format!("{session:#x}"),
-            xid = xid_,
-            op,
-            zxid = tracing::field::Empty
-        );
+        // One span per client request (not per ping): its stages are children made
+        // with it as explicit parent, so they stay in its trace when they end in a
+        // later round (the waiter carries it). Fields are formatted lazily.
+        let span = if xid_ == xid::PING {
+            Span::none()
+        } else {
+            info_span!(
+                "request",
+                session = %Hex(session),
+                xid = xid_,
+                op,
+                opcode = %OpName(op),
+                zxid = tracing::field::Empty
+            )
+        };
         let _g = span.enter();
         let received = Instant::now();
 
@@ -1470,6 +1606,7 @@ impl Core {
                     op,
                     after,
                     span: span.clone(),
+                    waiting: Span::none(),
                     received,
                     done: None,
                 });
@@ -1486,6 +1623,8 @@ impl Core {
                 warn!("no leader to take the write; closing the connection");
                 self.waiting.remove(&session);
                 self.close_conn(conn);
+            } else {
+                self.await_quorum(session, &span);
             }
             return Ok(());
         }
@@ -1586,11 +1725,19 @@ impl Core {
         };
         let zxid = self.tree.last_zxid();
         let xid_ = req.header.xid;
+        // A read's stages: `apply` is the read of the tree (and the watch it sets).
+        let request = stage_parent();
+        let apply = stage!(&request, "apply");
+        let applying = apply.enter();
         let (err, body) = self.read_body(conn, session, &caller, &req.body);
+        drop(applying);
+        drop(apply);
         if xid_ == xid::PING {
             self.send_reply(conn, xid::PING, zxid, ErrorCode::Ok, &Response::Empty);
             return;
         }
+        let reply = stage!(&request, "reply");
+        let _g = reply.enter();
         self.send_reply(conn, xid_, zxid, err, &body);
     }
 

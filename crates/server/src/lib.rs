@@ -13,6 +13,8 @@
 //! - [`four_letter`]: the client side of four-letter words (`rookery status`).
 //! - `core::admin`: the gRPC admin API's handle on the core; [`restore`]: seeding a
 //!   new server from a snapshot the admin API saved.
+//! - [`tls`]: rustls configurations from PEM files named as ZooKeeper names them,
+//!   reloaded when the files change (client port, quorum, admin API).
 //! - `inject`: test-only known bugs (`inject-bugs` feature, `ROOKERY_INJECT_BUG`).
 
 pub mod config;
@@ -27,6 +29,7 @@ mod quorum;
 pub mod restore;
 pub mod server;
 mod stats;
+pub mod tls;
 mod words;
 
 pub use config::{ConfigError, ConfigWarning, ServerConfig, ServerMode};

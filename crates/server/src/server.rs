@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -53,6 +54,8 @@ pub enum ServerError {
     },
     #[error(transparent)]
     Core(#[from] CoreError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     #[error("the core thread panicked")]
     CorePanicked,
     #[error(transparent)]
@@ -75,6 +78,8 @@ pub struct RunningServer {
     client_addr: SocketAddr,
     core: std::thread::JoinHandle<Result<(), CoreError>>,
     accept: JoinHandle<()>,
+    /// `secureClientPort`'s address and listener.
+    secure: Option<(SocketAddr, JoinHandle<()>)>,
     tick: JoinHandle<()>,
     transport: Option<crate::quorum::PeerSender>,
     handle: CoreHandle,
@@ -94,6 +99,11 @@ impl RunningServer {
     /// Where clients connect (the bound address, useful with port 0 in tests).
     pub fn client_addr(&self) -> SocketAddr {
         self.client_addr
+    }
+
+    /// Where TLS clients connect (`secureClientPort`), if it is on.
+    pub fn secure_client_addr(&self) -> Option<SocketAddr> {
+        self.secure.as_ref().map(|s| s.0)
     }
 
     /// Where the gRPC admin API listens, if it is on.
@@ -117,6 +127,9 @@ impl RunningServer {
             m.task.abort();
         }
         self.accept.abort();
+        if let Some((_, t)) = &self.secure {
+            t.abort();
+        }
         self.tick.abort();
         if let Some(t) = &self.transport {
             t.shutdown();
@@ -272,6 +285,13 @@ pub async fn start(cfg: &ServerConfig) -> Result<RunningServer, ServerError> {
             let (lost_tx, mut lost_rx) = mpsc::unbounded_channel();
             let mut t = t.clone();
             t.lost = Some(lost_tx);
+            if let Some(settings) = &cfg.quorum_tls {
+                t.tls = Some(quorum::QuorumTls {
+                    accept: crate::tls::server_tls(settings.clone(), &[])?,
+                    dial: crate::tls::client_tls(settings.clone())?,
+                });
+                info!("quorum links use TLS (sslQuorum)");
+            }
             let sender =
                 quorum::start(t.clone(), in_tx)
                     .await
@@ -382,7 +402,47 @@ pub async fn start(cfg: &ServerConfig) -> Result<RunningServer, ServerError> {
         None => None,
     };
     let max_per_ip = cfg.max_client_cnxns;
-    let accept = tokio::spawn(accept_loop(listener, handle.clone(), limits, max_per_ip));
+    let per_ip: Arc<Mutex<BTreeMap<IpAddr, u32>>> = Arc::default();
+    let next_conn = Arc::new(AtomicU64::new(1));
+    let plain = Acceptor {
+        core: handle.clone(),
+        limits: limits.clone(),
+        max_per_ip,
+        per_ip: per_ip.clone(),
+        next_conn: next_conn.clone(),
+        tls: None,
+    };
+    let accept = tokio::spawn(plain.run(listener));
+    let secure = match (cfg.secure_client_port, &cfg.client_tls) {
+        (Some(port), Some(settings)) => {
+            let tls = crate::tls::server_tls(settings.clone(), &[])?;
+            let host = cfg
+                .secure_client_port_address
+                .clone()
+                .unwrap_or_else(|| "0.0.0.0".to_owned());
+            let bind = crate::config::HostPort::new(host, port).to_string();
+            let l = TcpListener::bind(&bind)
+                .await
+                .map_err(|source| ServerError::Bind {
+                    addr: bind.clone(),
+                    source,
+                })?;
+            let addr = l
+                .local_addr()
+                .map_err(|source| ServerError::Bind { addr: bind, source })?;
+            info!(secure_client_addr = %addr, "listening for TLS clients");
+            let acceptor = Acceptor {
+                core: handle.clone(),
+                limits,
+                max_per_ip,
+                per_ip,
+                next_conn,
+                tls: Some(tls),
+            };
+            Some((addr, tokio::spawn(acceptor.run(l))))
+        }
+        _ => None,
+    };
     let admin = match admin_addr {
         Some(addr) => start_admin(addr, admin_access, handle.clone(), u64::from(server_id)).await?,
         None => None,
@@ -397,6 +457,7 @@ pub async fn start(cfg: &ServerConfig) -> Result<RunningServer, ServerError> {
         client_addr,
         core,
         accept,
+        secure,
         tick,
         transport,
         handle,
@@ -407,8 +468,19 @@ pub async fn start(cfg: &ServerConfig) -> Result<RunningServer, ServerError> {
 
 /// The bearer token from `admin.authTokenFile`, if configured.
 fn admin_access(cfg: &ServerConfig) -> Result<rookery_admin::Access, ServerError> {
+    let tls = match &cfg.admin_tls {
+        None => None,
+        Some(settings) => Some(rookery_admin::ServerTls {
+            // gRPC clients insist on HTTP/2 being agreed in the handshake.
+            config: crate::tls::server_tls(settings.clone(), &[b"h2"])?,
+            clients_authenticated: settings.client_auth == crate::tls::ClientAuth::Need,
+        }),
+    };
     let Some(path) = &cfg.admin_auth_token_file else {
-        return Ok(rookery_admin::Access::default());
+        return Ok(rookery_admin::Access {
+            bearer_token: None,
+            tls,
+        });
     };
     let text = std::fs::read_to_string(path).map_err(|source| ServerError::AdminToken {
         path: path.display().to_string(),
@@ -420,6 +492,7 @@ fn admin_access(cfg: &ServerConfig) -> Result<rookery_admin::Access, ServerError
     }
     Ok(rookery_admin::Access {
         bearer_token: Some(token.to_owned()),
+        tls,
     })
 }
 
@@ -478,43 +551,69 @@ fn standalone_member(cfg: &ServerConfig, listen: &crate::config::HostPort) -> Ve
     }]
 }
 
-async fn accept_loop(
-    listener: TcpListener,
+/// One client listener; the plain and the secure port share the per-IP counts
+/// (`maxClientCnxns` counts both, as ZooKeeper's does) and the connection ids.
+struct Acceptor {
     core: CoreHandle,
     limits: Arc<ConnLimits>,
     max_per_ip: u32,
-) {
-    let per_ip: Arc<Mutex<BTreeMap<IpAddr, u32>>> = Arc::default();
-    let mut next_conn: u64 = 1;
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                error!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
+    per_ip: Arc<Mutex<BTreeMap<IpAddr, u32>>>,
+    next_conn: Arc<AtomicU64>,
+    /// The secure client port's certificates, current as of each handshake.
+    tls: Option<crate::tls::ServerTls>,
+}
+
+impl Acceptor {
+    async fn run(self, listener: TcpListener) {
+        let Acceptor {
+            core,
+            limits,
+            max_per_ip,
+            per_ip,
+            next_conn,
+            tls,
+        } = self;
+        loop {
+            let (stream, peer) = match listener.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    error!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let ip = peer.ip();
+            {
+                let mut counts = per_ip.lock().unwrap_or_else(|p| p.into_inner());
+                let n = counts.entry(ip).or_default();
+                if max_per_ip > 0 && *n >= max_per_ip {
+                    warn!("Too many connections from /{ip} - max is {max_per_ip}");
+                    drop(stream);
+                    continue;
+                }
+                *n += 1;
             }
-        };
-        let ip = peer.ip();
-        {
-            let mut counts = per_ip.lock().unwrap_or_else(|p| p.into_inner());
-            let n = counts.entry(ip).or_default();
-            if max_per_ip > 0 && *n >= max_per_ip {
-                warn!("Too many connections from /{ip} - max is {max_per_ip}");
-                drop(stream);
-                continue;
-            }
-            *n += 1;
-        }
-        let conn = next_conn;
-        next_conn += 1;
-        let core = core.clone();
-        let limits = limits.clone();
-        let per_ip = per_ip.clone();
-        tokio::spawn(
+            let conn = next_conn.fetch_add(1, Ordering::Relaxed);
+            let core = core.clone();
+            let limits = limits.clone();
+            let per_ip = per_ip.clone();
+            let tls = tls
+                .as_ref()
+                .map(|t| tokio_rustls::TlsAcceptor::from(t.borrow().clone()));
+            tokio::spawn(
             async move {
-                conn::serve(stream, peer, conn, core, limits).await;
+                let _ = stream.set_nodelay(true);
+                match tls {
+                    None => conn::serve(stream, peer, conn, core, limits).await,
+                    Some(acceptor) => {
+                        match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream)).await {
+                            Ok(Ok(s)) => conn::serve(s, peer, conn, core, limits).await,
+                            Ok(Err(e)) => warn!(%peer, error = %e, "closing connection: TLS handshake failed"),
+                            Err(_) => info!(%peer, "closing connection: TLS handshake timed out"),
+                        }
+                    }
+                }
                 let mut counts = per_ip.lock().unwrap_or_else(|p| p.into_inner());
                 if let Some(n) = counts.get_mut(&ip) {
                     *n -= 1;
@@ -525,6 +624,7 @@ async fn accept_loop(
             }
             .instrument(info_span!("conn", %peer, conn)),
         );
+        }
     }
 }
 
@@ -646,6 +746,7 @@ fn membership(
             peers,
             max_frame: quorum::codec::DEFAULT_MAX_FRAME,
             lost: None,
+            tls: None,
         }),
     })
 }

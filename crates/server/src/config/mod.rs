@@ -237,6 +237,30 @@ impl LogFormat {
     }
 }
 
+/// OpenTelemetry trace export (`otel.*`, the OpenTelemetry SDKs' own property names).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtelConfig {
+    /// `otel.exporter.otlp.endpoint`: the OTLP/gRPC collector (`http://host:4317`);
+    /// `None` here lets the binary use `OTEL_EXPORTER_OTLP_ENDPOINT`, and without
+    /// either nothing is traced.
+    pub endpoint: Option<String>,
+    /// `otel.serviceName` (or `otel.service.name`): the `service.name` resource.
+    pub service_name: String,
+    /// `otel.bsp.schedule.delay`: ms between batch exports (the SDK's default, 5 s,
+    /// or `OTEL_BSP_SCHEDULE_DELAY`, when `None`).
+    pub schedule_delay_ms: Option<u64>,
+}
+
+impl Default for OtelConfig {
+    fn default() -> Self {
+        OtelConfig {
+            endpoint: None,
+            service_name: "rookery".to_owned(),
+            schedule_delay_ms: None,
+        }
+    }
+}
+
 impl fmt::Display for LogFormat {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -264,9 +288,15 @@ pub struct ServerConfig {
     /// Client listen host: `clientPortAddress`, or this server's `;host:port` suffix;
     /// `None` means all interfaces.
     pub client_port_address: Option<String>,
-    /// `secureClientPort` (parsed only: Rookery does not speak TLS yet).
+    /// `secureClientPort`: clients speak TLS here (keys under `ssl.`).
     pub secure_client_port: Option<u16>,
     pub secure_client_port_address: Option<String>,
+    /// `ssl.*`: the secure client port's certificates; set with `secureClientPort`.
+    pub client_tls: Option<crate::tls::TlsSettings>,
+    /// `sslQuorum=true` with `ssl.quorum.*`: TLS between the servers.
+    pub quorum_tls: Option<crate::tls::TlsSettings>,
+    /// `admin.ssl.*`: TLS (mutual unless `admin.ssl.clientAuth=none`) on the admin API.
+    pub admin_tls: Option<crate::tls::TlsSettings>,
     /// `maxClientCnxns`, per client IP; 0 = unlimited.
     pub max_client_cnxns: u32,
     pub min_session_timeout_ms: u32,
@@ -324,6 +354,8 @@ pub struct ServerConfig {
     /// typo is an error with its line rather than a silently different filter. `None`
     /// leaves the binary's default (`info`); `RUST_LOG` overrides it when set.
     pub log_level: Option<String>,
+    /// `otel.*`: traces over OTLP/gRPC, off unless an endpoint is configured.
+    pub otel: OtelConfig,
     pub warnings: Vec<ConfigWarning>,
 }
 
@@ -433,8 +465,9 @@ const IGNORED_KEYS: &[&str] = &[
     "quorum.auth.serverRequireSasl",
     "quorum.cnxn.threads.size",
     "quorumListenOnAllIPs",
-    "sslQuorum",
+    // Rookery always reloads changed certificate files.
     "sslQuorumReloadCertFiles",
+    "client.certReload",
     "syncEnabled",
     "jvm.pause.info-threshold.ms",
     "jvm.pause.warn-threshold.ms",
@@ -540,6 +573,107 @@ impl Builder {
         Ok(host.to_string())
     }
 
+    /// The TLS keys under `prefix` (taken out of `ssl`), as one [`TlsSettings`]; `None`
+    /// when not `required` and no key store is given. Only PEM files are read: a JKS
+    /// or PKCS#12 store is refused by name rather than failing later as bad PEM.
+    fn tls_settings(
+        &mut self,
+        prefix: &str,
+        ssl: &mut BTreeMap<&str, &Entry>,
+        required: bool,
+    ) -> Result<Option<crate::tls::TlsSettings>, ConfigError> {
+        use crate::tls::{ClientAuth, TlsSettings};
+        // "ssl." must not take "ssl.quorum.*".
+        let mine: Vec<(String, &Entry)> = ssl
+            .iter()
+            .filter_map(|(k, e)| {
+                let suffix = k.strip_prefix(prefix)?;
+                (prefix != "ssl." || !suffix.starts_with("quorum."))
+                    .then(|| (suffix.to_owned(), *e))
+            })
+            .collect();
+        let location = mine.iter().find(|(s, _)| s == "keyStore.location");
+        let Some((_, store)) = location.filter(|(_, e)| !e.value.is_empty()) else {
+            if required {
+                let why = if prefix == "ssl.quorum." {
+                    "sslQuorum=true"
+                } else {
+                    "secureClientPort"
+                };
+                return Err(self.err_at(
+                    None,
+                    format!("{why} needs {prefix}keyStore.location (a PEM file with the key and certificate chain)"),
+                ));
+            }
+            return Ok(None);
+        };
+        let mut settings = TlsSettings::new(prefix, PathBuf::from(&store.value));
+        for (suffix, e) in &mine {
+            ssl.remove(format!("{prefix}{suffix}").as_str());
+            match suffix.as_str() {
+                "keyStore.location" => {}
+                "trustStore.location" => {
+                    settings.trust_store = (!e.value.is_empty()).then(|| PathBuf::from(&e.value));
+                }
+                "keyStore.type" | "trustStore.type" => {
+                    if !e.value.eq_ignore_ascii_case("PEM") {
+                        return Err(self.err(
+                            e,
+                            format!(
+                                "Rookery reads PEM files only, not {}; convert the store \
+                                 (openssl pkcs12 -nodes, or keytool then openssl)",
+                                e.value
+                            ),
+                        ));
+                    }
+                }
+                "keyStore.password" | "trustStore.password" => self.warn(
+                    Some(e.line),
+                    format!("{} is not used: Rookery reads unencrypted PEM files", e.key),
+                ),
+                "clientAuth" => {
+                    settings.client_auth = ClientAuth::from_name(&e.value).ok_or_else(|| {
+                        self.err(
+                            e,
+                            format!(
+                                "invalid option '{}'; choose 'none', 'want' or 'need'",
+                                e.value
+                            ),
+                        )
+                    })?;
+                }
+                "hostnameVerification" => settings.hostname_verification = self.boolean(e)?,
+                _ => self.warn(
+                    Some(e.line),
+                    format!(
+                        "{} is a ZooKeeper setting Rookery does not use; ignored",
+                        e.key
+                    ),
+                ),
+            }
+        }
+        Ok(Some(settings))
+    }
+
+    /// `otel.exporter.otlp.endpoint`: plain gRPC (`http://`, to a collector nearby);
+    /// empty turns export off. TLS to the collector is not offered.
+    fn otlp_endpoint(&self, e: &Entry) -> Result<Option<String>, ConfigError> {
+        if e.value.is_empty() {
+            return Ok(None);
+        }
+        match e.value.strip_prefix("http://") {
+            Some(rest) if !rest.is_empty() && !rest.starts_with('/') => Ok(Some(e.value.clone())),
+            _ => Err(self.err(
+                e,
+                format!(
+                    "'{}' is not an OTLP/gRPC endpoint; give http://host:port (plain gRPC, \
+                     e.g. http://127.0.0.1:4317)",
+                    e.value
+                ),
+            )),
+        }
+    }
+
     /// `log.level`: parsed as `RUST_LOG` would be, so what starts is what was checked.
     /// A bare word that is not a level is valid filter syntax ("every level of target
     /// X, nothing else"), but far more often a misspelt level (`warning`, `verbose`):
@@ -621,9 +755,12 @@ impl Builder {
         let mut force_sync = true;
         let mut log_format = LogFormat::default();
         let mut log_level = None;
+        let mut otel = OtelConfig::default();
         let mut server_entries: Vec<&Entry> = Vec::new();
         let mut hierarchical: Option<&Entry> = None;
         let mut config_version = None;
+        let mut ssl: BTreeMap<&str, &Entry> = BTreeMap::new();
+        let mut ssl_quorum = false;
 
         for e in &entries {
             let key = canonical_key(&e.key);
@@ -800,19 +937,28 @@ impl Builder {
                     })?;
                 }
                 "log.level" => log_level = self.log_level(e)?,
+                "otel.exporter.otlp.endpoint" => otel.endpoint = self.otlp_endpoint(e)?,
+                "otel.serviceName" | "otel.service.name" if !e.value.is_empty() => {
+                    otel.service_name = e.value.clone();
+                }
+                "otel.serviceName" | "otel.service.name" => {}
+                "otel.bsp.schedule.delay" => {
+                    otel.schedule_delay_ms = Some(self.int(e, 1, 3_600_000)? as u64);
+                }
                 "version" => {
                     let v = u64::from_str_radix(&e.value, 16)
                         .map_err(|_| self.err(e, format!("'{}' is not a hex version", e.value)))?;
                     config_version = Some(v);
                 }
+                "sslQuorum" => ssl_quorum = self.boolean(e)?,
+                k if k.starts_with("ssl.") || k.starts_with("admin.ssl.") => {
+                    ssl.insert(k, e);
+                }
                 k if k.starts_with("server.") => server_entries.push(e),
                 k if k.starts_with("group.") || k.starts_with("weight.") => {
                     hierarchical.get_or_insert(e);
                 }
-                k if IGNORED_KEYS.contains(&k)
-                    || k.starts_with("ssl.")
-                    || k.starts_with("authProvider.") =>
-                {
+                k if IGNORED_KEYS.contains(&k) || k.starts_with("authProvider.") => {
                     self.warn(
                         Some(e.line),
                         format!(
@@ -852,6 +998,26 @@ impl Builder {
                     "secureClientPortAddress is set but secureClientPort is not set",
                 ));
             }
+        }
+
+        let client_tls = match secure_client_port {
+            Some(_) => self.tls_settings("ssl.", &mut ssl, true)?,
+            None => None,
+        };
+        let quorum_tls = match ssl_quorum {
+            true => self.tls_settings("ssl.quorum.", &mut ssl, true)?,
+            false => None,
+        };
+        let admin_tls = self.tls_settings("admin.ssl.", &mut ssl, false)?;
+        for e in ssl.values() {
+            self.warn(
+                Some(e.line),
+                format!(
+                    "{} is not used: TLS is on only with secureClientPort (ssl.*), \
+                     sslQuorum=true (ssl.quorum.*) or admin.ssl.keyStore.location; ignored",
+                    e.key
+                ),
+            );
         }
 
         let default_min = tick_time_ms.saturating_mul(2);
@@ -1013,6 +1179,9 @@ impl Builder {
             client_port_address,
             secure_client_port,
             secure_client_port_address: secure_client_port_address.map(|(h, _)| h),
+            client_tls,
+            quorum_tls,
+            admin_tls,
             max_client_cnxns,
             min_session_timeout_ms,
             max_session_timeout_ms,
@@ -1043,6 +1212,7 @@ impl Builder {
             force_sync,
             log_format,
             log_level,
+            otel,
             warnings: self.warnings,
         })
     }

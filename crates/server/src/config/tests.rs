@@ -229,6 +229,9 @@ clientPort=2281
 clientPortAddress=[::1]
 secureClientPort=2282
 secureClientPortAddress=10.0.0.1
+ssl.keyStore.location=/tls/server.pem
+ssl.trustStore.location=/tls/ca.pem
+ssl.clientAuth=want
 maxClientCnxns=0
 minSessionTimeout=1500
 maxSessionTimeout=90000
@@ -263,6 +266,13 @@ readonlymode.enabled=true
     );
     assert_eq!(cfg.secure_client_port, Some(2282));
     assert_eq!(cfg.secure_client_port_address.as_deref(), Some("10.0.0.1"));
+    let tls = cfg
+        .client_tls
+        .as_ref()
+        .expect("ssl.* for the secure client port");
+    assert_eq!(tls.key_store, PathBuf::from("/tls/server.pem"));
+    assert_eq!(tls.trust_store, Some(PathBuf::from("/tls/ca.pem")));
+    assert_eq!(tls.client_auth, crate::tls::ClientAuth::Want);
     assert_eq!(cfg.max_client_cnxns, 0);
     assert_eq!(cfg.min_session_timeout_ms, 1500);
     assert_eq!(cfg.max_session_timeout_ms, 90000);
@@ -383,6 +393,12 @@ fn unknown_and_ignored_keys_warn_with_their_line() {
     assert_eq!(lines, vec![Some(3), Some(4), Some(5)]);
     assert!(cfg.warnings[0].message.contains("unknown key fooBar"));
     assert!(cfg.warnings[1].message.contains("does not use"));
+    assert!(
+        cfg.warnings[2].message.contains("ssl.keyStore.location")
+            && cfg.warnings[2].message.contains("secureClientPort"),
+        "{}",
+        cfg.warnings[2]
+    );
     assert_eq!(
         cfg.warnings[0].to_string(),
         "/conf/zoo.cfg:3: unknown key fooBar; ignored"
@@ -900,4 +916,90 @@ fn a_log_level_that_is_really_a_module_name_is_warned_about() {
         "{MIN}log.level=debug,rookery_server::quorum,h2=warn\n"
     ));
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}
+
+#[test]
+fn otel_trace_export_settings() {
+    // Off unless an endpoint is configured (the binary then looks at
+    // OTEL_EXPORTER_OTLP_ENDPOINT).
+    let c = ok(MIN);
+    assert_eq!(c.otel, OtelConfig::default());
+    assert_eq!(c.otel.endpoint, None);
+    assert_eq!(c.otel.service_name, "rookery");
+    assert_eq!(c.otel.schedule_delay_ms, None);
+
+    let c = ok(&format!(
+        "{MIN}otel.exporter.otlp.endpoint=http://127.0.0.1:4317\notel.serviceName=zk-east\n\
+         otel.bsp.schedule.delay=200\n"
+    ));
+    assert_eq!(c.otel.endpoint.as_deref(), Some("http://127.0.0.1:4317"));
+    assert_eq!(c.otel.service_name, "zk-east");
+    assert_eq!(c.otel.schedule_delay_ms, Some(200));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+
+    // The OpenTelemetry SDKs' spelling of the service name; empty values are defaults.
+    let c = ok(&format!("{MIN}otel.service.name=zk-west\n"));
+    assert_eq!(c.otel.service_name, "zk-west");
+    let c = ok(&format!(
+        "{MIN}otel.exporter.otlp.endpoint=\notel.serviceName=\n"
+    ));
+    assert_eq!(c.otel, OtelConfig::default());
+}
+
+#[test]
+fn bad_otel_settings_name_their_line() {
+    assert_line_error(
+        &format!("{MIN}otel.exporter.otlp.endpoint=127.0.0.1:4317\n"),
+        3,
+        "give http://host:port",
+    );
+    assert_line_error(
+        &format!("{MIN}otel.exporter.otlp.endpoint=https://collector:4317\n"),
+        3,
+        "not an OTLP/gRPC endpoint",
+    );
+    assert_line_error(
+        &format!("{MIN}\notel.bsp.schedule.delay=0\n"),
+        4,
+        "otel.bsp.schedule.delay",
+    );
+}
+
+#[test]
+fn tls_keys_map_to_settings_and_bad_ones_are_named() {
+    let quorum = ok(&format!(
+        "{MIN}sslQuorum=true\nssl.quorum.keyStore.location=/q.pem\n\
+         ssl.quorum.trustStore.location=/ca.pem\nssl.quorum.hostnameVerification=false\n\
+         ssl.quorum.keyStore.password=hunter2\nadmin.ssl.keyStore.location=/a.pem\n\
+         admin.ssl.trustStore.location=/ca.pem\n"
+    ));
+    let q = quorum.quorum_tls.as_ref().expect("sslQuorum settings");
+    assert_eq!(q.key_store, PathBuf::from("/q.pem"));
+    assert!(!q.hostname_verification);
+    assert_eq!(q.client_auth, crate::tls::ClientAuth::Need);
+    assert!(quorum.client_tls.is_none());
+    let a = quorum.admin_tls.as_ref().expect("admin.ssl settings");
+    assert_eq!(a.key_store, PathBuf::from("/a.pem"));
+    // The password is not used and never repeated back.
+    let pw = quorum
+        .warnings
+        .iter()
+        .find(|w| w.message.contains("ssl.quorum.keyStore.password"))
+        .expect("a warning for the unused password");
+    assert!(!pw.message.contains("hunter2"), "{pw}");
+
+    let e = parse(&format!("{MIN}sslQuorum=true\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("ssl.quorum.keyStore.location"), "{e}");
+    assert_line_error(
+        &format!("{MIN}secureClientPort=2281\nssl.keyStore.location=/k\nssl.keyStore.type=JKS\n"),
+        5,
+        "PEM",
+    );
+    assert_line_error(
+        &format!("{MIN}secureClientPort=2281\nssl.keyStore.location=/k\nssl.clientAuth=maybe\n"),
+        5,
+        "'none', 'want' or 'need'",
+    );
 }

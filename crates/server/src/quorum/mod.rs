@@ -13,4 +13,4 @@
 pub(crate) mod codec;
 pub(crate) mod transport;
 
-pub(crate) use transport::{PeerSender, TransportConfig, ensemble_id, start};
+pub(crate) use transport::{PeerSender, QuorumTls, TransportConfig, ensemble_id, start};

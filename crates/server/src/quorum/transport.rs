@@ -17,6 +17,9 @@
 //! - Membership changes at run time ([`PeerSender::set_peers`]): a server joining is
 //!   dialled from then on, a server leaving is no longer. Its handshake names no server
 //!   list for that reason (a joiner's zoo.cfg differs from the others').
+//! - `sslQuorum=true`: both connections of a pair are TLS with certificates on both
+//!   sides, checked against `ssl.quorum.trustStore.location`; the handshake frame then
+//!   travels inside TLS. A peer without a trusted certificate never gets to send one.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -27,11 +30,12 @@ use std::time::{Duration, Instant};
 
 use rookery_zab::message::Message;
 use sha1::{Digest, Sha1};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tracing::{Instrument, debug, field, info, info_span, warn};
+
+use crate::tls::{ClientTls, ServerTls, SplitStream};
 
 use super::codec::{
     self, FrameError, MAGIC, MAX_HANDSHAKE_FRAME, PROTOCOL_VERSION, encode_frame, frame_body_len,
@@ -74,6 +78,15 @@ pub(crate) struct TransportConfig {
     /// network broke): a follower learns at once that its leader is gone, as a
     /// ZooKeeper follower does from its socket.
     pub lost: Option<mpsc::UnboundedSender<u64>>,
+    /// `sslQuorum`: TLS both ways, `None` for plain TCP.
+    pub tls: Option<QuorumTls>,
+}
+
+/// The current certificates for both directions of a quorum link.
+#[derive(Debug, Clone)]
+pub(crate) struct QuorumTls {
+    pub accept: ServerTls,
+    pub dial: ClientTls,
 }
 
 /// A stable name for a membership: the first 16 hex digits of the SHA-1 of the sorted
@@ -126,10 +139,12 @@ pub(crate) fn start_on(
         hello: handshake_frame(&cfg.ensemble_id, cfg.self_id),
         self_id: cfg.self_id,
         max_frame,
+        tls: cfg.tls.as_ref().map(|t| t.dial.clone()),
     });
     let acceptor = Arc::new(Acceptor {
         self_id: cfg.self_id,
         max_frame,
+        tls: cfg.tls.map(|t| t.accept),
         newest: Mutex::new(BTreeMap::new()),
         inbound,
         lost: cfg.lost,
@@ -155,6 +170,7 @@ struct Shared {
     hello: Vec<u8>,
     self_id: u64,
     max_frame: usize,
+    tls: Option<ClientTls>,
 }
 
 /// The queue of the live outbound connection to one peer, `None` while there is none.
@@ -211,6 +227,7 @@ impl PeerSender {
                 hello: shared.hello.clone(),
                 max_frame: shared.max_frame,
                 stop: shared.stop.subscribe(),
+                tls: shared.tls.clone(),
             };
             shared.runtime.spawn(
                 dialer
@@ -291,6 +308,7 @@ struct Dialer {
     hello: Vec<u8>,
     max_frame: usize,
     stop: watch::Receiver<bool>,
+    tls: Option<ClientTls>,
 }
 
 /// Why an outbound connection ended.
@@ -326,7 +344,7 @@ impl Dialer {
             let attempt = tokio::select! {
                 () = stopped(&mut self.stop) => return,
                 _ = retired.changed() => return,
-                r = connect(&link.addr, &self.hello) => r,
+                r = connect(&link.addr, &self.hello, self.tls.as_ref()) => r,
             };
             match attempt {
                 Ok(stream) => {
@@ -342,8 +360,14 @@ impl Dialer {
                     } else {
                         debug!("quorum link up");
                     }
-                    let ended =
-                        pump(stream, &mut rx, self.max_frame, failures, &mut self.stop).await;
+                    let ended = match stream {
+                        Dialled::Plain(s) => {
+                            pump(s, &mut rx, self.max_frame, failures, &mut self.stop).await
+                        }
+                        Dialled::Tls(s) => {
+                            pump(*s, &mut rx, self.max_frame, failures, &mut self.stop).await
+                        }
+                    };
                     link.set(None);
                     drop(rx);
                     match ended {
@@ -382,14 +406,41 @@ impl Dialer {
     }
 }
 
+/// An outbound connection, as `sslQuorum` says.
+enum Dialled {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
 /// Dials `addr` and identifies this server with `hello`; the link is usable once this
-/// returns.
-async fn connect(addr: &str, hello: &[u8]) -> io::Result<TcpStream> {
-    let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+/// returns. With TLS the peer's certificate is checked against the name in `addr`
+/// (unless `ssl.quorum.hostnameVerification=false`).
+async fn connect(addr: &str, hello: &[u8], tls: Option<&ClientTls>) -> io::Result<Dialled> {
+    let dial = async {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let Some(tls) = tls else {
+            return Ok(Dialled::Plain(stream));
+        };
+        let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let connector = tokio_rustls::TlsConnector::from(tls.borrow().clone());
+        Ok::<_, io::Error>(Dialled::Tls(Box::new(
+            connector.connect(name, stream).await?,
+        )))
+    };
+    let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, dial)
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
-    stream.set_nodelay(true)?;
-    stream.write_all(hello).await?;
+    match &mut stream {
+        Dialled::Plain(s) => s.write_all(hello).await?,
+        Dialled::Tls(s) => {
+            s.write_all(hello).await?;
+            s.flush().await?;
+        }
+    }
     Ok(stream)
 }
 
@@ -398,13 +449,13 @@ async fn connect(addr: &str, hello: &[u8]) -> io::Result<TcpStream> {
 /// (or misbehaves): either way the link is over. This notices a restarted peer
 /// before the next write would.
 async fn pump(
-    stream: TcpStream,
+    stream: impl SplitStream,
     rx: &mut mpsc::UnboundedReceiver<Message>,
     max_frame: usize,
     failures: u32,
     stop: &mut watch::Receiver<bool>,
 ) -> Ended {
-    let (mut rd, wr) = stream.into_split();
+    let (mut rd, wr) = stream.split();
     let mut wr = BufWriter::with_capacity(64 * 1024, wr);
     let mut probe = [0u8; 1];
     // After failed attempts "link up" waits until the link has lasted, so a peer that
@@ -446,7 +497,7 @@ async fn pump(
 }
 
 async fn write(
-    wr: &mut BufWriter<OwnedWriteHalf>,
+    wr: &mut BufWriter<impl AsyncWrite + Unpin>,
     msg: Message,
     max_frame: usize,
 ) -> io::Result<()> {
@@ -475,6 +526,7 @@ struct Acceptor {
     newest: Mutex<BTreeMap<u64, watch::Sender<u64>>>,
     inbound: mpsc::UnboundedSender<(u64, Message)>,
     lost: Option<mpsc::UnboundedSender<u64>>,
+    tls: Option<ServerTls>,
 }
 
 async fn accept_loop(
@@ -493,8 +545,26 @@ async fn accept_loop(
         match accepted {
             Ok((stream, addr)) => {
                 let span = info_span!("quorum_in", %addr, peer = field::Empty);
+                let acceptor = Arc::clone(&acceptor);
+                let stop = stop.clone();
                 tokio::spawn(
-                    serve(stream, addr, Arc::clone(&acceptor), stop.clone()).instrument(span),
+                    async move {
+                        let _ = stream.set_nodelay(true);
+                        let Some(tls) = &acceptor.tls else {
+                            return serve(stream, addr, acceptor, stop).await;
+                        };
+                        let tls = tokio_rustls::TlsAcceptor::from(tls.borrow().clone());
+                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+                            Ok(Ok(s)) => serve(s, addr, acceptor, stop).await,
+                            Ok(Err(e)) => warn!(
+                                "rejecting quorum connection from {addr}: TLS handshake failed: {e}"
+                            ),
+                            Err(_) => warn!(
+                                "rejecting quorum connection from {addr}: no TLS handshake within {HANDSHAKE_TIMEOUT:?}"
+                            ),
+                        }
+                    }
+                    .instrument(span),
                 );
             }
             Err(e) => {
@@ -508,7 +578,7 @@ async fn accept_loop(
 
 /// One accepted connection: the handshake, then frames until it ends.
 async fn serve(
-    mut stream: TcpStream,
+    mut stream: impl AsyncRead + Unpin,
     addr: SocketAddr,
     acceptor: Arc<Acceptor>,
     mut stop: watch::Receiver<bool>,
@@ -658,6 +728,7 @@ mod tests {
                 .collect(),
             max_frame: DEFAULT_MAX_FRAME,
             lost: None,
+            tls: None,
         }
     }
 
@@ -693,6 +764,93 @@ mod tests {
         assert_ne!(a, c);
         assert_eq!(a.len(), 16);
         assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+    }
+
+    fn tls_for(dir: &std::path::Path, ca: &rookery_tests::certs::TestCa, id: u64) -> QuorumTls {
+        let me = ca.issue(&format!("server{id}"), dir, &format!("server{id}"));
+        let mut settings = crate::tls::TlsSettings::new("ssl.quorum.", me.key_store);
+        settings.trust_store = Some(ca.write_trust_store(dir));
+        QuorumTls {
+            accept: crate::tls::server_tls(settings.clone(), &[]).unwrap(),
+            dial: crate::tls::client_tls(settings).unwrap(),
+        }
+    }
+
+    #[tokio::test]
+    async fn tls_links_carry_messages_and_keep_out_a_stranger() {
+        use rookery_tests::certs::TestCa;
+        let dir = tempfile::tempdir().unwrap();
+        let ours = TestCa::new("ours");
+        let theirs = TestCa::new("theirs");
+        let mut listeners = BTreeMap::new();
+        let mut addrs = BTreeMap::new();
+        for id in 1..=3 {
+            let (l, a) = listener().await;
+            listeners.insert(id, l);
+            addrs.insert(id, a);
+        }
+        let mut nodes = BTreeMap::new();
+        for (id, l) in listeners {
+            let mut cfg = config(id, "ens", &addrs);
+            // Server 3's certificate and trust come from another CA.
+            let ca = if id == 3 { &theirs } else { &ours };
+            cfg.tls = Some(tls_for(dir.path(), ca, id));
+            nodes.insert(id, node(l, cfg));
+        }
+        eventually("1 -> 2 up", || nodes[&1].0.connected().contains(&2)).await;
+        eventually("2 -> 1 up", || nodes[&2].0.connected().contains(&1)).await;
+        for token in 0..50 {
+            nodes[&1].0.send(2, Message::Sync { token });
+            nodes[&3].0.send(
+                1,
+                Message::Sync {
+                    token: 1000 + token,
+                },
+            );
+            nodes[&1].0.send(
+                3,
+                Message::Sync {
+                    token: 2000 + token,
+                },
+            );
+        }
+        for token in 0..50 {
+            let (from, msg) = recv(&mut nodes.get_mut(&2).unwrap().1).await;
+            assert_eq!((from, msg), (1, Message::Sync { token }));
+        }
+        // Give the stranger's frames time to arrive, were they let through.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(
+            nodes.get_mut(&1).unwrap().1.try_recv().is_err(),
+            "server 1 took frames from a peer it does not trust"
+        );
+        assert!(
+            nodes.get_mut(&3).unwrap().1.try_recv().is_err(),
+            "server 3 took frames from a peer it does not trust"
+        );
+        for (sender, _) in nodes.values() {
+            sender.shutdown();
+        }
+    }
+
+    #[tokio::test]
+    async fn plain_peer_is_refused_by_a_tls_listener() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = rookery_tests::certs::TestCa::new("ca");
+        let (l1, a1) = listener().await;
+        let (l2, a2) = listener().await;
+        let addrs = BTreeMap::from([(1, a1), (2, a2)]);
+        let mut c1 = config(1, "ens", &addrs);
+        c1.tls = Some(tls_for(dir.path(), &ca, 1));
+        let (s1, mut in1) = node(l1, c1);
+        let (s2, _in2) = node(l2, config(2, "ens", &addrs));
+        for token in 0..20 {
+            s2.send(1, Message::Sync { token });
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert!(in1.try_recv().is_err(), "a TLS listener took plain frames");
+        s1.shutdown();
+        s2.shutdown();
     }
 
     #[tokio::test]
