@@ -13,6 +13,7 @@
 pub mod certs;
 mod cluster;
 pub mod netns;
+pub mod zk;
 
 pub use cluster::{
     CLUSTER_WAIT, Cluster, ClusterOptions, Node, REFUSES_ENSEMBLES, StartError, parse_mode,

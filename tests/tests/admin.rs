@@ -8,6 +8,7 @@
 //! Rookery only: Apache ZooKeeper has no such API, so with
 //! `ROOKERY_TEST_TARGET=zookeeper` every test here prints why and passes.
 
+use rookery_tests::zk::{persistent, runtime};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -175,14 +176,6 @@ fn find_session(list: &Value, session: &str) -> Option<Value> {
 // ZooKeeper clients (the `zookeeper-client` crate) on a runtime of their own, so the
 // tests stay synchronous and the clients keep pinging while a CLI run blocks.
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
-
 fn connect(rt: &tokio::runtime::Runtime, connect_string: &str, timeout: Duration) -> Client {
     rt.block_on(
         Client::connector()
@@ -190,10 +183,6 @@ fn connect(rt: &tokio::runtime::Runtime, connect_string: &str, timeout: Duration
             .connect(connect_string),
     )
     .unwrap_or_else(|e| panic!("connecting to {connect_string}: {e}"))
-}
-
-fn persistent() -> CreateOptions<'static> {
-    CreateMode::Persistent.with_acls(Acls::anyone_all())
 }
 
 fn ephemeral() -> CreateOptions<'static> {

@@ -152,24 +152,51 @@ fn examples_have_the_shapes_their_names_say() {
     assert!(solo.servers.is_empty());
 }
 
-/// standalone.cfg's commented TLS block, uncommented, is a secure client port with
-/// PEM stores and no warnings.
-#[test]
-fn standalone_tls_example_parses_when_uncommented() {
-    use rookery_server::tls::ClientAuth;
-    let path = deploy_dir().join("conf").join("standalone.cfg");
-    let text = std::fs::read_to_string(&path).expect("readable");
+/// `path`'s text with the commented-out `key=value` lines whose key starts with one of
+/// `prefixes` uncommented, and how many there were.
+fn uncomment(path: &Path, prefixes: &[&str]) -> (String, usize) {
+    let text = std::fs::read_to_string(path).expect("readable");
     let mut uncommented = 0;
-    let text: String = text
+    let text = text
         .lines()
         .map(|l| match l.strip_prefix('#') {
-            Some(kv) if kv.starts_with("secureClientPort=") || kv.starts_with("ssl.") => {
+            Some(kv) if prefixes.iter().any(|p| kv.starts_with(p)) => {
                 uncommented += 1;
                 format!("{kv}\n")
             }
             _ => format!("{l}\n"),
         })
         .collect();
+    (text, uncommented)
+}
+
+/// three-node.cfg's commented quorum and admin TLS lines, uncommented, turn both on
+/// without warnings.
+#[test]
+fn three_node_tls_example_parses_when_uncommented() {
+    let path = deploy_dir().join("conf").join("three-node.cfg");
+    let (text, uncommented) = uncomment(&path, &["sslQuorum=", "ssl.quorum.", "admin.ssl."]);
+    assert_eq!(uncommented, 7, "the TLS example's lines");
+    let c = parse_as(&path, &text, Some(1));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let q = c.quorum_tls.expect("sslQuorum settings");
+    assert_eq!(q.key_store, Path::new("/etc/rookery/tls/server.pem"));
+    assert!(q.hostname_verification);
+    let a = c.admin_tls.expect("admin.ssl settings");
+    assert_eq!(
+        a.trust_store.as_deref(),
+        Some(Path::new("/etc/rookery/tls/ca.pem"))
+    );
+    assert_eq!(a.client_auth, rookery_server::tls::ClientAuth::Need);
+}
+
+/// standalone.cfg's commented TLS block, uncommented, is a secure client port with
+/// PEM stores and no warnings.
+#[test]
+fn standalone_tls_example_parses_when_uncommented() {
+    use rookery_server::tls::ClientAuth;
+    let path = deploy_dir().join("conf").join("standalone.cfg");
+    let (text, uncommented) = uncomment(&path, &["secureClientPort=", "ssl."]);
     assert_eq!(uncommented, 6, "the TLS example's lines");
     let c = parse_as(&path, &text, None);
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
@@ -300,18 +327,7 @@ fn compose_gives_each_server_what_its_zoo_cfg_needs() {
 fn tracing_example_parses_when_uncommented() {
     for name in ["standalone.cfg", "three-node.cfg"] {
         let path = deploy_dir().join("conf").join(name);
-        let text = std::fs::read_to_string(&path).expect("readable");
-        let mut uncommented = 0;
-        let text: String = text
-            .lines()
-            .map(|l| match l.strip_prefix('#') {
-                Some(kv) if kv.starts_with("otel.") => {
-                    uncommented += 1;
-                    format!("{kv}\n")
-                }
-                _ => format!("{l}\n"),
-            })
-            .collect();
+        let (text, uncommented) = uncomment(&path, &["otel."]);
         assert_eq!(uncommented, 2, "{name}: the tracing example's lines");
         let my_id = (name != "standalone.cfg").then_some(1);
         let c = parse_as(&path, &text, my_id);

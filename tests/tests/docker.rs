@@ -9,13 +9,14 @@
 //! Skipped, with the reason printed, where there is no Docker engine or no compose
 //! tool, and under ROOKERY_TEST_TARGET=zookeeper (the image is Rookery's).
 
+use rookery_tests::zk::persistent;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use rookery_tests::{Target, four_letter, parse_mode};
-use zookeeper_client::{Acls, Client, CreateMode, CreateOptions};
+use zookeeper_client::Client;
 
 /// Service, published client port, published admin port: as compose.yaml has them.
 const SERVICES: [(&str, u16, u16); 4] = [
@@ -202,10 +203,6 @@ async fn connect(service: &str) -> Client {
     .await
     .unwrap_or_else(|_| panic!("no session with {service} at {at}"))
     .unwrap_or_else(|e| panic!("connect to {service} at {at}: {e}"))
-}
-
-fn persistent() -> CreateOptions<'static> {
-    CreateMode::Persistent.with_acls(Acls::anyone_all())
 }
 
 /// `/docker` and its children as `service` sees them after a sync.

@@ -9,13 +9,13 @@
 //! jars (prometheus simpleclient, Jetty servlets), so with
 //! `ROOKERY_TEST_TARGET=zookeeper` these tests print why and pass.
 
+use rookery_tests::zk::{connect, persistent, runtime};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use rookery_tests::{CLUSTER_WAIT, ClusterOptions, Server, Target, four_letter, free_port};
-use zookeeper_client::{Acls, Client, CreateMode, CreateOptions};
 
 /// Long enough for a loaded 2-core CI machine; nothing here is a timing assertion.
 const WAIT: Duration = Duration::from_secs(30);
@@ -356,28 +356,6 @@ fn scrape_until(port: u16, what: &str, ok: impl Fn(&Scrape) -> bool) -> Scrape {
 // ---------------------------------------------------------------------------------
 // Clients.
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
-
-fn connect(rt: &tokio::runtime::Runtime, port: u16) -> Client {
-    let addr = format!("127.0.0.1:{port}");
-    rt.block_on(
-        Client::connector()
-            .with_session_timeout(Duration::from_secs(20))
-            .connect(&addr),
-    )
-    .unwrap_or_else(|e| panic!("connecting to {addr}: {e}"))
-}
-
-fn persistent() -> CreateOptions<'static> {
-    CreateMode::Persistent.with_acls(Acls::anyone_all())
-}
-
 /// ZooKeeper's documented provider settings, with the port this server gets.
 fn metrics_config(port: u16) -> String {
     format!(
@@ -401,7 +379,7 @@ fn standalone_scrape_counts_what_clients_did() {
         &format!("{}snapCount=10\n", metrics_config(metrics_port)),
     );
     let rt = runtime();
-    let zk = connect(&rt, server.port);
+    let zk = connect(&rt, &format!("127.0.0.1:{}", server.port));
     const WRITES: usize = 25;
     const READS: usize = 7;
     rt.block_on(async {
@@ -417,7 +395,7 @@ fn standalone_scrape_counts_what_clients_did() {
     });
     // A data watch, left set, then one that fires.
     let (_, _, _kept) = rt.block_on(zk.get_and_watch_data("/m")).unwrap();
-    let other = connect(&rt, server.port);
+    let other = connect(&rt, &format!("127.0.0.1:{}", server.port));
     let (_, _, fired) = rt.block_on(other.get_and_watch_data("/m")).unwrap();
     rt.block_on(zk.set_data("/m", b"last", None)).unwrap();
     rt.block_on(async { tokio::time::timeout(WAIT, fired.changed()).await })
@@ -558,8 +536,8 @@ fn leader_reports_learners_proposals_and_elections() {
 
     // Writes through the leader and through a follower (forwarded).
     let rt = runtime();
-    let on_leader = connect(&rt, c.client_port(leader));
-    let on_follower = connect(&rt, c.client_port(followers[0]));
+    let on_leader = connect(&rt, &format!("127.0.0.1:{}", c.client_port(leader)));
+    let on_follower = connect(&rt, &format!("127.0.0.1:{}", c.client_port(followers[0])));
     const WRITES: usize = 30;
     rt.block_on(async {
         on_leader.create("/p", b"", &persistent()).await.unwrap();

@@ -14,6 +14,7 @@
 //! Rookery only: ZooKeeper has no OTLP exporter, so with `ROOKERY_TEST_TARGET=zookeeper`
 //! these tests print why and pass.
 
+use rookery_tests::zk::{connect, persistent, runtime};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -29,7 +30,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
 use rookery_tests::{ClusterOptions, Server, Target};
-use zookeeper_client::{Acls, Client, CreateMode, CreateOptions, Stat};
+use zookeeper_client::{Client, Stat};
 
 /// Long enough for a loaded 2-core CI machine; nothing here is a timing assertion.
 const WAIT: Duration = Duration::from_secs(30);
@@ -304,28 +305,6 @@ fn check_request(
 // ---------------------------------------------------------------------------------
 // Clients.
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
-
-fn connect(rt: &tokio::runtime::Runtime, port: u16) -> Client {
-    let addr = format!("127.0.0.1:{port}");
-    rt.block_on(
-        Client::connector()
-            .with_session_timeout(Duration::from_secs(20))
-            .connect(&addr),
-    )
-    .unwrap_or_else(|e| panic!("connecting to {addr}: {e}"))
-}
-
-fn persistent() -> CreateOptions<'static> {
-    CreateMode::Persistent.with_acls(Acls::anyone_all())
-}
-
 fn session_of(zk: &Client) -> String {
     format!("{:#x}", zk.session_id().0)
 }
@@ -365,7 +344,7 @@ fn standalone_write_and_read_are_traced() {
         "no start-up line naming the endpoint:\n{}",
         server.log()
     );
-    let zk = connect(&rt, server.port);
+    let zk = connect(&rt, &format!("127.0.0.1:{}", server.port));
     let session = session_of(&zk);
     let stat = create_then_read(&rt, &zk, "/traced");
 
@@ -425,7 +404,7 @@ fn ensemble_writes_through_leader_and_follower_are_traced() {
     let follower = c.ids().find(|&n| n != leader).expect("a follower");
 
     // Through the leader: every stage on the server the client is connected to.
-    let on_leader = connect(&rt, c.client_port(leader));
+    let on_leader = connect(&rt, &format!("127.0.0.1:{}", c.client_port(leader)));
     let session = session_of(&on_leader);
     let stat = create_then_read(&rt, &on_leader, "/via-leader");
     let (request, children) = receiver.request_trace("request", &session, 1, &WRITE_STAGES);
@@ -451,7 +430,7 @@ fn ensemble_writes_through_leader_and_follower_are_traced() {
     // Through a follower: it forwards the write and waits for the commit
     // (quorum_ack), then applies and replies; the zxid is learnt from the commit.
     // The leader traces its side as a `forwarded` span with prep and propose.
-    let on_follower = connect(&rt, c.client_port(follower));
+    let on_follower = connect(&rt, &format!("127.0.0.1:{}", c.client_port(follower)));
     let session = session_of(&on_follower);
     let stat = create_then_read(&rt, &on_follower, "/via-follower");
     let (request, children) = receiver.request_trace("request", &session, 1, &FORWARDED_STAGES);
@@ -486,7 +465,7 @@ fn without_an_endpoint_nothing_is_traced_and_clients_are_served() {
     }
     let rt = runtime();
     let server = Server::start_with(Target::Rookery, "");
-    let zk = connect(&rt, server.port);
+    let zk = connect(&rt, &format!("127.0.0.1:{}", server.port));
     let stat = create_then_read(&rt, &zk, "/untraced");
     assert!(stat.czxid > 0, "{stat:?}");
     let log = server.log();

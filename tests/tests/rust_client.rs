@@ -4,6 +4,7 @@
 //! config node. Every scenario runs against Apache ZooKeeper too
 //! (`ROOKERY_TEST_TARGET=zookeeper`), which proves the expected values.
 
+use rookery_tests::zk::persistent;
 use std::time::Duration;
 
 use rookery_tests::{Server, Target, require};
@@ -29,10 +30,6 @@ async fn connect(server: &Server) -> Client {
         .connect(&server.connect_string())
         .await
         .unwrap()
-}
-
-fn persistent() -> CreateOptions<'static> {
-    CreateMode::Persistent.with_acls(Acls::anyone_all())
 }
 
 fn mode(m: CreateMode) -> CreateOptions<'static> {

@@ -9,6 +9,7 @@
 //! classpath; without them each listener died at its first connection and logged
 //! nothing. The harness adds them.)
 
+use rookery_tests::zk::runtime;
 use std::time::{Duration, Instant};
 
 use rookery_tests::certs::TestCa;
@@ -16,14 +17,6 @@ use rookery_tests::{CLUSTER_WAIT, Cluster, ClusterOptions, StartError, Target};
 use zookeeper_client::{Acls, Client, CreateMode};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
 
 /// zoo.cfg lines for quorum TLS with one key store shared by every server (each
 /// server's certificate names 127.0.0.1, which is where the harness runs them).

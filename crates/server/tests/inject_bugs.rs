@@ -14,13 +14,14 @@
 //! `cargo test -p rookery-server --features inject-bugs --test inject_bugs -- --nocapture`
 #![cfg(feature = "inject-bugs")]
 
+use rookery_tests::zk::{persistent, runtime};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use rookery_tests::{CLUSTER_WAIT, Cluster, ClusterOptions, Server, Target};
-use zookeeper_client::{Acls, Client, CreateMode, CreateOptions};
+use zookeeper_client::{Acls, Client, CreateMode};
 
 /// How long the `ack-before-durable` scenario writes before it kills every server.
 const WRITE_FOR: Duration = Duration::from_millis(1500);
@@ -130,24 +131,12 @@ fn assert_announced(log: &str, bug: bool) {
     );
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
-
 async fn connect(port: u16) -> Client {
     Client::connector()
         .with_session_timeout(Duration::from_secs(10))
         .connect(&format!("127.0.0.1:{port}"))
         .await
         .unwrap_or_else(|e| panic!("connecting to port {port}: {e}"))
-}
-
-fn persistent() -> CreateOptions<'static> {
-    CreateMode::Persistent.with_acls(Acls::anyone_all())
 }
 
 /// N acknowledged creates, then kill -9 of every server at once, then a restart: with

@@ -716,6 +716,18 @@ mod tests {
         (l, addr)
     }
 
+    /// Servers 1..=n, each with a bound listener, and their addresses.
+    async fn listeners(n: u64) -> (BTreeMap<u64, TcpListener>, BTreeMap<u64, SocketAddr>) {
+        let mut listeners = BTreeMap::new();
+        let mut addrs = BTreeMap::new();
+        for id in 1..=n {
+            let (l, a) = listener().await;
+            listeners.insert(id, l);
+            addrs.insert(id, a);
+        }
+        (listeners, addrs)
+    }
+
     fn config(self_id: u64, ensemble: &str, addrs: &BTreeMap<u64, SocketAddr>) -> TransportConfig {
         TransportConfig {
             self_id,
@@ -782,13 +794,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ours = TestCa::new("ours");
         let theirs = TestCa::new("theirs");
-        let mut listeners = BTreeMap::new();
-        let mut addrs = BTreeMap::new();
-        for id in 1..=3 {
-            let (l, a) = listener().await;
-            listeners.insert(id, l);
-            addrs.insert(id, a);
-        }
+        let (listeners, addrs) = listeners(3).await;
         let mut nodes = BTreeMap::new();
         for (id, l) in listeners {
             let mut cfg = config(id, "ens", &addrs);
@@ -855,13 +861,7 @@ mod tests {
 
     #[tokio::test]
     async fn three_servers_exchange_messages_in_order() {
-        let mut listeners = BTreeMap::new();
-        let mut addrs = BTreeMap::new();
-        for id in 1..=3 {
-            let (l, a) = listener().await;
-            listeners.insert(id, l);
-            addrs.insert(id, a);
-        }
+        let (listeners, addrs) = listeners(3).await;
         let mut nodes = BTreeMap::new();
         for (id, l) in listeners {
             nodes.insert(id, node(l, config(id, "ens", &addrs)));
