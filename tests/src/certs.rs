@@ -4,6 +4,11 @@
 //! holding the private key and the certificate chain, one holding the trusted CA.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -29,6 +34,54 @@ pub struct Identity {
     pub key: PathBuf,
     /// The certificate's serial number, to tell a reloaded certificate from the old one.
     pub serial: Vec<u8>,
+}
+
+impl Identity {
+    /// The certificate in DER, as a TLS peer presents it.
+    pub fn der(&self) -> Vec<u8> {
+        CertificateDer::from_pem_file(&self.cert)
+            .expect("the identity's certificate")
+            .to_vec()
+    }
+}
+
+/// The leaf certificate a TLS port on `addr` (`127.0.0.1:port`) presents, by a
+/// handshake made by hand as `client`, trusting the CAs in `ca`, offering `alpn`
+/// (`h2` for gRPC; empty for none). Shows which certificate a reloading server uses.
+pub fn presented_certificate(addr: &str, ca: &Path, client: &Identity, alpn: &[u8]) -> Vec<u8> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca).expect("CA file") {
+        roots.add(c.expect("CA certificate")).expect("trusted CA");
+    }
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&client.key_store)
+        .expect("client key store")
+        .map(|c| c.expect("client certificate"))
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(&client.key_store).expect("client key");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .expect("client identity");
+    if !alpn.is_empty() {
+        config.alpn_protocols = vec![alpn.to_vec()];
+    }
+    let name = ServerName::try_from("127.0.0.1").expect("server name");
+    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).expect("TLS client");
+    let mut sock =
+        std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("read timeout");
+    while conn.is_handshaking() {
+        conn.complete_io(&mut sock)
+            .unwrap_or_else(|e| panic!("TLS handshake with {addr}: {e}"));
+    }
+    let leaf = conn.peer_certificates().expect("a server certificate")[0].to_vec();
+    conn.send_close_notify();
+    let _ = conn.write_tls(&mut sock);
+    leaf
 }
 
 impl TestCa {

@@ -6,15 +6,11 @@
 //!
 //! Rookery only: Apache ZooKeeper has no gRPC admin API.
 
-use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rookery_tests::certs::{Identity, TestCa};
+use rookery_tests::certs::{TestCa, presented_certificate};
 use rookery_tests::{Server, Target, rookery_bin};
-use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -44,44 +40,6 @@ fn status(endpoint: &str, tls: &[&str]) -> Output {
     args.extend_from_slice(tls);
     args.extend(["--json", "status"]);
     admin(&args)
-}
-
-/// The leaf certificate the admin port presents in a TLS handshake made by hand.
-fn presented_certificate(addr: &str, ca: &Path, client: &Identity) -> Vec<u8> {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(ca).unwrap() {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&client.key_store)
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    let key = PrivateKeyDer::from_pem_file(&client.key_store).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)
-        .unwrap();
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    let name = ServerName::try_from("127.0.0.1").unwrap();
-    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
-    let mut sock = std::net::TcpStream::connect(addr).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    while conn.is_handshaking() {
-        conn.complete_io(&mut sock)
-            .expect("TLS handshake with the admin port");
-    }
-    let leaf = conn.peer_certificates().expect("a server certificate")[0].to_vec();
-    conn.send_close_notify();
-    let _ = conn.write_tls(&mut sock);
-    leaf
-}
-
-fn der(pem_file: &Path) -> Vec<u8> {
-    CertificateDer::from_pem_file(pem_file).unwrap().to_vec()
 }
 
 #[test]
@@ -158,15 +116,15 @@ fn the_admin_api_demands_trusted_client_certificates_and_reloads_its_own() {
 
     // Reload: the same files, a new certificate in them.
     assert_eq!(
-        presented_certificate(&endpoint, &ca_file, &operator),
-        der(&server_id.cert)
+        presented_certificate(&endpoint, &ca_file, &operator, b"h2"),
+        server_id.der()
     );
     let renewed = ca.issue("rookery-admin", d, "server");
     assert_ne!(renewed.serial, server_id.serial);
     let deadline = Instant::now() + WAIT;
     loop {
-        let now = presented_certificate(&endpoint, &ca_file, &operator);
-        if now == der(&renewed.cert) {
+        let now = presented_certificate(&endpoint, &ca_file, &operator, b"h2");
+        if now == renewed.der() {
             break;
         }
         assert!(
@@ -186,8 +144,8 @@ fn the_admin_api_demands_trusted_client_certificates_and_reloads_its_own() {
     std::fs::write(&renewed.key_store, "not a key store").unwrap();
     std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(
-        presented_certificate(&endpoint, &ca_file, &operator),
-        der(&renewed.cert)
+        presented_certificate(&endpoint, &ca_file, &operator, b"h2"),
+        renewed.der()
     );
     let still = status(&endpoint, &trusted);
     assert!(

@@ -1,9 +1,11 @@
 //! TLS between the servers (`sslQuorum=true`, keys under `ssl.quorum.`): a three-voter
 //! ensemble elects, replicates and fails over with every quorum link encrypted and
 //! both ends showing certificates; a server whose certificate another CA signed is
-//! kept out until it gets a trusted one.
+//! kept out until it gets a trusted one; a certificate renewed in place is what the
+//! quorum port presents within seconds, and the links made after it (a new election)
+//! work with it.
 //!
-//! Both scenarios run against Apache ZooKeeper too (`ROOKERY_TEST_TARGET=zookeeper`),
+//! Every scenario runs against Apache ZooKeeper too (`ROOKERY_TEST_TARGET=zookeeper`),
 //! with the same zoo.cfg keys and PEM files. (ZooKeeper's TLS listeners need
 //! netty-codec and netty-resolver, which Debian's zookeeper.jar leaves off its
 //! classpath; without them each listener died at its first connection and logged
@@ -12,7 +14,7 @@
 use rookery_tests::zk::runtime;
 use std::time::{Duration, Instant};
 
-use rookery_tests::certs::TestCa;
+use rookery_tests::certs::{TestCa, presented_certificate};
 use rookery_tests::{CLUSTER_WAIT, Cluster, ClusterOptions, StartError, Target};
 use zookeeper_client::{Acls, Client, CreateMode};
 
@@ -26,7 +28,8 @@ fn quorum_tls_config(key_store: &std::path::Path, trust_store: &std::path::Path)
          ssl.quorum.keyStore.location={}\n\
          ssl.quorum.keyStore.type=PEM\n\
          ssl.quorum.trustStore.location={}\n\
-         ssl.quorum.trustStore.type=PEM\n",
+         ssl.quorum.trustStore.type=PEM\n\
+         sslQuorumReloadCertFiles=true\n",
         key_store.display(),
         trust_store.display()
     )
@@ -198,5 +201,68 @@ fn a_server_with_an_untrusted_certificate_cannot_join() {
     );
     rt.block_on(async {
         assert_eq!(read_synced(&cluster, 3, "/without-3").await, b"x");
+    });
+}
+
+#[test]
+fn renewed_quorum_certificates_are_used_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("quorum");
+    let me = ca.issue("server", dir.path(), "server");
+    let trust = ca.write_trust_store(dir.path());
+    let operator = ca.issue("operator", dir.path(), "operator");
+    let Some(mut cluster) = start(quorum_tls_config(&me.key_store, &trust)) else {
+        return;
+    };
+    let leader = cluster
+        .wait_for_leader(CLUSTER_WAIT)
+        .unwrap_or_else(|| panic!("no leader over TLS links:\n{}", cluster.logs()));
+    let quorum = |n: usize| format!("127.0.0.1:{}", cluster.node(n).quorum_port());
+    assert_eq!(
+        presented_certificate(&quorum(leader), &trust, &operator, b""),
+        me.der()
+    );
+
+    // The same file, a new certificate in it (as a renewal job writes it).
+    let renewed = ca.issue("server", dir.path(), "server");
+    assert_ne!(renewed.serial, me.serial);
+    let deadline = Instant::now() + WAIT;
+    while presented_certificate(&quorum(leader), &trust, &operator, b"") != renewed.der() {
+        assert!(
+            Instant::now() < deadline,
+            "the quorum port still presents the old certificate after {WAIT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+
+    // Links made from now on use it: a new election and a write still work.
+    cluster.kill9(leader);
+    let others: Vec<usize> = cluster
+        .voters()
+        .into_iter()
+        .filter(|&n| n != leader)
+        .collect();
+    let next = cluster
+        .wait_for_leader_among(&others, CLUSTER_WAIT)
+        .unwrap_or_else(|| {
+            panic!(
+                "no new leader with renewed certificates:\n{}",
+                cluster.logs()
+            )
+        });
+    let rt = runtime();
+    rt.block_on(async {
+        let c = connect(cluster.client_addr(next)).await;
+        c.create(
+            "/renewed",
+            b"r",
+            &CreateMode::Persistent.with_acls(Acls::anyone_all()),
+        )
+        .await
+        .expect("a write after the renewal");
+    });
+    cluster.restart(leader);
+    rt.block_on(async {
+        assert_eq!(read_synced(&cluster, leader, "/renewed").await, b"r");
     });
 }
