@@ -118,6 +118,14 @@ impl std::fmt::Display for OpName {
     }
 }
 
+/// What applying a Txn means for the core beyond the tree (sessions, membership).
+enum Effect {
+    SessionCreated(i32),
+    SessionClosed,
+    Reconfigured(Vec<u8>),
+    None,
+}
+
 /// Most commands taken into one round (one fsync).
 pub(crate) const MAX_BATCH: usize = 4096;
 
@@ -1082,23 +1090,32 @@ impl Core {
             _ => Span::none(),
         };
         let applying = apply.enter();
+        // What the core does besides the tree, decided before the tree takes the Txn.
+        let effect = match &txn {
+            Txn::CreateSession { timeout_ms } => Effect::SessionCreated(*timeout_ms),
+            Txn::CloseSession { .. } => Effect::SessionClosed,
+            // Rare: the copy keeps the tree's move of the data on every other write.
+            Txn::Reconfig { data } => Effect::Reconfigured(data.clone()),
+            _ => Effect::None,
+        };
+        let closes_session = matches!(effect, Effect::SessionClosed);
         let ApplyResult {
             result, triggers, ..
-        } = self.tree.apply(&header, &txn);
+        } = self.tree.apply(&header, txn);
         self.txns_since_snapshot += 1;
         let session = header.session_id;
-        match &txn {
-            Txn::CreateSession { timeout_ms } => {
+        match effect {
+            Effect::SessionCreated(timeout_ms) => {
                 let now = self.now_ms();
-                self.sessions.track(session, *timeout_ms, now);
+                self.sessions.track(session, timeout_ms, now);
             }
-            Txn::CloseSession { .. } => {
+            Effect::SessionClosed => {
                 self.sessions.remove(session);
                 self.owners.remove(&session);
                 self.admin_session_closed(session, header.zxid);
             }
-            Txn::Reconfig { data } => {
-                let parsed = std::str::from_utf8(data)
+            Effect::Reconfigured(data) => {
+                let parsed = std::str::from_utf8(&data)
                     .map_err(|e| e.to_string())
                     .and_then(Ensemble::parse);
                 match parsed {
@@ -1124,7 +1141,7 @@ impl Core {
                 }
                 self.admin_reconfig_applied(header.zxid);
             }
-            _ => {}
+            Effect::None => {}
         }
         for t in &triggers {
             let fired = self.watches.trigger(t);
@@ -1153,7 +1170,7 @@ impl Core {
         });
         if matched.is_some() {
             self.drain_session(session);
-        } else if matches!(txn, Txn::CloseSession { .. }) {
+        } else if closes_session {
             // Expired by the leader, or closed through another server.
             self.waiting.remove(&session);
             if let Some(conn) = self.session_conn.remove(&session) {

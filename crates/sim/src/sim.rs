@@ -1033,7 +1033,7 @@ impl Sim {
         };
         let prev = h.tree.last_zxid();
         if zxid > prev {
-            h.tree.apply(&header, &txn);
+            h.tree.apply(&header, txn.clone());
             h.pending.applied_through(zxid);
         }
         let digest = h.tree.digest();

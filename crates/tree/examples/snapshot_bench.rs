@@ -59,7 +59,7 @@ impl Bench {
             ephemeral_owner: 0,
             parent_cversion,
         };
-        self.tree.apply(&h, &txn);
+        self.tree.apply(&h, txn);
     }
 
     fn build(nodes: usize) -> Bench {
@@ -102,7 +102,7 @@ impl Bench {
                 data: Some(vec![b'y'; 100]),
                 version: self.versions[leaf],
             };
-            self.tree.apply(&h, &txn);
+            self.tree.apply(&h, txn);
         }
     }
 }

@@ -39,8 +39,8 @@
 //!     log.push((TxnHeader { session_id: session, cxid: zxid as i32, zxid, time_ms: 1_000 }, txn));
 //! }
 //! // ... and every server applies them in zxid order.
-//! for (header, txn) in &log {
-//!     let applied = tree.apply(header, txn);
+//! for (header, txn) in log {
+//!     let applied = tree.apply(&header, txn);
 //!     pending.applied_through(header.zxid);
 //!     if let OpResult::Create { stat, .. } = &applied.result {
 //!         assert_eq!((stat.czxid, stat.version), (2, 0));

@@ -368,15 +368,15 @@ impl DataTree {
     /// Applies a committed Txn. Deterministic; never panics. A Txn that prep produced
     /// against the preceding state always succeeds; anything else (a corrupt or
     /// misordered log) yields an error result, as ZooKeeper's processTxn does.
-    pub fn apply(&mut self, header: &TxnHeader, txn: &Txn) -> ApplyResult {
+    pub fn apply(&mut self, header: &TxnHeader, txn: Txn) -> ApplyResult {
         let mut triggers = Vec::new();
         let result = match txn {
             Txn::CreateSession { timeout_ms } => {
-                self.set_session(header.session_id, Some(*timeout_ms));
+                self.set_session(header.session_id, Some(timeout_ms));
                 OpResult::CreateSession
             }
             Txn::CloseSession { paths } => {
-                self.close_session(header.session_id, paths, header.zxid, &mut triggers);
+                self.close_session(header.session_id, &paths, header.zxid, &mut triggers);
                 OpResult::CloseSession
             }
             Txn::Multi(txns) => self.apply_multi(header, txns, &mut triggers),
@@ -397,7 +397,7 @@ impl DataTree {
     fn apply_multi(
         &mut self,
         header: &TxnHeader,
-        txns: &[Txn],
+        txns: Vec<Txn>,
         triggers: &mut Vec<WatchTrigger>,
     ) -> OpResult {
         if txns.iter().any(|t| matches!(t, Txn::Error(_))) {
@@ -418,7 +418,7 @@ impl DataTree {
             return OpResult::Multi(results);
         }
         let results = txns
-            .iter()
+            .into_iter()
             .map(|t| match t {
                 Txn::Multi(_) | Txn::CreateSession { .. } | Txn::CloseSession { .. } => {
                     OpResult::Error(ErrorCode::BadArguments)
@@ -434,7 +434,7 @@ impl DataTree {
     fn apply_one(
         &mut self,
         h: &TxnHeader,
-        txn: &Txn,
+        txn: Txn,
         triggers: &mut Vec<WatchTrigger>,
     ) -> Result<OpResult, ErrorCode> {
         match txn {
@@ -447,22 +447,18 @@ impl DataTree {
                 parent_cversion,
             } => {
                 let stat = self.create_node(
-                    path,
-                    data.clone(),
-                    acl.clone(),
-                    *ephemeral_owner,
-                    *parent_cversion,
+                    &path,
+                    data,
+                    acl,
+                    ephemeral_owner,
+                    parent_cversion,
                     h,
                     triggers,
                 )?;
-                Ok(OpResult::Create {
-                    kind: *kind,
-                    path: path.clone(),
-                    stat,
-                })
+                Ok(OpResult::Create { kind, path, stat })
             }
             Txn::Delete { path, .. } => {
-                self.delete_node(path, h.zxid, triggers)?;
+                self.delete_node(&path, h.zxid, triggers)?;
                 Ok(OpResult::Delete)
             }
             Txn::SetData {
@@ -470,18 +466,15 @@ impl DataTree {
                 data,
                 version,
             } => {
-                let stat = self.set_data(path, data.clone(), *version, h, triggers)?;
+                let stat = self.set_data(&path, data, version, h, triggers)?;
                 Ok(OpResult::SetData { stat })
             }
             Txn::Reconfig { data } => {
                 let stat = self.set_data(CONFIG, Some(data.clone()), -1, h, triggers)?;
-                Ok(OpResult::Reconfig {
-                    data: data.clone(),
-                    stat,
-                })
+                Ok(OpResult::Reconfig { data, stat })
             }
             Txn::SetAcl { path, acl, version } => {
-                let stat = self.set_acl(path, acl.clone(), *version)?;
+                let stat = self.set_acl(&path, acl, version)?;
                 Ok(OpResult::SetAcl { stat })
             }
             Txn::Check { path, .. } => {
@@ -491,7 +484,7 @@ impl DataTree {
                     Err(ErrorCode::NoNode)
                 }
             }
-            Txn::Error(e) => Err(*e),
+            Txn::Error(e) => Err(e),
             Txn::CreateSession { .. } | Txn::CloseSession { .. } | Txn::Multi(_) => {
                 Err(ErrorCode::BadArguments)
             }

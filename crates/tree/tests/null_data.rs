@@ -140,7 +140,7 @@ fn replica_applying_the_encoded_log_agrees() {
     let mut replica = H::with_sessions();
     for entry in &log {
         let (hdr, txn) = decode_entry(entry).unwrap();
-        replica.tree.apply(&hdr, &txn);
+        replica.tree.apply(&hdr, txn);
     }
     // Both opened the same sessions at the same zxids, so they must be identical.
     for p in ["/n", "/e", "/x"] {

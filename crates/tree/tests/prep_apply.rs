@@ -233,7 +233,7 @@ fn sequential_names_use_the_parents_create_counter() {
     h.zxid += 1;
     h.tree.apply(
         &hdr,
-        &Txn::Create {
+        Txn::Create {
             kind: CreateKind::Create,
             path: "/s/jump".into(),
             data: Some(vec![]),
@@ -821,13 +821,13 @@ fn error_txn_applies_as_an_error_reply() {
         zxid: 7,
         time_ms: 0,
     };
-    let r = t.apply(&h, &Txn::Error(ErrorCode::BadVersion));
+    let r = t.apply(&h, Txn::Error(ErrorCode::BadVersion));
     assert_eq!(r.result.reply_err(), ErrorCode::BadVersion);
     assert_eq!(t.last_zxid(), 7);
     // A Txn inconsistent with the tree is an error result, not a panic.
     let r = t.apply(
         &h,
-        &Txn::Delete {
+        Txn::Delete {
             kind: rookery_tree::DeleteKind::Delete,
             path: "/nope".into(),
         },
@@ -835,7 +835,7 @@ fn error_txn_applies_as_an_error_reply() {
     assert_eq!(r.result, OpResult::Error(ErrorCode::NoNode));
     let r = t.apply(
         &h,
-        &Txn::Delete {
+        Txn::Delete {
             kind: rookery_tree::DeleteKind::Delete,
             path: "/".into(),
         },
@@ -892,11 +892,11 @@ fn replicas_applying_the_same_txns_agree() {
             zxid: if s == S1 { 1 } else { 2 },
             time_ms: 0,
         };
-        replica.apply(&hdr, &Txn::CreateSession { timeout_ms: 30_000 });
+        replica.apply(&hdr, Txn::CreateSession { timeout_ms: 30_000 });
     }
     for entry in &log {
         let (hdr, txn) = rookery_tree::decode_entry(entry).unwrap();
-        replica.apply(&hdr, &txn);
+        replica.apply(&hdr, txn);
     }
     // Times differ between the harness runs, but the leader and its replica agree.
     assert_eq!(replica.digest(), leader.tree.digest());

@@ -77,9 +77,9 @@ impl H {
     /// Applies everything queued, in order.
     pub fn apply_all(&mut self) -> Vec<ApplyResult> {
         let q = std::mem::take(&mut self.queue);
-        q.iter()
+        q.into_iter()
             .map(|(h, t)| {
-                let r = self.tree.apply(h, t);
+                let r = self.tree.apply(&h, t);
                 let wrong = self.pending.mismatches(&self.tree, h.zxid);
                 assert!(wrong.is_empty(), "prep mispredicted apply: {wrong:?}");
                 self.pending.applied_through(h.zxid);
