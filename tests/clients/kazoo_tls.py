@@ -6,6 +6,9 @@ Usage: /usr/bin/python3 kazoo_tls.py SCENARIO ARGS...
   crud SECURE_HOSTS PLAIN_HOSTS CA CERT KEY
       kazoo over TLS: create, read, set, delete and watch events, checked against a
       second, plain client on the ordinary client port.
+  secure_only SECURE_HOSTS CA CERT KEY
+      kazoo over TLS against a server with no plain client port: create a znode in
+      one session, read it back in a second one.
   refused SECURE_HOSTS CA CERT KEY
       A kazoo client that must not get a session (CERT and KEY may be "-": none).
   connects SECURE_HOSTS CA CERT KEY
@@ -141,6 +144,28 @@ def scenario_crud(secure, plain_hosts, ca, cert, key):
         plain.close()
 
 
+def scenario_secure_only(secure, ca, cert, key):
+    zk = tls_client(secure, ca, cert, key)
+    zk.start(timeout=WAIT_S)
+    try:
+        result("tls_version", negotiated(zk))
+        eq(zk.create("/secure-only", b"tls"), "/secure-only", "create over TLS")
+        first = zk.client_id[0]
+    finally:
+        zk.stop()
+        zk.close()
+    zk = tls_client(secure, ca, cert, key)
+    zk.start(timeout=WAIT_S)
+    try:
+        check(zk.client_id[0] != first, "the second session is a new one")
+        data, stat = zk.get("/secure-only")
+        eq((data, stat.version), (b"tls", 0), "get in a second TLS session")
+        result("data", data.decode())
+    finally:
+        zk.stop()
+        zk.close()
+
+
 def attempt(secure, ca, cert, key):
     """Tries for a session for a few seconds; returns (connected, logged errors)."""
     errors = Errors()
@@ -241,6 +266,7 @@ def scenario_held(secure, ca, cert, key):
 
 SCENARIOS = {
     "crud": scenario_crud,
+    "secure_only": scenario_secure_only,
     "refused": scenario_refused,
     "connects": scenario_connects,
     "peer": scenario_peer,

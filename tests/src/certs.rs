@@ -49,22 +49,7 @@ impl Identity {
 /// handshake made by hand as `client`, trusting the CAs in `ca`, offering `alpn`
 /// (`h2` for gRPC; empty for none). Shows which certificate a reloading server uses.
 pub fn presented_certificate(addr: &str, ca: &Path, client: &Identity, alpn: &[u8]) -> Vec<u8> {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(ca).expect("CA file") {
-        roots.add(c.expect("CA certificate")).expect("trusted CA");
-    }
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&client.key_store)
-        .expect("client key store")
-        .map(|c| c.expect("client certificate"))
-        .collect();
-    let key = PrivateKeyDer::from_pem_file(&client.key_store).expect("client key");
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("protocol versions")
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)
-        .expect("client identity");
+    let mut config = client_config(ca, client);
     if !alpn.is_empty() {
         config.alpn_protocols = vec![alpn.to_vec()];
     }
@@ -82,6 +67,53 @@ pub fn presented_certificate(addr: &str, ca: &Path, client: &Identity, alpn: &[u
     conn.send_close_notify();
     let _ = conn.write_tls(&mut sock);
     leaf
+}
+
+/// A TLS client configuration presenting `client` and trusting the CAs in `ca`.
+pub fn client_config(ca: &Path, client: &Identity) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca).expect("CA file") {
+        roots.add(c.expect("CA certificate")).expect("trusted CA");
+    }
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&client.key_store)
+        .expect("client key store")
+        .map(|c| c.expect("client certificate"))
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(&client.key_store).expect("client key");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .expect("client identity")
+}
+
+/// A four-letter word over TLS to `addr` (a secure client port answers them as the
+/// plain one does) with `config`: the whole answer, or None if the connection, the
+/// handshake or the answer failed. Bounded: 5 s to connect, 5 s per read.
+pub fn four_letter_tls(
+    addr: std::net::SocketAddr,
+    word: &str,
+    config: Arc<rustls::ClientConfig>,
+) -> Option<String> {
+    use std::io::{Read as _, Write as _};
+    let name = ServerName::IpAddress(addr.ip().into());
+    let conn = rustls::ClientConnection::new(config, name).ok()?;
+    let sock = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
+    sock.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    tls.write_all(word.as_bytes()).ok()?;
+    tls.flush().ok()?;
+    let mut out = Vec::new();
+    // The server closes after answering; with or without a close_notify (Netty may
+    // just close), what arrived is the answer.
+    match tls.read_to_end(&mut out) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !out.is_empty() => {}
+        Err(_) => return None,
+    }
+    String::from_utf8(out).ok()
 }
 
 impl TestCa {

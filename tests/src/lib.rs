@@ -24,6 +24,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Which server the scenarios run against.
@@ -193,15 +194,28 @@ pub fn rookery_bin() -> PathBuf {
         .clone()
 }
 
+/// How the harness reaches a server that has no `clientPort`
+/// ([`Server::start_secure_only`]): `srvr` over TLS on its secure client port.
+#[derive(Debug, Clone)]
+pub struct SecureOnly {
+    /// `secureClientPort`, on 127.0.0.1 (the test's zoo.cfg lines configure it).
+    pub port: u16,
+    /// The client side of the handshake: a certificate the server trusts.
+    pub tls: Arc<rustls::ClientConfig>,
+}
+
 /// A server process with its own data directory, killed when dropped.
 #[derive(Debug)]
 pub struct Server {
     pub target: Target,
+    /// `clientPort`; for a [`Server::start_secure_only`] server, a free port that is
+    /// not in zoo.cfg (nothing should listen on it).
     pub port: u16,
     /// Rookery's gRPC admin API (its default port would clash across test servers).
     pub admin_port: u16,
     dir: tempfile::TempDir,
     extra_config: String,
+    secure_only: Option<SecureOnly>,
     child: Option<Child>,
     starts: u32,
 }
@@ -219,9 +233,22 @@ impl Server {
         s
     }
 
+    /// Like [`Server::start_with`], but zoo.cfg has no `clientPort`: `extra_config`
+    /// must set `secureClientPort` (`secure.port`) and its `ssl.` keys, and readiness
+    /// is `srvr` over TLS there.
+    pub fn start_secure_only(target: Target, extra_config: &str, secure: SecureOnly) -> Server {
+        let mut s = Server::configure(target, extra_config, Some(secure));
+        s.spawn();
+        s
+    }
+
     /// Like [`Server::start_with`], but only writes zoo.cfg and creates the data
     /// directory: nothing runs until [`Server::restart`] starts it.
     pub fn configure_with(target: Target, extra_config: &str) -> Server {
+        Server::configure(target, extra_config, None)
+    }
+
+    fn configure(target: Target, extra_config: &str, secure_only: Option<SecureOnly>) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = Server {
             target,
@@ -229,6 +256,7 @@ impl Server {
             admin_port: free_port(),
             dir,
             extra_config: extra_config.to_owned(),
+            secure_only,
             child: None,
             starts: 0,
         };
@@ -268,11 +296,14 @@ impl Server {
             } else {
                 String::new()
             };
+        let client = match self.secure_only {
+            None => format!("clientPort={}\nclientPortAddress=127.0.0.1\n", self.port),
+            Some(_) => String::new(),
+        };
         let cfg = format!(
-            "tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={}\n\
-             clientPortAddress=127.0.0.1\n4lw.commands.whitelist=*\nadmin.enableServer=false\n{admin}{}\n",
+            "tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir={}\n{client}\
+             4lw.commands.whitelist=*\nadmin.enableServer=false\n{admin}{}\n",
             self.data_dir().display(),
-            self.port,
             self.extra_config
         );
         std::fs::write(self.config_path(), cfg).expect("zoo.cfg");
@@ -320,11 +351,20 @@ impl Server {
     }
 
     /// Waits until the server serves requests: `srvr` names a mode (ZooKeeper answers
-    /// `ruok` before it has loaded its database, so that is not enough).
+    /// `ruok` before it has loaded its database, so that is not enough). Asked on the
+    /// plain port, or over TLS on the secure one of a secure-only server.
     pub fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if four_letter(self.port, "srvr").is_some_and(|s| s.contains("Mode: ")) {
+            let srvr = match &self.secure_only {
+                None => four_letter(self.port, "srvr"),
+                Some(s) => certs::four_letter_tls(
+                    SocketAddr::from(([127, 0, 0, 1], s.port)),
+                    "srvr",
+                    s.tls.clone(),
+                ),
+            };
+            if srvr.is_some_and(|s| s.contains("Mode: ")) {
                 return;
             }
             if let Some(child) = self.child.as_mut() {

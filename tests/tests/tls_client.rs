@@ -3,7 +3,8 @@
 //! on its Netty socket (`zookeeper.client.secure=true`), and Python's `ssl` module for
 //! the certificate itself. Each test makes its own CA and certificates
 //! ([`rookery_tests::certs`]) and starts its own server with both the plain and the
-//! secure port; the clients' scenarios live in tests/clients/kazoo_tls.py.
+//! secure port, or (`secure_only_server_*`) with the secure port alone; the clients'
+//! scenarios live in tests/clients/kazoo_tls.py.
 //!
 //! Every scenario also runs against Apache ZooKeeper 3.8 (`ROOKERY_TEST_TARGET=zookeeper`,
 //! with `serverCnxnFactory=NettyServerCnxnFactory`, which its secure port needs), except
@@ -13,16 +14,18 @@ mod raw_client;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::SocketAddr;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use raw_client::{connect_request, framed};
-use rookery_tests::certs::{Identity, TestCa};
+use rookery_tests::certs::{Identity, TestCa, client_config, four_letter_tls};
 use rookery_tests::{
-    DEBIAN_PYTHON, Server, Target, ZOOKEEPER_NETTY_JARS, client_script, four_letter, free_port,
-    zookeeper_classpath,
+    DEBIAN_PYTHON, SecureOnly, Server, Target, ZOOKEEPER_NETTY_JARS, client_script, four_letter,
+    free_port, zookeeper_classpath,
 };
 
 /// A bound on hung tests, not a timing assertion.
@@ -54,6 +57,12 @@ impl TlsServer {
 /// Starts the target with a secure client port (`extra` zoo.cfg lines added), unless
 /// `clients` or the target is missing: then prints why and returns None.
 fn start(clients: &[&str], extra: &str) -> Option<TlsServer> {
+    start_tls(clients, extra, false)
+}
+
+/// [`start`], and with `secure_only` no `clientPort`: the server's `port` is then a
+/// free port not in its zoo.cfg.
+fn start_tls(clients: &[&str], extra: &str, secure_only: bool) -> Option<TlsServer> {
     let dir = tempfile::tempdir().expect("tempdir");
     let issuer = TestCa::new("tls-client-test");
     let ca = issuer.write_trust_store(dir.path());
@@ -71,7 +80,25 @@ fn start(clients: &[&str], extra: &str) -> Option<TlsServer> {
         server_id.key_store.display(),
         ca.display(),
     );
-    let server = rookery_tests::start_if_available(clients, &config)?;
+    let server = if secure_only {
+        let target = Target::from_env();
+        let mut needs = clients.to_vec();
+        if target == Target::ZooKeeper {
+            needs.push("zookeeper");
+        }
+        if let Some(reason) = rookery_tests::missing(&needs) {
+            println!("SKIPPED: {reason}");
+            return None;
+        }
+        // Ready once `srvr` over TLS names a mode.
+        let probe = SecureOnly {
+            port: secure_port,
+            tls: Arc::new(client_config(&ca, &client_id)),
+        };
+        Server::start_secure_only(target, &config, probe)
+    } else {
+        rookery_tests::start_if_available(clients, &config)?
+    };
     // The harness waits for the plain port; the secure one may come up just after.
     let deadline = Instant::now() + WAIT;
     while TcpStream::connect(("127.0.0.1", secure_port)).is_err() {
@@ -184,6 +211,57 @@ fn kazoo_over_tls_reads_writes_and_watches() {
     let (serial, ruok) = peer(&t);
     assert_eq!(serial, hex(&t.server_id.serial), "the server's certificate");
     assert_eq!(ruok, "imok");
+}
+
+/// `secureClientPort` without `clientPort` (ZooKeeper 3.8 serves TLS clients only): the
+/// server starts, kazoo over TLS writes and reads, and no plain port is open.
+#[test]
+fn secure_only_server_serves_tls_clients_and_no_plain_port() {
+    let Some(t) = start_tls(&["kazoo"], "", true) else {
+        return;
+    };
+    let cfg = std::fs::read_to_string(t.server.config_path()).expect("zoo.cfg");
+    assert!(
+        !cfg.lines().any(|l| l.starts_with("clientPort")),
+        "the harness wrote a clientPort:\n{cfg}"
+    );
+    let r = python(
+        &t,
+        &[
+            "secure_only",
+            &t.secure(),
+            path_str(&t.ca),
+            path_str(&t.client_id.cert),
+            path_str(&t.client_id.key),
+        ],
+    );
+    assert!(
+        get(&r, "tls_version").starts_with("TLSv1."),
+        "kazoo's connection is not TLS: {r:?}"
+    );
+    assert_eq!(get(&r, "data"), "tls");
+    // `conf` over TLS: no plain client port, as ZooKeeper prints it.
+    let secure: SocketAddr = t.secure().parse().expect("secure address");
+    let conf = four_letter_tls(secure, "conf", Arc::new(client_config(&t.ca, &t.client_id)))
+        .expect("conf over TLS");
+    assert!(
+        conf.lines().any(|l| l == "clientPort=-1"),
+        "conf on a secure-only server:\n{conf}"
+    );
+    // Nothing listens on the plain port the harness set aside (and left out of zoo.cfg).
+    match TcpStream::connect(("127.0.0.1", t.server.port)) {
+        Err(e) => assert_eq!(e.kind(), ErrorKind::ConnectionRefused, "{e}"),
+        Ok(_) => panic!("port {} accepts connections", t.server.port),
+    }
+    // Rookery says at start where it listens, and that no plain port is open.
+    if t.server.target == Target::Rookery {
+        let log = t.server.log();
+        assert!(
+            log.contains("client_addr=none (no clientPort)")
+                && log.contains(&format!("secure_client_addr={}", t.secure())),
+            "the start-up log does not say where it listens:\n{log}"
+        );
+    }
 }
 
 /// kazoo logged a TLS alert from the server about the client's certificate: a bad or

@@ -64,8 +64,13 @@ pub(crate) fn run(config: Option<PathBuf>) -> ExitCode {
     println!("Client port found: {port}. Client address: {address}. Client SSL: {ssl}.");
 
     if ssl {
-        eprintln!("rookery status cannot use TLS (secureClientPort) yet.");
-        println!("{NOT_RUNNING}");
+        // zkServer.sh would ask `srvr` over TLS here; saying the server is probably not
+        // running would mislead, so say why nothing was asked.
+        eprintln!(
+            "rookery: cannot ask {address}:{port}: this configuration has no clientPort, and \
+             rookery status sends its four-letter word in plain text only (not over TLS to \
+             secureClientPort)"
+        );
         return ExitCode::FAILURE;
     }
 

@@ -241,3 +241,42 @@ fn status_against_a_fake_srvr_prints_the_mode_line() {
         )
     );
 }
+
+/// With only `secureClientPort`, status says it cannot ask (no plain port) instead of
+/// claiming the server is not running, and returns at once.
+#[test]
+fn status_with_only_a_secure_client_port_says_why_it_cannot_ask() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let pem = dir.path().join("unused.pem");
+    let cfg = dir.path().join("zoo.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "tickTime=2000\ndataDir={}\nsecureClientPort={port}\n\
+             ssl.keyStore.location={}\nssl.trustStore.location={}\n",
+            dir.path().join("data").display(),
+            pem.display(),
+            pem.display()
+        ),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let out = status(&cfg);
+    assert!(started.elapsed() < Duration::from_secs(10), "status hung");
+    let stdout = text(&out.stdout);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert_eq!(
+        stdout,
+        format!(
+            "Client port not found. Looking for secureClientPort in the static config.\n\
+             Client port found: {port}. Client address: localhost. Client SSL: true.\n"
+        )
+    );
+    assert!(
+        stderr.contains("no clientPort") && stderr.contains("not over TLS to secureClientPort"),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("not running"), "{stdout}");
+}

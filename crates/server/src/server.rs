@@ -27,7 +27,10 @@ use rookery_zab::quorum::{QuorumMaj, ServerId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("no client port configured (clientPort or a ;clientPort suffix on this server's line)")]
+    #[error(
+        "no client port configured (clientPort, secureClientPort or a ;clientPort suffix on \
+         this server's line)"
+    )]
     NoClientPort,
     #[error("this server's id {0} has no server.{0} line in the configuration (myid)")]
     NotAMember(u64),
@@ -75,9 +78,9 @@ pub enum ServerError {
 /// A server that is accepting clients.
 #[derive(Debug)]
 pub struct RunningServer {
-    client_addr: SocketAddr,
+    /// `clientPort`'s address and listener; none when only `secureClientPort` is set.
+    plain: Option<(SocketAddr, JoinHandle<()>)>,
     core: std::thread::JoinHandle<Result<(), CoreError>>,
-    accept: JoinHandle<()>,
     /// `secureClientPort`'s address and listener.
     secure: Option<(SocketAddr, JoinHandle<()>)>,
     tick: JoinHandle<()>,
@@ -96,9 +99,11 @@ struct AdminTask {
 }
 
 impl RunningServer {
-    /// Where clients connect (the bound address, useful with port 0 in tests).
-    pub fn client_addr(&self) -> SocketAddr {
-        self.client_addr
+    /// Where plain clients connect (`clientPort`; the bound address, useful with port 0
+    /// in tests). None for a secure-only server: TLS clients use
+    /// [`RunningServer::secure_client_addr`].
+    pub fn client_addr(&self) -> Option<SocketAddr> {
+        self.plain.as_ref().map(|p| p.0)
     }
 
     /// Where TLS clients connect (`secureClientPort`), if it is on.
@@ -126,8 +131,7 @@ impl RunningServer {
         if let Some(m) = &self.metrics {
             m.task.abort();
         }
-        self.accept.abort();
-        if let Some((_, t)) = &self.secure {
+        for (_, t) in self.plain.iter().chain(&self.secure) {
             t.abort();
         }
         self.tick.abort();
@@ -136,7 +140,9 @@ impl RunningServer {
         }
         // Connections and the transport hold handles too: tell the core to stop.
         let _ = self.handle.send(CoreCmd::Shutdown);
-        let _ = self.accept.await;
+        for (_, t) in self.plain.into_iter().chain(self.secure) {
+            let _ = t.await;
+        }
         let _ = self.tick.await;
         join_core(self.core).await
     }
@@ -173,9 +179,11 @@ pub async fn start(cfg: &ServerConfig) -> Result<RunningServer, ServerError> {
     #[cfg(not(feature = "inject-bugs"))]
     crate::inject::warn_if_requested();
     let standalone = cfg.mode() == ServerMode::Standalone;
-    let listen = cfg
-        .client_listen_address()
-        .ok_or(ServerError::NoClientPort)?;
+    // Either port or both; with only `secureClientPort` no plain listener opens.
+    let listen = cfg.client_listen_address();
+    if listen.is_none() && cfg.secure_client_port.is_none() {
+        return Err(ServerError::NoClientPort);
+    }
     let server_id = cfg.my_id.unwrap_or(0);
     let server_id =
         u8::try_from(server_id).map_err(|_| ServerError::ServerIdTooLarge(server_id))?;
@@ -234,7 +242,7 @@ pub async fn start(cfg: &ServerConfig) -> Result<RunningServer, ServerError> {
         snap_retain_count: usize::try_from(cfg.snap_retain_count).unwrap_or(3),
         purge: cfg.purge_interval_hours > 0,
         describe: ConfigDescription {
-            client_port: listen.port,
+            client_port: listen.as_ref().map_or(-1, |l| i32::from(l.port)),
             secure_client_port: cfg.secure_client_port.map_or(-1, i32::from),
             data_dir: cfg.data_dir.display().to_string(),
             data_log_dir: cfg.data_log_dir.display().to_string(),
@@ -250,7 +258,7 @@ pub async fn start(cfg: &ServerConfig) -> Result<RunningServer, ServerError> {
         read_only_mode: !standalone && cfg.read_only_mode_enabled && cfg.local_sessions_enabled,
         members: match &membership.ensemble {
             Some(e) => e.member_configs(),
-            None => standalone_member(cfg, &listen),
+            None => standalone_member(cfg, listen.as_ref()),
         },
         local_peers: membership
             .transport
@@ -333,16 +341,10 @@ pub async fn start(cfg: &ServerConfig) -> Result<RunningServer, ServerError> {
     .await
     .map_err(|_| ServerError::CorePanicked)??;
 
-    let bind = format!("{}:{}", listen.host, listen.port);
-    let listener = TcpListener::bind(&bind)
-        .await
-        .map_err(|source| ServerError::Bind {
-            addr: bind.clone(),
-            source,
-        })?;
-    let client_addr = listener
-        .local_addr()
-        .map_err(|source| ServerError::Bind { addr: bind, source })?;
+    let listener = match &listen {
+        Some(l) => Some(bind_clients(&format!("{}:{}", l.host, l.port)).await?),
+        None => None,
+    };
 
     // As with ZooKeeper's metrics provider, a port it cannot bind stops the start-up:
     // the operator asked for metrics, and a server silently without them is worse.
@@ -404,15 +406,15 @@ pub async fn start(cfg: &ServerConfig) -> Result<RunningServer, ServerError> {
     let max_per_ip = cfg.max_client_cnxns;
     let per_ip: Arc<Mutex<BTreeMap<IpAddr, u32>>> = Arc::default();
     let next_conn = Arc::new(AtomicU64::new(1));
-    let plain = Acceptor {
+    let acceptor = |tls| Acceptor {
         core: handle.clone(),
         limits: limits.clone(),
         max_per_ip,
         per_ip: per_ip.clone(),
         next_conn: next_conn.clone(),
-        tls: None,
+        tls,
     };
-    let accept = tokio::spawn(plain.run(listener));
+    let plain = listener.map(|(addr, l)| (addr, tokio::spawn(acceptor(None).run(l))));
     let secure = match (cfg.secure_client_port, &cfg.client_tls) {
         (Some(port), Some(settings)) => {
             let tls = crate::tls::server_tls(settings.clone(), &[])?;
@@ -420,26 +422,9 @@ pub async fn start(cfg: &ServerConfig) -> Result<RunningServer, ServerError> {
                 .secure_client_port_address
                 .clone()
                 .unwrap_or_else(|| "0.0.0.0".to_owned());
-            let bind = crate::config::HostPort::new(host, port).to_string();
-            let l = TcpListener::bind(&bind)
-                .await
-                .map_err(|source| ServerError::Bind {
-                    addr: bind.clone(),
-                    source,
-                })?;
-            let addr = l
-                .local_addr()
-                .map_err(|source| ServerError::Bind { addr: bind, source })?;
-            info!(secure_client_addr = %addr, "listening for TLS clients");
-            let acceptor = Acceptor {
-                core: handle.clone(),
-                limits,
-                max_per_ip,
-                per_ip,
-                next_conn,
-                tls: Some(tls),
-            };
-            Some((addr, tokio::spawn(acceptor.run(l))))
+            let (addr, l) =
+                bind_clients(&crate::config::HostPort::new(host, port).to_string()).await?;
+            Some((addr, tokio::spawn(acceptor(Some(tls)).run(l))))
         }
         _ => None,
     };
@@ -447,16 +432,18 @@ pub async fn start(cfg: &ServerConfig) -> Result<RunningServer, ServerError> {
         Some(addr) => start_admin(addr, admin_access, handle.clone(), u64::from(server_id)).await?,
         None => None,
     };
+    let client_addr = plain.as_ref().map(|p| p.0);
+    let secure_client_addr = secure.as_ref().map(|s| s.0);
     info!(
-        %client_addr,
+        client_addr = %client_addr.map_or_else(|| "none (no clientPort)".to_owned(), |a| a.to_string()),
+        secure_client_addr = %secure_client_addr.map_or_else(|| "none (no secureClientPort)".to_owned(), |a| a.to_string()),
         server_id,
         mode = if standalone { "standalone" } else { "ensemble" },
         "listening for clients"
     );
     Ok(RunningServer {
-        client_addr,
+        plain,
         core,
-        accept,
         secure,
         tick,
         transport,
@@ -540,14 +527,29 @@ async fn resolve_admin(at: &crate::config::HostPort) -> Option<SocketAddr> {
     addr
 }
 
-/// Standalone, the one member the admin API lists.
-fn standalone_member(cfg: &ServerConfig, listen: &crate::config::HostPort) -> Vec<MemberConfig> {
+/// Binds a client listener on `bind` (`host:port`); returns the bound address too.
+async fn bind_clients(bind: &str) -> Result<(SocketAddr, TcpListener), ServerError> {
+    let err = |source| ServerError::Bind {
+        addr: bind.to_owned(),
+        source,
+    };
+    let listener = TcpListener::bind(bind).await.map_err(err)?;
+    Ok((listener.local_addr().map_err(err)?, listener))
+}
+
+/// Standalone, the one member the admin API lists. Its client address is the plain
+/// port's, empty on a secure-only server: as in ZooKeeper's `server.N` lines, which
+/// carry only a plain client address, never `secureClientPort`.
+fn standalone_member(
+    cfg: &ServerConfig,
+    listen: Option<&crate::config::HostPort>,
+) -> Vec<MemberConfig> {
     vec![MemberConfig {
         id: cfg.my_id.unwrap_or(0),
         observer: false,
         quorum_address: String::new(),
         election_address: String::new(),
-        client_address: listen.to_string(),
+        client_address: listen.map(ToString::to_string).unwrap_or_default(),
     }]
 }
 

@@ -39,7 +39,8 @@ impl ConnStats {
 /// Settings `conf` and `dirs` print.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ConfigDescription {
-    pub client_port: u16,
+    /// -1 without `clientPort`, as ZooKeeper prints it.
+    pub client_port: i32,
     pub secure_client_port: i32,
     pub data_dir: String,
     pub data_log_dir: String,
