@@ -345,8 +345,15 @@ impl SnapshotStore for SledSnapshots {
 }
 
 /// Keys removed per batch by [`LogPurger`]: small batches keep each one short, and
-/// the pause between them lets the writer's appends and syncs in.
-const PURGE_BATCH: usize = 4096;
+/// the pause between them lets the writer's appends and syncs in. The writer's next
+/// fsync carries whatever the purge dirtied, so a big batch is a write's latency
+/// spike: at 4096 keys the p99 of a saturated setData load tripled (BENCHMARKS.md).
+const PURGE_BATCH: usize = 512;
+/// After each batch the purge rests this many times as long as the batch took (at
+/// least [`PURGE_MIN_PAUSE`]), so it uses a bounded share of the disk and the CPU
+/// whatever the machine.
+const PURGE_REST_FACTOR: u32 = 3;
+const PURGE_MIN_PAUSE: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// See [`SledStorage::log_purger`].
 #[derive(Debug, Clone)]
@@ -362,6 +369,7 @@ impl LogPurger {
         let end = chunk_key(zxid, 0);
         let mut removed = 0;
         loop {
+            let started = std::time::Instant::now();
             let mut batch = sled::Batch::default();
             let mut n = 0;
             for item in self.log.range(..end).keys().take(PURGE_BATCH) {
@@ -373,7 +381,7 @@ impl LogPurger {
             }
             self.log.apply_batch(batch).map_err(sled_err)?;
             removed += n as u64;
-            std::thread::sleep(std::time::Duration::from_millis(2));
+            std::thread::sleep((started.elapsed() * PURGE_REST_FACTOR).max(PURGE_MIN_PAUSE));
         }
     }
 }
