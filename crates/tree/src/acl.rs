@@ -1,11 +1,64 @@
 //! ACL checks as ZooKeeper's `ZooKeeperServer.checkACL`, `PrepRequestProcessor.fixupACL`
 //! and the built-in `digest` and `ip` authentication providers.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
 
 use base64::Engine as _;
 use rookery_wire::{Acl, ErrorCode, Id};
 use sha1::{Digest as _, Sha1};
+
+/// A znode's ACL, shared. Most znodes carry one of a few ACLs, so the tree keeps one
+/// copy of each (as ZooKeeper's `ReferenceCountedACLCache` does), and a write's prep
+/// record and watch triggers take a reference instead of copying the list.
+pub type AclList = Arc<[Acl]>;
+
+/// One [`AclList`] per distinct ACL in the tree.
+///
+/// Lists no znode uses any more are dropped when the set has doubled since the last
+/// sweep, so a workload of ever-new ACLs costs amortized O(1) per create.
+#[derive(Debug, Clone, Default)]
+pub struct AclCache {
+    lists: HashSet<AclList>,
+    sweep_at: usize,
+}
+
+/// Below this many lists the cache is never swept.
+const ACL_CACHE_MIN_SWEEP: usize = 64;
+
+impl AclCache {
+    pub fn intern(&mut self, acl: &[Acl]) -> AclList {
+        if let Some(list) = self.lists.get(acl) {
+            return Arc::clone(list);
+        }
+        if self.lists.len() >= self.sweep_at.max(ACL_CACHE_MIN_SWEEP) {
+            self.lists.retain(|list| Arc::strong_count(list) > 1);
+            self.sweep_at = self.lists.len() * 2;
+        }
+        let list = AclList::from(acl);
+        self.lists.insert(Arc::clone(&list));
+        list
+    }
+
+    /// Distinct lists held (some may be unused until the next sweep).
+    pub fn len(&self) -> usize {
+        self.lists.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lists.is_empty()
+    }
+}
+
+/// The cache is not replicated state: two trees with the same znodes are equal
+/// whatever their caches hold.
+impl PartialEq for AclCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for AclCache {}
 
 /// The `digest` scheme's id for a user and password: `user:base64(sha1("user:password"))`
 /// (`DigestAuthenticationProvider.generateDigest`).
@@ -290,6 +343,25 @@ pub fn ip_matches(client: &str, acl_expr: &str) -> bool {
 mod tests {
     use super::*;
     use rookery_wire::codes::perms;
+
+    #[test]
+    fn equal_acls_share_one_list_and_unused_lists_are_swept() {
+        let mut cache = AclCache::default();
+        let open = cache.intern(&Acl::open_unsafe());
+        let again = cache.intern(&Acl::open_unsafe());
+        assert!(Arc::ptr_eq(&open, &again));
+        assert_eq!(cache.len(), 1);
+        // Lists nobody holds go at the sweep; held ones stay shared.
+        for n in 0..ACL_CACHE_MIN_SWEEP {
+            let id = Id::new("digest", format!("u{n}:x"));
+            drop(cache.intern(&[Acl {
+                perms: perms::ALL,
+                id,
+            }]));
+        }
+        assert_eq!(cache.len(), 2, "the sweep kept only the list still held");
+        assert!(Arc::ptr_eq(&open, &cache.intern(&Acl::open_unsafe())));
+    }
 
     #[test]
     fn digest_matches_zookeeper() {

@@ -1,8 +1,12 @@
 //! A znode as the tree stores it, and the `ephemeralOwner` encodings (`EphemeralType`).
 
+use std::sync::Arc;
+
 use imbl::OrdSet;
 
-use rookery_wire::{Acl, Stat};
+use rookery_wire::Stat;
+
+use crate::acl::AclList;
 
 pub type Zxid = i64;
 pub type SessionId = i64;
@@ -112,15 +116,17 @@ pub struct Node {
     /// `None` is null data (a create or setData with a null buffer), which ZooKeeper
     /// keeps apart from empty data and hands back as null.
     pub data: Option<Vec<u8>>,
-    pub acl: Vec<Acl>,
+    pub acl: AclList,
     pub stat: StatPersisted,
-    /// Child names (not paths), sorted. Persistent, so a node with many children is
-    /// cheap to copy when a snapshot still shares it.
-    pub children: OrdSet<String>,
+    /// The children's full paths, sharing the tree's keys (no string of their own).
+    /// Sorted by path, which is by name, since they share this node's prefix.
+    /// Persistent, so a node with many children is cheap to copy when a snapshot
+    /// still shares it.
+    pub children: OrdSet<Arc<str>>,
 }
 
 impl Node {
-    pub fn new(data: Option<Vec<u8>>, acl: Vec<Acl>, stat: StatPersisted) -> Self {
+    pub fn new(data: Option<Vec<u8>>, acl: AclList, stat: StatPersisted) -> Self {
         Node {
             data,
             acl,
@@ -132,6 +138,13 @@ impl Node {
     /// Null data counts as 0 bytes (dataLength, quotas), as in ZooKeeper.
     pub fn data_len(&self) -> usize {
         self.data.as_ref().map_or(0, Vec::len)
+    }
+
+    /// The children's names, in order.
+    pub fn child_names(&self) -> impl Iterator<Item = &str> {
+        self.children
+            .iter()
+            .map(|child| child.rsplit_once('/').map_or(&**child, |(_, name)| name))
     }
 
     pub fn client_stat(&self, extended_types: bool) -> Stat {

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use rookery_wire::codes::perms;
 use rookery_wire::{Acl, CreateMode, ErrorCode};
 
-use crate::acl;
+use crate::acl::{self, AclList};
 use crate::node::{CONTAINER_OWNER, EphemeralType, SessionId, StatPersisted, Zxid, ttl_owner};
 use crate::path::{self, CONFIG};
 use crate::tree::{Caller, DataTree};
@@ -67,7 +67,7 @@ pub enum Op {
 struct NodeRec {
     stat: StatPersisted,
     child_count: i32,
-    acl: Vec<Acl>,
+    acl: AclList,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -410,7 +410,7 @@ impl Prep<'_, '_> {
             Some(NodeRec {
                 stat: StatPersisted::new(self.zxid, self.time_ms, owner),
                 child_count: 0,
-                acl: acl.clone(),
+                acl: AclList::from(acl.as_slice()),
             }),
         );
         Ok(Txn::Create {
@@ -535,7 +535,7 @@ impl Prep<'_, '_> {
         self.check_acl(&node.acl, perms::ADMIN)?;
         let new_version = check_version(node.stat.aversion, version)?;
         node.stat.aversion = new_version;
-        node.acl = acl.clone();
+        node.acl = AclList::from(acl.as_slice());
         self.push(path, Some(node));
         Ok(Txn::SetAcl {
             path: path.to_owned(),

@@ -5,21 +5,22 @@
 //! Restoring checks the checksum, the structure (valid paths, parents present, root
 //! present) and the digest, so corrupt input is an error, never a panic.
 
-use std::collections::BTreeMap;
+use std::cmp::Ordering;
 use std::sync::Arc;
 
 use imbl::OrdMap;
 
+use crate::acl::AclCache;
 use crate::codec::{CodecError, Dec, Enc};
 use crate::node::{Node, StatPersisted};
 use crate::path::{self, CONFIG, ROOT};
-use crate::tree::{DataTree, TreeConfig};
+use crate::tree::{DataTree, DigestHash, TreeConfig, node_digest_with};
 
 const MAGIC: &[u8; 4] = b"RKTS";
-const VERSION: u8 = 3;
-/// Older versions [`DataTree::restore`] still reads. Before 3 the stored digest
-/// counted `/zookeeper/config`.
-const READ_VERSIONS: [u8; 3] = [1, 2, VERSION];
+const VERSION: u8 = 4;
+/// Older versions [`DataTree::restore`] still reads. Before 4 the stored digest was
+/// hashed byte by byte ([`DigestHash::Fnv`]); before 3 it counted `/zookeeper/config`.
+const READ_VERSIONS: [u8; 4] = [1, 2, 3, VERSION];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SnapshotError {
@@ -37,6 +38,8 @@ pub enum SnapshotError {
     Path(String),
     #[error("duplicate path {0:?} in snapshot")]
     Duplicate(String),
+    #[error("path {0:?} out of order in snapshot")]
+    Order(String),
     #[error("node {0:?} has no parent in snapshot")]
     Orphan(String),
     #[error("snapshot has no root node")]
@@ -116,7 +119,10 @@ impl DataTree {
             sessions.insert(id, t);
         }
         let n_nodes = d.count(4 + 4 + 4 + 8 * 6 + 4 * 3)?;
-        let mut nodes: BTreeMap<String, Node> = BTreeMap::new();
+        // Written in path order (the map's), so a parent precedes its children and a
+        // sorted Vec does for a map here; a path out of order is a corrupt snapshot.
+        let mut nodes: Vec<(Arc<str>, Node)> = Vec::with_capacity(n_nodes);
+        let mut acls = AclCache::default();
         for _ in 0..n_nodes {
             let p = d.str()?;
             if !path::is_valid(&p) {
@@ -148,36 +154,36 @@ impl DataTree {
                 ephemeral_owner,
                 pzxid,
             };
-            if nodes.contains_key(&p) {
-                return Err(SnapshotError::Duplicate(p));
+            match nodes.last().map(|(last, _)| (**last).cmp(p.as_str())) {
+                Some(Ordering::Equal) => return Err(SnapshotError::Duplicate(p)),
+                Some(Ordering::Greater) => return Err(SnapshotError::Order(p)),
+                _ => {}
             }
-            nodes.insert(p, Node::new(data, acl, stat));
+            nodes.push((Arc::from(p), Node::new(data, acls.intern(&acl), stat)));
         }
         if d.remaining() != 0 {
             return Err(SnapshotError::Trailing(d.remaining()));
         }
-        if !nodes.contains_key(ROOT) {
+        // "/" sorts before every other path.
+        if nodes.first().is_none_or(|(p, _)| &**p != ROOT) {
             return Err(SnapshotError::NoRoot);
         }
-        let links: Vec<(String, String)> = nodes
-            .keys()
-            .filter(|p| p.as_str() != ROOT)
-            .filter_map(|p| {
-                path::split(p).map(|(parent, child)| (parent.to_owned(), child.to_owned()))
-            })
-            .collect();
-        for (parent, child) in links {
-            match nodes.get_mut(&parent) {
-                Some(n) => {
-                    n.children.insert(child);
-                }
-                None => return Err(SnapshotError::Orphan(path::join(&parent, &child))),
+        // Each child's path is its parent's children entry: the key itself, shared.
+        // Siblings mostly come in a run, so the last parent is tried before a search.
+        let mut parent_at = 0;
+        for i in 1..nodes.len() {
+            let child = Arc::clone(&nodes[i].0);
+            let Some((parent, _)) = path::split(&child) else {
+                continue;
+            };
+            if &*nodes[parent_at].0 != parent {
+                parent_at = nodes[..i]
+                    .binary_search_by(|(p, _)| (**p).cmp(parent))
+                    .map_err(|_| SnapshotError::Orphan(child.to_string()))?;
             }
+            nodes[parent_at].1.children.insert(child);
         }
-        let nodes = nodes
-            .into_iter()
-            .map(|(p, n)| (Arc::from(p), Arc::new(n)))
-            .collect();
+        let nodes = nodes.into_iter().map(|(p, n)| (p, Arc::new(n))).collect();
         let mut tree = DataTree {
             nodes,
             ephemerals: OrdMap::new(),
@@ -188,16 +194,19 @@ impl DataTree {
             digest: 0,
             config,
             quota_roots: Default::default(),
+            acls,
         };
         tree.rebuild_indexes();
-        let actual = if version < 3 {
-            let config = tree
-                .nodes
-                .get(CONFIG)
-                .map_or(0, |n| crate::tree::node_digest_v2(CONFIG, n));
-            tree.digest.wrapping_add(config)
-        } else {
-            tree.digest
+        let actual = match version {
+            VERSION => tree.digest,
+            _ => {
+                let config = match (version, tree.nodes.get(CONFIG)) {
+                    (1 | 2, Some(n)) => node_digest_with(DigestHash::Fnv, CONFIG, n),
+                    _ => 0,
+                };
+                tree.recompute_digest_with(DigestHash::Fnv)
+                    .wrapping_add(config)
+            }
         };
         if actual != stored_digest {
             return Err(SnapshotError::Digest {
@@ -212,39 +221,55 @@ impl DataTree {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tree::node_digest_v2;
 
-    /// A current snapshot as an older version wrote it: that version byte, the digest
-    /// counting `/zookeeper/config`, and the checksum over both.
-    fn as_version(tree: &DataTree, version: u8) -> Vec<u8> {
-        let mut snap = tree.snapshot();
-        snap.truncate(snap.len() - 4);
+    /// Re-seals a snapshot with another version byte and digest.
+    fn resealed(snap: &[u8], version: u8, digest: u64) -> Vec<u8> {
+        let mut snap = snap[..snap.len() - 4].to_vec();
         snap[4] = version;
-        let config = tree.node(CONFIG).map_or(0, |n| node_digest_v2(CONFIG, n));
-        let digest = tree.digest().wrapping_add(config);
         snap[13..21].copy_from_slice(&digest.to_be_bytes());
         let crc = crc32fast::hash(&snap);
         snap.extend_from_slice(&crc.to_be_bytes());
         snap
     }
 
+    /// The digest an older version stored: FNV, and before 3 with the config node.
+    fn old_digest(tree: &DataTree, version: u8) -> u64 {
+        let config = match (version, tree.node(CONFIG)) {
+            (1 | 2, Some(n)) => node_digest_with(DigestHash::Fnv, CONFIG, n),
+            _ => 0,
+        };
+        tree.recompute_digest_with(DigestHash::Fnv)
+            .wrapping_add(config)
+    }
+
     #[test]
-    fn versions_1_and_2_still_restore_with_their_digest_rule() {
+    fn versions_1_to_3_still_restore_with_their_digest_rule() {
         let mut tree = DataTree::default();
         tree.set_local_config(b"server.1=a:1:2:participant\nversion=0");
-        for version in [1, 2] {
-            let old = as_version(&tree, version);
+        tree.apply(
+            &crate::txn::TxnHeader {
+                session_id: 0,
+                cxid: 0,
+                zxid: 1,
+                time_ms: 5,
+            },
+            crate::txn::Txn::CreateSession { timeout_ms: 4000 },
+        );
+        let snap = tree.snapshot();
+        for version in [1, 2, 3] {
+            let old = resealed(&snap, version, old_digest(&tree, version));
             let r = DataTree::restore(&old).unwrap();
             assert_eq!(r, tree, "version {version}");
             assert_eq!(r.digest(), tree.digest(), "version {version}");
             assert_eq!(r.snapshot()[4], VERSION, "rewritten as the current version");
+            // Each version's digest rule is its own: another's is refused.
+            let wrong = resealed(&snap, version, tree.digest());
+            assert!(
+                matches!(DataTree::restore(&wrong), Err(SnapshotError::Digest { .. })),
+                "version {version}"
+            );
         }
-        // The old rule's digest is refused under the current version.
-        let mut wrong = as_version(&tree, VERSION);
-        let len = wrong.len();
-        wrong.truncate(len - 4);
-        let crc = crc32fast::hash(&wrong);
-        wrong.extend_from_slice(&crc.to_be_bytes());
+        let wrong = resealed(&snap, VERSION, old_digest(&tree, 3));
         assert!(matches!(
             DataTree::restore(&wrong),
             Err(SnapshotError::Digest { .. })

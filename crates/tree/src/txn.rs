@@ -3,6 +3,7 @@
 
 use rookery_wire::{Acl, ErrorCode, EventType, OpCode, Stat};
 
+use crate::acl::AclList;
 use crate::codec::{CodecError, Dec, Enc};
 use crate::node::{SessionId, Zxid};
 
@@ -167,7 +168,8 @@ pub struct WatchTrigger {
     pub path: String,
     pub event_type: EventType,
     pub zxid: Zxid,
-    pub acl: Vec<Acl>,
+    /// The node's ACL, shared with the tree: watchers without READ get no event.
+    pub acl: AclList,
 }
 
 /// What applying one Txn produced.

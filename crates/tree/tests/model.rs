@@ -267,9 +267,7 @@ fn assert_matches(tree: &DataTree, model: &Model) {
             .map(|k| k.rsplit('/').next().unwrap())
             .collect();
         let mut tree_kids: Vec<&str> = n
-            .children
-            .iter()
-            .map(String::as_str)
+            .child_names()
             .filter(|c| !(p == "/" && *c == "zookeeper"))
             .collect();
         tree_kids.sort();

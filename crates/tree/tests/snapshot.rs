@@ -216,8 +216,8 @@ const SAMPLE_SNAPSHOT_V2: &str = concat!(
 );
 
 /// The same tree in format version 3 (only the version byte, digest and checksum
-/// differ).
-const SAMPLE_SNAPSHOT: &str = concat!(
+/// differ from version 2).
+const SAMPLE_SNAPSHOT_V3: &str = concat!(
     "524b5453030000000000000007afe46e77fa39a57200000002010000000000000100007530010000",
     "00000000020000753000000006000000012f00000000000000010000001f00000005776f726c6400",
     "000006616e796f6e6500000000000000000000000000000000000000000000000000000000000000",
@@ -238,20 +238,45 @@ const SAMPLE_SNAPSHOT: &str = concat!(
     "00000000000000000000d5c3c682",
 );
 
+/// The same tree in format version 4, whose digest hashes eight bytes per step (only
+/// the version byte, digest and checksum differ from version 3).
+const SAMPLE_SNAPSHOT: &str = concat!(
+    "524b5453040000000000000007ef62bed56efbd2b400000002010000000000000100007530010000",
+    "00000000020000753000000006000000012f00000000000000010000001f00000005776f726c6400",
+    "000006616e796f6e6500000000000000000000000000000000000000000000000000000000000000",
+    "0000000000000000010000000000000000000000000000000000000003000000022f61000000046d",
+    "6f7265000000010000001f00000005776f726c6400000006616e796f6e6500000000000000030000",
+    "00000000000600000000000004060000000000000424000000010000000200000000000000000000",
+    "000000000000000000070000000e2f612f6530303030303030303031000000036570680000000100",
+    "00001f00000005776f726c6400000006616e796f6e65000000000000000500000000000000050000",
+    "00000000041a000000000000041a0000000000000000000000000100000000000001000000000000",
+    "00050000000a2f7a6f6f6b656570657200000000000000010000001f00000005776f726c64000000",
+    "06616e796f6e65000000000000000000000000000000000000000000000000000000000000000000",
+    "000000000000000000000000000000000000000000000000000000000000112f7a6f6f6b65657065",
+    "722f636f6e66696700000000000000010000000100000005776f726c6400000006616e796f6e6500",
+    "000000000000000000000000000000000000000000000000000000000000000000000000000000ff",
+    "ffffff00000000000000000000000000000000000000102f7a6f6f6b65657065722f71756f746100",
+    "000000000000010000001f00000005776f726c6400000006616e796f6e6500000000000000000000",
+    "00000000000000000000000000000000000000000000000000000000000000000000000000000000",
+    "000000000000000000001e305305",
+);
+
 #[test]
 fn snapshot_bytes_are_unchanged_by_the_persistent_maps() {
     let bytes = sample().snapshot();
     assert_eq!(hex(&bytes), SAMPLE_SNAPSHOT);
-    let v2 = unhex(SAMPLE_SNAPSHOT_V2);
-    assert_eq!(DataTree::restore(&v2).unwrap(), sample());
-    assert_eq!(v2[4..].len(), bytes[4..].len());
+    for old in [SAMPLE_SNAPSHOT_V2, SAMPLE_SNAPSHOT_V3] {
+        let old = unhex(old);
+        assert_eq!(DataTree::restore(&old).unwrap(), sample());
+        assert_eq!(old[21..old.len() - 4], bytes[21..bytes.len() - 4]);
+    }
     let h = larger();
     let bytes = h.tree.snapshot();
     assert_eq!(h.tree.node_count(), 304);
     assert_eq!(bytes.len(), 32_181);
     // SHA-1 of what the BTreeMap tree wrote for the same Txns (086eb27d... in format
-    // version 2), re-sealed as version 3.
-    assert_eq!(sha1_hex(&bytes), "6d6d5d8090db7b6db98bc9746a7b7412c81155b2");
+    // version 2), re-sealed as version 3 (6d6d5d80...) and as version 4 with its digest.
+    assert_eq!(sha1_hex(&bytes), "8b46f5f5c8988766a52269997f5778368ee8c76c");
     let cfg = h.tree.config().clone();
     let r = DataTree::restore_with(&bytes, cfg).unwrap();
     assert_eq!(r, h.tree);
@@ -311,4 +336,45 @@ fn a_clone_serializes_the_state_it_was_taken_at() {
 fn a_tree_can_be_sent_to_another_thread() {
     fn send_and_sync<T: Send + Sync + 'static>() {}
     send_and_sync::<DataTree>();
+}
+
+#[test]
+fn znodes_with_equal_acls_share_one_list_when_created_and_when_restored() {
+    let mut h = H::with_sessions();
+    h.create("/x", b"").unwrap();
+    h.create("/y", b"").unwrap();
+    let shared = |t: &DataTree| {
+        let (x, y) = (t.node("/x").unwrap(), t.node("/y").unwrap());
+        std::sync::Arc::ptr_eq(&x.acl, &y.acl)
+    };
+    assert!(shared(&h.tree));
+    let restored = DataTree::restore(&h.tree.snapshot()).unwrap();
+    assert!(shared(&restored));
+    assert_eq!(restored, h.tree);
+}
+
+#[test]
+fn a_duplicate_or_out_of_order_path_is_an_error() {
+    let mut h = H::with_sessions();
+    h.create("/a", b"").unwrap();
+    h.create("/b", b"").unwrap();
+    let resealed_with = |name: u8| {
+        let mut b = h.tree.snapshot();
+        b.truncate(b.len() - 4);
+        let pos = b
+            .windows(6)
+            .position(|w| w == [0, 0, 0, 2, b'/', b'b'])
+            .unwrap();
+        b[pos + 5] = name;
+        let crc = crc32fast::hash(&b);
+        b.extend_from_slice(&crc.to_be_bytes());
+        DataTree::restore(&b)
+    };
+    assert!(matches!(resealed_with(b'a'), Err(SnapshotError::Duplicate(p)) if p == "/a"));
+    assert!(matches!(resealed_with(b'0'), Err(SnapshotError::Order(p)) if p == "/0"));
+    // Renamed in order, the file is well formed but its digest no longer matches.
+    assert!(matches!(
+        resealed_with(b'c'),
+        Err(SnapshotError::Digest { .. })
+    ));
 }
