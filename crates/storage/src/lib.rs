@@ -2,11 +2,19 @@
 //! sled, so its beta on-disk format and any later swap stay here.
 //!
 //! Layout inside the database (all keys big-endian, so sled's byte order is zxid order):
-//! - tree `log`: `zxid(8) ++ chunk(4)` -> `seal(key, chunk_count(4) ++ bytes)`;
+//! - the log, in segment trees `log.<16 hex digits>`: the segment's first zxid with its
+//!   sign bit flipped, as in keys, so names sort like zxids. Each holds
+//!   `zxid(8) ++ chunk(4)` -> `seal(key, chunk_count(4) ++ bytes)` for zxids from its first
+//!   up to the next segment's first. An entry's chunks are always in one segment. A tree
+//!   named `log` (databases from before segments) is read as the oldest segment;
 //! - tree `meta`: name -> `seal(name, value)`;
 //! - tree `snapshot_chunks`: `zxid(8) ++ chunk(4)` -> `seal(key, bytes)`;
 //! - tree `snapshots`: `zxid(8)` -> `seal(key, len(8) ++ chunk_count(4) ++ crc(4))`,
 //!   written after the chunks, so a snapshot without one is unfinished.
+//!
+//! Segments exist so retention can drop a whole tree (`drop_tree`) instead of deleting
+//! keys one by one: deletes dirty pages that the writer's next fsync must carry, which
+//! cost a saturated write load a fifth of its throughput.
 //!
 //! Values are cut into chunks of at most [`CHUNK_BYTES`]: sled 0.34 moves larger values to
 //! separate blob files that its flush never fsyncs.
@@ -16,18 +24,38 @@
 //! `flush()` followed by our own `fdatasync` of sled's data file.
 
 use std::fs::File;
+use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use rookery_zab::storage::{
     Corruption, Epoch, LogEntry, LogRecovery, MetaStore, RecordKind, Snapshot, SnapshotInfo,
     SnapshotStore, StorageError, TxnLog, Zxid, checksum, seal, unseal,
 };
 
+#[cfg(test)]
+mod purge_timing;
+
 /// Largest value written to sled; below sled 0.34's blob threshold (segment/4, ~128 KiB).
 pub const CHUNK_BYTES: usize = 64 * 1024;
 
-const LOG_TREE: &str = "log";
+/// Entries per log segment before `append` starts a new one. The background purge drops
+/// only whole segments, so it leaves up to this many entries it could have removed:
+/// 10,000 is a tenth of ZooKeeper's default snapCount, a few percent more log than three
+/// retained snapshots need. Smaller would mean more trees (sled keeps every tree's root in
+/// one metadata page that each create and drop rewrites); bigger, longer drops: one of
+/// 10,000 1 KiB entries took 10-30 ms (`purge_timing`).
+pub const SEGMENT_ENTRIES: u64 = 10_000;
+
+/// sled's page cache. Its default, 1 GiB, filled with log pages the server rarely
+/// reads again: with 1M znodes loaded it held about 110 MiB of the process's RSS. The
+/// log is appended at its tail, and snapshots and catch-up reads are sequential.
+const SLED_CACHE_BYTES: u64 = 16 << 20;
+
+/// The log tree of databases from before segments; read, never created.
+const LEGACY_LOG_TREE: &str = "log";
+const SEGMENT_PREFIX: &str = "log.";
 const META_TREE: &str = "meta";
 const SNAPSHOT_TREE: &str = "snapshots";
 const SNAPSHOT_CHUNK_TREE: &str = "snapshot_chunks";
@@ -119,6 +147,129 @@ fn chunk_count(len: usize) -> Result<u32, StorageError> {
     })
 }
 
+/// sled's answer for a tree that `drop_tree` removed: a segment the background purge
+/// dropped while this thread read it, which then reads as empty.
+fn gone(error: &sled::Error) -> bool {
+    matches!(error, sled::Error::CollectionNotFound(_))
+}
+
+/// One tree of the log.
+#[derive(Clone)]
+struct Segment {
+    /// No zxid in it is lower; [`Zxid::MIN`] for the legacy tree.
+    first: Zxid,
+    name: String,
+    tree: sled::Tree,
+    /// Entries it holds: exact for every segment but the last, whose count
+    /// [`SledStorage`] keeps itself so appends need no lock (see [`SegmentList::publish`]).
+    entries: u64,
+}
+
+// By hand: sled's `Debug` for a tree walks all of it.
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segment")
+            .field("name", &self.name)
+            .field("entries", &self.entries)
+            .finish_non_exhaustive()
+    }
+}
+
+fn segment_name(first: Zxid) -> String {
+    format!(
+        "{SEGMENT_PREFIX}{:016x}",
+        u64::from_be_bytes(zxid_bytes(first))
+    )
+}
+
+/// The first zxid a tree name stands for, if it is a log tree's name.
+fn parse_segment_name(name: &[u8]) -> Option<Zxid> {
+    if name == LEGACY_LOG_TREE.as_bytes() {
+        return Some(Zxid::MIN);
+    }
+    let hex = name.strip_prefix(SEGMENT_PREFIX.as_bytes())?;
+    // Exactly what `segment_name` writes, so one zxid has one name.
+    if hex.len() != 16 || !hex.iter().all(|&b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    let bits = u64::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
+    Some((bits ^ (1 << 63)) as Zxid)
+}
+
+/// The log's segments, oldest first, shared by [`SledStorage`] and its [`LogPurger`]s.
+/// Only the storage's thread adds segments (at the end); either side removes some, and
+/// whoever takes a segment out of the list drops its tree. The lock is never held
+/// across sled I/O.
+#[derive(Debug, Default)]
+struct SegmentList(Mutex<Vec<Segment>>);
+
+impl SegmentList {
+    fn lock(&self) -> MutexGuard<'_, Vec<Segment>> {
+        // Each change under the lock is one Vec call or field store: a panic cannot
+        // leave the list half-changed.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn all(&self) -> Vec<Segment> {
+        self.lock().clone()
+    }
+
+    /// The segments that can hold zxids >= `zxid`.
+    fn from(&self, zxid: Zxid) -> Vec<Segment> {
+        let list = self.lock();
+        let start = list.partition_point(|s| s.first <= zxid).saturating_sub(1);
+        list.get(start..).map_or_else(Vec::new, <[Segment]>::to_vec)
+    }
+
+    fn last(&self) -> Option<Segment> {
+        self.lock().last().cloned()
+    }
+
+    /// Records the last segment's entry count, which only the storage's thread tracks.
+    fn publish(&self, last_entries: u64) {
+        if let Some(last) = self.lock().last_mut() {
+            last.entries = last_entries;
+        }
+    }
+
+    /// Adds a new last segment; the one before holds `last_entries`.
+    fn push(&self, last_entries: u64, segment: Segment) {
+        let mut list = self.lock();
+        if let Some(last) = list.last_mut() {
+            last.entries = last_entries;
+        }
+        list.push(segment);
+    }
+
+    fn set_entries(&self, name: &str, entries: u64) {
+        if let Some(segment) = self.lock().iter_mut().find(|s| s.name == name) {
+            segment.entries = entries;
+        }
+    }
+
+    /// Takes `name` out of the list; false if someone else already did.
+    fn take(&self, name: &str) -> bool {
+        let mut list = self.lock();
+        let before = list.len();
+        list.retain(|s| s.name != name);
+        list.len() != before
+    }
+
+    /// Takes out the oldest segments whose entries are all below `zxid` (the next
+    /// segment starts at or before it), never the last one, which appends go to.
+    fn take_before(&self, zxid: Zxid) -> Vec<Segment> {
+        let mut list = self.lock();
+        let n = list.windows(2).take_while(|w| w[1].first <= zxid).count();
+        list.drain(..n).collect()
+    }
+
+    /// Puts back segments taken by [`SegmentList::take_before`] but not dropped.
+    fn put_back(&self, segments: Vec<Segment>) {
+        let mut list = self.lock();
+        list.splice(0..0, segments);
+    }
+}
+
 /// A log entry being reassembled from its chunks.
 struct Pending {
     zxid: Zxid,
@@ -127,38 +278,91 @@ struct Pending {
     payload: Vec<u8>,
 }
 
-/// Walks the log from `from` and hands each complete, checked entry to `visit` until it
-/// returns false. Returns the first bad record and the key the valid prefix ends before.
+/// Where a scan found the valid prefix of the log to end: before `key` in the scanned
+/// segment at index `segment`.
+struct Cut {
+    corruption: Corruption,
+    segment: usize,
+    key: Vec<u8>,
+}
+
+enum SegmentScan {
+    /// The segment is done; go on to the next one.
+    Next,
+    /// `visit` asked to stop.
+    Stop,
+    /// A bad record, and the key the valid prefix ends before.
+    Bad(Corruption, Vec<u8>),
+}
+
+/// Walks `segments` from `from` and hands each complete, checked entry (with the index of
+/// its segment) to `visit` until it returns false. Entries must ascend across segments
+/// too. Returns where the valid prefix ends, if something is bad.
 fn scan_log(
-    log: &sled::Tree,
+    segments: &[Segment],
     from: Zxid,
+    mut visit: impl FnMut(usize, LogEntry) -> bool,
+) -> Result<Option<Cut>, StorageError> {
+    let mut previous = None;
+    for (index, segment) in segments.iter().enumerate() {
+        let visit = |entry| visit(index, entry);
+        match scan_segment(&segment.tree, from, &mut previous, visit)? {
+            SegmentScan::Next => {}
+            SegmentScan::Stop => return Ok(None),
+            SegmentScan::Bad(corruption, key) => {
+                return Ok(Some(Cut {
+                    corruption,
+                    segment: index,
+                    key,
+                }));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// [`scan_log`] over one tree; `previous` is the last zxid visited, in any segment.
+fn scan_segment(
+    tree: &sled::Tree,
+    from: Zxid,
+    previous: &mut Option<Zxid>,
     mut visit: impl FnMut(LogEntry) -> bool,
-) -> Result<Option<(Corruption, Vec<u8>)>, StorageError> {
+) -> Result<SegmentScan, StorageError> {
     let mut pending: Option<(Pending, Vec<u8>)> = None;
-    for item in log.range(chunk_key(from, 0)..) {
-        let (key, value) = item.map_err(sled_err)?;
+    for item in tree.range(chunk_key(from, 0)..) {
+        let (key, value) = match item {
+            Ok(item) => item,
+            // Dropped by the background purge meanwhile: its entries are gone.
+            Err(e) if gone(&e) => return Ok(SegmentScan::Next),
+            Err(e) => return Err(sled_err(e)),
+        };
         let bad = |reason: &str| Corruption::new(RecordKind::LogEntry, describe_key(&key), reason);
+        let cut_at =
+            |pending: Option<(Pending, Vec<u8>)>| pending.map_or_else(|| key.to_vec(), |(_, k)| k);
         let Some((zxid, chunk)) = parse_chunk_key(&key) else {
-            let first = pending.map_or_else(|| key.to_vec(), |(_, k)| k);
-            return Ok(Some((bad("malformed key"), first)));
+            return Ok(SegmentScan::Bad(bad("malformed key"), cut_at(pending)));
         };
         let body = match unseal(&key, &value) {
             Ok(body) => body,
-            Err(reason) => {
-                let first = pending.map_or_else(|| key.to_vec(), |(_, k)| k);
-                return Ok(Some((bad(reason), first)));
-            }
+            Err(reason) => return Ok(SegmentScan::Bad(bad(reason), cut_at(pending))),
         };
         let Some((count, data)) = body.split_first_chunk::<4>() else {
-            let first = pending.map_or_else(|| key.to_vec(), |(_, k)| k);
-            return Ok(Some((bad("chunk header missing"), first)));
+            return Ok(SegmentScan::Bad(
+                bad("chunk header missing"),
+                cut_at(pending),
+            ));
         };
         let count = u32::from_be_bytes(*count);
         let (mut entry, first_key) = match pending.take() {
             Some((p, first_key)) if p.zxid == zxid => (p, first_key),
             Some((p, first_key)) => {
                 let corruption = Corruption::log_entry(p.zxid, "missing chunks");
-                return Ok(Some((corruption, first_key)));
+                return Ok(SegmentScan::Bad(corruption, first_key));
+            }
+            // Only an earlier segment can hold a higher zxid: the trees overlap.
+            None if previous.is_some_and(|p| zxid <= p) => {
+                let bad = bad("out of order across log segments");
+                return Ok(SegmentScan::Bad(bad, key.to_vec()));
             }
             None => (
                 Pending {
@@ -171,23 +375,102 @@ fn scan_log(
             ),
         };
         if chunk != entry.next || count != entry.count {
-            return Ok(Some((bad("chunks out of sequence"), first_key)));
+            return Ok(SegmentScan::Bad(bad("chunks out of sequence"), first_key));
         }
         entry.payload.extend_from_slice(data);
         entry.next += 1;
         if entry.next == entry.count {
+            *previous = Some(entry.zxid);
             let done = LogEntry {
                 zxid: entry.zxid,
                 payload: entry.payload,
             };
             if !visit(done) {
-                return Ok(None);
+                return Ok(SegmentScan::Stop);
             }
         } else {
             pending = Some((entry, first_key));
         }
     }
-    Ok(pending.map(|(p, first_key)| (Corruption::log_entry(p.zxid, "missing chunks"), first_key)))
+    // An entry's chunks never span segments: the rest of this one is not coming.
+    Ok(match pending {
+        Some((p, first_key)) => {
+            SegmentScan::Bad(Corruption::log_entry(p.zxid, "missing chunks"), first_key)
+        }
+        None => SegmentScan::Next,
+    })
+}
+
+/// Calls `each` with every key of `tree` in `range`; returns how many entries they make
+/// up (a malformed key counts as one by itself).
+fn for_entry_keys<K, R>(
+    tree: &sled::Tree,
+    range: R,
+    mut each: impl FnMut(sled::IVec),
+) -> Result<u64, sled::Error>
+where
+    K: AsRef<[u8]>,
+    R: RangeBounds<K>,
+{
+    let mut entries = 0;
+    let mut previous: Option<Vec<u8>> = None;
+    for item in tree.range(range).keys() {
+        let key = item?;
+        let prefix = key.get(..8).unwrap_or(&key);
+        if previous.as_deref() != Some(prefix) {
+            entries += 1;
+            previous = Some(prefix.to_vec());
+        }
+        each(key);
+    }
+    Ok(entries)
+}
+
+/// How many entries `tree` holds; 0 once it is dropped.
+fn count_entries(tree: &sled::Tree) -> Result<u64, StorageError> {
+    match for_entry_keys::<&[u8], _>(tree, .., |_| ()) {
+        Err(e) if gone(&e) => Ok(0),
+        other => other.map_err(sled_err),
+    }
+}
+
+/// Removes every key of `tree` in `range` in one batch; returns how many entries that
+/// was. A tree dropped meanwhile counts 0: whoever dropped it counts its entries.
+fn remove_entries<K, R>(tree: &sled::Tree, range: R) -> Result<u64, StorageError>
+where
+    K: AsRef<[u8]>,
+    R: RangeBounds<K>,
+{
+    let mut batch = sled::Batch::default();
+    let removed = for_entry_keys(tree, range, |key| batch.remove(key))
+        .and_then(|entries| tree.apply_batch(batch).map(|()| entries));
+    match removed {
+        Err(e) if gone(&e) => Ok(0),
+        other => other.map_err(sled_err),
+    }
+}
+
+/// The first (or last, with `last`) zxid in `segments`, skipping empty and dropped ones.
+fn edge_zxid(segments: &[Segment], last: bool) -> Result<Option<Zxid>, StorageError> {
+    let ordered: Box<dyn Iterator<Item = &Segment>> = if last {
+        Box::new(segments.iter().rev())
+    } else {
+        Box::new(segments.iter())
+    };
+    for segment in ordered {
+        let edge = if last {
+            segment.tree.last()
+        } else {
+            segment.tree.first()
+        };
+        match edge {
+            Ok(Some((key, _))) => return Ok(key_zxid(&key)),
+            Ok(None) => {}
+            Err(e) if gone(&e) => {}
+            Err(e) => return Err(sled_err(e)),
+        }
+    }
+    Ok(None)
 }
 
 /// Snapshot storage; a separate handle so a snapshot can be written on another thread
@@ -344,52 +627,98 @@ impl SnapshotStore for SledSnapshots {
     }
 }
 
-/// Keys removed per batch by [`LogPurger`]: small batches keep each one short, and
-/// the pause between them lets the writer's appends and syncs in. The writer's next
-/// fsync carries whatever the purge dirtied, so a big batch is a write's latency
-/// spike: at 4096 keys the p99 of a saturated setData load tripled (BENCHMARKS.md).
-const PURGE_BATCH: usize = 512;
-/// After each batch the purge rests this many times as long as the batch took (at
-/// least [`PURGE_MIN_PAUSE`]), so it uses a bounded share of the disk and the CPU
-/// whatever the machine.
+/// After each segment it drops, [`LogPurger`] rests this many times as long as the drop
+/// took (at least [`PURGE_MIN_PAUSE`]), so it uses a bounded share of the disk and the
+/// CPU whatever the machine.
 const PURGE_REST_FACTOR: u32 = 3;
-const PURGE_MIN_PAUSE: std::time::Duration = std::time::Duration::from_millis(2);
+const PURGE_MIN_PAUSE: Duration = Duration::from_millis(2);
+
+/// Drops the segments whose entries are all below `zxid` (see
+/// [`SegmentList::take_before`]), resting between drops if `pace`; returns how many
+/// entries they held.
+fn drop_segments_before(
+    db: &sled::Db,
+    segments: &SegmentList,
+    zxid: Zxid,
+    pace: bool,
+) -> Result<u64, StorageError> {
+    let mut doomed = segments.take_before(zxid).into_iter();
+    let mut dropped = 0;
+    while let Some(segment) = doomed.next() {
+        let started = Instant::now();
+        match db.drop_tree(&segment.name) {
+            Ok(true) => dropped += segment.entries,
+            Ok(false) => {}
+            Err(e) => {
+                // Listed again, so reads still find them and a later purge retries.
+                segments.put_back(std::iter::once(segment).chain(doomed).collect());
+                return Err(sled_err(e));
+            }
+        }
+        if pace && !doomed.as_slice().is_empty() {
+            std::thread::sleep((started.elapsed() * PURGE_REST_FACTOR).max(PURGE_MIN_PAUSE));
+        }
+    }
+    Ok(dropped)
+}
 
 /// See [`SledStorage::log_purger`].
 #[derive(Debug, Clone)]
 pub struct LogPurger {
-    log: sled::Tree,
+    db: sled::Db,
+    segments: Arc<SegmentList>,
 }
 
 impl LogPurger {
-    /// Removes the entries before `zxid`, which must be at most what the server has
-    /// applied (entries after it may be appended or cut meanwhile). Returns how many
-    /// keys went.
+    /// Drops the log segments whose entries are all below `zxid`, which must be at most
+    /// what the server has applied (entries after it may be appended or cut meanwhile).
+    ///
+    /// Whole segments only, never the one appends go to: up to one segment
+    /// ([`SEGMENT_ENTRIES`]) of entries below `zxid` stays until a later purge, the price
+    /// of not deleting keys (every deleted key is a dirty page the writer's next fsync
+    /// carries). Durable with the storage's next sync; a crash brings dropped segments
+    /// back whole, never a hole. Returns how many entries went, from counts kept in
+    /// memory, not by reading the trees.
     pub fn purge_before(&self, zxid: Zxid) -> Result<u64, StorageError> {
-        let end = chunk_key(zxid, 0);
-        let mut removed = 0;
-        loop {
-            let started = std::time::Instant::now();
-            let mut batch = sled::Batch::default();
-            let mut n = 0;
-            for item in self.log.range(..end).keys().take(PURGE_BATCH) {
-                batch.remove(item.map_err(sled_err)?);
-                n += 1;
-            }
-            if n == 0 {
-                return Ok(removed);
-            }
-            self.log.apply_batch(batch).map_err(sled_err)?;
-            removed += n as u64;
-            std::thread::sleep((started.elapsed() * PURGE_REST_FACTOR).max(PURGE_MIN_PAUSE));
-        }
+        drop_segments_before(&self.db, &self.segments, zxid, true)
     }
+}
+
+/// Opens every log tree in the database, oldest first; their entry counts come later,
+/// from recovery's scan.
+fn load_segments(db: &sled::Db) -> Result<Vec<Segment>, StorageError> {
+    let mut segments = Vec::new();
+    for name in db.tree_names() {
+        let Some(first) = parse_segment_name(&name) else {
+            continue;
+        };
+        segments.push(Segment {
+            first,
+            // ASCII: `parse_segment_name` accepts nothing else.
+            name: String::from_utf8_lossy(&name).into_owned(),
+            tree: db.open_tree(&name).map_err(sled_err)?,
+            entries: 0,
+        });
+    }
+    // By name too: `log` goes before a segment named for `Zxid::MIN`.
+    segments.sort_by(|a, b| (a.first, &a.name).cmp(&(b.first, &b.name)));
+    Ok(segments)
+}
+
+/// True only if `tree` surely holds nothing (a failed read says no).
+fn surely_empty(tree: &sled::Tree) -> bool {
+    matches!(tree.first(), Ok(None))
 }
 
 /// The log, metadata and snapshots of one server, in one sled database in dataDir.
 #[derive(Debug)]
 pub struct SledStorage {
-    log: sled::Tree,
+    segments: Arc<SegmentList>,
+    /// The last segment, which appends go to, and its entry count; kept here so an
+    /// append takes no lock. Re-read from `segments` after anything else changes them.
+    current: Option<Segment>,
+    current_entries: u64,
+    segment_entries: u64,
     meta: sled::Tree,
     snapshots: SledSnapshots,
     durability: Durability,
@@ -402,8 +731,21 @@ impl SledStorage {
     /// Opens (or creates) the database in `dir` and recovers it: a corrupt log tail is cut
     /// and unfinished snapshots are removed; see [`SledStorage::recovery`].
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, StorageError> {
+        Self::open_with_segment_entries(dir, SEGMENT_ENTRIES)
+    }
+
+    /// [`SledStorage::open`] with log segments of `segment_entries` entries instead of
+    /// [`SEGMENT_ENTRIES`]; tests use small ones to cross segment boundaries often.
+    pub fn open_with_segment_entries(
+        dir: impl AsRef<Path>,
+        segment_entries: u64,
+    ) -> Result<Self, StorageError> {
         let dir = dir.as_ref();
-        let db = sled::Config::new().path(dir).open().map_err(sled_err)?;
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(SLED_CACHE_BYTES)
+            .open()
+            .map_err(sled_err)?;
         // sled 0.34 keeps its pages in this file; it exists once open returns.
         let data_path = dir.join("db");
         let data_file = File::open(&data_path).map_err(|source| SledStorageError::Io {
@@ -422,7 +764,10 @@ impl SledStorage {
             durability: durability.clone(),
         };
         let mut storage = Self {
-            log: tree(LOG_TREE)?,
+            segments: Arc::new(SegmentList(Mutex::new(load_segments(&db)?))),
+            current: None,
+            current_entries: 0,
+            segment_entries: segment_entries.max(1),
             meta: tree(META_TREE)?,
             snapshots,
             durability,
@@ -460,10 +805,12 @@ impl SledStorage {
     }
 
     /// A handle that drops the head of the log on another thread (after a snapshot),
-    /// so a purge of hundreds of thousands of entries does not hold up appends.
+    /// a whole segment at a time, so a purge does not hold up appends. It keeps the
+    /// database open: drop it before reopening the directory.
     pub fn log_purger(&self) -> LogPurger {
         LogPurger {
-            log: self.log.clone(),
+            db: self.durability.db.clone(),
+            segments: Arc::clone(&self.segments),
         }
     }
 
@@ -475,34 +822,133 @@ impl SledStorage {
     }
 
     fn read_last_zxid(&self) -> Result<Option<Zxid>, StorageError> {
-        Ok(self
-            .log
-            .last()
-            .map_err(sled_err)?
-            .and_then(|(key, _)| key_zxid(&key)))
+        edge_zxid(&self.segments.all(), true)
     }
 
-    /// Removes every key in `range`; returns how many distinct entries that was.
-    fn remove_entries<K, R>(&self, range: R) -> Result<u64, StorageError>
-    where
-        K: AsRef<[u8]>,
-        R: std::ops::RangeBounds<K>,
-    {
-        let mut batch = sled::Batch::default();
-        let mut entries = 0;
-        let mut previous: Option<Vec<u8>> = None;
-        for item in self.log.range(range).keys() {
-            let key = item.map_err(sled_err)?;
-            // A malformed key has no zxid prefix; it counts as one entry by itself.
-            let prefix = key.get(..8).unwrap_or(&key).to_vec();
-            if previous.as_ref() != Some(&prefix) {
-                entries += 1;
-                previous = Some(prefix);
-            }
-            batch.remove(key);
+    /// Starts the segment that the entry `first`, about to be appended, opens. The tree
+    /// exists before its first entry: a crash in between leaves it empty, and recovery
+    /// drops empty segments.
+    fn roll(&mut self, first: Zxid) -> Result<(), StorageError> {
+        let name = segment_name(first);
+        let tree = self.durability.db.open_tree(&name).map_err(sled_err)?;
+        let segment = Segment {
+            first,
+            name,
+            tree,
+            entries: 0,
+        };
+        self.segments.push(self.current_entries, segment.clone());
+        self.current = Some(segment);
+        self.current_entries = 0;
+        Ok(())
+    }
+
+    /// Runs `change` on the segment list with every count in it exact, then re-reads the
+    /// last segment (also on failure, so appends never go to a dropped tree).
+    fn change_segments<T>(
+        &mut self,
+        change: impl FnOnce(&Self) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        self.segments.publish(self.current_entries);
+        let result = change(self);
+        self.current = self.segments.last();
+        self.current_entries = self.current.as_ref().map_or(0, |s| s.entries);
+        result
+    }
+
+    /// Takes `segment` out of the list and drops its tree, unless the purger took it.
+    fn drop_segment(&self, segment: &Segment) -> Result<(), StorageError> {
+        if self.segments.take(&segment.name) {
+            self.durability
+                .db
+                .drop_tree(&segment.name)
+                .map_err(sled_err)?;
         }
-        self.log.apply_batch(batch).map_err(sled_err)?;
-        Ok(entries)
+        Ok(())
+    }
+
+    /// After `cut` entries went from `segment`: drops it if that emptied it, else
+    /// records its new count.
+    fn after_removing(&self, segment: &Segment, cut: u64) -> Result<(), StorageError> {
+        if cut == 0 {
+            Ok(())
+        } else if surely_empty(&segment.tree) {
+            self.drop_segment(segment)
+        } else {
+            let left = segment.entries.saturating_sub(cut);
+            self.segments.set_entries(&segment.name, left);
+            Ok(())
+        }
+    }
+
+    /// Removes every entry >= `zxid`: whole segments from the newest down, then the tail
+    /// of the one before, so a crash part way leaves a prefix of the log, never a hole.
+    fn remove_from(&self, zxid: Zxid) -> Result<u64, StorageError> {
+        let segments = self.segments.all();
+        let keep = segments.partition_point(|s| s.first < zxid);
+        let mut removed = 0;
+        for segment in segments.get(keep..).unwrap_or_default().iter().rev() {
+            removed += count_entries(&segment.tree)?;
+            self.drop_segment(segment)?;
+        }
+        if let Some(segment) = keep.checked_sub(1).and_then(|i| segments.get(i)) {
+            let cut = remove_entries(&segment.tree, chunk_key(zxid, 0)..)?;
+            self.after_removing(segment, cut)?;
+            removed += cut;
+        }
+        Ok(removed)
+    }
+
+    /// Removes every entry < `zxid`: whole segments, then the head of the next one.
+    fn remove_before(&self, zxid: Zxid) -> Result<u64, StorageError> {
+        let mut removed = drop_segments_before(&self.durability.db, &self.segments, zxid, false)?;
+        if let Some(segment) = self.segments.all().first() {
+            let cut = remove_entries(&segment.tree, ..chunk_key(zxid, 0))?;
+            self.after_removing(segment, cut)?;
+            removed += cut;
+        }
+        Ok(removed)
+    }
+
+    /// Scans the whole log, cuts it at the first bad record (every later segment, then
+    /// the rest of that one, newest first) and drops empty segments.
+    fn recover_segments(&self) -> Result<LogRecovery, StorageError> {
+        let segments = self.segments.all();
+        let mut counts = vec![0_u64; segments.len()];
+        let cut = scan_log(&segments, Zxid::MIN, |index, _| {
+            if let Some(count) = counts.get_mut(index) {
+                *count += 1;
+            }
+            true
+        })?;
+        let mut report = LogRecovery::default();
+        let mut kept = segments.len();
+        if let Some(cut) = cut {
+            kept = cut.segment + 1;
+            for segment in segments.get(kept..).unwrap_or_default().iter().rev() {
+                report.entries_cut += count_entries(&segment.tree)?;
+                self.drop_segment(segment)?;
+            }
+            if let Some(segment) = segments.get(cut.segment) {
+                report.entries_cut += remove_entries(&segment.tree, cut.key.as_slice()..)?;
+            }
+            report.first_corruption = Some(cut.corruption);
+        }
+        // Empty: a roll cut short by a crash, emptied by the cut above, or a legacy `log`
+        // that older versions created in every database.
+        let mut dropped = false;
+        for (segment, &entries) in segments.iter().zip(&counts).take(kept) {
+            if surely_empty(&segment.tree) {
+                self.drop_segment(segment)?;
+                dropped = true;
+            } else {
+                self.segments.set_entries(&segment.name, entries);
+            }
+        }
+        if report.first_corruption.is_some() || dropped {
+            self.durability.sync()?;
+        }
+        Ok(report)
     }
 
     fn read_meta(&self, name: &'static str) -> Result<Option<Vec<u8>>, StorageError> {
@@ -547,6 +993,13 @@ impl TxnLog for SledStorage {
             return Err(StorageError::OutOfOrder { last, zxid });
         }
         let chunks = chunk_count(payload.len())?;
+        // Before writing, so an entry's chunks never span segments.
+        if self.current.is_none() || self.current_entries >= self.segment_entries {
+            self.roll(zxid)?;
+        }
+        let Some(segment) = &self.current else {
+            return Err(StorageError::Backend("no log segment after a roll".into()));
+        };
         let mut body = Vec::with_capacity(4 + payload.len().min(CHUNK_BYTES));
         let mut write = |key: [u8; 12], piece: &[u8]| {
             body.clear();
@@ -556,7 +1009,8 @@ impl TxnLog for SledStorage {
         };
         if chunks == 1 {
             let key = chunk_key(zxid, 0);
-            self.log
+            segment
+                .tree
                 .insert(key, write(key, payload))
                 .map_err(sled_err)?;
         } else {
@@ -566,8 +1020,9 @@ impl TxnLog for SledStorage {
                 let key = chunk_key(zxid, index);
                 batch.insert(&key, write(key, piece));
             }
-            self.log.apply_batch(batch).map_err(sled_err)?;
+            segment.tree.apply_batch(batch).map_err(sled_err)?;
         }
+        self.current_entries += 1;
         self.last_zxid = Some(zxid);
         Ok(())
     }
@@ -581,11 +1036,7 @@ impl TxnLog for SledStorage {
     }
 
     fn first_zxid(&self) -> Result<Option<Zxid>, StorageError> {
-        Ok(self
-            .log
-            .first()
-            .map_err(sled_err)?
-            .and_then(|(key, _)| key_zxid(&key)))
+        edge_zxid(&self.segments.all(), false)
     }
 
     fn entries_from(&self, zxid: Zxid, max_entries: usize) -> Result<Vec<LogEntry>, StorageError> {
@@ -593,19 +1044,19 @@ impl TxnLog for SledStorage {
         if max_entries == 0 {
             return Ok(entries);
         }
-        let bad = scan_log(&self.log, zxid, |entry| {
+        let bad = scan_log(&self.segments.from(zxid), zxid, |_, entry| {
             entries.push(entry);
             entries.len() < max_entries
         })?;
         match bad {
-            Some((corruption, _)) => Err(corruption.into()),
+            Some(cut) => Err(cut.corruption.into()),
             None => Ok(entries),
         }
     }
 
     fn truncate_after(&mut self, zxid: Zxid) -> Result<u64, StorageError> {
         let removed = match zxid.checked_add(1) {
-            Some(next) => self.remove_entries(chunk_key(next, 0)..)?,
+            Some(next) => self.change_segments(|s| s.remove_from(next))?,
             None => 0,
         };
         self.durability.sync()?;
@@ -613,20 +1064,17 @@ impl TxnLog for SledStorage {
         Ok(removed)
     }
 
+    /// Exact, unlike [`LogPurger::purge_before`]: drops whole segments, then deletes keys
+    /// in the one holding `zxid`.
     fn purge_before(&mut self, zxid: Zxid) -> Result<u64, StorageError> {
         let Some(last) = self.last_zxid else {
             return Ok(0);
         };
-        self.remove_entries(..chunk_key(zxid.min(last), 0))
+        self.change_segments(|s| s.remove_before(zxid.min(last)))
     }
 
     fn recover(&mut self) -> Result<LogRecovery, StorageError> {
-        let mut report = LogRecovery::default();
-        if let Some((corruption, cut_key)) = scan_log(&self.log, Zxid::MIN, |_| true)? {
-            report.entries_cut = self.remove_entries(cut_key.as_slice()..)?;
-            self.durability.sync()?;
-            report.first_corruption = Some(corruption);
-        }
+        let mut report = self.change_segments(Self::recover_segments)?;
         self.last_zxid = self.read_last_zxid()?;
         report.last_zxid = self.last_zxid;
         Ok(report)
@@ -690,45 +1138,59 @@ mod tests {
     use super::*;
     use rookery_zab::storage::conformance::{self, Harness};
 
-    #[test]
-    fn the_log_purger_drops_the_head_on_another_thread_while_appends_go_on() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = SledStorage::open(dir.path()).unwrap();
-        let big = vec![7u8; CHUNK_BYTES + 10];
-        for z in 1..=10_000 {
-            // A few multi-chunk entries, whose keys share a zxid.
-            let payload: &[u8] = if z % 2_500 == 0 { &big } else { b"x" };
-            s.append(z, payload).unwrap();
-        }
-        let purger = s.log_purger();
-        let purge = std::thread::spawn(move || purger.purge_before(6_000));
-        for z in 10_001..=10_100 {
-            s.append(z, b"y").unwrap();
-        }
-        let removed = purge.join().unwrap().unwrap();
-        // Keys: 5999 entries, two of them (2500 and 5000) in two chunks.
-        assert_eq!(removed, 6_001);
-        assert_eq!(s.first_zxid().unwrap(), Some(6_000));
-        assert_eq!(s.last_zxid(), Some(10_100));
-        let head = s.entries_from(0, 2).unwrap();
-        assert_eq!(head[0].zxid, 6_000);
-        assert_eq!(head[1].zxid, 6_001);
-    }
-
     /// A temporary dataDir; "reopen" drops the storage and opens the directory again.
     struct SledHarness {
         dir: tempfile::TempDir,
+        segment_entries: u64,
     }
 
     impl SledHarness {
         fn new() -> Self {
+            Self::with_segments(SEGMENT_ENTRIES)
+        }
+
+        fn with_segments(segment_entries: u64) -> Self {
             Self {
                 dir: tempfile::tempdir().unwrap(),
+                segment_entries,
             }
         }
 
         /// Edits one tree with sled directly while our storage is closed.
         fn with_raw_tree(&self, name: &str, edit: impl FnOnce(&sled::Tree)) {
+            self.with_raw_db(|db| edit(&db.open_tree(name).unwrap()));
+        }
+
+        /// Edits the log segment holding `zxid` with sled directly.
+        fn with_raw_segment_of(&self, zxid: Zxid, edit: impl FnOnce(&sled::Tree)) {
+            self.with_raw_db(|db| {
+                let tree = db
+                    .tree_names()
+                    .into_iter()
+                    .filter(|name| parse_segment_name(name).is_some())
+                    .map(|name| db.open_tree(name).unwrap())
+                    .find(|tree| tree.contains_key(chunk_key(zxid, 0)).unwrap())
+                    .unwrap_or_else(|| panic!("no segment holds {zxid}"));
+                edit(&tree);
+            });
+        }
+
+        /// Names of the log trees in the database, sorted, while our storage is closed.
+        fn raw_log_trees(&self) -> Vec<String> {
+            let mut names = Vec::new();
+            self.with_raw_db(|db| {
+                for name in db.tree_names() {
+                    if parse_segment_name(&name).is_some() {
+                        names.push(String::from_utf8(name.to_vec()).unwrap());
+                    }
+                }
+            });
+            names.sort();
+            names
+        }
+
+        /// Runs `edit` on the database with sled directly while our storage is closed.
+        fn with_raw_db(&self, edit: impl FnOnce(&sled::Db)) {
             let mut tries = 0;
             let db = loop {
                 match sled::open(self.dir.path()) {
@@ -741,8 +1203,7 @@ mod tests {
                     Err(e) => panic!("opening sled: {e:?}"),
                 }
             };
-            let tree = db.open_tree(name).unwrap();
-            edit(&tree);
+            edit(&db);
             db.flush().unwrap();
         }
 
@@ -751,7 +1212,8 @@ mod tests {
         fn open_retrying(&self) -> SledStorage {
             let mut tries = 0;
             loop {
-                match SledStorage::open(self.dir.path()) {
+                match SledStorage::open_with_segment_entries(self.dir.path(), self.segment_entries)
+                {
                     Ok(s) => return s,
                     Err(e)
                         if tries < 100 && format!("{e:?}").contains("could not acquire lock") =>
@@ -789,7 +1251,7 @@ mod tests {
             zxid: Zxid,
         ) -> (SledStorage, LogRecovery) {
             drop(storage);
-            self.with_raw_tree(LOG_TREE, |log| {
+            self.with_raw_segment_of(zxid, |log| {
                 let old = log.insert(chunk_key(zxid, 0), &b"garbage"[..]).unwrap();
                 assert!(old.is_some(), "entry {zxid} was stored");
             });
@@ -810,12 +1272,24 @@ mod tests {
     }
 
     macro_rules! conformance_tests {
-        ($($name:ident),* $(,)?) => {$(
-            #[test]
-            fn $name() {
-                conformance::$name(&mut SledHarness::new());
+        ($($name:ident),* $(,)?) => {
+            $(
+                #[test]
+                fn $name() {
+                    conformance::$name(&mut SledHarness::new());
+                }
+            )*
+            /// Again with two entries a segment, so every check crosses segment boundaries.
+            mod two_entry_segments {
+                use super::*;
+                $(
+                    #[test]
+                    fn $name() {
+                        conformance::$name(&mut SledHarness::with_segments(2));
+                    }
+                )*
             }
-        )*};
+        };
     }
 
     conformance_tests!(
@@ -856,7 +1330,7 @@ mod tests {
         s.append(3, b"after").unwrap();
         s.sync().unwrap();
         drop(s);
-        h.with_raw_tree(LOG_TREE, |log| {
+        h.with_raw_segment_of(2, |log| {
             log.remove(chunk_key(2, 1)).unwrap().unwrap();
         });
         let (s, recovery) = h.open_with_report();
@@ -875,7 +1349,7 @@ mod tests {
         drop(s);
         let mut odd_key = zxid_bytes(3).to_vec();
         odd_key.push(9);
-        h.with_raw_tree(LOG_TREE, |log| {
+        h.with_raw_segment_of(3, |log| {
             log.insert(odd_key, &b"whatever"[..]).unwrap();
         });
         let (s, recovery) = h.open_with_report();
@@ -925,5 +1399,332 @@ mod tests {
         assert_eq!(s.last_zxid(), Some(2000));
         let loaded = s.load_latest_snapshot().unwrap().snapshot.unwrap();
         assert!(loaded.data == expected);
+    }
+
+    fn zxids_of(entries: &[LogEntry]) -> Vec<Zxid> {
+        entries.iter().map(|e| e.zxid).collect()
+    }
+
+    /// The entries the tests below append: tiny, except every fifth spans chunks.
+    fn entry(zxid: Zxid) -> Vec<u8> {
+        let len = if zxid % 5 == 0 {
+            2 * CHUNK_BYTES + 3
+        } else {
+            8
+        };
+        conformance::payload(zxid, len)
+    }
+
+    fn append_synced(s: &mut SledStorage, zxids: impl IntoIterator<Item = Zxid>) {
+        for zxid in zxids {
+            s.append(zxid, &entry(zxid)).unwrap();
+        }
+        s.sync().unwrap();
+    }
+
+    fn assert_log(s: &SledStorage, expected: impl IntoIterator<Item = Zxid>) {
+        let all = s.entries_from(Zxid::MIN, usize::MAX).unwrap();
+        let expected: Vec<Zxid> = expected.into_iter().collect();
+        assert_eq!(zxids_of(&all), expected);
+        for e in &all {
+            assert!(e.payload == entry(e.zxid), "bytes of {}", e.zxid);
+        }
+        assert_eq!(s.first_zxid().unwrap(), expected.first().copied());
+        assert_eq!(s.last_zxid(), expected.last().copied());
+    }
+
+    fn segment_firsts(s: &SledStorage) -> Vec<Zxid> {
+        s.segments.all().iter().map(|seg| seg.first).collect()
+    }
+
+    #[test]
+    fn segment_names_sort_like_zxids_and_parse_back() {
+        let zxids = [i64::MIN + 1, -1, 0, 1, 0xffff_ffff, 1 << 32, i64::MAX];
+        for pair in zxids.windows(2) {
+            assert!(segment_name(pair[0]) < segment_name(pair[1]));
+        }
+        for zxid in zxids {
+            assert_eq!(
+                parse_segment_name(segment_name(zxid).as_bytes()),
+                Some(zxid)
+            );
+        }
+        assert_eq!(parse_segment_name(b"log"), Some(Zxid::MIN));
+        for other in [
+            &b"log."[..],
+            b"log.800000000000000A",
+            b"log.+80000000000000",
+            b"meta",
+        ] {
+            assert_eq!(parse_segment_name(other), None, "{other:?}");
+        }
+    }
+
+    #[test]
+    fn entries_spanning_segments_read_back_and_survive_reopen_after_a_roll() {
+        let mut h = SledHarness::with_segments(3);
+        let mut s = h.open();
+        append_synced(&mut s, 1..=10);
+        assert_eq!(segment_firsts(&s), vec![1, 4, 7, 10]);
+        assert_log(&s, 1..=10);
+        // Bounded reads that start inside one segment and end in another.
+        assert_eq!(zxids_of(&s.entries_from(3, 4).unwrap()), vec![3, 4, 5, 6]);
+        assert_eq!(zxids_of(&s.entries_from(6, 2).unwrap()), vec![6, 7]);
+        assert_eq!(zxids_of(&s.entries_from(10, 5).unwrap()), vec![10]);
+        assert!(s.entries_from(11, 5).unwrap().is_empty());
+
+        let (mut s, recovery) = h.reopen(s);
+        assert_eq!(recovery.entries_cut, 0);
+        assert_log(&s, 1..=10);
+        // The last segment's count came back from the recovery scan: two more fit.
+        append_synced(&mut s, 11..=12);
+        assert_eq!(segment_firsts(&s), vec![1, 4, 7, 10]);
+        append_synced(&mut s, [13]);
+        assert_eq!(segment_firsts(&s), vec![1, 4, 7, 10, 13]);
+        let (s, _) = h.reopen(s);
+        assert_log(&s, 1..=13);
+        drop(s);
+        assert_eq!(
+            h.raw_log_trees(),
+            [1, 4, 7, 10, 13].map(segment_name).to_vec()
+        );
+    }
+
+    #[test]
+    fn recovery_cuts_a_corrupt_entry_in_a_middle_segment_and_every_later_segment() {
+        let mut h = SledHarness::with_segments(3);
+        let mut s = h.open();
+        append_synced(&mut s, 1..=10);
+        let (mut s, recovery) = h.corrupt_log_entry(s, 5);
+        assert_eq!(recovery.entries_cut, 6, "{recovery:?}");
+        assert_eq!(recovery.last_zxid, Some(4));
+        assert_eq!(recovery.first_corruption.unwrap().id, "0x5");
+        assert_log(&s, 1..=4);
+        assert_eq!(segment_firsts(&s), vec![1, 4]);
+        // The cut zxids are free again, and the segment of 4 has room for two.
+        append_synced(&mut s, 5..=7);
+        assert_eq!(segment_firsts(&s), vec![1, 4, 7]);
+        let (s, recovery) = h.reopen(s);
+        assert_eq!(recovery.entries_cut, 0);
+        assert_log(&s, 1..=7);
+
+        // A segment's first entry: the whole segment goes, none is left empty.
+        let (mut s, recovery) = h.corrupt_log_entry(s, 4);
+        assert_eq!(recovery.entries_cut, 4, "{recovery:?}");
+        assert_log(&s, 1..=3);
+        assert_eq!(segment_firsts(&s), vec![1]);
+        append_synced(&mut s, [4]);
+        assert_eq!(segment_firsts(&s), vec![1, 4]);
+        drop(s);
+        assert_eq!(h.raw_log_trees(), [1, 4].map(segment_name).to_vec());
+    }
+
+    #[test]
+    fn a_segment_holding_zxids_of_a_later_one_is_cut_as_out_of_order() {
+        let mut h = SledHarness::with_segments(3);
+        let mut s = h.open();
+        append_synced(&mut s, 1..=6);
+        drop(s);
+        // A copy of entry 6 in the first segment: zxids no longer ascend across trees.
+        h.with_raw_db(|db| {
+            let key = chunk_key(6, 0);
+            let value = db
+                .open_tree(segment_name(4))
+                .unwrap()
+                .get(key)
+                .unwrap()
+                .unwrap();
+            db.open_tree(segment_name(1))
+                .unwrap()
+                .insert(key, value)
+                .unwrap();
+        });
+        let (s, recovery) = h.open_with_report();
+        let corruption = recovery.first_corruption.unwrap();
+        assert_eq!(corruption.reason, "out of order across log segments");
+        assert_eq!(corruption.id, "0x4");
+        // The scan reads 1, 2, 3, 6, then 4: the second segment goes.
+        assert_eq!(recovery.entries_cut, 3);
+        assert_log(&s, [1, 2, 3, 6]);
+        assert_eq!(segment_firsts(&s), vec![1]);
+    }
+
+    #[test]
+    fn an_empty_segment_left_by_a_crash_during_a_roll_is_dropped() {
+        let mut h = SledHarness::with_segments(3);
+        let mut s = h.open();
+        append_synced(&mut s, 1..=6);
+        drop(s);
+        h.with_raw_db(|db| {
+            db.open_tree(segment_name(7)).unwrap();
+        });
+        let (mut s, recovery) = h.open_with_report();
+        assert_eq!(recovery.entries_cut, 0);
+        assert_eq!(segment_firsts(&s), vec![1, 4]);
+        append_synced(&mut s, 7..=8);
+        assert_eq!(segment_firsts(&s), vec![1, 4, 7]);
+        let (s, _) = h.reopen(s);
+        assert_log(&s, 1..=8);
+    }
+
+    #[test]
+    fn truncate_after_crosses_segment_boundaries() {
+        let mut h = SledHarness::with_segments(3);
+        let mut s = h.open();
+        append_synced(&mut s, 1..=10);
+        // Inside a segment: later segments go whole, this one keeps its head.
+        assert_eq!(s.truncate_after(5).unwrap(), 5);
+        assert_log(&s, 1..=5);
+        assert_eq!(segment_firsts(&s), vec![1, 4]);
+        // Appends fill the cut segment up before a new one starts.
+        append_synced(&mut s, 6..=7);
+        assert_eq!(segment_firsts(&s), vec![1, 4, 7]);
+        // Right at a boundary: nothing empty is left behind.
+        assert_eq!(s.truncate_after(3).unwrap(), 4);
+        assert_eq!(segment_firsts(&s), vec![1]);
+        let (mut s, _) = h.reopen(s);
+        assert_log(&s, 1..=3);
+        append_synced(&mut s, [4]);
+        assert_eq!(segment_firsts(&s), vec![1, 4]);
+        assert_eq!(s.truncate_after(0).unwrap(), 4);
+        assert!(segment_firsts(&s).is_empty());
+        append_synced(&mut s, [1]);
+        let (s, _) = h.reopen(s);
+        assert_log(&s, [1]);
+        drop(s);
+        assert_eq!(h.raw_log_trees(), vec![segment_name(1)]);
+    }
+
+    #[test]
+    fn the_exact_purge_drops_whole_segments_then_keys_of_the_next() {
+        let mut h = SledHarness::with_segments(3);
+        let mut s = h.open();
+        append_synced(&mut s, 1..=10);
+        assert_eq!(s.purge_before(5).unwrap(), 4);
+        assert_eq!(segment_firsts(&s), vec![4, 7, 10]);
+        assert_log(&s, 5..=10);
+        // The segment of 4 now counts 2 entries; all go with it.
+        assert_eq!(s.purge_before(7).unwrap(), 2);
+        assert_log(&s, 7..=10);
+        // Never the last entry.
+        assert_eq!(s.purge_before(100).unwrap(), 3);
+        assert_eq!(segment_firsts(&s), vec![10]);
+        let (s, _) = h.reopen(s);
+        assert_log(&s, [10]);
+    }
+
+    #[test]
+    fn the_log_purger_drops_whole_segments_on_another_thread_while_appends_go_on() {
+        let mut h = SledHarness::with_segments(1_000);
+        let mut s = h.open();
+        for z in 1..=10_000 {
+            let payload = if z % 2_500 == 0 {
+                entry(5)
+            } else {
+                b"x".to_vec()
+            };
+            s.append(z, &payload).unwrap();
+        }
+        s.sync().unwrap();
+        let purger = s.log_purger();
+        let purge = std::thread::spawn(move || purger.purge_before(6_000));
+        let mut z = 10_000;
+        while !purge.is_finished() || z < 12_000 {
+            for _ in 0..10 {
+                z += 1;
+                s.append(z, b"y").unwrap();
+            }
+            s.sync().unwrap();
+        }
+        // Whole segments only: 1..=5000; the one of 5001..=6000 has 6000 in it.
+        assert_eq!(purge.join().unwrap().unwrap(), 5_000);
+        assert_eq!(s.first_zxid().unwrap(), Some(5_001));
+        assert_eq!(zxids_of(&s.entries_from(0, 2).unwrap()), vec![5_001, 5_002]);
+        assert_eq!(s.entries_from(9_990, 100).unwrap().len(), 100);
+        assert_eq!(s.last_zxid(), Some(z));
+
+        // The segment appends go to is never dropped, whatever the zxid.
+        let purger = s.log_purger();
+        let dropped = purger.purge_before(Zxid::MAX).unwrap();
+        assert_eq!(dropped, z as u64 - 5_000 - (z as u64 - 1) % 1_000 - 1);
+        let firsts = segment_firsts(&s);
+        assert_eq!(firsts.len(), 1);
+        assert_eq!(s.first_zxid().unwrap(), Some(firsts[0]));
+        s.append(z + 1, b"z").unwrap();
+        s.sync().unwrap();
+        drop(purger);
+        let (s, recovery) = h.reopen(s);
+        assert_eq!(recovery.entries_cut, 0);
+        assert_eq!(s.first_zxid().unwrap(), Some(firsts[0]));
+        assert_eq!(s.last_zxid(), Some(z + 1));
+    }
+
+    #[test]
+    fn reads_racing_the_log_purger_never_fail() {
+        let mut h = SledHarness::with_segments(100);
+        let mut s = h.open();
+        for z in 1..=3_000 {
+            s.append(z, b"entry").unwrap();
+        }
+        s.sync().unwrap();
+        let purger = s.log_purger();
+        std::thread::scope(|scope| {
+            let purge = scope.spawn(|| {
+                for next_first in (101..=2_901).step_by(100) {
+                    assert_eq!(purger.purge_before(next_first).unwrap(), 100);
+                }
+            });
+            // Reads from below the purge point, through segments being dropped.
+            while !purge.is_finished() {
+                let read = s.entries_from(0, 300).unwrap();
+                assert!(read.windows(2).all(|w| w[0].zxid < w[1].zxid));
+                assert!(s.first_zxid().unwrap().is_some());
+            }
+        });
+        assert_eq!(segment_firsts(&s), vec![2_901]);
+        assert_eq!(s.entries_from(0, 1).unwrap()[0].zxid, 2_901);
+        assert_eq!(s.read_last_zxid().unwrap(), Some(3_000));
+    }
+
+    #[test]
+    fn a_legacy_log_tree_is_read_as_the_oldest_segment_and_purged_whole() {
+        let mut h = SledHarness::with_segments(3);
+        // What versions before segments wrote.
+        h.with_raw_tree(LEGACY_LOG_TREE, |log| {
+            for zxid in 1..=5 {
+                let payload = entry(zxid);
+                let chunks = chunk_count(payload.len()).unwrap();
+                for (index, piece) in (0..chunks).zip(payload.chunks(CHUNK_BYTES)) {
+                    let key = chunk_key(zxid, index);
+                    let mut body = chunks.to_be_bytes().to_vec();
+                    body.extend_from_slice(piece);
+                    log.insert(key, seal(&key, &body)).unwrap();
+                }
+            }
+        });
+        let mut s = h.open();
+        assert_log(&s, 1..=5);
+        assert_eq!(segment_firsts(&s), vec![Zxid::MIN]);
+        // It holds more than a segment: the next append starts one.
+        append_synced(&mut s, 6..=9);
+        assert_eq!(segment_firsts(&s), vec![Zxid::MIN, 6, 9]);
+        let (s, _) = h.reopen(s);
+        assert_log(&s, 1..=9);
+        assert_eq!(s.log_purger().purge_before(7).unwrap(), 5);
+        assert_log(&s, 6..=9);
+        drop(s);
+        assert_eq!(h.raw_log_trees(), [6, 9].map(segment_name).to_vec());
+    }
+
+    #[test]
+    fn an_empty_legacy_log_tree_is_dropped() {
+        let mut h = SledHarness::with_segments(3);
+        h.with_raw_tree(LEGACY_LOG_TREE, |_| {});
+        assert_eq!(h.raw_log_trees(), vec![LEGACY_LOG_TREE.to_string()]);
+        let mut s = h.open();
+        assert!(segment_firsts(&s).is_empty());
+        append_synced(&mut s, [1]);
+        drop(s);
+        assert_eq!(h.raw_log_trees(), vec![segment_name(1)]);
     }
 }

@@ -13,6 +13,8 @@ use rookery_zab::storage::{TxnLog, Zxid};
 
 const CHILD_DIR_ENV: &str = "ROOKERY_STORAGE_KILL9_CHILD_DIR";
 const ROUNDS: usize = 10;
+/// Small log segments, so kills land during segment rolls too.
+const SEGMENT_ENTRIES: u64 = 100;
 
 /// Mostly small entries, and now and then one that spans several sled values.
 fn entry_payload(zxid: Zxid) -> Vec<u8> {
@@ -26,7 +28,7 @@ fn child_writer() {
     let Ok(dir) = std::env::var(CHILD_DIR_ENV) else {
         return; // Not a child: nothing to do.
     };
-    let mut storage = SledStorage::open(&dir).unwrap();
+    let mut storage = SledStorage::open_with_segment_entries(&dir, SEGMENT_ENTRIES).unwrap();
     let mut zxid = storage.last_zxid().unwrap_or(0);
     let mut out = std::io::stdout().lock();
     for batch in (1..=10).cycle() {
@@ -119,7 +121,7 @@ fn kill_9_loses_no_synced_entry() {
             panic!("round {round}: the child reported nothing synced")
         };
 
-        let storage = SledStorage::open(dir.path()).unwrap();
+        let storage = SledStorage::open_with_segment_entries(dir.path(), SEGMENT_ENTRIES).unwrap();
         let recovery = storage.recovery().clone();
         let entries = storage.entries_from(0, usize::MAX).unwrap();
         let last = storage.last_zxid().unwrap();
