@@ -942,7 +942,7 @@ impl Sim {
             self.checker.on_install(id, snap.last_zxid, tree.digest())?;
             self.rec("install-snapshot", id.0, 0, snap.last_zxid, 0);
             let config = tree.node(CONFIG_PATH).and_then(|n| {
-                let data = n.data.clone()?;
+                let data = n.data.as_deref()?.to_vec();
                 let zxid = n.stat.mzxid;
                 let entry = reconfig_entry(zxid, data);
                 sim_config_in_entry(zxid, &entry).map(|q| (zxid, q, entry))

@@ -116,7 +116,7 @@ impl DataTree {
             let mut st = StatsTrack::parse(n.data.as_deref().unwrap_or_default());
             st.set("count", st.count().saturating_add(count_diff));
             st.set("bytes", st.bytes().saturating_add(bytes_diff));
-            n.data = Some(st.encode());
+            n.data = Some(st.encode().into_boxed_slice());
         });
     }
 
@@ -138,7 +138,7 @@ impl DataTree {
         st.set("count", count);
         st.set("bytes", bytes);
         let data = st.encode();
-        let _ = self.modify(&stat_path(root), |n| n.data = Some(data));
+        let _ = self.modify(&stat_path(root), |n| n.data = Some(data.into_boxed_slice()));
     }
 
     /// `checkQuota` (only with enforce_quota): QuotaExceeded when a hard limit would be

@@ -148,7 +148,7 @@ impl DataTree {
     pub fn set_local_config(&mut self, data: &[u8]) {
         let _ = self.modify(CONFIG, |n| {
             if n.data.as_deref() != Some(data) {
-                n.data = Some(data.to_vec());
+                n.data = Some(Box::from(data));
             }
             n.stat.version = -1;
         });
@@ -715,7 +715,7 @@ impl DataTree {
         let new_len = data.as_ref().map_or(0, Vec::len) as i64;
         let (stat, acl, old_len) = self.modify(path, |n| {
             let old_len = n.data_len() as i64;
-            n.data = data;
+            n.data = data.map(Vec::into_boxed_slice);
             n.stat.mtime = h.time_ms;
             n.stat.mzxid = h.zxid;
             n.stat.version = version;

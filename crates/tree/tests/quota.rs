@@ -12,8 +12,9 @@ fn stats(h: &H) -> String {
             .node("/zookeeper/quota/app/zookeeper_stats")
             .unwrap()
             .data
-            .clone()
-            .unwrap(),
+            .as_deref()
+            .unwrap()
+            .to_vec(),
     )
     .unwrap()
 }
