@@ -286,6 +286,20 @@ fn standalone_status_counts_what_clients_did() {
         "{human}"
     );
 
+    // `rookery admin status | head -1`: the reader is gone before the output is, and
+    // the command ends quietly with success rather than panicking on the closed pipe.
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    let mut piped = admin_command(&["--endpoint", &ep, "status"]);
+    piped.stdout(writer);
+    let closed = run(piped);
+    assert!(closed.success(), "{}", closed.describe());
+    assert!(
+        !closed.stderr().contains("panicked"),
+        "{}",
+        closed.describe()
+    );
+
     // `snapshot take` writes one into the server's own storage at the applied zxid.
     assert_eq!(u64_field(&after, "snapshots"), 0, "{after:#}");
     let taken = admin(&ep, &["--json", "snapshot", "take"]).json();

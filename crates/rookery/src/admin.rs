@@ -185,9 +185,9 @@ async fn dispatch(args: AdminArgs) -> Result<()> {
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
             if args.json {
-                println!("{}", json!({ "new_leader": next }));
+                outln!("{}", json!({ "new_leader": next }));
             } else {
-                println!("server {next} leads");
+                outln!("server {next} leads");
             }
         }
         AdminCommand::Members { command } => {
@@ -232,7 +232,7 @@ async fn dispatch(args: AdminArgs) -> Result<()> {
                     "config_version": format!("{:x}", m.config_version),
                     "members": m.members.iter().map(member_json).collect::<Vec<_>>(),
                 });
-                println!("{v:#}");
+                outln!("{v:#}");
             } else {
                 print_members(&m.members);
             }
@@ -257,9 +257,9 @@ async fn dispatch(args: AdminArgs) -> Result<()> {
                 .map_err(rpc)?
                 .into_inner();
             if args.json {
-                println!("{:#}", json!({"session_id": hex(id), "zxid": hex(r.zxid)}));
+                outln!("{:#}", json!({"session_id": hex(id), "zxid": hex(r.zxid)}));
             } else {
-                println!("session {} expired at zxid {}", hex(id), hex(r.zxid));
+                outln!("session {} expired at zxid {}", hex(id), hex(r.zxid));
             }
         }
         AdminCommand::Snapshot {
@@ -271,12 +271,12 @@ async fn dispatch(args: AdminArgs) -> Result<()> {
                 .map_err(rpc)?
                 .into_inner();
             if args.json {
-                println!(
+                outln!(
                     "{:#}",
                     json!({"last_zxid": hex(r.last_zxid), "bytes": r.bytes})
                 );
             } else {
-                println!(
+                outln!(
                     "snapshot of {} taken at zxid {}",
                     human_bytes(r.bytes),
                     hex(r.last_zxid)
@@ -294,7 +294,7 @@ async fn dispatch(args: AdminArgs) -> Result<()> {
             let (header, bytes) = rookery_admin::receive_snapshot(stream).await?;
             write_atomically(file, &bytes)?;
             if args.json {
-                println!(
+                outln!(
                     "{:#}",
                     json!({
                         "file": file.display().to_string(),
@@ -305,7 +305,7 @@ async fn dispatch(args: AdminArgs) -> Result<()> {
                     })
                 );
             } else {
-                println!(
+                outln!(
                     "saved {} bytes at zxid {} to {} (crc32 {:08x}, digest {:x})",
                     header.total_bytes,
                     hex(header.last_zxid),
@@ -404,7 +404,7 @@ fn restore(args: &AdminArgs, file: &Path) -> Result<()> {
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     let r = rookery_server::restore::restore_snapshot(&cfg, &bytes)?;
     if args.json {
-        println!(
+        outln!(
             "{:#}",
             json!({
                 "data_dir": cfg.data_log_dir.display().to_string(),
@@ -414,7 +414,7 @@ fn restore(args: &AdminArgs, file: &Path) -> Result<()> {
             })
         );
     } else {
-        println!(
+        outln!(
             "restored {} znodes at zxid {} (digest {:x}) into {}",
             r.znodes,
             hex(r.last_zxid),
@@ -520,7 +520,7 @@ fn print_status(s: &pb::StatusResponse, as_json: bool) {
                 "what": e.what,
             })).collect::<Vec<_>>(),
         });
-        println!("{v:#}");
+        outln!("{v:#}");
         return;
     }
     let leader = s
@@ -562,13 +562,13 @@ fn print_status(s: &pb::StatusResponse, as_json: bool) {
         ("Version", s.version.clone()),
     ];
     for (k, v) in rows {
-        println!("{:<12} {v}", format!("{k}:"));
+        outln!("{:<12} {v}", format!("{k}:"));
     }
-    println!();
+    outln!();
     print_members(&s.members);
     if !s.recent_events.is_empty() {
-        println!();
-        println!("Recent events (newest last):");
+        outln!();
+        outln!("Recent events (newest last):");
         let now = s
             .recent_events
             .last()
@@ -576,7 +576,7 @@ fn print_status(s: &pb::StatusResponse, as_json: bool) {
             .max(unix_ms());
         for e in s.recent_events.iter().rev().take(10).rev() {
             let ago = u64::try_from(now - e.time_ms).unwrap_or(0);
-            println!("  {:>8} ago  {}", human_duration(ago), e.what);
+            outln!("  {:>8} ago  {}", human_duration(ago), e.what);
         }
     }
 }
@@ -622,7 +622,7 @@ fn print_sessions(sessions: &[pb::Session], as_json: bool) {
                 })
             })
             .collect();
-        println!("{:#}", Value::Array(v));
+        outln!("{:#}", Value::Array(v));
         return;
     }
     let rows: Vec<[String; 4]> = sessions
@@ -659,7 +659,7 @@ fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) {
             .zip(widths)
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
-        println!("{}", text.join("  ").trim_end());
+        outln!("{}", text.join("  ").trim_end());
     };
     line(header.to_vec());
     for r in rows {

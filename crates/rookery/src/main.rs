@@ -3,6 +3,18 @@
 //! Thin on purpose: argument parsing, logging set-up and wiring; the work lives in the
 //! library crates.
 
+/// `println!` for the operator commands, whose output is often piped into `head` or
+/// `grep -q`: a closed pipe ends the process quietly with success, as SIGPIPE ends C
+/// tools, instead of `println!`'s panic. Any other write error exits 1 with a message.
+macro_rules! outln {
+    () => {
+        $crate::stdout_line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::stdout_line(format_args!($($arg)*))
+    };
+}
+
 mod admin;
 mod logging;
 mod serve;
@@ -18,6 +30,24 @@ use clap::{Parser, Subcommand, ValueEnum};
 /// docs/performance.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Behind [`outln!`].
+fn stdout_line(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let written = out
+        .write_fmt(line)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush());
+    match written {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => {
+            eprintln!("rookery: writing to stdout: {e}");
+            std::process::exit(1)
+        }
+    }
+}
 
 #[derive(Debug, Parser)]
 #[command(

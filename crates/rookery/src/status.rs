@@ -48,9 +48,9 @@ pub(crate) fn run(config: Option<PathBuf>) -> ExitCode {
             .unwrap_or_else(|| "localhost".to_string());
         (port, address, false)
     } else {
-        println!("Client port not found. Looking for secureClientPort in the static config.");
+        outln!("Client port not found. Looking for secureClientPort in the static config.");
         let Some(port) = config.secure_client_port else {
-            println!(
+            outln!(
                 "Unable to find either secure or unsecure client port in any configs. Terminating."
             );
             return ExitCode::FAILURE;
@@ -61,7 +61,7 @@ pub(crate) fn run(config: Option<PathBuf>) -> ExitCode {
             .unwrap_or_else(|| "localhost".to_string());
         (port, address, true)
     };
-    println!("Client port found: {port}. Client address: {address}. Client SSL: {ssl}.");
+    outln!("Client port found: {port}. Client address: {address}. Client SSL: {ssl}.");
 
     if ssl {
         // zkServer.sh would ask `srvr` over TLS here; saying the server is probably not
@@ -78,18 +78,18 @@ pub(crate) fn run(config: Option<PathBuf>) -> ExitCode {
         Ok(reply) => reply,
         Err(err) => {
             debug!("srvr to {address}:{port} failed: {err}");
-            println!("{NOT_RUNNING}");
+            outln!("{NOT_RUNNING}");
             return ExitCode::FAILURE;
         }
     };
     match mode_lines(&reply) {
         Some(stat) => {
-            println!("{stat}");
+            outln!("{stat}");
             ExitCode::SUCCESS
         }
         None => {
             debug!("srvr reply without a Mode line: {reply:?}");
-            println!("{NOT_RUNNING}");
+            outln!("{NOT_RUNNING}");
             ExitCode::FAILURE
         }
     }
