@@ -37,8 +37,15 @@ use rookery_zab::storage::{
 #[cfg(test)]
 mod purge_timing;
 
-/// Largest value written to sled; below sled 0.34's blob threshold (segment/4, ~128 KiB).
-pub const CHUNK_BYTES: usize = 64 * 1024;
+/// Largest value written to sled: log entries and snapshots are stored in chunks of
+/// this size. Small because of how sled 0.34 bounds its page cache: the LRU is split
+/// into 256 shards of `cache_capacity / 256` (64 KiB here), a leaf page holds up to 17
+/// values, and a shard never evicts the page it has just been handed. With 64 KiB
+/// chunks each shard kept one page of up to 1 MiB, so sled held up to ~100 MiB of log
+/// after a bulk load of 15 KiB multis (and more after a large snapshot); with 4 KiB
+/// chunks a page fits its shard and sled stays near the configured cache, for a few
+/// more inserts per large entry. Readers take any chunk size: the count is stored.
+pub const CHUNK_BYTES: usize = 4 * 1024;
 
 /// Entries per log segment before `append` starts a new one. The background purge drops
 /// only whole segments, so it leaves up to this many entries it could have removed:
@@ -1336,6 +1343,58 @@ mod tests {
         let (s, recovery) = h.open_with_report();
         assert_eq!(recovery.entries_cut, 2);
         assert_eq!(s.last_zxid(), Some(1));
+    }
+
+    /// Databases written before the chunk size went from 64 KiB to 4 KiB read as before.
+    #[test]
+    fn entries_and_snapshots_in_64_kib_chunks_still_read() {
+        const OLD_CHUNK: usize = 64 * 1024;
+        let payload: Vec<u8> = (0..150_000u32).map(|i| (i % 251) as u8).collect();
+        let snapshot: Vec<u8> = payload.iter().rev().copied().collect();
+        let mut h = SledHarness::new();
+        let mut s = h.open();
+        s.append(1, b"small").unwrap();
+        s.sync().unwrap();
+        drop(s);
+        let pieces = payload.chunks(OLD_CHUNK).collect::<Vec<_>>();
+        let count = u32::try_from(pieces.len()).unwrap();
+        h.with_raw_segment_of(1, |log| {
+            for (index, piece) in (0..count).zip(&pieces) {
+                let key = chunk_key(2, index);
+                let mut body = count.to_be_bytes().to_vec();
+                body.extend_from_slice(piece);
+                log.insert(key, seal(&key, &body)).unwrap();
+            }
+        });
+        let old_pieces = snapshot.chunks(OLD_CHUNK).collect::<Vec<_>>();
+        h.with_raw_tree(SNAPSHOT_CHUNK_TREE, |chunks| {
+            for (index, piece) in (0..).zip(&old_pieces) {
+                let key = chunk_key(7, index);
+                chunks.insert(key, seal(&key, piece)).unwrap();
+            }
+        });
+        h.with_raw_tree(SNAPSHOT_TREE, |manifests| {
+            let key = zxid_bytes(7);
+            let mut manifest = (snapshot.len() as u64).to_be_bytes().to_vec();
+            manifest.extend_from_slice(&u32::try_from(old_pieces.len()).unwrap().to_be_bytes());
+            manifest.extend_from_slice(&checksum(&[&snapshot]).to_be_bytes());
+            manifests.insert(key, seal(&key, &manifest)).unwrap();
+        });
+        let (mut s, recovery) = h.open_with_report();
+        assert_eq!(recovery.entries_cut, 0, "{recovery:?}");
+        assert_eq!(s.last_zxid(), Some(2));
+        let entries = s.entries_from(2, 10).unwrap();
+        assert_eq!(entries.len(), 1);
+        assert!(
+            entries[0].payload == payload,
+            "the old entry reads back whole"
+        );
+        let loaded = s.load_snapshot(7).unwrap().unwrap();
+        assert!(loaded.data == snapshot, "the old snapshot reads back whole");
+        // New writes use the new size beside them.
+        s.append(3, &payload).unwrap();
+        s.sync().unwrap();
+        assert!(s.entries_from(3, 1).unwrap()[0].payload == payload);
     }
 
     #[test]
