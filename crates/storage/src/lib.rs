@@ -457,20 +457,15 @@ where
     }
 }
 
-/// The first (or last, with `last`) zxid in `segments`, skipping empty and dropped ones.
-fn edge_zxid(segments: &[Segment], last: bool) -> Result<Option<Zxid>, StorageError> {
-    let ordered: Box<dyn Iterator<Item = &Segment>> = if last {
-        Box::new(segments.iter().rev())
-    } else {
-        Box::new(segments.iter())
-    };
-    for segment in ordered {
-        let edge = if last {
-            segment.tree.last()
-        } else {
-            segment.tree.first()
-        };
-        match edge {
+/// The zxid of the first key `edge` finds among `segments`, tried in the order given,
+/// skipping empty and dropped ones: `first` over them for the first zxid, `last` over
+/// them reversed for the last.
+fn edge_zxid<'a>(
+    segments: impl Iterator<Item = &'a Segment>,
+    edge: impl Fn(&sled::Tree) -> sled::Result<Option<(sled::IVec, sled::IVec)>>,
+) -> Result<Option<Zxid>, StorageError> {
+    for segment in segments {
+        match edge(&segment.tree) {
             Ok(Some((key, _))) => return Ok(key_zxid(&key)),
             Ok(None) => {}
             Err(e) if gone(&e) => {}
@@ -829,7 +824,7 @@ impl SledStorage {
     }
 
     fn read_last_zxid(&self) -> Result<Option<Zxid>, StorageError> {
-        edge_zxid(&self.segments.all(), true)
+        edge_zxid(self.segments.all().iter().rev(), sled::Tree::last)
     }
 
     /// Starts the segment that the entry `first`, about to be appended, opens. The tree
@@ -1043,7 +1038,7 @@ impl TxnLog for SledStorage {
     }
 
     fn first_zxid(&self) -> Result<Option<Zxid>, StorageError> {
-        edge_zxid(&self.segments.all(), false)
+        edge_zxid(self.segments.all().iter(), sled::Tree::first)
     }
 
     fn entries_from(&self, zxid: Zxid, max_entries: usize) -> Result<Vec<LogEntry>, StorageError> {
