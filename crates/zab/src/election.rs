@@ -190,8 +190,8 @@ pub struct Election {
     notification_interval_ticks: u32,
     decision: Option<Decision>,
     /// A leader handing over named its successor: among votes equal in epoch and
-    /// zxid it wins, whatever its id (see [`Election::prefer`]).
-    preferred: Option<ServerId>,
+    /// zxid it wins, whatever its id (see [`Election::prefer`]), for the ticks left.
+    preferred: Option<(ServerId, u32)>,
 }
 
 impl Election {
@@ -292,8 +292,24 @@ impl Election {
     /// The next election should pick `leader` among equally up-to-date candidates (a
     /// leadership transfer: the leader waited until it held everything). Only ties on
     /// (epoch, zxid) are decided differently, so the winner still holds every commit.
+    ///
+    /// A hint with a deadline: a voter that missed the leader's ELECT (dropped, or it
+    /// restarted) keeps the usual order, and two voters each holding out for a
+    /// different candidate would never make a quorum. After twice the longest re-send
+    /// interval without a decision the preference is dropped and the usual order
+    /// decides (found by the simulator: seed 2584 with `--reconfig`).
     pub fn prefer(&mut self, leader: ServerId) {
-        self.preferred = Some(leader);
+        let ticks = self
+            .timeouts
+            .max_notification_interval_ticks
+            .max(1)
+            .saturating_mul(2);
+        self.preferred = Some((leader, ticks));
+    }
+
+    /// The leader a handover still prefers, if its deadline has not passed.
+    fn preferred(&self) -> Option<ServerId> {
+        self.preferred.map(|(leader, _)| leader)
     }
 
     /// `totalOrderPredicate`, with the transfer's tie-break.
@@ -301,7 +317,7 @@ impl Election {
         if self.quorum.weight(new.leader) == 0 {
             return false;
         }
-        if let Some(p) = self.preferred {
+        if let Some(p) = self.preferred() {
             if (new.peer_epoch, new.zxid) == (current.peer_epoch, current.zxid) {
                 if current.leader == p {
                     return false;
@@ -393,6 +409,12 @@ impl Election {
         let mut out = Vec::new();
         if !self.started || self.state != ServerState::Looking {
             return out;
+        }
+        if let Some((_, left)) = &mut self.preferred {
+            *left = left.saturating_sub(1);
+            if *left == 0 {
+                self.preferred = None;
+            }
         }
         if let Some(left) = self.finalizing {
             if left <= 1 {

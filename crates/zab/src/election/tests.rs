@@ -448,3 +448,50 @@ fn a_joiner_does_not_follow_a_leader_without_a_majority() {
     net.run(10);
     assert_eq!(net.decision(4), None);
 }
+
+/// A voter that missed the handover's ELECT keeps the usual order (3 beats 2 on a tie),
+/// while the other holds out for the named successor (2): neither makes a quorum of
+/// the two voters until the preference's deadline passes; then the usual order decides.
+#[test]
+fn a_handover_preference_one_voter_missed_expires() {
+    let q = quorum(&[2, 3], &[1]);
+    let servers: Vec<_> = [1, 2, 3].map(|id| (id, zxid(4, 7), 4)).to_vec();
+    let mut net = Net::new(&q, &servers);
+    net.nodes.get_mut(&sid(2)).unwrap().prefer(sid(2));
+    let deadline = 2 * ElectionTimeouts::default().max_notification_interval_ticks;
+    net.start_all();
+    net.run(deadline / 2);
+    for id in 1..=3 {
+        assert_eq!(
+            net.decision(id),
+            None,
+            "server {id} decided while 2 held out"
+        );
+    }
+    net.run(deadline);
+    for id in [2, 3] {
+        let d = net
+            .decision(id)
+            .unwrap_or_else(|| panic!("server {id} never decided"));
+        assert_eq!(d.leader, sid(3), "server {id}");
+    }
+    // The observer backed off to the longest re-send interval meanwhile.
+    net.run(deadline / 2 + 1);
+    assert_eq!(net.decision(1).map(|d| d.leader), Some(sid(3)));
+}
+
+/// When every voter got the ELECT, the named successor wins at once, whatever its id.
+#[test]
+fn a_handover_preference_all_voters_hold_wins() {
+    let q = quorum(&[1, 2, 3], &[]);
+    let servers: Vec<_> = [1, 2, 3].map(|id| (id, zxid(4, 7), 4)).to_vec();
+    let mut net = Net::new(&q, &servers);
+    for id in 1..=3 {
+        net.nodes.get_mut(&sid(id)).unwrap().prefer(sid(1));
+    }
+    net.start_all();
+    net.run(10);
+    for id in 1..=3 {
+        assert_eq!(net.decision(id).unwrap().leader, sid(1), "server {id}");
+    }
+}
