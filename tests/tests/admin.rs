@@ -948,6 +948,18 @@ fn members_are_added_promoted_and_removed_through_the_cli() {
         .filter(|&n| n != leader)
         .min()
         .expect("a follower");
+    // A leader is found before every restarted follower has joined it, and a transfer
+    // to one not yet in sync is refused (FailedPrecondition): wait for it first.
+    poll(
+        CLUSTER_WAIT,
+        || format!("server {next} never synced with the leader\n{}", c.logs()),
+        || {
+            let list = admin(&ep, &["--json", "members", "list"]).json();
+            member(&list, next)
+                .is_some_and(|m| m["link"] == "synced")
+                .then_some(())
+        },
+    );
     let moved = admin(&ep, &["leader", "transfer", "--to", &next.to_string()]);
     assert!(
         moved.success(),
