@@ -6,8 +6,10 @@
 //! One run is one seed. The seed picks the cluster and the fault mix ([`Scenario`]),
 //! then drives a fault phase (messages delayed, dropped, duplicated and reordered;
 //! partitions into halves, an isolated leader, one-way links; crashes that lose the
-//! unsynced log tail or leave a torn record; flushes at random times; snapshots and
-//! purges) while clients write through whichever server they reach. After every event
+//! unsynced log tail or leave a torn record; flushes at random times, on half of the
+//! seeds asynchronous as the server's sync thread runs them: a sync covers what was
+//! appended when it began and acknowledges when it ends, while appends go on; snapshots
+//! and purges) while clients write through whichever server they reach. After every event
 //! the invariants of the ZAB TLA+ specification are checked ([`check`]). The heal phase
 //! then restarts everyone, stops the faults and requires the cluster to converge:
 //! one leader, every server at the leader's commit point with the same tree, a last
@@ -32,8 +34,8 @@
 //! the leader established after it, as a ZooKeeper learner with a higher acceptedEpoch
 //! does, until the leader changes (the majority keeps serving). [`Strict`] turns on checks that are off by default (a sync answered
 //! while behind, a stalled uncommitted tail, snapshots ahead of the synced log). The
-//! first two pass; the third models a host the server is not (it snapshots only after
-//! the round's flush), and seeds 3458, 4458 and 4503 of
+//! first two pass; the third models a host the server is not (it snapshots only a tree
+//! at or below the durable point), and seeds 3458, 4458 and 4503 of
 //! `cargo xtask sim --unsynced-snapshots --seeds 5000` show why it must not: a crash
 //! leaves the log with a hole under the snapshot that DIFF and TRUNC do not see, and a
 //! committed Txn is lost (PrefixConsistency).

@@ -10,9 +10,11 @@ use rookery_tree::{Caller, DataTree, Op, PendingChanges, SessionId, Txn, TxnHead
 use rookery_tree::{decode_entry, encode_entry};
 use rookery_zab::election::{ElectionTimeouts, ServerId, ServerState};
 use rookery_zab::message::Message;
-use rookery_zab::peer::{InjectedBugs, Peer, PeerConfig, PeerTimeouts, Ready, Role, RoleChange};
+use rookery_zab::peer::{
+    FlushTicket, InjectedBugs, Peer, PeerConfig, PeerTimeouts, Ready, Role, RoleChange,
+};
 use rookery_zab::quorum::QuorumMaj;
-use rookery_zab::storage::{CrashMode, MemStorage, SnapshotStore, purge};
+use rookery_zab::storage::{CrashMode, MemStorage, SnapshotStore, SyncMark, purge};
 use rookery_zab::{Epoch, Zxid};
 
 use crate::check::{Checked, Checker, Invariant, Violation, z};
@@ -25,6 +27,8 @@ const TICK_MS: u64 = 100;
 const RECENT: usize = 60;
 /// Snapshots each host keeps when it purges (ZooKeeper's minimum snapRetainCount).
 const SNAP_RETAIN: usize = 3;
+/// Seeds the PRNG of asynchronous flushes, apart from the main one.
+const FLUSH_STREAM: u64 = 0x6173_796e_635f_666c;
 
 /// What a run does; the seed decides everything else ([`Scenario`]).
 #[derive(Debug, Clone)]
@@ -124,6 +128,10 @@ pub struct Scenario {
     pub max_delay_ms: u64,
     /// Longest wait between an append and the flush that covers it.
     pub max_flush_ms: u64,
+    /// Flushes run beside the node's later work, as the server's sync thread does: a
+    /// sync covers what was appended when it began, and acknowledges up to there when
+    /// it ends, up to `max_flush_ms` later. Without it a flush is one step.
+    pub async_flush: bool,
     /// Mean time between faults (crash, partition, heal) in the fault phase.
     pub fault_every_ms: u64,
     /// Mean time between client writes in the fault phase.
@@ -146,6 +154,7 @@ impl Scenario {
             unordered_links: rng.permille(125),
             max_delay_ms: rng.range(1, 40),
             max_flush_ms: *rng.pick(&[1, 10, 50, 200]).unwrap_or(&10),
+            async_flush: false,
             fault_every_ms: rng.range(200, 2_000),
             write_every_ms: rng.range(3, 40),
             roll_epoch_at_counter: if rng.permille(250) {
@@ -276,9 +285,17 @@ enum Event {
         node: ServerId,
         incarnation: u64,
     },
+    /// A group commit begins: the sync runs beside the node's later work (as the
+    /// server's sync thread does) and covers only what was appended so far.
     Flush {
         node: ServerId,
         incarnation: u64,
+    },
+    FlushDone {
+        node: ServerId,
+        incarnation: u64,
+        mark: SyncMark,
+        ticket: FlushTicket,
     },
     ClientWrite,
     ClientSync,
@@ -391,6 +408,8 @@ struct Sim {
     opts: SimOptions,
     scenario: Scenario,
     rng: Rng,
+    /// The delays of asynchronous flushes.
+    flush_rng: Rng,
     now: u64,
     step: u64,
     seq: u64,
@@ -420,7 +439,11 @@ struct Sim {
 impl Sim {
     fn new(seed: u64, opts: &SimOptions) -> Sim {
         let mut rng = Rng::new(seed);
-        let scenario = Scenario::pick(&mut rng);
+        let mut scenario = Scenario::pick(&mut rng);
+        // Draws of their own, so the seeds that ran with one-step flushes before they
+        // could be asynchronous replay the same as then.
+        let mut flush_rng = Rng::new(seed ^ FLUSH_STREAM);
+        scenario.async_flush = flush_rng.permille(500);
         let voters: Vec<ServerId> = (1..=scenario.voters).map(ServerId).collect();
         let observers: Vec<ServerId> = (scenario.voters + 1..=scenario.voters + scenario.observers)
             .map(ServerId)
@@ -435,6 +458,7 @@ impl Sim {
             unordered_links: scenario.unordered_links,
             scenario,
             rng,
+            flush_rng,
             now: 0,
             step: 0,
             seq: 0,
@@ -626,7 +650,7 @@ impl Sim {
             };
             let _ = writeln!(
                 out,
-                "  {}: {} serving={} leader={:?} accepted={} current={} last={} commit={} applied={} tree={} digest={:#x} unsynced={}",
+                "  {}: {} serving={} leader={:?} accepted={} current={} last={} durable={} commit={} applied={} tree={} digest={:#x}",
                 h.id,
                 p.role().as_str(),
                 p.is_serving(),
@@ -634,11 +658,11 @@ impl Sim {
                 p.accepted_epoch(),
                 p.current_epoch(),
                 z(p.last_zxid()),
+                z(p.durable_zxid()),
                 z(p.commit_zxid()),
                 z(p.applied_zxid()),
                 z(h.tree.last_zxid()),
-                h.tree.digest(),
-                p.needs_flush()
+                h.tree.digest()
             );
             if self.opts.reconfig {
                 let q = p.quorums();
@@ -699,13 +723,55 @@ impl Sim {
                 if h.incarnation != incarnation {
                     return Ok(());
                 }
+                let Some(p) = h.peer.as_mut() else {
+                    h.flush_scheduled = false;
+                    return Ok(());
+                };
+                if !self.scenario.async_flush {
+                    h.flush_scheduled = false;
+                    storage_ok(node, p.flush())?;
+                    let last = p.last_zxid();
+                    self.rec("flush", node.0, 0, last, 0);
+                    return self.drain(node);
+                }
+                let mark = p.storage().sync_mark();
+                let Some(ticket) = p.begin_flush() else {
+                    h.flush_scheduled = false;
+                    storage_ok(node, p.flush())?;
+                    return self.drain(node);
+                };
+                self.rec("flush", node.0, 0, ticket.through(), 0);
+                let delay = self.flush_rng.range(0, self.scenario.max_flush_ms);
+                self.schedule(
+                    delay,
+                    Event::FlushDone {
+                        node,
+                        incarnation,
+                        mark,
+                        ticket,
+                    },
+                );
+                Ok(())
+            }
+            Event::FlushDone {
+                node,
+                incarnation,
+                mark,
+                ticket,
+            } => {
+                let Some(h) = self.hosts.get_mut(&node) else {
+                    return Ok(());
+                };
+                if h.incarnation != incarnation {
+                    return Ok(());
+                }
                 h.flush_scheduled = false;
                 let Some(p) = h.peer.as_mut() else {
                     return Ok(());
                 };
-                storage_ok(node, p.flush())?;
-                let last = p.last_zxid();
-                self.rec("flush", node.0, 0, last, 0);
+                p.storage_mut().sync_to(mark);
+                storage_ok(node, p.flush_done(ticket))?;
+                self.rec("flushed", node.0, 0, ticket.through(), 0);
                 self.drain(node)
             }
             Event::ClientWrite => {
@@ -826,6 +892,27 @@ impl Sim {
     // ---------------------------------------------------------------------------------
     // The host role.
 
+    /// Proposals held back by an epoch roll count as proposed once the leader has
+    /// logged them: they are numbered above everything else in its log.
+    fn held_logged(&mut self, id: ServerId) -> Checked {
+        let Some(h) = self.hosts.get_mut(&id) else {
+            return Ok(());
+        };
+        let Some(p) = &h.peer else {
+            return Ok(());
+        };
+        let logged: Vec<(Zxid, u64)> = h
+            .held
+            .range(..=p.last_zxid())
+            .map(|(z, hash)| (*z, *hash))
+            .collect();
+        for (zxid, hash) in logged {
+            h.held.remove(&zxid);
+            self.checker.on_propose(id, zxid, hash)?;
+        }
+        Ok(())
+    }
+
     /// Does what the core asks until its Ready is empty (see [`Ready`]'s order).
     fn drain(&mut self, id: ServerId) -> Checked {
         loop {
@@ -841,26 +928,13 @@ impl Sim {
             }
             self.handle_ready(id, ready)?;
         }
+        self.held_logged(id)?;
         let Some(h) = self.hosts.get_mut(&id) else {
             return Ok(());
         };
-        if let Some(p) = &h.peer {
-            if p.role() != rookery_zab::peer::Role::Leading {
-                h.held.clear();
-            }
-            let logged: Vec<(Zxid, u64)> = h
-                .held
-                .range(..=p.last_zxid())
-                .map(|(z, hash)| (*z, *hash))
-                .collect();
-            for (zxid, hash) in logged {
-                h.held.remove(&zxid);
-                self.checker.on_propose(id, zxid, hash)?;
-            }
+        if h.peer.as_ref().is_some_and(|p| p.role() != Role::Leading) {
+            h.held.clear();
         }
-        let Some(h) = self.hosts.get_mut(&id) else {
-            return Ok(());
-        };
         if let Some(p) = &h.peer {
             if p.needs_flush() && !h.flush_scheduled {
                 h.flush_scheduled = true;
@@ -901,6 +975,12 @@ impl Sim {
             h.sessions_proposed.clear();
             match rc {
                 RoleChange::Looking => {
+                    // The roll may have ended, logging what it held, in the same step
+                    // that ended the leadership (a reconfiguration it committed).
+                    self.held_logged(id)?;
+                    let Some(h) = self.hosts.get_mut(&id) else {
+                        return Ok(());
+                    };
                     h.proposals.clear();
                     h.held.clear();
                     h.established_epoch = None;
@@ -1537,7 +1617,15 @@ impl Sim {
         // The server snapshots after a round's flush, so its snapshots hold only
         // entries its log has durably. A snapshot ahead of the synced log followed by
         // a crash leaves the log with a hole the core does not see (Strict).
-        if zxid == 0 || (p.needs_flush() && !self.opts.strict.unsynced_snapshots) {
+        // With asynchronous flushes the log is seldom all durable under load, so the
+        // server's rule is the tree at or below the durable point; one-step flushes
+        // keep the stricter rule their seeds were found with.
+        let ahead = if self.scenario.async_flush {
+            zxid > p.durable_zxid()
+        } else {
+            p.needs_flush()
+        };
+        if zxid == 0 || (ahead && !self.opts.strict.unsynced_snapshots) {
             return Ok(());
         }
         let data = h.tree.snapshot();
@@ -1623,7 +1711,9 @@ impl Sim {
         let leader = self.leader_id()?;
         let lp = self.hosts.get(&leader)?.peer.as_ref()?;
         let commit = lp.commit_zxid();
-        if self.opts.strict.stalls && (commit != lp.last_zxid() || lp.needs_flush()) {
+        if self.opts.strict.stalls
+            && (commit != lp.last_zxid() || lp.durable_zxid() != lp.last_zxid())
+        {
             // Proposals still waiting for a quorum.
             return None;
         }

@@ -33,6 +33,20 @@ const READ_BATCH: usize = 10_000;
 /// A SNAP travels in chunks of this size.
 pub const SNAP_CHUNK_BYTES: usize = 1 << 20;
 
+/// A sync begun with [`Peer::begin_flush`], to hand back to [`Peer::flush_done`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlushTicket {
+    generation: u64,
+    through: Zxid,
+}
+
+impl FlushTicket {
+    /// The last entry the sync must cover.
+    pub fn through(&self) -> Zxid {
+        self.through
+    }
+}
+
 /// What a peer needs from its storage.
 pub trait PeerStorage: TxnLog + MetaStore + SnapshotStore {}
 impl<T: TxnLog + MetaStore + SnapshotStore> PeerStorage for T {}
@@ -336,8 +350,14 @@ pub struct Peer<S: PeerStorage> {
     commit_zxid: Zxid,
     /// Highest zxid handed to the host to apply.
     applied_zxid: Zxid,
-    /// Entries appended since the last sync.
-    unsynced: bool,
+    /// Every log entry up to this zxid is durable (and belongs to the current log:
+    /// a truncation resets it).
+    durable_zxid: Zxid,
+    /// Appends up to this zxid are covered by a sync begun ([`Peer::begin_flush`]) or
+    /// done; appends above it need a flush.
+    flush_begun: Zxid,
+    /// Bumped whenever the log is cut, so a sync begun on the old log acknowledges nothing.
+    log_generation: u64,
     /// Entries appended by this process and not yet applied, so applying them does not
     /// read them back; `recent_base` is the log entry before the first of them.
     recent: VecDeque<LogEntry>,
@@ -405,7 +425,9 @@ impl<S: PeerStorage> Peer<S> {
             current_epoch,
             commit_zxid: applied_zxid,
             applied_zxid,
-            unsynced: false,
+            durable_zxid: last_zxid,
+            flush_begun: last_zxid,
+            log_generation: 0,
             recent: VecDeque::new(),
             recent_base: 0,
             ready: Ready::default(),
@@ -582,19 +604,67 @@ impl<S: PeerStorage> Peer<S> {
 
     /// Makes every appended entry durable, then acknowledges: a follower ACKs, the
     /// leader counts its own ACK. Call once per batch of appends (group commit).
+    /// [`Peer::begin_flush`] and [`Peer::flush_done`] are the same in two halves, for a
+    /// host that syncs on another thread.
     pub fn flush(&mut self) -> Result<(), StorageError> {
-        if self.unsynced {
+        if let Some(ticket) = self.begin_flush() {
             self.storage.sync()?;
-            self.unsynced = false;
+            return self.flush_done(ticket);
         }
         self.acknowledge_durable()
     }
 
+    /// Starts a group commit the host runs elsewhere: it must make every entry
+    /// appended so far durable (a sync of the storage begun after this call does), go
+    /// on appending meanwhile if it likes, and then call [`Peer::flush_done`]. `None`
+    /// when nothing new is appended. Overlapping the fsync with the next round's work
+    /// is the point; one in flight at a time is enough for that.
+    pub fn begin_flush(&mut self) -> Option<FlushTicket> {
+        if self.last_zxid <= self.flush_begun {
+            return None;
+        }
+        self.flush_begun = self.last_zxid;
+        Some(FlushTicket {
+            generation: self.log_generation,
+            through: self.last_zxid,
+        })
+    }
+
+    /// The sync of `ticket` is done: acknowledges what it made durable. A ticket from
+    /// before a truncation acknowledges nothing, since the entries it covered may be
+    /// gone (a new one covers what is appended now).
+    pub fn flush_done(&mut self, ticket: FlushTicket) -> Result<(), StorageError> {
+        if ticket.generation == self.log_generation && ticket.through > self.durable_zxid {
+            self.durable_zxid = ticket.through;
+        }
+        self.acknowledge_durable()
+    }
+
+    /// Syncs now, inside a protocol step that needs the whole log durable first.
+    fn sync_log(&mut self) -> Result<(), StorageError> {
+        self.storage.sync()?;
+        self.durable_zxid = self.last_zxid;
+        self.flush_begun = self.last_zxid;
+        Ok(())
+    }
+
+    /// The log was cut (durably) and `last_zxid` says where it ends now.
+    fn log_replaced(&mut self) {
+        self.log_generation += 1;
+        self.durable_zxid = self.last_zxid;
+        self.flush_begun = self.last_zxid;
+    }
+
     /// After a sync (by [`Peer::flush`] or one the protocol needed): ACK what is durable.
     fn acknowledge_durable(&mut self) -> Result<(), StorageError> {
+        self.acknowledge_through(self.durable_zxid)
+    }
+
+    /// The leader counts its own ACK up to `through`; a learner ACKs what is durable.
+    fn acknowledge_through(&mut self, through: Zxid) -> Result<(), StorageError> {
         match &mut self.state {
             State::Leading(l) => {
-                l.self_acked = self.last_zxid;
+                l.self_acked = through;
                 self.try_commit()?;
                 self.check_transfer();
             }
@@ -612,12 +682,19 @@ impl<S: PeerStorage> Peer<S> {
     /// `ack-before-durable`).
     #[cfg(feature = "inject-bugs")]
     pub fn acknowledge_unsynced(&mut self) -> Result<(), StorageError> {
-        self.acknowledge_durable()
+        self.acknowledge_through(self.last_zxid)
     }
 
-    /// Whether [`Peer::flush`] has anything to make durable.
+    /// Whether appends wait for a flush to begin ([`Peer::flush`] or
+    /// [`Peer::begin_flush`] has something to do).
     pub fn needs_flush(&self) -> bool {
-        self.unsynced
+        self.last_zxid > self.flush_begun
+    }
+
+    /// Every log entry up to this zxid is durable. A host snapshots its tree only at or
+    /// below it, so a crash never leaves a snapshot ahead of the log it follows.
+    pub fn durable_zxid(&self) -> Zxid {
+        self.durable_zxid
     }
 
     /// Leader: appends a Txn built for the next zxid and sends it to the voters. It is
@@ -761,9 +838,8 @@ impl<S: PeerStorage> Peer<S> {
         };
         l.new_epoch = Some(roll.epoch);
         // Our own history up to the fence is durable before we claim the epoch.
-        if self.unsynced {
-            self.storage.sync()?;
-            self.unsynced = false;
+        if self.durable_zxid < self.last_zxid {
+            self.sync_log()?;
         }
         self.storage.set_current_epoch(roll.epoch)?;
         self.current_epoch = roll.epoch;
@@ -963,8 +1039,7 @@ impl<S: PeerStorage> Peer<S> {
             ServerState::Leading => {
                 // Whatever the log holds is this leader's history and must be durable
                 // before anyone counts on it.
-                self.storage.sync()?;
-                self.unsynced = false;
+                self.sync_log()?;
                 let mut l = LeaderState {
                     new_epoch: None,
                     term: 0,
@@ -1035,7 +1110,6 @@ impl<S: PeerStorage> Peer<S> {
             payload: payload.to_vec(),
         });
         self.last_zxid = zxid;
-        self.unsynced = true;
         if let Some(q) = (self.cfg.config_in_entry)(zxid, payload) {
             // Counted from the moment it is logged (ZooKeeper's lastSeenQuorumVerifier).
             self.quorums.push_pending(zxid, q);
@@ -2083,12 +2157,14 @@ impl<S: PeerStorage> Peer<S> {
                 self.storage.truncate_after(zxid)?;
                 self.recent.clear();
                 self.last_zxid = self.storage.last_zxid().unwrap_or(0).max(self.applied_zxid);
+                self.log_replaced();
                 self.log_truncated(self.last_zxid);
                 if self.last_zxid != zxid {
                     // Our history differs below the leader's guess: keep only what is
                     // applied (committed, so the leader has it) and sync from there.
                     self.storage.truncate_after(self.applied_zxid)?;
                     self.last_zxid = self.applied_zxid;
+                    self.log_replaced();
                     self.log_truncated(self.last_zxid);
                     self.restart_learning();
                     return Ok(());
@@ -2126,6 +2202,7 @@ impl<S: PeerStorage> Peer<S> {
                 // The host tells the snapshot's configuration (install_config).
                 self.log_truncated(-1);
                 self.last_zxid = zxid;
+                self.log_replaced();
                 self.applied_zxid = zxid;
                 self.commit_zxid = zxid;
                 self.ready.committed.clear();
@@ -2177,8 +2254,7 @@ impl<S: PeerStorage> Peer<S> {
                     return Ok(());
                 }
                 // The sync stream must be durable before we accept this history.
-                self.storage.sync()?;
-                self.unsynced = false;
+                self.sync_log()?;
                 self.storage.set_current_epoch(epoch)?;
                 self.current_epoch = epoch;
                 self.election.update_election_vote(epoch);
@@ -2218,9 +2294,8 @@ impl<S: PeerStorage> Peer<S> {
                     return Ok(());
                 }
                 // What we hold of the old epoch is durable before we claim the new one.
-                if self.unsynced {
-                    self.storage.sync()?;
-                    self.unsynced = false;
+                if self.durable_zxid < self.last_zxid {
+                    self.sync_log()?;
                 }
                 // A promise only: the epoch becomes current with its first Txn, which
                 // the leader sends once a quorum has promised it (see accept_entry).
@@ -2424,9 +2499,15 @@ impl<S: PeerStorage> Peer<S> {
 
     /// Cumulative ACK of what is durable, once NEWLEADER is acked (followers only).
     fn send_ack(&mut self) {
-        let last = self.last_zxid;
+        #[cfg(not(feature = "inject-bugs"))]
+        let last = self.durable_zxid;
+        #[cfg(feature = "inject-bugs")]
+        let last = if self.cfg.bugs.ack_before_sync {
+            self.last_zxid
+        } else {
+            self.durable_zxid
+        };
         let epoch = self.current_epoch;
-        let durable = !self.unsynced;
         let Some(l) = self.learner_state() else {
             return;
         };
@@ -2442,14 +2523,6 @@ impl<S: PeerStorage> Peer<S> {
             // on its way) must not count: an election would not know we hold it.
             || epoch_of(last) > epoch
         {
-            return;
-        }
-        #[cfg(not(feature = "inject-bugs"))]
-        if !durable {
-            return;
-        }
-        #[cfg(feature = "inject-bugs")]
-        if !durable && !self.cfg.bugs.ack_before_sync {
             return;
         }
         let Some(l) = self.learner_state() else {

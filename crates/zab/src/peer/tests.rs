@@ -172,6 +172,62 @@ fn nothing_commits_before_the_quorum_has_flushed() {
 }
 
 #[test]
+fn a_flush_begun_before_more_appends_acknowledges_only_what_it_covers() {
+    let mut net = Net::new(&[1], &[]);
+    let first = net.propose(1);
+    let p = net.peers.get_mut(&ServerId(1)).unwrap();
+    let ticket = p.begin_flush().expect("an append to flush");
+    assert_eq!(ticket.through(), first);
+    assert!(!p.needs_flush(), "the flush in flight covers every append");
+    assert_eq!(p.begin_flush(), None);
+    let second = net.propose(2);
+    let p = net.peers.get_mut(&ServerId(1)).unwrap();
+    assert!(
+        p.needs_flush(),
+        "an append after the flush began needs another"
+    );
+    p.flush_done(ticket).unwrap();
+    assert_eq!(p.durable_zxid(), first);
+    assert_eq!(
+        p.commit_zxid(),
+        first,
+        "the second append is not durable yet"
+    );
+    net.drain(ServerId(1));
+    assert_eq!(net.applied[&ServerId(1)], vec![first]);
+    let p = net.peers.get_mut(&ServerId(1)).unwrap();
+    let ticket = p.begin_flush().expect("the second append");
+    p.flush_done(ticket).unwrap();
+    assert_eq!(p.commit_zxid(), second);
+}
+
+#[test]
+fn a_flush_begun_before_the_log_is_cut_acknowledges_nothing() {
+    let mut net = Net::new(&[1], &[]);
+    let cut = net.propose(1);
+    let p = net.peers.get_mut(&ServerId(1)).unwrap();
+    let stale = p.begin_flush().expect("an append to flush");
+    // What a learner's TRUNC does while that flush still runs (a leader never cuts its
+    // log; a lone voter just makes the zxid come round again).
+    p.storage.truncate_after(0).unwrap();
+    p.last_zxid = 0;
+    p.log_replaced();
+    let again = net.propose(2);
+    assert_eq!(again, cut, "the same zxid, a different entry");
+    let p = net.peers.get_mut(&ServerId(1)).unwrap();
+    p.flush_done(stale).unwrap();
+    assert_eq!(p.durable_zxid(), 0);
+    assert_eq!(
+        p.commit_zxid(),
+        0,
+        "the stale flush covered the cut entry, not this one"
+    );
+    let fresh = p.begin_flush().expect("the new entry needs its own flush");
+    p.flush_done(fresh).unwrap();
+    assert_eq!(p.commit_zxid(), again);
+}
+
+#[test]
 fn a_new_leader_is_elected_after_the_leader_dies_and_history_survives() {
     let mut net = Net::new(&[1, 2, 3], &[]);
     net.run(10);

@@ -39,11 +39,43 @@ pub struct MemStorage {
     durable_meta: BTreeMap<&'static str, Vec<u8>>,
     /// Snapshots are durable when saved, so one map is enough.
     snapshots: BTreeMap<Zxid, Vec<u8>>,
+    /// Truncations so far: a sync begun before one covers nothing after it.
+    truncations: u64,
+}
+
+/// Where the log stood when a sync began on another thread ([`MemStorage::sync_mark`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncMark {
+    truncations: u64,
+    through: Option<Zxid>,
+    /// The one meta value written without a sync of its own.
+    last_applied: Option<Vec<u8>>,
 }
 
 impl MemStorage {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Notes what a sync beginning now would cover, for [`MemStorage::sync_to`].
+    pub fn sync_mark(&self) -> SyncMark {
+        SyncMark {
+            truncations: self.truncations,
+            through: self.last_zxid(),
+            last_applied: self.meta.get(LAST_APPLIED_ZXID).cloned(),
+        }
+    }
+
+    /// Finishes a sync begun at `mark`: what was appended up to then is durable, and
+    /// nothing appended since (the least a real sync running beside appends promises).
+    /// A truncation since then synced everything left of that log already.
+    pub fn sync_to(&mut self, mark: SyncMark) {
+        if mark.truncations == self.truncations && mark.through > self.synced_through {
+            self.synced_through = mark.through;
+        }
+        if let Some(value) = mark.last_applied {
+            self.durable_meta.insert(LAST_APPLIED_ZXID, value);
+        }
     }
 
     /// Simulates a crash and restart: unsynced state is lost as `mode` says, then the
@@ -165,6 +197,7 @@ impl TxnLog for MemStorage {
 
     fn truncate_after(&mut self, zxid: Zxid) -> Result<u64, StorageError> {
         let removed = self.log.split_off(&zxid.saturating_add(1));
+        self.truncations += 1;
         self.sync()?;
         Ok(removed.len() as u64)
     }

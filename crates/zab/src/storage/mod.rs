@@ -15,7 +15,7 @@ mod mem;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 
-pub use mem::{CrashMode, MemStorage};
+pub use mem::{CrashMode, MemStorage, SyncMark};
 
 /// ZooKeeper transaction id: `epoch << 32 | counter`.
 pub type Zxid = i64;
