@@ -52,6 +52,7 @@ mod admin;
 use crate::membership::Ensemble;
 pub(crate) use admin::{AdminBackend, AdminQuery, MemberConfig};
 
+mod flush;
 #[cfg(feature = "inject-bugs")]
 mod inject;
 mod reconfig;
@@ -185,6 +186,8 @@ pub(crate) enum CoreCmd {
     Metrics {
         reply: oneshot::Sender<String>,
     },
+    /// The sync thread finished a group commit.
+    Flushed(flush::Flushed),
     /// Finish the round and stop.
     Shutdown,
 }
@@ -328,6 +331,8 @@ pub(crate) struct Core {
     transport: Option<PeerSender>,
     /// To ourselves, for work finished off this thread (learner snapshots).
     handle: Option<CoreHandle>,
+    /// The thread that syncs the log; `None` (syncs on this thread) without a handle.
+    flusher: Option<flush::Flusher>,
     conns: BTreeMap<ConnId, Conn>,
     session_conn: BTreeMap<SessionId, ConnId>,
     /// Per session, what it waits for, in request order.
@@ -399,6 +404,8 @@ pub enum CoreError {
     Storage(#[from] StorageError),
     #[error("recovery failed: {0}")]
     Recovery(String),
+    #[error("the log's sync thread stopped")]
+    SyncThread,
 }
 
 /// How many recent events Status shows.
@@ -497,6 +504,13 @@ impl Core {
         );
         let now = wall_ms();
         let sessions = SessionTracker::new(cfg.server_id, cfg.tick_ms, now);
+        let flusher = match &handle {
+            Some(h) => Some(
+                flush::Flusher::start(peer.storage().sync_handle(), h.clone())
+                    .map_err(|e| StorageError::Backend(Box::new(e)))?,
+            ),
+            None => None,
+        };
         let mut core = Core {
             last_container_check_ms: now,
             last_touch_ms: now,
@@ -508,6 +522,7 @@ impl Core {
             peer,
             transport,
             handle,
+            flusher,
             conns: BTreeMap::new(),
             session_conn: BTreeMap::new(),
             waiting: BTreeMap::new(),
@@ -568,7 +583,10 @@ impl Core {
             }
         }
         // Let an in-flight snapshot finish: it holds a storage handle, and the log
-        // purge it allows happens only once it is saved.
+        // purge it allows happens only once it is saved. The sync thread holds one too.
+        if let Some(f) = &mut self.flusher {
+            f.stop();
+        }
         self.finish_snapshot()?;
         self.finish_purge();
         Ok(())
@@ -613,6 +631,7 @@ impl Core {
             CoreCmd::Metrics { reply } => {
                 let _ = reply.send(self.metrics_text());
             }
+            CoreCmd::Flushed(done) => self.flushed(done)?,
             // Taken by `run` before it gets here.
             CoreCmd::Shutdown => {}
         }
@@ -626,9 +645,8 @@ impl Core {
         let sync_now = !self.ack_before_durable()?;
         #[cfg(not(feature = "inject-bugs"))]
         let sync_now = true;
-        if sync_now && self.peer.needs_flush() {
-            self.peer.flush()?;
-            self.drive()?;
+        if sync_now {
+            self.flush_appends()?;
         }
         self.record_syncs();
         self.maybe_snapshot()
@@ -2014,6 +2032,12 @@ impl Core {
         let due =
             self.txns_since_snapshot >= self.cfg.snap_count || !self.snapshot_wanted.is_empty();
         if !due || self.snapshot_task.is_some() {
+            return Ok(());
+        }
+        if self.tree.last_zxid() > self.peer.durable_zxid() {
+            // The tree holds entries the log may still lose (committed by the others'
+            // ACKs before our sync finished): a snapshot of it followed by a crash would
+            // leave a hole in the log behind the snapshot. A later round takes it.
             return Ok(());
         }
         self.txns_since_snapshot = 0;

@@ -116,6 +116,16 @@ impl Durability {
     }
 }
 
+/// See [`SledStorage::sync_handle`].
+#[derive(Debug, Clone)]
+pub struct SyncHandle(Durability);
+
+impl SyncHandle {
+    pub fn sync(&self) -> Result<(), StorageError> {
+        self.0.sync()
+    }
+}
+
 fn zxid_bytes(zxid: Zxid) -> [u8; 8] {
     // Flipping the sign bit makes unsigned big-endian byte order match signed order.
     ((zxid as u64) ^ (1 << 63)).to_be_bytes()
@@ -814,6 +824,13 @@ impl SledStorage {
             db: self.durability.db.clone(),
             segments: Arc::clone(&self.segments),
         }
+    }
+
+    /// A handle that syncs this database from another thread: what was appended
+    /// before [`SyncHandle::sync`] is called is durable when it returns, while appends
+    /// may go on meanwhile (the fsync of one round overlaps the next round's work).
+    pub fn sync_handle(&self) -> SyncHandle {
+        SyncHandle(self.durability.clone())
     }
 
     /// A snapshot handle that can be moved to another thread, so saving a snapshot does

@@ -1,12 +1,13 @@
 //! The storage the ZAB peer writes through, with each fsync timed.
 //!
-//! Why a wrapper: the peer (sans-IO, no clocks) decides when to sync, sometimes in
-//! [`Peer::flush`](rookery_zab::peer::Peer::flush) once per round (group commit) and
-//! sometimes inside a protocol step that needs durability first. Timing at the one
-//! place every sync passes through counts them all, and counting appends between two
-//! syncs gives the group-commit size exactly, which the core could only estimate.
-//! The wrapper only notes; the core collects the notes after each round
-//! ([`MeteredStorage::take_syncs`]) into the same stats `mntr` reads.
+//! Why a wrapper: the peer (sans-IO, no clocks) decides when to sync, sometimes inside
+//! a protocol step that needs durability first. Timing at the one place those syncs
+//! pass through counts them all, and counting appends between two syncs gives the
+//! group-commit size exactly. The round's group commit runs on the sync thread
+//! (`core::flush`), which times it there and takes the append count from here
+//! ([`MeteredStorage::take_appended`]). The wrapper only notes; the core collects the
+//! notes after each round ([`MeteredStorage::take_syncs`]) into the same stats `mntr`
+//! reads.
 
 use std::ops::Deref;
 use std::time::{Duration, Instant};
@@ -40,6 +41,12 @@ impl<S> MeteredStorage<S> {
             appended: 0,
             syncs: Vec::new(),
         }
+    }
+
+    /// Appends since the last sync, for a sync run on another thread; the count starts
+    /// again.
+    pub(crate) fn take_appended(&mut self) -> u64 {
+        std::mem::take(&mut self.appended)
     }
 
     /// The syncs since the last call, oldest first.

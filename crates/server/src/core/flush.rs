@@ -1,0 +1,125 @@
+//! Group commit on a thread of its own.
+//!
+//! Why: with the fsync on the core thread, each round was "prepare, append, wait for
+//! the disk, apply, answer", and the core sat idle through the wait while reads and
+//! the next writes queued behind it. The sync thread runs one fsync at a time; the core
+//! appends, prepares and answers reads meanwhile, and acknowledges up to what the sync
+//! covered when it reports back ([`Peer::begin_flush`], [`Peer::flush_done`]). What a
+//! client is told is unchanged: a write is answered only once a quorum holds it
+//! durably.
+//!
+//! [`Peer::begin_flush`]: rookery_zab::peer::Peer::begin_flush
+//! [`Peer::flush_done`]: rookery_zab::peer::Peer::flush_done
+
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use rookery_storage::SyncHandle;
+use rookery_zab::peer::FlushTicket;
+use rookery_zab::storage::StorageError;
+use tracing::warn;
+
+use super::{Core, CoreCmd, CoreError, CoreHandle};
+
+/// A sync to run: the peer's ticket, and how many appends it makes durable (for the
+/// group-commit histogram).
+struct Job {
+    ticket: FlushTicket,
+    entries: u64,
+}
+
+/// What the sync thread reports back to the core, as a [`CoreCmd::Flushed`].
+#[derive(Debug)]
+pub(crate) struct Flushed {
+    ticket: FlushTicket,
+    entries: u64,
+    elapsed: Duration,
+    result: Result<(), StorageError>,
+}
+
+/// The core's side of the sync thread.
+pub(super) struct Flusher {
+    jobs: Option<mpsc::Sender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    in_flight: bool,
+}
+
+impl Flusher {
+    pub(super) fn start(sync: SyncHandle, core: CoreHandle) -> std::io::Result<Flusher> {
+        let (jobs, rx) = mpsc::channel::<Job>();
+        let thread = std::thread::Builder::new()
+            .name("rookery-sync".into())
+            .spawn(move || {
+                while let Ok(job) = rx.recv() {
+                    let started = Instant::now();
+                    let result = sync.sync();
+                    let done = Flushed {
+                        ticket: job.ticket,
+                        entries: job.entries,
+                        elapsed: started.elapsed(),
+                        result,
+                    };
+                    if core.send(CoreCmd::Flushed(done)).is_err() {
+                        return;
+                    }
+                }
+            })?;
+        Ok(Flusher {
+            jobs: Some(jobs),
+            thread: Some(thread),
+            in_flight: false,
+        })
+    }
+
+    /// Waits for the sync in flight, if any, and ends the thread.
+    pub(super) fn stop(&mut self) {
+        self.jobs = None;
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                warn!("the sync thread panicked");
+            }
+        }
+    }
+}
+
+impl Core {
+    /// End of a round: makes its appends durable. With a sync thread this only starts
+    /// the sync (unless one is running: its report starts the next); without one (unit
+    /// tests) it syncs here.
+    pub(super) fn flush_appends(&mut self) -> Result<(), CoreError> {
+        if !self.peer.needs_flush() {
+            return Ok(());
+        }
+        let Some(flusher) = &mut self.flusher else {
+            self.peer.flush()?;
+            return self.drive();
+        };
+        if flusher.in_flight {
+            return Ok(());
+        }
+        let Some(ticket) = self.peer.begin_flush() else {
+            return Ok(());
+        };
+        let entries = self.peer.storage_mut().take_appended();
+        let sent = flusher
+            .jobs
+            .as_ref()
+            .is_some_and(|jobs| jobs.send(Job { ticket, entries }).is_ok());
+        if !sent {
+            return Err(CoreError::SyncThread);
+        }
+        flusher.in_flight = true;
+        Ok(())
+    }
+
+    /// The sync thread's report: acknowledge what it made durable.
+    pub(super) fn flushed(&mut self, done: Flushed) -> Result<(), CoreError> {
+        if let Some(flusher) = &mut self.flusher {
+            flusher.in_flight = false;
+        }
+        done.result?;
+        self.stats.record_fsync(done.elapsed, done.entries);
+        self.peer.flush_done(done.ticket)?;
+        self.drive()
+    }
+}
