@@ -1306,6 +1306,9 @@ impl<S: PeerStorage> Peer<S> {
                 observer,
             } => {
                 let (leader_epoch, leader_last) = (self.current_epoch, self.last_zxid);
+                // Only a voter of the committed configuration proposes itself in an
+                // election, so only its vote says its history is no later than ours.
+                let could_lead = self.quorums.weight(from) > 0;
                 let Some(l) = self.leader_state() else {
                     return Ok(());
                 };
@@ -1326,10 +1329,15 @@ impl<S: PeerStorage> Peer<S> {
                 v.last_zxid = last_zxid;
                 let voter = !v.observer;
                 if !l.established
-                    && voter
+                    && could_lead
                     && (current_epoch, last_zxid) > (leader_epoch, leader_last)
                 {
                     // waitForEpochAck: a follower is ahead of us; we must not lead.
+                    // A voter of a pending configuration only may be ahead: it defers
+                    // to candidates in elections whatever it holds, and what it holds
+                    // beyond us is uncommitted (a commit needs a majority of the
+                    // committed configuration, and one of those voted for us, so no
+                    // later than us). The sync cuts it back (TRUNC).
                     self.go_looking("a follower has a later history");
                     return Ok(());
                 }

@@ -597,3 +597,76 @@ fn acknowledging_unsynced_commits_what_a_crash_of_every_server_loses() {
         );
     }
 }
+
+/// Found by rookery-sim (`--reconfig`, seed 6233): the only candidate was a voter of
+/// the committed configuration, and a voter of the pending one only held a proposal
+/// the candidate had lost. The candidate gave up at every ACKEPOCH (waitForEpochAck),
+/// for ever.
+#[test]
+fn a_leader_cuts_back_a_pending_voter_that_holds_more_than_it() {
+    use crate::storage::CrashMode;
+    let (leader, pending) = (ServerId(3), ServerId(2));
+    let mut net = Net::with_configs(&[3], &[2]);
+    net.run(10);
+    assert_eq!(net.leader(), Some(leader));
+    // Like `run`, but 2's ACKs (of NEWLEADER too) are lost, so what needs 2 in its
+    // quorum never commits; and only the servers in `flush` sync.
+    let lossy = |net: &mut Net, rounds: usize, flush: &[ServerId]| {
+        for _ in 0..rounds {
+            while let Some((from, to, m)) = net.queue.pop_front() {
+                if from == pending
+                    && matches!(m, Message::Ack { .. } | Message::AckNewLeader { .. })
+                {
+                    continue;
+                }
+                net.peers.get_mut(&to).unwrap().step(from, m).unwrap();
+                net.drain(to);
+            }
+            for id in [leader, pending] {
+                let p = net.peers.get_mut(&id).unwrap();
+                if flush.contains(&id) {
+                    p.flush().unwrap();
+                }
+                p.tick().unwrap();
+                net.drain(id);
+            }
+        }
+    };
+    // A configuration making 2 a voter: logged everywhere, durable on 3, never committed.
+    let config = net.reconfig(&[2, 3], &[]);
+    lossy(&mut net, 20, &[leader, pending]);
+    assert!(net.peers[&leader].commit_zxid() < config);
+    assert_eq!(net.peers[&pending].role(), Role::Following);
+    // A proposal only 2 makes durable; the leader then crashes before its own sync.
+    let lost = net.propose(7);
+    lossy(&mut net, 2, &[pending]);
+    assert_eq!(net.peers[&pending].durable_zxid(), lost, "2 holds it");
+    let applied = net.peers[&leader].applied_zxid();
+    let mut disk = std::mem::take(net.peers.get_mut(&leader).unwrap().storage_mut());
+    disk.crash(CrashMode::DropUnsynced);
+    assert_eq!(disk.last_zxid(), Some(config), "3 lost it");
+    let mut c = cfg(3, &[3], &[2]);
+    c.config_in_entry = config_in_test_entry;
+    net.peers
+        .insert(leader, Peer::new(c, disk, applied).unwrap());
+    net.drain(leader);
+
+    net.run(60);
+    assert_eq!(net.leader(), Some(leader), "3 leads although 2 holds more");
+    let p2 = &net.peers[&pending];
+    assert!(p2.is_serving(), "2 follows");
+    assert_ne!(
+        p2.storage()
+            .entries_from(lost, 1)
+            .unwrap()
+            .first()
+            .map(|e| e.zxid),
+        Some(lost),
+        "the proposal only 2 held is cut"
+    );
+    assert_eq!(net.voters_of(2), vec![2, 3], "the configuration committed");
+    let z = net.propose(8);
+    net.run(3);
+    assert!(net.peers[&leader].commit_zxid() >= z);
+    assert_eq!(net.peers[&pending].commit_zxid(), z);
+}
