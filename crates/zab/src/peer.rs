@@ -744,26 +744,29 @@ impl<S: PeerStorage> Peer<S> {
     /// Leader: logs a proposal and sends it to every voter being synced or in sync.
     fn append_and_broadcast(&mut self, zxid: Zxid, payload: Vec<u8>) -> Result<(), StorageError> {
         let prev_zxid = self.last_zxid;
-        self.append(zxid, &payload)?;
-        let Some(l) = self.leader_state() else {
+        self.append(zxid, payload)?;
+        let State::Leading(l) = &self.state else {
             return Ok(());
         };
-        let to: Vec<ServerId> = l
+        // The payload now lives in `recent`: each voter gets a copy of that one.
+        let Some(entry) = self.recent.back() else {
+            return Ok(());
+        };
+        let proposals: Vec<(ServerId, Message)> = l
             .learners
             .values()
             .filter(|v| !v.observer && v.phase >= LearnerPhase::Syncing)
-            .map(|v| v.id)
-            .collect();
-        for id in to {
-            self.send(
-                id,
-                Message::Proposal {
+            .map(|v| {
+                let payload = entry.payload.clone();
+                let proposal = Message::Proposal {
                     zxid,
                     prev_zxid,
-                    payload: payload.clone(),
-                },
-            );
-        }
+                    payload,
+                };
+                (v.id, proposal)
+            })
+            .collect();
+        self.ready.messages.extend(proposals);
         Ok(())
     }
 
@@ -1100,17 +1103,16 @@ impl<S: PeerStorage> Peer<S> {
         self.ready.messages.push((to, msg));
     }
 
-    fn append(&mut self, zxid: Zxid, payload: &[u8]) -> Result<(), StorageError> {
-        self.storage.append(zxid, payload)?;
+    /// Takes the payload by value: it is kept in `recent` until applied.
+    fn append(&mut self, zxid: Zxid, payload: Vec<u8>) -> Result<(), StorageError> {
+        self.storage.append(zxid, &payload)?;
         if self.recent.is_empty() {
             self.recent_base = self.last_zxid;
         }
-        self.recent.push_back(LogEntry {
-            zxid,
-            payload: payload.to_vec(),
-        });
+        let config = (self.cfg.config_in_entry)(zxid, &payload);
+        self.recent.push_back(LogEntry { zxid, payload });
         self.last_zxid = zxid;
-        if let Some(q) = (self.cfg.config_in_entry)(zxid, payload) {
+        if let Some(q) = config {
             // Counted from the moment it is logged (ZooKeeper's lastSeenQuorumVerifier).
             self.quorums.push_pending(zxid, q);
             self.configs_changed(false);
@@ -1721,9 +1723,8 @@ impl<S: PeerStorage> Peer<S> {
 
     /// Commits the highest zxid of this epoch that a quorum of voters has durably.
     fn try_commit(&mut self) -> Result<(), StorageError> {
-        let quorum = self.quorums.clone();
         let self_id = self.cfg.self_id;
-        let Some(l) = self.leader_state() else {
+        let State::Leading(l) = &self.state else {
             return Ok(());
         };
         if !l.established {
@@ -1747,7 +1748,8 @@ impl<S: PeerStorage> Peer<S> {
             if c <= self.commit_zxid {
                 break;
             }
-            if quorum.contains_quorum(acks.iter().filter(|(_, z)| *z >= c).map(|(id, _)| id)) {
+            let acked = acks.iter().filter(|(_, z)| *z >= c).map(|(id, _)| id);
+            if self.quorums.contains_quorum(acked) {
                 new_commit = Some(c);
                 break;
             }
@@ -2231,7 +2233,7 @@ impl<S: PeerStorage> Peer<S> {
                 ) {
                     return Ok(());
                 }
-                self.accept_entry(zxid, prev_zxid, &payload)?;
+                self.accept_entry(zxid, prev_zxid, payload)?;
                 #[cfg(feature = "inject-bugs")]
                 if self.cfg.bugs.ack_before_sync {
                     self.send_ack();
@@ -2245,7 +2247,7 @@ impl<S: PeerStorage> Peer<S> {
                 if stage != LearnerStage::Serving {
                     return Ok(());
                 }
-                if self.accept_entry(zxid, prev_zxid, &payload)? {
+                if self.accept_entry(zxid, prev_zxid, payload)? {
                     self.advance_commit(zxid);
                 }
             }
@@ -2380,7 +2382,7 @@ impl<S: PeerStorage> Peer<S> {
         &mut self,
         zxid: Zxid,
         prev_zxid: Zxid,
-        payload: &[u8],
+        payload: Vec<u8>,
     ) -> Result<bool, StorageError> {
         if zxid <= self.last_zxid {
             return Ok(false);
