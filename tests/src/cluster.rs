@@ -957,9 +957,7 @@ pub fn parse_mode(reply: &str) -> Option<String> {
 /// `count` listeners on different free loopback ports; the caller drops them just
 /// before the servers bind those ports.
 fn reserve_ports(count: usize) -> Vec<TcpListener> {
-    (0..count)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("no free loopback port"))
-        .collect()
+    (0..count).map(|_| crate::reserve_port()).collect()
 }
 
 /// The proxies: for every directed pair (from, to), one for `to`'s quorum port and one

@@ -152,11 +152,41 @@ pub fn start_if_available(clients: &[&str], extra_config: &str) -> Option<Server
     Some(Server::start_with(target, extra_config))
 }
 
+/// A loopback port nothing else in this process has been handed, free when asked.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
+    reserve_port()
+        .local_addr()
         .map(|a| a.port())
-        .expect("no free loopback port")
+        .expect("a bound listener has an address")
+}
+
+/// The first port [`reserve_port`] may hand out; the range ends below the kernel's
+/// ephemeral range (32768 up on Linux).
+const PORT_RANGE_START: u32 = 10_000;
+const PORT_RANGE_LEN: u32 = 22_000;
+
+/// A listener on a loopback port that no other call in this process has been given,
+/// held until the caller drops it (just before a server is told to bind it).
+///
+/// Why not `bind(0)`: the kernel hands a port back out as soon as its listener is
+/// dropped, so between a test dropping its reservation and its server binding the
+/// port, a test on another thread could be given the same port and win it (CI saw
+/// "Address already in use" that way). Ports here come from a counter below the
+/// ephemeral range, which neither `bind(0)` nor outgoing connections draw from, and a
+/// port is never handed out twice; the start is spread by process id so test binaries
+/// run side by side rarely meet.
+pub fn reserve_port() -> TcpListener {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: std::sync::OnceLock<AtomicU32> = std::sync::OnceLock::new();
+    let next = NEXT.get_or_init(|| AtomicU32::new(std::process::id().wrapping_mul(7919)));
+    for _ in 0..PORT_RANGE_LEN {
+        let port = PORT_RANGE_START + next.fetch_add(1, Ordering::Relaxed) % PORT_RANGE_LEN;
+        let port = u16::try_from(port).expect("the range is below 65536");
+        if let Ok(listener) = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, port)) {
+            return listener;
+        }
+    }
+    panic!("no free loopback port in {PORT_RANGE_START}..+{PORT_RANGE_LEN}")
 }
 
 /// The workspace's target directory (where `cargo test` put the test binary).
