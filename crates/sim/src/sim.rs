@@ -727,17 +727,19 @@ impl Sim {
                     h.flush_scheduled = false;
                     return Ok(());
                 };
-                if !self.scenario.async_flush {
+                let mark = p.storage().sync_mark();
+                // A synchronous flush, or an async one with nothing new to sync (which
+                // still acknowledges what an earlier one made durable).
+                let ticket = if self.scenario.async_flush {
+                    p.begin_flush()
+                } else {
+                    None
+                };
+                let Some(ticket) = ticket else {
                     h.flush_scheduled = false;
                     storage_ok(node, p.flush())?;
                     let last = p.last_zxid();
                     self.rec("flush", node.0, 0, last, 0);
-                    return self.drain(node);
-                }
-                let mark = p.storage().sync_mark();
-                let Some(ticket) = p.begin_flush() else {
-                    h.flush_scheduled = false;
-                    storage_ok(node, p.flush())?;
                     return self.drain(node);
                 };
                 self.rec("flush", node.0, 0, ticket.through(), 0);

@@ -648,11 +648,31 @@ impl<S: PeerStorage> Peer<S> {
         Ok(())
     }
 
-    /// The log was cut (durably) and `last_zxid` says where it ends now.
-    fn log_replaced(&mut self) {
+    /// [`Peer::sync_log`] unless all that is logged is durable already.
+    fn sync_log_if_behind(&mut self) -> Result<(), StorageError> {
+        if self.durable_zxid < self.last_zxid {
+            self.sync_log()?;
+        }
+        Ok(())
+    }
+
+    /// Cuts the log after `after` (truncation is durable). It then ends at the last
+    /// entry storage holds, or at what is applied if that is later (a snapshot just
+    /// installed). Configurations logged past the end never happened, and a flush
+    /// begun before the cut acknowledges nothing.
+    fn cut_log_after(&mut self, after: Zxid) -> Result<(), StorageError> {
+        self.storage.truncate_after(after)?;
+        self.recent.clear();
+        self.last_zxid = self.storage.last_zxid().unwrap_or(0).max(self.applied_zxid);
         self.log_generation += 1;
         self.durable_zxid = self.last_zxid;
         self.flush_begun = self.last_zxid;
+        let before = self.quorums.pending().len();
+        self.quorums.truncate_after(after.min(self.last_zxid));
+        if self.quorums.pending().len() != before {
+            self.election.set_quorums(self.quorums.clone());
+        }
+        Ok(())
     }
 
     /// After a sync (by [`Peer::flush`] or one the protocol needed): ACK what is durable.
@@ -841,9 +861,7 @@ impl<S: PeerStorage> Peer<S> {
         };
         l.new_epoch = Some(roll.epoch);
         // Our own history up to the fence is durable before we claim the epoch.
-        if self.durable_zxid < self.last_zxid {
-            self.sync_log()?;
-        }
+        self.sync_log_if_behind()?;
         self.storage.set_current_epoch(roll.epoch)?;
         self.current_epoch = roll.epoch;
         self.election.update_election_vote(roll.epoch);
@@ -1118,15 +1136,6 @@ impl<S: PeerStorage> Peer<S> {
             self.configs_changed(false);
         }
         Ok(())
-    }
-
-    /// The log was cut after `zxid`: configurations logged later never happened.
-    fn log_truncated(&mut self, zxid: Zxid) {
-        let before = self.quorums.pending().len();
-        self.quorums.truncate_after(zxid);
-        if self.quorums.pending().len() != before {
-            self.election.set_quorums(self.quorums.clone());
-        }
     }
 
     /// A peer's committed configuration, newer than ours: we missed its commit (we
@@ -2164,18 +2173,11 @@ impl<S: PeerStorage> Peer<S> {
                     // cuts below that: a stale copy from an earlier handshake.
                     return Ok(());
                 }
-                self.storage.truncate_after(zxid)?;
-                self.recent.clear();
-                self.last_zxid = self.storage.last_zxid().unwrap_or(0).max(self.applied_zxid);
-                self.log_replaced();
-                self.log_truncated(self.last_zxid);
+                self.cut_log_after(zxid)?;
                 if self.last_zxid != zxid {
                     // Our history differs below the leader's guess: keep only what is
                     // applied (committed, so the leader has it) and sync from there.
-                    self.storage.truncate_after(self.applied_zxid)?;
-                    self.last_zxid = self.applied_zxid;
-                    self.log_replaced();
-                    self.log_truncated(self.last_zxid);
+                    self.cut_log_after(self.applied_zxid)?;
                     self.restart_learning();
                     return Ok(());
                 }
@@ -2207,14 +2209,10 @@ impl<S: PeerStorage> Peer<S> {
                 }
                 // The snapshot first, durable, then the log it replaces.
                 self.storage.save_snapshot(zxid, &data)?;
-                self.storage.truncate_after(-1)?;
-                self.recent.clear();
-                // The host tells the snapshot's configuration (install_config).
-                self.log_truncated(-1);
-                self.last_zxid = zxid;
-                self.log_replaced();
                 self.applied_zxid = zxid;
                 self.commit_zxid = zxid;
+                // The host tells the snapshot's configuration (install_config).
+                self.cut_log_after(-1)?;
                 self.ready.committed.clear();
                 self.ready.install_snapshot = Some(Snapshot {
                     last_zxid: zxid,
@@ -2304,9 +2302,7 @@ impl<S: PeerStorage> Peer<S> {
                     return Ok(());
                 }
                 // What we hold of the old epoch is durable before we claim the new one.
-                if self.durable_zxid < self.last_zxid {
-                    self.sync_log()?;
-                }
+                self.sync_log_if_behind()?;
                 // A promise only: the epoch becomes current with its first Txn, which
                 // the leader sends once a quorum has promised it (see accept_entry).
                 if epoch > self.accepted_epoch {

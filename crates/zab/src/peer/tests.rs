@@ -209,9 +209,7 @@ fn a_flush_begun_before_the_log_is_cut_acknowledges_nothing() {
     let stale = p.begin_flush().expect("an append to flush");
     // What a learner's TRUNC does while that flush still runs (a leader never cuts its
     // log; a lone voter just makes the zxid come round again).
-    p.storage.truncate_after(0).unwrap();
-    p.last_zxid = 0;
-    p.log_replaced();
+    p.cut_log_after(0).unwrap();
     let again = net.propose(2);
     assert_eq!(again, cut, "the same zxid, a different entry");
     let p = net.peers.get_mut(&ServerId(1)).unwrap();
