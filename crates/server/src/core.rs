@@ -506,8 +506,14 @@ impl Core {
         let sessions = SessionTracker::new(cfg.server_id, cfg.tick_ms, now);
         let flusher = match &handle {
             Some(h) => Some(
-                flush::Flusher::start(peer.storage().sync_handle(), h.clone())
-                    .map_err(|e| StorageError::Backend(Box::new(e)))?,
+                flush::Flusher::start(
+                    {
+                        let handle = peer.storage().sync_handle();
+                        move || handle.sync()
+                    },
+                    h.clone(),
+                )
+                .map_err(|e| StorageError::Backend(Box::new(e)))?,
             ),
             None => None,
         };

@@ -14,7 +14,6 @@
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use rookery_storage::SyncHandle;
 use rookery_zab::peer::FlushTicket;
 use rookery_zab::storage::StorageError;
 use tracing::warn;
@@ -45,21 +44,26 @@ pub(super) struct Flusher {
 }
 
 impl Flusher {
-    pub(super) fn start(sync: SyncHandle, core: CoreHandle) -> std::io::Result<Flusher> {
+    /// `sync` makes every append so far durable (the storage's fsync).
+    pub(super) fn start(
+        mut sync: impl FnMut() -> Result<(), StorageError> + Send + 'static,
+        core: CoreHandle,
+    ) -> std::io::Result<Flusher> {
         let (jobs, rx) = mpsc::channel::<Job>();
         let thread = std::thread::Builder::new()
             .name("rookery-sync".into())
             .spawn(move || {
                 while let Ok(job) = rx.recv() {
                     let started = Instant::now();
-                    let result = sync.sync();
+                    let result = sync_reporting_panics(&mut sync);
+                    let panicked = result.is_err();
                     let done = Flushed {
                         ticket: job.ticket,
                         entries: job.entries,
                         elapsed: started.elapsed(),
                         result,
                     };
-                    if core.send(CoreCmd::Flushed(done)).is_err() {
+                    if core.send(CoreCmd::Flushed(done)).is_err() || panicked {
                         return;
                     }
                 }
@@ -78,6 +82,27 @@ impl Flusher {
             if thread.join().is_err() {
                 warn!("the sync thread panicked");
             }
+        }
+    }
+}
+
+/// Runs `sync`, turning a panic into an error: the core waits for every report, so a
+/// sync thread that died silently would leave writes hanging instead of stopping the
+/// server with a reason.
+fn sync_reporting_panics(
+    sync: &mut impl FnMut() -> Result<(), StorageError>,
+) -> Result<(), StorageError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(sync)) {
+        Ok(result) => result,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".to_owned());
+            Err(StorageError::Backend(
+                format!("the log's sync panicked: {what}").into(),
+            ))
         }
     }
 }
@@ -121,5 +146,32 @@ impl Core {
         self.stats.record_fsync(done.elapsed, done.entries);
         self.peer.flush_done(done.ticket)?;
         self.drive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sync_that_panics_is_reported_as_an_error() {
+        let mut sync = || -> Result<(), StorageError> { panic!("the disk is gone") };
+        let err = sync_reporting_panics(&mut sync).expect_err("a panic is an error");
+        assert!(err.to_string().contains("storage backend failed"), "{err}");
+        let source = std::error::Error::source(&err).expect("the panic as the source");
+        assert_eq!(
+            source.to_string(),
+            "the log's sync panicked: the disk is gone"
+        );
+    }
+
+    #[test]
+    fn a_sync_that_works_or_fails_is_passed_through() {
+        assert!(sync_reporting_panics(&mut || Ok(())).is_ok());
+        let mut failing = || Err(StorageError::OutOfOrder { last: 2, zxid: 1 });
+        assert!(matches!(
+            sync_reporting_panics(&mut failing),
+            Err(StorageError::OutOfOrder { last: 2, zxid: 1 })
+        ));
     }
 }
