@@ -25,6 +25,9 @@
 //! - A looking observer does not answer a voter in an older round. ZooKeeper's does,
 //!   the voter ignores the answer (it comes from a non-voter) and answers back, and the
 //!   two ping-pong until one of them leaves the round.
+//! - A voter answers a non-voter only while the non-voter is LOOKING. ZooKeeper also
+//!   answers a settled observer, which answers back while the voter looks: a storm
+//!   of notifications for as long as the election lasts.
 //! - Connection handling (`haveDelivered`, `connectAll`) belongs to the transport: a
 //!   notification timeout always re-sends, and it runs on its own clock rather than
 //!   restarting whenever a notification arrives.
@@ -370,9 +373,11 @@ impl Election {
         };
         // WorkerReceiver: a non-voter is answered at once and never counted. Only by
         // a voter: two non-voters (their memberships differ while one catches up)
-        // would otherwise answer each other's answers for ever.
+        // would otherwise answer each other's answers for ever. And only while it
+        // looks: a settled observer answers a looking voter, and the two would
+        // otherwise bounce notifications until the voter decides.
         if !self.quorum.is_voter(from) {
-            if self.is_voter() {
+            if self.is_voter() && n.state == ServerState::Looking {
                 let (vote, _) = self.current_vote();
                 out.push(self.notification_to(from, vote, self.logical_clock, self.state));
             }

@@ -495,3 +495,28 @@ fn a_handover_preference_all_voters_hold_wins() {
         assert_eq!(net.decision(id).unwrap().leader, sid(1), "server {id}");
     }
 }
+
+#[test]
+fn a_looking_voter_answers_only_a_looking_observer() {
+    let q = quorum(&[1, 2, 3], &[4]);
+    let mut e = Election::new(sid(1), q, 1, 1, ElectionTimeouts::default());
+    e.start();
+    let from_observer = |state| Notification {
+        leader: sid(2),
+        zxid: 1,
+        election_epoch: 1,
+        state,
+        sid: sid(4),
+        peer_epoch: 1,
+        config_version: 0,
+    };
+    let out = e.step(sid(4), from_observer(ServerState::Looking));
+    assert_eq!(out.len(), 1, "a looking observer learns our vote");
+    assert_eq!(out[0].to, sid(4));
+    // A settled observer answers our LOOKING notifications; answering it back would
+    // bounce notifications between us until we decide.
+    assert!(
+        e.step(sid(4), from_observer(ServerState::Observing))
+            .is_empty()
+    );
+}
