@@ -29,6 +29,8 @@ const RECENT: usize = 60;
 const SNAP_RETAIN: usize = 3;
 /// Seeds the PRNG of asynchronous flushes, apart from the main one.
 const FLUSH_STREAM: u64 = 0x6173_796e_635f_666c;
+/// Seeds the draw of [`Scenario::crash_closes_links`], for the same reason.
+const LINK_STREAM: u64 = 0x6c69_6e6b_5f6c_6f73;
 
 /// What a run does; the seed decides everything else ([`Scenario`]).
 #[derive(Debug, Clone)]
@@ -132,6 +134,11 @@ pub struct Scenario {
     /// sync covers what was appended when it began, and acknowledges up to there when
     /// it ends, up to `max_flush_ms` later. Without it a flush is one step.
     pub async_flush: bool,
+    /// A crash closes the crashed server's connections, and every server it could
+    /// reach hears so ([`Peer::link_lost`]) after its last messages, as the server's
+    /// transport reports a closed quorum connection. Without it a crash is only
+    /// silence.
+    pub crash_closes_links: bool,
     /// Mean time between faults (crash, partition, heal) in the fault phase.
     pub fault_every_ms: u64,
     /// Mean time between client writes in the fault phase.
@@ -155,6 +162,7 @@ impl Scenario {
             max_delay_ms: rng.range(1, 40),
             max_flush_ms: *rng.pick(&[1, 10, 50, 200]).unwrap_or(&10),
             async_flush: false,
+            crash_closes_links: false,
             fault_every_ms: rng.range(200, 2_000),
             write_every_ms: rng.range(3, 40),
             roll_epoch_at_counter: if rng.permille(250) {
@@ -296,6 +304,12 @@ enum Event {
         incarnation: u64,
         mark: SyncMark,
         ticket: FlushTicket,
+    },
+    /// `node`'s transport reports the connection from `from` closed.
+    LinkLost {
+        node: ServerId,
+        incarnation: u64,
+        from: ServerId,
     },
     ClientWrite,
     ClientSync,
@@ -444,6 +458,7 @@ impl Sim {
         // could be asynchronous replay the same as then.
         let mut flush_rng = Rng::new(seed ^ FLUSH_STREAM);
         scenario.async_flush = flush_rng.permille(500);
+        scenario.crash_closes_links = Rng::new(seed ^ LINK_STREAM).permille(500);
         let voters: Vec<ServerId> = (1..=scenario.voters).map(ServerId).collect();
         let observers: Vec<ServerId> = (scenario.voters + 1..=scenario.voters + scenario.observers)
             .map(ServerId)
@@ -774,6 +789,24 @@ impl Sim {
                 p.storage_mut().sync_to(mark);
                 storage_ok(node, p.flush_done(ticket))?;
                 self.rec("flushed", node.0, 0, ticket.through(), 0);
+                self.drain(node)
+            }
+            Event::LinkLost {
+                node,
+                incarnation,
+                from,
+            } => {
+                let Some(h) = self.hosts.get_mut(&node) else {
+                    return Ok(());
+                };
+                if h.incarnation != incarnation {
+                    return Ok(());
+                }
+                let Some(p) = h.peer.as_mut() else {
+                    return Ok(());
+                };
+                p.link_lost(from);
+                self.rec("link-lost", node.0, from.0, 0, 0);
                 self.drain(node)
             }
             Event::ClientWrite => {
@@ -1538,6 +1571,27 @@ impl Sim {
         };
         self.rec("crash", id.0, recovery.entries_cut, keep, torn);
         self.schedule(restart_after, Event::Restart { node: id });
+        if self.scenario.crash_closes_links {
+            let hears: Vec<(ServerId, u64)> = self
+                .hosts
+                .iter()
+                .filter(|(other, h)| {
+                    **other != id && h.peer.is_some() && !self.blocked.contains(&(id, **other))
+                })
+                .map(|(other, h)| (*other, h.incarnation))
+                .collect();
+            for (node, incarnation) in hears {
+                // After anything it sent before dying, on an ordered link.
+                self.schedule(
+                    self.scenario.max_delay_ms + 1,
+                    Event::LinkLost {
+                        node,
+                        incarnation,
+                        from: id,
+                    },
+                );
+            }
+        }
         Ok(())
     }
 
