@@ -737,7 +737,7 @@ impl Core {
                 for (to, msg) in ready.messages {
                     // How each learner is brought up to date, for operators.
                     match &msg {
-                        Message::Diff { last_zxid: z } | Message::Trunc { zxid: z } => {
+                        Message::Diff { last_zxid: z, .. } | Message::Trunc { zxid: z, .. } => {
                             self.stats.metrics.learner_synced_by_diff();
                             info!(
                                 learner = to.0,

@@ -1945,8 +1945,8 @@ fn msg_fields(m: &Message) -> (i64, i64, u64) {
             last_zxid,
             observer,
         } => (*current_epoch, *last_zxid, u64::from(*observer)),
-        Message::Diff { last_zxid } => (*last_zxid, 0, 0),
-        Message::Trunc { zxid } => (*zxid, 0, 0),
+        Message::Diff { last_zxid, .. } => (*last_zxid, 0, 0),
+        Message::Trunc { zxid, .. } => (*zxid, 0, 0),
         Message::Snap {
             zxid, offset, data, ..
         } => (*zxid, *offset as i64, Fnv::of(data)),

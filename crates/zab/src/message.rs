@@ -48,20 +48,25 @@ pub enum Message {
 
     // Synchronization: one of Diff/Trunc/Snap, then Proposals (and Commits) of the
     // leader's history after it, then NewLeader; the learner acks it and waits for
-    // UpToDate before it serves.
+    // UpToDate before it serves. Each of the three names the leader's term (its
+    // LEADERINFO's), so a copy that arrives late from an earlier leadership of the
+    // same server is told apart; 0 from a peer that predates the field.
     /// DIFF: the learner's log is a prefix of the leader's up to `last_zxid`.
     Diff {
         last_zxid: Zxid,
+        term: Epoch,
     },
     /// TRUNC: drop everything after `zxid`, then continue as a DIFF.
     Trunc {
         zxid: Zxid,
+        term: Epoch,
     },
     /// SNAP: the leader's tree at `zxid`, `total` bytes, in chunks from `offset`;
     /// replaces the learner's tree and log once complete. Chunks keep every frame
     /// small however large the tree.
     Snap {
         zxid: Zxid,
+        term: Epoch,
         offset: u64,
         total: u64,
         data: Vec<u8>,

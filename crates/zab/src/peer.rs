@@ -1001,6 +1001,7 @@ impl<S: PeerStorage> Peer<S> {
             return Ok(());
         }
         view.phase = LearnerPhase::Syncing;
+        let term = l.term;
         let total = data.len() as u64;
         let mut offset = 0u64;
         for chunk in data.chunks(SNAP_CHUNK_BYTES) {
@@ -1008,6 +1009,7 @@ impl<S: PeerStorage> Peer<S> {
                 to,
                 Message::Snap {
                     zxid,
+                    term,
                     offset,
                     total,
                     data: chunk.to_vec(),
@@ -1020,6 +1022,7 @@ impl<S: PeerStorage> Peer<S> {
                 to,
                 Message::Snap {
                     zxid,
+                    term,
                     offset: 0,
                     total: 0,
                     data: Vec::new(),
@@ -1565,10 +1568,17 @@ impl<S: PeerStorage> Peer<S> {
             return Ok(());
         }
         v.phase = LearnerPhase::Syncing;
+        let term = l.term;
         if base == peer_last {
-            self.send(id, Message::Diff { last_zxid: base });
+            self.send(
+                id,
+                Message::Diff {
+                    last_zxid: base,
+                    term,
+                },
+            );
         } else {
-            self.send(id, Message::Trunc { zxid: base });
+            self.send(id, Message::Trunc { zxid: base, term });
         }
         self.send_sync_tail(id, base)
     }
@@ -2148,8 +2158,8 @@ impl<S: PeerStorage> Peer<S> {
                     },
                 );
             }
-            Message::Diff { last_zxid } => {
-                if stage != LearnerStage::AwaitingBase {
+            Message::Diff { last_zxid, term } => {
+                if stage != LearnerStage::AwaitingBase || self.of_another_term(term) {
                     return Ok(());
                 }
                 if last_zxid != self.last_zxid {
@@ -2158,8 +2168,8 @@ impl<S: PeerStorage> Peer<S> {
                 }
                 self.set_stage(LearnerStage::Syncing);
             }
-            Message::Trunc { zxid } => {
-                if stage != LearnerStage::AwaitingBase {
+            Message::Trunc { zxid, term } => {
+                if stage != LearnerStage::AwaitingBase || self.of_another_term(term) {
                     return Ok(());
                 }
                 if zxid < self.applied_zxid {
@@ -2188,8 +2198,9 @@ impl<S: PeerStorage> Peer<S> {
                 offset,
                 total,
                 data,
+                term,
             } => {
-                if stage != LearnerStage::AwaitingBase {
+                if stage != LearnerStage::AwaitingBase || self.of_another_term(term) {
                     return Ok(());
                 }
                 if self.acked_to_leader(leader) > zxid {
@@ -2496,6 +2507,13 @@ impl<S: PeerStorage> Peer<S> {
 
     /// The highest zxid this learner ACKed to `leader` in the epoch it is joining now
     /// (zero if none): history that leader holds and can never ask us to cut.
+    /// A DIFF, TRUNC or SNAP from an earlier leadership of our leader (a late copy:
+    /// installing such a SNAP once cut committed entries from a log). A peer that
+    /// predates terms on these sends 0, which is taken as ours.
+    fn of_another_term(&self, term: Epoch) -> bool {
+        term != 0 && matches!(&self.state, State::Learning(l) if l.term.is_some_and(|t| t != term))
+    }
+
     fn acked_to_leader(&self, leader: ServerId) -> Zxid {
         match (&self.acked_to, &self.state) {
             (Some((l, t, z)), State::Learning(s)) if *l == leader && Some(*t) == s.term => *z,

@@ -172,15 +172,17 @@ fn to_proto(msg: Message) -> pb::PeerMessage {
             last_zxid,
             observer,
         }),
-        Message::Diff { last_zxid } => Body::Diff(pb::Diff { last_zxid }),
-        Message::Trunc { zxid } => Body::Trunc(pb::Trunc { zxid }),
+        Message::Diff { last_zxid, term } => Body::Diff(pb::Diff { last_zxid, term }),
+        Message::Trunc { zxid, term } => Body::Trunc(pb::Trunc { zxid, term }),
         Message::Snap {
             zxid,
+            term,
             offset,
             total,
             data,
         } => Body::Snap(pb::Snap {
             zxid,
+            term,
             offset,
             total,
             data,
@@ -251,10 +253,15 @@ fn from_proto(msg: pb::PeerMessage) -> Result<Message, CodecError> {
         },
         Body::Diff(m) => Message::Diff {
             last_zxid: m.last_zxid,
+            term: m.term,
         },
-        Body::Trunc(m) => Message::Trunc { zxid: m.zxid },
+        Body::Trunc(m) => Message::Trunc {
+            zxid: m.zxid,
+            term: m.term,
+        },
         Body::Snap(m) => Message::Snap {
             zxid: m.zxid,
+            term: m.term,
             offset: m.offset,
             total: m.total,
             data: m.data,
@@ -370,16 +377,22 @@ mod tests {
                     observer: o,
                 }
             }),
-            any::<i64>().prop_map(|z| Message::Diff { last_zxid: z }),
-            any::<i64>().prop_map(|z| Message::Trunc { zxid: z }),
-            (any::<i64>(), any::<u64>(), any::<u64>(), any_bytes()).prop_map(
-                |(zxid, offset, total, data)| Message::Snap {
+            (any::<i64>(), any::<i64>()).prop_map(|(z, term)| Message::Diff { last_zxid: z, term }),
+            (any::<i64>(), any::<i64>()).prop_map(|(z, term)| Message::Trunc { zxid: z, term }),
+            (
+                any::<i64>(),
+                any::<i64>(),
+                any::<u64>(),
+                any::<u64>(),
+                any_bytes()
+            )
+                .prop_map(|(zxid, term, offset, total, data)| Message::Snap {
                     zxid,
+                    term,
                     offset,
                     total,
                     data
-                }
-            ),
+                }),
             (any::<i64>(), any::<i64>())
                 .prop_map(|(epoch, last_zxid)| Message::NewLeader { epoch, last_zxid }),
             any::<i64>().prop_map(|epoch| Message::AckNewLeader { epoch }),
@@ -448,6 +461,7 @@ mod tests {
             Message::Ack { zxid: -1 },
             Message::Snap {
                 zxid: i64::MIN,
+                term: 0,
                 offset: u64::MAX,
                 total: 0,
                 data: Vec::new(),

@@ -668,3 +668,60 @@ fn a_leader_cuts_back_a_pending_voter_that_holds_more_than_it() {
     assert!(net.peers[&leader].commit_zxid() >= z);
     assert_eq!(net.peers[&pending].commit_zxid(), z);
 }
+
+#[test]
+fn a_sync_packet_from_an_earlier_leadership_is_dropped() {
+    let mut net = Net::new(&[1, 2, 3], &[]);
+    net.run(10);
+    let leader = net.leader().expect("a leader");
+    for k in 0..3 {
+        net.propose(k);
+    }
+    net.run(5);
+    let f = *net.peers.keys().find(|id| **id != leader).unwrap();
+    let p = net.peers.get_mut(&f).unwrap();
+    let logged = p.storage().last_zxid();
+    assert!(logged.is_some_and(|z| z > 0));
+    // A new handshake with the same server, re-elected since (a later term), waiting
+    // for its DIFF, TRUNC or SNAP.
+    let (earlier, term) = {
+        let l = p.learner_state().expect("following");
+        l.stage = LearnerStage::AwaitingBase;
+        let earlier = l.term.expect("a term from LEADERINFO");
+        l.term = Some(earlier + 1);
+        (earlier, earlier + 1)
+    };
+    let snap = |term| Message::Snap {
+        zxid: p.applied_zxid(),
+        term,
+        offset: 0,
+        total: 3,
+        data: vec![1, 2, 3],
+    };
+    let (stale, fresh) = (snap(earlier), snap(term));
+    // Late copies from the leader's earlier leadership (found by rookery-sim: such a
+    // SNAP was installed and cut committed entries from the log).
+    p.step(
+        leader,
+        Message::Diff {
+            last_zxid: 0,
+            term: earlier,
+        },
+    )
+    .unwrap();
+    p.step(leader, stale).unwrap();
+    assert_eq!(p.storage().last_zxid(), logged, "the log is untouched");
+    assert!(p.take_ready().unwrap().install_snapshot.is_none());
+    assert_eq!(
+        p.learner_state().map(|l| l.stage),
+        Some(LearnerStage::AwaitingBase)
+    );
+    // The same SNAP of this term is installed: the term is what told them apart.
+    p.step(leader, fresh).unwrap();
+    assert!(p.take_ready().unwrap().install_snapshot.is_some());
+    assert_eq!(
+        p.storage().last_zxid(),
+        None,
+        "the snapshot replaced the log"
+    );
+}
