@@ -630,7 +630,7 @@ impl Core {
                 self.drive()?;
             }
             CoreCmd::PeerLost { from } => {
-                self.peer.link_lost(ServerId(from));
+                self.peer.link_lost(ServerId(from))?;
                 self.drive()?;
             }
             CoreCmd::Admin(query) => self.admin(query)?,

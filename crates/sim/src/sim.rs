@@ -805,7 +805,7 @@ impl Sim {
                 let Some(p) = h.peer.as_mut() else {
                     return Ok(());
                 };
-                p.link_lost(from);
+                storage_ok(node, p.link_lost(from))?;
                 self.rec("link-lost", node.0, from.0, 0, 0);
                 self.drain(node)
             }

@@ -31,8 +31,16 @@
 //! - Connection handling (`haveDelivered`, `connectAll`) belongs to the transport: a
 //!   notification timeout always re-sends, and it runs on its own clock rather than
 //!   restarting whenever a notification arrives.
+//! - A voter answers a non-voter only while the non-voter is LOOKING. ZooKeeper also
+//!   answers a settled observer, which answers back while the voter looks: a storm
+//!   of notifications for as long as the election lasts.
+//! - finalizeWait is skipped when no better vote can come: every other voter has
+//!   voted in this round or its connection to us broke and it has been silent since
+//!   ([`Election::link_lost`]). ZooKeeper 3.4 skipped it only when all voters had
+//!   voted; waiting for a server that just died bought nothing, and was most of a
+//!   leader failover.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 pub use crate::quorum::ServerId;
 use crate::quorum::{QuorumMaj, Quorums};
@@ -189,6 +197,8 @@ pub struct Election {
     out_of_election: BTreeMap<ServerId, Ballot>,
     /// Ticks left of finalizeWait, once a quorum agrees with our proposal.
     finalizing: Option<u32>,
+    /// Servers whose connection to us broke and that have sent nothing since.
+    silent: BTreeSet<ServerId>,
     idle_ticks: u32,
     notification_interval_ticks: u32,
     decision: Option<Decision>,
@@ -223,6 +233,7 @@ impl Election {
             recv_set: BTreeMap::new(),
             out_of_election: BTreeMap::new(),
             finalizing: None,
+            silent: BTreeSet::new(),
             idle_ticks: 0,
             notification_interval_ticks: timeouts.min_notification_interval_ticks.max(1),
             decision: None,
@@ -364,8 +375,33 @@ impl Election {
         }
     }
 
+    /// The transport lost its connection from `sid` (it closed or broke): until it is
+    /// heard from again, no vote is expected from it. Ends finalizeWait when it was the
+    /// only voter left to hear from.
+    pub fn link_lost(&mut self, sid: ServerId) {
+        self.silent.insert(sid);
+        if self.finalizing.is_some() && self.no_better_vote_coming() {
+            self.decide(self.proposal, self.logical_clock);
+        }
+    }
+
+    /// Any message from `sid` shows it is there again.
+    pub fn heard_from(&mut self, sid: ServerId) {
+        self.silent.remove(&sid);
+    }
+
+    /// Every other voter has voted in this round (our proposal is at least as good as
+    /// each of those votes, or we would have switched) or has gone silent.
+    fn no_better_vote_coming(&self) -> bool {
+        self.quorum
+            .voters()
+            .iter()
+            .all(|v| *v == self.self_id || self.recv_set.contains_key(v) || self.silent.contains(v))
+    }
+
     /// Handles a notification from `from`; returns the notifications to send.
     pub fn step(&mut self, from: ServerId, notification: Notification) -> Vec<Outgoing> {
+        self.heard_from(from);
         let mut out = Vec::new();
         let n = Notification {
             sid: from,
@@ -451,8 +487,23 @@ impl Election {
                 // A better vote ends finalizeWait; it is handled below as usual.
                 self.finalizing = None;
             } else {
-                // ZooKeeper drops it and polls again for a full finalizeWait.
-                self.finalizing = Some(self.timeouts.finalize_wait_ticks);
+                // ZooKeeper drops it and polls again for a full finalizeWait. A ballot
+                // of this round is kept: it may be the last one we were waiting for.
+                if n.election_epoch == self.logical_clock && n.state != ServerState::Observing {
+                    self.recv_set.insert(
+                        n.sid,
+                        Ballot {
+                            vote: n.vote(),
+                            election_epoch: n.election_epoch,
+                            state: n.state,
+                        },
+                    );
+                }
+                if self.no_better_vote_coming() {
+                    self.decide(self.proposal, self.logical_clock);
+                } else {
+                    self.finalizing = Some(self.timeouts.finalize_wait_ticks);
+                }
                 return;
             }
         }
@@ -548,7 +599,7 @@ impl Election {
             state: ServerState::Looking,
         };
         if term_predicate(&self.quorum, &self.recv_set, &ours) {
-            if self.timeouts.finalize_wait_ticks == 0 {
+            if self.timeouts.finalize_wait_ticks == 0 || self.no_better_vote_coming() {
                 self.decide(self.proposal, self.logical_clock);
             } else {
                 self.finalizing = Some(self.timeouts.finalize_wait_ticks);

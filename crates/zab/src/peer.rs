@@ -555,6 +555,7 @@ impl<S: PeerStorage> Peer<S> {
 
     /// Handles one message from `from`.
     pub fn step(&mut self, from: ServerId, msg: Message) -> Result<(), StorageError> {
+        self.election.heard_from(from);
         if let Message::Notification(n) = msg {
             if let Some((zxid, entry)) = &self.committed_entry {
                 // Notifications carry the sender's committed configuration's version.
@@ -942,11 +943,14 @@ impl<S: PeerStorage> Peer<S> {
 
     /// The transport lost its connection from `from`. A learner whose leader it was
     /// looks for a leader at once rather than after syncLimit, as a ZooKeeper follower
-    /// does when its socket to the leader breaks.
-    pub fn link_lost(&mut self, from: ServerId) {
+    /// does when its socket to the leader breaks; an election stops expecting a vote
+    /// from it (see [`Election::link_lost`]).
+    pub fn link_lost(&mut self, from: ServerId) -> Result<(), StorageError> {
+        self.election.link_lost(from);
         if matches!(&self.state, State::Learning(l) if l.leader == from) {
             self.go_looking("the connection from the leader broke");
         }
+        self.check_decision()
     }
 
     /// Learner: sends a payload (a write or session touches) to the leader.
@@ -1300,17 +1304,25 @@ impl<S: PeerStorage> Peer<S> {
                     },
                 );
                 let term = l.term;
+                let established = l.established;
                 match l.new_epoch {
-                    // A server that promised a later epoch refuses it and stays out
-                    // until the leader changes, as in ZooKeeper.
-                    Some(e) => self.send(
-                        from,
-                        Message::LeaderInfo {
-                            new_epoch: e,
-                            term,
-                            observer,
-                        },
-                    ),
+                    Some(e) => {
+                        self.send(
+                            from,
+                            Message::LeaderInfo {
+                                new_epoch: e,
+                                term,
+                                observer,
+                            },
+                        );
+                        // A server that promised a later epoch (to a leader that never
+                        // got going) refuses this one. ZooKeeper leaves it out until
+                        // the leader changes; rolling to an epoch above its promise
+                        // lets it in when it tries again.
+                        if established && accepted_epoch > e {
+                            self.start_epoch_roll(accepted_epoch)?;
+                        }
+                    }
                     None => self.maybe_choose_epoch()?,
                 }
             }

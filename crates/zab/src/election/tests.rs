@@ -343,28 +343,88 @@ fn finalize_wait_lets_a_better_vote_in() {
     assert_eq!(e.proposal().leader, sid(2));
     assert_eq!(e.decision(), None, "finalizeWait first");
     // Server 3's better vote arrives within finalizeWait: 1 switches, and {1, 3} now
-    // hold vote 3.
+    // hold vote 3. Every voter has voted, so nothing is left to wait for.
     let out = e.step(sid(3), from(3, 9));
     assert_eq!(e.proposal().leader, sid(3));
     assert_eq!(out.len(), 2, "the new vote goes to both peers");
-    assert_eq!(e.decision(), None);
-    e.tick();
     let d = e.decision().unwrap();
     assert_eq!(d.leader, sid(3));
     assert_eq!(d.state, ServerState::Following);
 
-    // Without a better vote the quorum's choice stands after finalizeWait, and a vote
-    // that is not better is dropped meanwhile.
+    // Without a better vote the quorum's choice stands after finalizeWait.
     let q = quorum(&[1, 2, 3], &[]);
     let mut e = Election::new(sid(1), q, 1, 1, ElectionTimeouts::default());
     e.start();
     e.step(sid(2), from(2, 1));
-    e.step(sid(3), from(3, 0));
     assert_eq!(e.proposal().leader, sid(2));
     assert_eq!(e.decision(), None);
     e.tick();
     assert_eq!(e.decision().unwrap().leader, sid(2));
     assert_eq!(e.decision().unwrap().state, ServerState::Following);
+}
+
+fn looking(id: u64, leader: u64, z: Zxid) -> Notification {
+    Notification {
+        leader: sid(leader),
+        zxid: z,
+        election_epoch: 1,
+        state: ServerState::Looking,
+        sid: sid(id),
+        peer_epoch: 1,
+        config_version: 0,
+    }
+}
+
+#[test]
+fn finalize_wait_ends_once_every_voter_has_voted() {
+    // During finalizeWait: the last voter's vote, not better, decides at once.
+    let q = quorum(&[1, 2, 3], &[]);
+    let mut e = Election::new(sid(1), q.clone(), 1, 1, ElectionTimeouts::default());
+    e.start();
+    e.step(sid(2), looking(2, 2, 1));
+    assert_eq!(e.decision(), None, "3 has not voted yet");
+    e.step(sid(3), looking(3, 3, 0));
+    assert_eq!(e.decision().unwrap().leader, sid(2));
+
+    // Before it: a quorum that forms with the last vote decides without waiting.
+    let mut e = Election::new(sid(1), q, 1, 1, ElectionTimeouts::default());
+    e.start();
+    e.step(sid(3), looking(3, 3, 0));
+    e.step(sid(2), looking(2, 2, 1));
+    assert_eq!(e.decision().unwrap().leader, sid(2));
+}
+
+#[test]
+fn finalize_wait_does_not_wait_for_a_voter_whose_link_broke() {
+    let q = quorum(&[1, 2, 3], &[]);
+    // The link broke before the round: the quorum decides at once (a leader failover:
+    // the dead leader will not vote).
+    let mut e = Election::new(sid(1), q.clone(), 1, 1, ElectionTimeouts::default());
+    e.link_lost(sid(3));
+    e.start();
+    e.step(sid(2), looking(2, 2, 1));
+    assert_eq!(e.decision().unwrap().leader, sid(2));
+
+    // It breaks during finalizeWait: that ends the wait.
+    let mut e = Election::new(sid(1), q.clone(), 1, 1, ElectionTimeouts::default());
+    e.start();
+    e.step(sid(2), looking(2, 2, 1));
+    assert_eq!(e.decision(), None);
+    e.link_lost(sid(3));
+    assert_eq!(e.decision().unwrap().leader, sid(2));
+
+    // Heard from again (it came back), it is waited for as usual, and its better vote
+    // wins.
+    let mut e = Election::new(sid(1), q, 1, 1, ElectionTimeouts::default());
+    e.link_lost(sid(3));
+    e.heard_from(sid(3));
+    e.start();
+    e.step(sid(2), looking(2, 2, 1));
+    assert_eq!(e.decision(), None, "3 may still send a better vote");
+    e.step(sid(3), looking(3, 3, 9));
+    assert_eq!(e.proposal().leader, sid(3));
+    e.tick();
+    assert_eq!(e.decision().unwrap().leader, sid(3));
 }
 
 #[test]

@@ -478,7 +478,8 @@ fn a_voter_that_missed_a_removal_learns_the_membership_and_rejoins() {
     net.peers
         .get_mut(&ServerId(late))
         .unwrap()
-        .link_lost(ServerId(leader));
+        .link_lost(ServerId(leader))
+        .unwrap();
     net.run(60);
     let p = &net.peers[&ServerId(late)];
     assert!(p.is_serving(), "the late voter rejoined");
@@ -724,4 +725,34 @@ fn a_sync_packet_from_an_earlier_leadership_is_dropped() {
         None,
         "the snapshot replaced the log"
     );
+}
+
+#[test]
+fn a_voter_that_promised_a_later_epoch_is_let_in_by_a_roll() {
+    let mut net = Net::new(&[1, 2, 3], &[]);
+    net.run(10);
+    let leader = net.leader().expect("a leader");
+    net.propose(1);
+    net.run(5);
+    let epoch = net.peers[&leader].current_epoch();
+    let f = *net.peers.keys().find(|id| **id != leader).unwrap();
+    // It promised an epoch to a leader that never got going (it can happen when an
+    // election splits): ZooKeeper would keep it out until this leader goes.
+    let promised = epoch + 5;
+    let p = net.peers.get_mut(&f).unwrap();
+    p.storage.set_accepted_epoch(promised).unwrap();
+    p.accepted_epoch = promised;
+    p.go_looking("test: rejoin with a later promise");
+    net.drain(f);
+    net.run(40);
+    let p = &net.peers[&f];
+    assert!(p.is_serving(), "the voter rejoined");
+    assert_eq!(p.leader(), Some(leader), "under the same leader");
+    assert!(
+        net.peers[&leader].current_epoch() > promised,
+        "the leader rolled past the promise"
+    );
+    let z = net.propose(2);
+    net.run(5);
+    assert!(net.peers[&f].commit_zxid() >= z);
 }
