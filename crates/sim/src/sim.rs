@@ -605,6 +605,13 @@ impl Sim {
         }));
     }
 
+    /// `node`'s host, unless it restarted since `incarnation` (the event is stale).
+    fn host(&mut self, node: ServerId, incarnation: u64) -> Option<&mut Host> {
+        self.hosts
+            .get_mut(&node)
+            .filter(|h| h.incarnation == incarnation)
+    }
+
     fn rec(&mut self, what: &'static str, a: u64, b: u64, x: i64, y: i64) {
         self.trace_hash.u64(self.now);
         self.trace_hash.str(what);
@@ -715,12 +722,9 @@ impl Sim {
         match event {
             Event::Deliver { from, to, msg } => self.deliver(from, to, msg),
             Event::Tick { node, incarnation } => {
-                let Some(h) = self.hosts.get_mut(&node) else {
+                let Some(h) = self.host(node, incarnation) else {
                     return Ok(());
                 };
-                if h.incarnation != incarnation {
-                    return Ok(());
-                }
                 let Some(p) = h.peer.as_mut() else {
                     return Ok(());
                 };
@@ -732,12 +736,10 @@ impl Sim {
                 self.drain(node)
             }
             Event::Flush { node, incarnation } => {
-                let Some(h) = self.hosts.get_mut(&node) else {
+                let async_flush = self.scenario.async_flush;
+                let Some(h) = self.host(node, incarnation) else {
                     return Ok(());
                 };
-                if h.incarnation != incarnation {
-                    return Ok(());
-                }
                 let Some(p) = h.peer.as_mut() else {
                     h.flush_scheduled = false;
                     return Ok(());
@@ -745,11 +747,7 @@ impl Sim {
                 let mark = p.storage().sync_mark();
                 // A synchronous flush, or an async one with nothing new to sync (which
                 // still acknowledges what an earlier one made durable).
-                let ticket = if self.scenario.async_flush {
-                    p.begin_flush()
-                } else {
-                    None
-                };
+                let ticket = if async_flush { p.begin_flush() } else { None };
                 let Some(ticket) = ticket else {
                     h.flush_scheduled = false;
                     storage_ok(node, p.flush())?;
@@ -776,12 +774,9 @@ impl Sim {
                 mark,
                 ticket,
             } => {
-                let Some(h) = self.hosts.get_mut(&node) else {
+                let Some(h) = self.host(node, incarnation) else {
                     return Ok(());
                 };
-                if h.incarnation != incarnation {
-                    return Ok(());
-                }
                 h.flush_scheduled = false;
                 let Some(p) = h.peer.as_mut() else {
                     return Ok(());
@@ -796,12 +791,9 @@ impl Sim {
                 incarnation,
                 from,
             } => {
-                let Some(h) = self.hosts.get_mut(&node) else {
+                let Some(h) = self.host(node, incarnation) else {
                     return Ok(());
                 };
-                if h.incarnation != incarnation {
-                    return Ok(());
-                }
                 let Some(p) = h.peer.as_mut() else {
                     return Ok(());
                 };

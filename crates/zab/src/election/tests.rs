@@ -329,15 +329,7 @@ fn finalize_wait_lets_a_better_vote_in() {
     let q = quorum(&[1, 2, 3], &[]);
     let mut e = Election::new(sid(1), q, 1, 1, ElectionTimeouts::default());
     e.start();
-    let from = |id: u64, z: Zxid| Notification {
-        leader: sid(id),
-        zxid: z,
-        election_epoch: 1,
-        state: ServerState::Looking,
-        sid: sid(id),
-        peer_epoch: 1,
-        config_version: 0,
-    };
+    let from = |id: u64, z: Zxid| looking(id, id, z);
     // Server 2 (same zxid, higher sid) makes a quorum {1, 2} for vote 2.
     e.step(sid(2), from(2, 1));
     assert_eq!(e.proposal().leader, sid(2));
