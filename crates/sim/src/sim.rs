@@ -744,7 +744,6 @@ impl Sim {
                     h.flush_scheduled = false;
                     return Ok(());
                 };
-                let mark = p.storage().sync_mark();
                 // A synchronous flush, or an async one with nothing new to sync (which
                 // still acknowledges what an earlier one made durable).
                 let ticket = if async_flush { p.begin_flush() } else { None };
@@ -755,6 +754,8 @@ impl Sim {
                     self.rec("flush", node.0, 0, last, 0);
                     return self.drain(node);
                 };
+                // What is appended now, which is what the flush just begun covers.
+                let mark = p.storage().sync_mark();
                 self.rec("flush", node.0, 0, ticket.through(), 0);
                 let delay = self.flush_rng.range(0, self.scenario.max_flush_ms);
                 self.schedule(

@@ -31,9 +31,6 @@
 //! - Connection handling (`haveDelivered`, `connectAll`) belongs to the transport: a
 //!   notification timeout always re-sends, and it runs on its own clock rather than
 //!   restarting whenever a notification arrives.
-//! - A voter answers a non-voter only while the non-voter is LOOKING. ZooKeeper also
-//!   answers a settled observer, which answers back while the voter looks: a storm
-//!   of notifications for as long as the election lasts.
 //! - finalizeWait is skipped when no better vote can come: every other voter has
 //!   voted in this round or its connection to us broke and it has been silent since
 //!   ([`Election::link_lost`]). ZooKeeper 3.4 skipped it only when all voters had
@@ -149,6 +146,15 @@ struct Ballot {
 }
 
 impl Ballot {
+    /// What `n` says, as recorded in `recvset` / `outofelection`.
+    fn of(n: &Notification) -> Ballot {
+        Ballot {
+            vote: n.vote(),
+            election_epoch: n.election_epoch,
+            state: n.state,
+        }
+    }
+
     /// `Vote.equals`: while either side is LOOKING everything must match; between
     /// settled servers only leader and peer epoch (ZOOKEEPER-1805: their zxid and round
     /// can legitimately differ).
@@ -376,7 +382,8 @@ impl Election {
     }
 
     /// The transport lost its connection from `sid` (it closed or broke): until it is
-    /// heard from again, no vote is expected from it. Ends finalizeWait when it was the
+    /// heard from again ([`Election::heard_from`], which the host calls for every
+    /// message), no vote is expected from it. Ends finalizeWait when it was the
     /// only voter left to hear from.
     pub fn link_lost(&mut self, sid: ServerId) {
         self.silent.insert(sid);
@@ -401,7 +408,6 @@ impl Election {
 
     /// Handles a notification from `from`; returns the notifications to send.
     pub fn step(&mut self, from: ServerId, notification: Notification) -> Vec<Outgoing> {
-        self.heard_from(from);
         let mut out = Vec::new();
         let n = Notification {
             sid: from,
@@ -490,14 +496,7 @@ impl Election {
                 // ZooKeeper drops it and polls again for a full finalizeWait. A ballot
                 // of this round is kept: it may be the last one we were waiting for.
                 if n.election_epoch == self.logical_clock && n.state != ServerState::Observing {
-                    self.recv_set.insert(
-                        n.sid,
-                        Ballot {
-                            vote: n.vote(),
-                            election_epoch: n.election_epoch,
-                            state: n.state,
-                        },
-                    );
+                    self.recv_set.insert(n.sid, Ballot::of(&n));
                 }
                 if self.no_better_vote_coming() {
                     self.decide(self.proposal, self.logical_clock);
@@ -528,23 +527,12 @@ impl Election {
                     self.proposal = n.vote();
                     self.send_notifications(out);
                 }
-                self.recv_set.insert(
-                    n.sid,
-                    Ballot {
-                        vote: n.vote(),
-                        election_epoch: n.election_epoch,
-                        state: ServerState::Looking,
-                    },
-                );
+                self.recv_set.insert(n.sid, Ballot::of(&n));
                 self.check_proposal_quorum();
             }
             ServerState::Observing => {}
             ServerState::Following | ServerState::Leading => {
-                let ballot = Ballot {
-                    vote: n.vote(),
-                    election_epoch: n.election_epoch,
-                    state: n.state,
-                };
+                let ballot = Ballot::of(&n);
                 if n.election_epoch == self.logical_clock {
                     self.recv_set.insert(n.sid, ballot);
                     if term_predicate(&self.quorum, &self.recv_set, &ballot)

@@ -2517,8 +2517,6 @@ impl<S: PeerStorage> Peer<S> {
         self.send_follower_info();
     }
 
-    /// The highest zxid this learner ACKed to `leader` in the epoch it is joining now
-    /// (zero if none): history that leader holds and can never ask us to cut.
     /// A DIFF, TRUNC or SNAP from an earlier leadership of our leader (a late copy:
     /// installing such a SNAP once cut committed entries from a log). A peer that
     /// predates terms on these sends 0, which is taken as ours.
@@ -2526,6 +2524,8 @@ impl<S: PeerStorage> Peer<S> {
         term != 0 && matches!(&self.state, State::Learning(l) if l.term.is_some_and(|t| t != term))
     }
 
+    /// The highest zxid this learner ACKed to `leader` in the epoch it is joining now
+    /// (zero if none): history that leader holds and can never ask us to cut.
     fn acked_to_leader(&self, leader: ServerId) -> Zxid {
         match (&self.acked_to, &self.state) {
             (Some((l, t, z)), State::Learning(s)) if *l == leader && Some(*t) == s.term => *z,
