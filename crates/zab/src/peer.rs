@@ -264,8 +264,8 @@ struct LeaderState {
     learners: BTreeMap<ServerId, LearnerView>,
     /// The leader's own durable point (what it would ACK).
     self_acked: Zxid,
-    /// Waiting syncs: answered once commit reaches the zxid.
-    syncs: Vec<(Zxid, Option<ServerId>, u64)>,
+    /// Learners' syncs: answered once commit reaches the zxid.
+    syncs: Vec<(Zxid, ServerId, u64)>,
     /// An epoch roll in progress.
     rolling: Option<EpochRoll>,
     /// The fence of the latest roll: a learner that joined during it is told again.
@@ -369,8 +369,10 @@ pub struct Peer<S: PeerStorage> {
     /// Outlives re-handshakes with the same leader (and its epoch rolls), to recognise
     /// stale sync packets: within one term the leader never cuts below what we ACKed.
     acked_to: Option<(ServerId, Epoch, Zxid)>,
-    /// Learner: answered syncs waiting until what answered them is applied.
-    learner_syncs: Vec<(Zxid, u64)>,
+    /// Syncs of this server's clients, released once the zxid is applied: the host
+    /// answers them after applying the Ready's entries, and a commit can run ahead of
+    /// what one Ready holds (batches; a membership change that lets more commit).
+    local_syncs: Vec<(Zxid, u64)>,
 }
 
 impl<S: PeerStorage> Peer<S> {
@@ -434,7 +436,7 @@ impl<S: PeerStorage> Peer<S> {
             leader: None,
             serving: false,
             acked_to: None,
-            learner_syncs: Vec::new(),
+            local_syncs: Vec::new(),
         };
         let out = peer.election.start();
         peer.send_notifications(out);
@@ -521,10 +523,10 @@ impl<S: PeerStorage> Peer<S> {
         }
     }
 
-    /// Syncs the leader has not answered yet (0 elsewhere).
+    /// Syncs the leader has not answered yet, its own clients' included (0 elsewhere).
     pub fn pending_syncs(&self) -> usize {
         match &self.state {
-            State::Leading(l) => l.syncs.len(),
+            State::Leading(l) => l.syncs.len() + self.local_syncs.len(),
             _ => 0,
         }
     }
@@ -542,10 +544,10 @@ impl<S: PeerStorage> Peer<S> {
     pub fn take_ready(&mut self) -> Result<Ready, StorageError> {
         self.collect_committed()?;
         let applied = self.applied_zxid;
-        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.learner_syncs)
+        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.local_syncs)
             .into_iter()
             .partition(|(z, _)| *z <= applied);
-        self.learner_syncs = waiting;
+        self.local_syncs = waiting;
         self.ready.synced.extend(done.into_iter().map(|(_, t)| t));
         Ok(std::mem::take(&mut self.ready))
     }
@@ -973,9 +975,8 @@ impl<S: PeerStorage> Peer<S> {
             return Err(NotServing::NotServing);
         }
         match &mut self.state {
-            State::Leading(l) => {
-                l.syncs.push((self.last_zxid, None, token));
-                self.resolve_syncs();
+            State::Leading(_) => {
+                self.local_syncs.push((self.last_zxid, token));
                 Ok(())
             }
             State::Learning(l) => {
@@ -1116,7 +1117,7 @@ impl<S: PeerStorage> Peer<S> {
         self.state = State::Looking;
         self.leader = None;
         self.serving = false;
-        self.learner_syncs.clear();
+        self.local_syncs.clear();
         self.ready.role_changes.push(RoleChange::Looking);
         let out = self.election.restart(self.last_zxid, self.current_epoch);
         self.send_notifications(out);
@@ -1460,7 +1461,7 @@ impl<S: PeerStorage> Peer<S> {
                     .get(&from)
                     .is_some_and(|v| v.phase == LearnerPhase::UpToDate);
                 if up {
-                    l.syncs.push((last, Some(from), token));
+                    l.syncs.push((last, from, token));
                     self.resolve_syncs();
                 }
             }
@@ -1964,16 +1965,13 @@ impl<S: PeerStorage> Peer<S> {
             l.syncs.drain(..).partition(|(z, _, _)| *z <= commit);
         l.syncs = waiting;
         for (_, to, token) in done {
-            match to {
-                None => self.ready.synced.push(token),
-                Some(id) => self.send(
-                    id,
-                    Message::SyncReply {
-                        token,
-                        zxid: commit,
-                    },
-                ),
-            }
+            self.send(
+                to,
+                Message::SyncReply {
+                    token,
+                    zxid: commit,
+                },
+            );
         }
     }
 
@@ -2388,7 +2386,7 @@ impl<S: PeerStorage> Peer<S> {
                     return Ok(());
                 }
                 self.advance_commit(zxid);
-                self.learner_syncs.push((zxid, token));
+                self.local_syncs.push((zxid, token));
             }
             _ => {}
         }
@@ -2502,7 +2500,7 @@ impl<S: PeerStorage> Peer<S> {
     fn restart_learning(&mut self) {
         let ticks = self.ticks;
         let was_serving = self.serving;
-        self.learner_syncs.clear();
+        self.local_syncs.clear();
         if let Some(l) = self.learner_state() {
             l.stage = LearnerStage::Discovery;
             l.epoch = None;

@@ -440,6 +440,46 @@ fn a_server_is_added_as_an_observer_promoted_and_counted() {
 }
 
 #[test]
+fn a_leaders_sync_waits_until_the_host_has_every_entry_it_covers() {
+    // rookery-sim seed 3352 (--reconfig --check-sync): the leader's flush commits a
+    // change that leaves it the only voter, which at once commits what it proposed
+    // after it. The sync must come out with that entry applied, not with the change.
+    let mut net = Net::with_configs(&[1, 2], &[]);
+    net.run(10);
+    let leader = net.leader().expect("a leader");
+    let other = ServerId(3 - leader.0);
+    let change = net.reconfig(&[leader.0], &[other.0]);
+    // The other voter logs and acknowledges the change; the leader has not flushed it.
+    while let Some((from, to, m)) = net.queue.pop_front() {
+        net.peers.get_mut(&to).unwrap().step(from, m).unwrap();
+        if to == other {
+            net.peers.get_mut(&other).unwrap().flush().unwrap();
+        }
+        net.drain(to);
+    }
+    let p = net.peers.get_mut(&leader).unwrap();
+    let after = p.propose(|_| vec![9]).unwrap();
+    p.sync(7).unwrap();
+    p.flush().unwrap();
+    let mut applied = 0;
+    loop {
+        let ready = p.take_ready().unwrap();
+        assert!(!ready.is_empty(), "the sync was never answered");
+        if let Some(e) = ready.committed.last() {
+            applied = e.zxid;
+        }
+        if ready.synced.contains(&7) {
+            assert!(
+                applied >= after,
+                "answered with {applied:#x}, before {after:#x}"
+            );
+            break;
+        }
+    }
+    assert!(applied > change);
+}
+
+#[test]
 fn a_removed_voter_stops_counting_and_a_removed_leader_steps_down() {
     let mut net = Net::with_configs(&[1, 2, 3], &[]);
     net.run(10);
