@@ -710,9 +710,10 @@ fn a_leader_cuts_back_a_pending_voter_that_holds_more_than_it() {
     assert_eq!(net.peers[&pending].commit_zxid(), z);
 }
 
-#[test]
-fn a_sync_packet_from_an_earlier_leadership_is_dropped() {
-    let mut net = Net::new(&[1, 2, 3], &[]);
+/// A follower with a logged history, in a new handshake with the same leader
+/// (re-elected since: a later term), waiting for its DIFF, TRUNC or SNAP. Returns the
+/// leader, the follower, the earlier term and this one.
+fn awaiting_base_in_a_later_term(net: &mut Net) -> (ServerId, ServerId, Epoch, Epoch) {
     net.run(10);
     let leader = net.leader().expect("a leader");
     for k in 0..3 {
@@ -721,25 +722,31 @@ fn a_sync_packet_from_an_earlier_leadership_is_dropped() {
     net.run(5);
     let f = *net.peers.keys().find(|id| **id != leader).unwrap();
     let p = net.peers.get_mut(&f).unwrap();
-    let logged = p.storage().last_zxid();
-    assert!(logged.is_some_and(|z| z > 0));
-    // A new handshake with the same server, re-elected since (a later term), waiting
-    // for its DIFF, TRUNC or SNAP.
-    let (earlier, term) = {
-        let l = p.learner_state().expect("following");
-        l.stage = LearnerStage::AwaitingBase;
-        let earlier = l.term.expect("a term from LEADERINFO");
-        l.term = Some(earlier + 1);
-        (earlier, earlier + 1)
-    };
-    let snap = |term| Message::Snap {
+    assert!(p.storage().last_zxid().is_some_and(|z| z > 0));
+    let l = p.learner_state().expect("following");
+    l.stage = LearnerStage::AwaitingBase;
+    let earlier = l.term.expect("a term from LEADERINFO");
+    l.term = Some(earlier + 1);
+    (leader, f, earlier, earlier + 1)
+}
+
+fn snap_of_term(p: &Peer<MemStorage>, term: Epoch) -> Message {
+    Message::Snap {
         zxid: p.applied_zxid(),
         term,
         offset: 0,
         total: 3,
         data: vec![1, 2, 3],
-    };
-    let (stale, fresh) = (snap(earlier), snap(term));
+    }
+}
+
+#[test]
+fn a_sync_packet_from_an_earlier_leadership_is_dropped() {
+    let mut net = Net::new(&[1, 2, 3], &[]);
+    let (leader, f, earlier, term) = awaiting_base_in_a_later_term(&mut net);
+    let p = net.peers.get_mut(&f).unwrap();
+    let logged = p.storage().last_zxid();
+    let (stale, fresh) = (snap_of_term(p, earlier), snap_of_term(p, term));
     // Late copies from the leader's earlier leadership (found by rookery-sim: such a
     // SNAP was installed and cut committed entries from the log).
     p.step(
@@ -765,6 +772,19 @@ fn a_sync_packet_from_an_earlier_leadership_is_dropped() {
         None,
         "the snapshot replaced the log"
     );
+}
+
+#[test]
+fn a_sync_packet_without_a_term_is_taken_as_this_terms() {
+    // A leader from before the term field sends 0 (proto3's default): a rolling
+    // upgrade must sync as it did before the field.
+    let mut net = Net::new(&[1, 2, 3], &[]);
+    let (leader, f, _, _) = awaiting_base_in_a_later_term(&mut net);
+    let p = net.peers.get_mut(&f).unwrap();
+    let untermed = snap_of_term(p, 0);
+    p.step(leader, untermed).unwrap();
+    assert!(p.take_ready().unwrap().install_snapshot.is_some());
+    assert_eq!(p.storage().last_zxid(), None);
 }
 
 #[test]
