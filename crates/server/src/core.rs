@@ -615,6 +615,18 @@ impl Core {
             }
             CoreCmd::Peer { from, msg } => {
                 tracing::trace!(from, kind = msg.kind(), role = ?self.peer.role(), "peer message");
+                if let Message::Notification(n) = &msg {
+                    // ZooKeeper logs each notification; the order of these and of the
+                    // lost links below is what explains a slow election.
+                    debug!(
+                        from,
+                        leader = n.leader.0,
+                        zxid = %Hex(n.zxid),
+                        round = n.election_epoch,
+                        state = ?n.state,
+                        "election notification"
+                    );
+                }
                 self.note_peer_message(&msg);
                 self.peer.step(ServerId(from), msg)?;
                 self.drive()?;
@@ -630,6 +642,7 @@ impl Core {
                 self.drive()?;
             }
             CoreCmd::PeerLost { from } => {
+                debug!(from, "quorum connection from the peer lost");
                 self.peer.link_lost(ServerId(from))?;
                 self.drive()?;
             }

@@ -32,10 +32,13 @@
 //!   notification timeout always re-sends, and it runs on its own clock rather than
 //!   restarting whenever a notification arrives.
 //! - finalizeWait is skipped when no better vote can come: every other voter has
-//!   voted in this round or its connection to us broke and it has been silent since
-//!   ([`Election::link_lost`]). ZooKeeper 3.4 skipped it only when all voters had
-//!   voted; waiting for a server that just died bought nothing, and was most of a
-//!   leader failover.
+//!   voted in this round for nothing better than ours, or its connection to us broke
+//!   and it has been silent since ([`Election::link_lost`]). ZooKeeper 3.4 skipped it
+//!   only when all voters had voted; waiting for a server that just died bought
+//!   nothing, and was most of a leader failover.
+//! - A voter's first LOOKING ballot of our round, for a worse vote, is answered with
+//!   ours (ZooKeeper answers only a voter in an older round): the rest of a failover
+//!   when one survivor noticed the leader's death before the other.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -397,13 +400,21 @@ impl Election {
         self.silent.remove(&sid);
     }
 
-    /// Every other voter has voted in this round (our proposal is at least as good as
-    /// each of those votes, or we would have switched) or has gone silent.
+    /// Every other voter has gone silent or voted in this round for nothing better
+    /// than our proposal: a voter never votes below its own history, so none can
+    /// bring a better vote. (A LOOKING vote that beat ours would have been adopted; a
+    /// FOLLOWING or LEADING ballot of this round is recorded without that check, so it
+    /// is compared here: found by the election simulation, an observer that saw a
+    /// voter lead a better vote and decided for its own.)
     fn no_better_vote_coming(&self) -> bool {
-        self.quorum
-            .voters()
-            .iter()
-            .all(|v| *v == self.self_id || self.recv_set.contains_key(v) || self.silent.contains(v))
+        self.quorum.voters().iter().all(|v| {
+            *v == self.self_id
+                || self.silent.contains(v)
+                || self
+                    .recv_set
+                    .get(v)
+                    .is_some_and(|b| !self.beats(&b.vote, &self.proposal))
+        })
     }
 
     /// Handles a notification from `from`; returns the notifications to send.
@@ -485,6 +496,25 @@ impl Election {
 
     /// The body of `lookForLeader`'s loop for one notification from a voter.
     fn process(&mut self, n: Notification, out: &mut Vec<Outgoing>) {
+        // Not in ZooKeeper (which answers only a voter in an older round): a voter's
+        // first ballot of our round, for a worse vote, gets ours back at once. A voter
+        // that was still following when our notification came (it noticed the leader's
+        // death after us) would otherwise wait for our next re-send, a tick or more,
+        // before it could join our quorum. Once per voter per round, so servers that
+        // rank votes differently (a leadership transfer's preference) cannot ping-pong.
+        if n.state == ServerState::Looking
+            && n.election_epoch == self.logical_clock
+            && self.is_voter()
+            && !self.recv_set.contains_key(&n.sid)
+            && self.beats(&self.proposal, &n.vote())
+        {
+            out.push(self.notification_to(
+                n.sid,
+                self.proposal,
+                self.logical_clock,
+                ServerState::Looking,
+            ));
+        }
         // Unlike ZooKeeper's poll timeout, incoming notifications do not postpone our
         // own re-send: a peer repeating a losing vote would otherwise keep two voters
         // that lost each other's notifications from ever hearing from each other.

@@ -330,7 +330,7 @@ fn check(seed: u64, voters: u64, mode: Mode) -> u32 {
 #[test]
 fn lossless_elections_pick_the_most_up_to_date_voter() {
     for voters in [3, 5, 7] {
-        for seed in 0..200 {
+        for seed in 0..1000 {
             check(seed, voters, Mode::Lossless);
         }
     }
@@ -340,7 +340,7 @@ fn lossless_elections_pick_the_most_up_to_date_voter() {
 fn lossy_elections_agree_on_a_leader_a_quorum_trails() {
     let mut restarts = 0;
     for voters in [3, 5, 7] {
-        for seed in 0..200 {
+        for seed in 0..1000 {
             restarts += check(1_000 + seed, voters, Mode::Lossy);
         }
     }
