@@ -19,6 +19,7 @@
 //! installed. Export failures are logged by the SDK (target `opentelemetry_sdk`),
 //! never fatal.
 
+use std::fmt::{self, Write as _};
 use std::io::IsTerminal as _;
 use std::time::Duration;
 
@@ -26,8 +27,12 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider};
 use rookery_server::config::{LogFormat, OtelConfig};
+use tracing::field::{Field, Visit};
 use tracing::{Level, Metadata, Subscriber};
+use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::filter::{FilterExt as _, filter_fn};
+use tracing_subscriber::fmt::FormatFields;
+use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::layer::{Filter, SubscriberExt as _};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -217,7 +222,7 @@ where
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
     match format {
-        LogFormat::Human => layer.with_filter(filter).boxed(),
+        LogFormat::Human => layer.fmt_fields(PlainFields).with_filter(filter).boxed(),
         // One object per line: timestamp, level, target, the event's fields, the
         // innermost span and the whole span list (session, xid, op of a request).
         LogFormat::Json => layer
@@ -226,6 +231,128 @@ where
             .with_span_list(true)
             .with_filter(filter)
             .boxed(),
+    }
+}
+
+/// The human format's fields, written as tracing-subscriber's default writes them
+/// (`name=value` by `Debug`, the message first and unnamed, control characters in it
+/// escaped) but without its per-field styling. The log layer formats every span's
+/// fields when the span opens, whether or not a line is ever written inside it, and
+/// each client request opens one: with the default formatter that was about a sixth
+/// of the server's instructions per setData (callgrind; docs/performance.md).
+#[derive(Debug, Clone, Copy, Default)]
+struct PlainFields;
+
+impl<'w> FormatFields<'w> for PlainFields {
+    fn format_fields<R: RecordFields>(&self, writer: Writer<'w>, fields: R) -> fmt::Result {
+        let mut visitor = PlainVisitor {
+            sanitize: writer.sanitizes_ansi_escapes(),
+            writer,
+            empty: true,
+            result: Ok(()),
+        };
+        fields.record(&mut visitor);
+        visitor.result
+    }
+}
+
+struct PlainVisitor<'w> {
+    writer: Writer<'w>,
+    sanitize: bool,
+    empty: bool,
+    result: fmt::Result,
+}
+
+impl PlainVisitor<'_> {
+    fn write(&mut self, field: &Field, value: &dyn fmt::Debug) -> fmt::Result {
+        let name = field.name();
+        if name.starts_with("log.") {
+            // The `log` crate's metadata, already in the line's prefix.
+            return Ok(());
+        }
+        if !std::mem::replace(&mut self.empty, false) {
+            self.writer.write_char(' ')?;
+        }
+        if name == "message" {
+            return if self.sanitize {
+                write!(Escaping(&mut self.writer), "{value:?}")
+            } else {
+                write!(self.writer, "{value:?}")
+            };
+        }
+        self.writer
+            .write_str(name.strip_prefix("r#").unwrap_or(name))?;
+        write!(self.writer, "={value:?}")
+    }
+}
+
+impl Visit for PlainVisitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.record_debug(field, &format_args!("{value}"));
+        } else {
+            self.record_debug(field, &value);
+        }
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        let mut text = String::new();
+        let mut out = |s: &str| {
+            if self.sanitize {
+                let _ = Escaping(&mut text).write_str(s);
+            } else {
+                text.push_str(s);
+            }
+        };
+        out(&value.to_string());
+        let mut next = value.source();
+        if next.is_some() {
+            out(&format!(" {}.sources=[", field.name()));
+            let mut first = true;
+            while let Some(e) = next {
+                if !std::mem::replace(&mut first, false) {
+                    out(", ");
+                }
+                out(&e.to_string());
+                next = e.source();
+            }
+            out("]");
+        }
+        self.record_debug(field, &format_args!("{text}"));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if self.result.is_ok() {
+            self.result = self.write(field, value);
+        }
+    }
+}
+
+/// Writes through, escaping the control characters a terminal could act on (as the
+/// default formatter does for messages: they may carry client input).
+struct Escaping<'a, W: fmt::Write>(&'a mut W);
+
+impl<W: fmt::Write> fmt::Write for Escaping<'_, W> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let risky = |c: char| {
+            matches!(
+                c,
+                '\x1b' | '\x07' | '\x08' | '\x0c' | '\x7f' | '\u{80}'..='\u{9f}'
+            )
+        };
+        if !s.contains(risky) {
+            return self.0.write_str(s);
+        }
+        for c in s.chars() {
+            match c {
+                '\x1b' | '\x07' | '\x08' | '\x0c' | '\x7f' => {
+                    write!(self.0, "\\x{:02x}", c as u32)?
+                }
+                '\u{80}'..='\u{9f}' => write!(self.0, "\\u{{{:x}}}", c as u32)?,
+                c => self.0.write_char(c)?,
+            }
+        }
+        Ok(())
     }
 }
 
@@ -308,6 +435,84 @@ fn parse(directives: &str) -> Option<EnvFilter> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What the human format writes for the same events and spans with `fields`.
+    fn lines_with<N>(fields: N) -> String
+    where
+        N: for<'w> FormatFields<'w> + Send + Sync + 'static,
+    {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl fmt::Display for Outer {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("could not \x1b[2Jsync")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let buf = Buf::default();
+        let out = buf.clone();
+        let layer = tracing_subscriber::fmt::layer()
+            .with_writer(move || out.clone())
+            .with_ansi(false)
+            .without_time()
+            .fmt_fields(fields);
+        let subscriber = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!(
+                "request",
+                session = %format_args!("{:#x}", 0x1a2b_u64),
+                xid = 7,
+                op = -11,
+                zxid = tracing::field::Empty
+            );
+            let _g = span.enter();
+            span.record("zxid", tracing::field::display("0x100000002"));
+            tracing::info!(
+                path = "/a\"b\x1b",
+                r#type = "x",
+                flag = true,
+                big = u64::MAX,
+                ratio = 0.5,
+                "client said \x1b[31m{} and \u{85}",
+                "hi"
+            );
+            tracing::warn!(
+                error = &Outer(std::io::Error::other("disk")) as &dyn std::error::Error,
+                "failed"
+            );
+            tracing::warn!(error = &std::io::Error::other("alone") as &dyn std::error::Error);
+            tracing::info!(only = 1);
+        });
+        let lines = buf.0.lock().unwrap().clone();
+        String::from_utf8(lines).unwrap()
+    }
+
+    #[test]
+    fn plain_fields_write_what_the_default_formatter_writes() {
+        let default = lines_with(tracing_subscriber::fmt::format::DefaultFields::new());
+        assert!(
+            default.contains("\\x1b[31m"),
+            "the check needs escaping: {default}"
+        );
+        assert!(default.contains("zxid=0x100000002"), "{default}");
+        assert_eq!(lines_with(PlainFields), default);
+    }
 
     #[test]
     fn storage_engine_lines_below_info_are_never_written() {
