@@ -24,9 +24,6 @@ pub(crate) struct SimArgs {
     /// All of the checks below for the core's known gaps.
     #[arg(long)]
     strict: bool,
-    /// Check that a sync is answered only once the server is up to date.
-    #[arg(long)]
-    check_sync: bool,
     /// Check that after the heal no proposal waits for a later write to commit.
     #[arg(long)]
     check_stalls: bool,
@@ -68,7 +65,6 @@ pub(crate) fn run(args: &SimArgs) -> Result<()> {
     }
     for (on, flag) in [
         (args.strict, "--strict"),
-        (args.check_sync, "--check-sync"),
         (args.check_stalls, "--check-stalls"),
         (args.unsynced_snapshots, "--unsynced-snapshots"),
         (args.reconfig, "--reconfig"),

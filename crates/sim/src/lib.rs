@@ -32,9 +32,9 @@
 //! zxid counter. Two seeds (41990, 52516) fail Convergence, not safety: a voter
 //! promised the epoch of a roll that never finished, then refuses the lower epoch of
 //! the leader established after it, as a ZooKeeper learner with a higher acceptedEpoch
-//! does, until the leader changes (the majority keeps serving). [`Strict`] turns on checks that are off by default (a sync answered
-//! while behind, a stalled uncommitted tail, snapshots ahead of the synced log). The
-//! first two pass; the third models a host the server is not (it snapshots only a tree
+//! does, until the leader changes (the majority keeps serving). [`Strict`] turns on checks that are off by default (a stalled
+//! uncommitted tail, snapshots ahead of the synced log). The first passes; the second
+//! models a host the server is not (it snapshots only a tree
 //! at or below the durable point), and seeds 3458, 4458 and 4503 of
 //! `cargo xtask sim --unsynced-snapshots --seeds 5000` show why it must not: a crash
 //! leaves the log with a hole under the snapshot that DIFF and TRUNC do not see, and a

@@ -1,5 +1,5 @@
 //! Runs simulation seeds: `rookery-sim [--seeds N] [--from S] [--seed S] [--steps K]
-//! [--trace] [--reconfig] [--strict | --check-sync --check-stalls --unsynced-snapshots]`. `cargo xtask sim` builds it in release mode and times it. Exits 1 when a
+//! [--trace] [--reconfig] [--strict | --check-stalls --unsynced-snapshots]`. `cargo xtask sim` builds it in release mode and times it. Exits 1 when a
 //! seed fails, after printing what broke and the command that replays it.
 
 use std::process::ExitCode;
@@ -17,7 +17,7 @@ struct Args {
     bugs: rookery_zab::peer::InjectedBugs,
 }
 
-const USAGE: &str = "usage: rookery-sim [--seeds N] [--from S] [--seed S] [--steps K] [--trace] [--verbose] [--reconfig]\n       [--strict | --check-sync --check-stalls --unsynced-snapshots]\n       [--inject ack-before-sync|commit-without-quorum] (with --features inject-bugs)";
+const USAGE: &str = "usage: rookery-sim [--seeds N] [--from S] [--seed S] [--steps K] [--trace] [--verbose] [--reconfig]\n       [--strict | --check-stalls --unsynced-snapshots]\n       [--inject ack-before-sync|commit-without-quorum] (with --features inject-bugs)";
 
 fn parse() -> Result<Args, String> {
     let mut args = Args {
@@ -48,7 +48,6 @@ fn parse() -> Result<Args, String> {
             "--trace" => args.trace = true,
             "--verbose" => args.verbose = true,
             "--strict" => args.strict = Strict::all(),
-            "--check-sync" => args.strict.sync = true,
             "--check-stalls" => args.strict.stalls = true,
             "--unsynced-snapshots" => args.strict.unsynced_snapshots = true,
             "--reconfig" => args.reconfig = true,

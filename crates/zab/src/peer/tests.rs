@@ -441,7 +441,7 @@ fn a_server_is_added_as_an_observer_promoted_and_counted() {
 
 #[test]
 fn a_leaders_sync_waits_until_the_host_has_every_entry_it_covers() {
-    // rookery-sim seed 3352 (--reconfig --check-sync): the leader's flush commits a
+    // rookery-sim seed 3352 (--reconfig, with the then optional sync check): the leader's flush commits a
     // change that leaves it the only voter, which at once commits what it proposed
     // after it. The sync must come out with that entry applied, not with the change.
     let mut net = Net::with_configs(&[1, 2], &[]);
