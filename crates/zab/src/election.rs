@@ -36,9 +36,6 @@
 //!   and it has been silent since ([`Election::link_lost`]). ZooKeeper 3.4 skipped it
 //!   only when all voters had voted; waiting for a server that just died bought
 //!   nothing, and was most of a leader failover.
-//! - A voter's first LOOKING ballot of our round, for a worse vote, is answered with
-//!   ours (ZooKeeper answers only a voter in an older round): the rest of a failover
-//!   when one survivor noticed the leader's death before the other.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -496,25 +493,6 @@ impl Election {
 
     /// The body of `lookForLeader`'s loop for one notification from a voter.
     fn process(&mut self, n: Notification, out: &mut Vec<Outgoing>) {
-        // Not in ZooKeeper (which answers only a voter in an older round): a voter's
-        // first ballot of our round, for a worse vote, gets ours back at once. A voter
-        // that was still following when our notification came (it noticed the leader's
-        // death after us) would otherwise wait for our next re-send, a tick or more,
-        // before it could join our quorum. Once per voter per round, so servers that
-        // rank votes differently (a leadership transfer's preference) cannot ping-pong.
-        if n.state == ServerState::Looking
-            && n.election_epoch == self.logical_clock
-            && self.is_voter()
-            && !self.recv_set.contains_key(&n.sid)
-            && self.beats(&self.proposal, &n.vote())
-        {
-            out.push(self.notification_to(
-                n.sid,
-                self.proposal,
-                self.logical_clock,
-                ServerState::Looking,
-            ));
-        }
         // Unlike ZooKeeper's poll timeout, incoming notifications do not postpone our
         // own re-send: a peer repeating a losing vote would otherwise keep two voters
         // that lost each other's notifications from ever hearing from each other.
