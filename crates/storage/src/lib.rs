@@ -3,10 +3,14 @@
 //!
 //! Layout inside the database (all keys big-endian, so sled's byte order is zxid order):
 //! - the log, in segment trees `log.<16 hex digits>`: the segment's first zxid with its
-//!   sign bit flipped, as in keys, so names sort like zxids. Each holds
-//!   `zxid(8) ++ chunk(4)` -> `seal(key, chunk_count(4) ++ bytes)` for zxids from its first
-//!   up to the next segment's first. An entry's chunks are always in one segment. A tree
-//!   named `log` (databases from before segments) is read as the oldest segment;
+//!   sign bit flipped, as in keys, so names sort like zxids. Each holds records of one or
+//!   more entries, `zxid(8) ++ chunk(4)` -> `seal(key, header(4) ++ bytes)`, keyed by the
+//!   record's first zxid, for zxids from the segment's first up to the next segment's
+//!   first. The header is the chunk count with [`BATCH_FLAG`] set; the chunks' bytes
+//!   together are `count(4)` then `zxid(8) ++ len(4) ++ payload` per entry. Without the
+//!   flag (databases from before batches) a record is one entry, all bytes its payload.
+//!   A record's chunks are always in one segment. A tree named `log` (databases from
+//!   before segments) is read as the oldest segment;
 //! - tree `meta`: name -> `seal(name, value)`;
 //! - tree `snapshot_chunks`: `zxid(8) ++ chunk(4)` -> `seal(key, bytes)`;
 //! - tree `snapshots`: `zxid(8)` -> `seal(key, len(8) ++ chunk_count(4) ++ crc(4))`,
@@ -46,6 +50,17 @@ mod purge_timing;
 /// chunks a page fits its shard and sled stays near the configured cache, for a few
 /// more inserts per large entry. Readers take any chunk size: the count is stored.
 pub const CHUNK_BYTES: usize = 4 * 1024;
+
+/// Set in a log record's header when the record is a batch of entries (see the crate
+/// docs). Why batches: sled's insert costs about 21k instructions whatever the value's
+/// size up to a chunk, which was 45% of a write's CPU on the core thread when each entry
+/// was its own record; a round's entries now share one record, written at the sync.
+pub const BATCH_FLAG: u32 = 1 << 31;
+
+/// Appended entries are written to sled as one record once they reach this many bytes,
+/// even before a sync asks for them, so a bulk load does not hold a large record in
+/// memory and a reader of one entry never reassembles more than this.
+const RECORD_BYTES: usize = 16 * CHUNK_BYTES;
 
 /// Entries per log segment before `append` starts a new one. The background purge drops
 /// only whole segments, so it leaves up to this many entries it could have removed:
@@ -118,11 +133,188 @@ impl Durability {
 
 /// See [`SledStorage::sync_handle`].
 #[derive(Debug, Clone)]
-pub struct SyncHandle(Durability);
+pub struct SyncHandle {
+    durability: Durability,
+    tail: Arc<Mutex<Tail>>,
+}
 
 impl SyncHandle {
+    /// Writes the entries appended so far to sled (here, not on the appending thread),
+    /// then makes them durable.
     pub fn sync(&self) -> Result<(), StorageError> {
-        self.0.sync()
+        lock_tail(&self.tail).write_out()?;
+        self.durability.sync()
+    }
+}
+
+/// Entries appended but not yet in sled, as one batch record's bytes. Shared by
+/// [`SledStorage`] and its [`SyncHandle`]: whoever needs them in sled (a sync, a read,
+/// a truncation, a new segment) writes them out first, under the lock, so sled holds
+/// them in order and a reader never misses one.
+#[derive(Default)]
+struct Tail {
+    /// The segment they go to: the last one when the first of them was appended.
+    tree: Option<sled::Tree>,
+    first: Zxid,
+    entries: u32,
+    bytes: Vec<u8>,
+}
+
+// By hand: sled's `Debug` for a tree walks all of it.
+impl std::fmt::Debug for Tail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tail")
+            .field("first", &self.first)
+            .field("entries", &self.entries)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock_tail(tail: &Mutex<Tail>) -> MutexGuard<'_, Tail> {
+    // `entries` is cleared only after a write-out succeeded: a panic part way leaves
+    // entries that are written again, over the same keys.
+    tail.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Tail {
+    fn push(&mut self, tree: &sled::Tree, zxid: Zxid, payload: &[u8]) -> Result<(), StorageError> {
+        if self.entries == 0 {
+            self.tree = Some(tree.clone());
+            self.first = zxid;
+            self.bytes.clear();
+            // The count, filled in when written out.
+            self.bytes.extend_from_slice(&0_u32.to_be_bytes());
+        }
+        put_entry(&mut self.bytes, zxid, payload)?;
+        self.entries += 1;
+        Ok(())
+    }
+
+    fn write_out(&mut self) -> Result<(), StorageError> {
+        let Some(tree) = self.tree.as_ref().filter(|_| self.entries > 0) else {
+            return Ok(());
+        };
+        let count = self.entries.to_be_bytes();
+        if let Some(head) = self.bytes.get_mut(..4) {
+            head.copy_from_slice(&count);
+        }
+        write_record(tree, self.first, &self.bytes)?;
+        self.entries = 0;
+        self.tree = None;
+        Ok(())
+    }
+}
+
+/// Writes one batch record (its bytes as described in the crate docs) under `first`.
+fn write_record(tree: &sled::Tree, first: Zxid, bytes: &[u8]) -> Result<(), StorageError> {
+    if bytes.len() <= CHUNK_BYTES {
+        let key = chunk_key(first, 0);
+        tree.insert(key, sealed_chunk(&key, 1, bytes))
+            .map_err(sled_err)?;
+        return Ok(());
+    }
+    // One batch, so a crash cannot leave part of a record (recovery would cut it).
+    let mut batch = sled::Batch::default();
+    add_record(&mut batch, first, bytes)?;
+    tree.apply_batch(batch).map_err(sled_err)
+}
+
+/// Adds the chunks of one batch record to `batch`.
+fn add_record(batch: &mut sled::Batch, first: Zxid, bytes: &[u8]) -> Result<(), StorageError> {
+    let chunks = chunk_count(bytes.len())?;
+    for (index, piece) in (0..chunks).zip(bytes.chunks(CHUNK_BYTES)) {
+        let key = chunk_key(first, index);
+        batch.insert(&key, sealed_chunk(&key, chunks, piece));
+    }
+    Ok(())
+}
+
+/// `seal(key, header ++ piece)` for a chunk of a batch record of `chunks` chunks, built
+/// in one buffer.
+fn sealed_chunk(key: &[u8; 12], chunks: u32, piece: &[u8]) -> Vec<u8> {
+    let header = (chunks | BATCH_FLAG).to_be_bytes();
+    let mut value = Vec::with_capacity(8 + piece.len());
+    value.extend_from_slice(&checksum(&[key, &header, piece]).to_be_bytes());
+    value.extend_from_slice(&header);
+    value.extend_from_slice(piece);
+    value
+}
+
+/// Adds one entry to a batch record's bytes.
+fn put_entry(bytes: &mut Vec<u8>, zxid: Zxid, payload: &[u8]) -> Result<(), StorageError> {
+    let len = u32::try_from(payload.len()).map_err(|_| {
+        StorageError::Backend(format!("entry of {} bytes is too big", payload.len()).into())
+    })?;
+    bytes.extend_from_slice(&zxid.to_be_bytes());
+    bytes.extend_from_slice(&len.to_be_bytes());
+    bytes.extend_from_slice(payload);
+    Ok(())
+}
+
+/// A batch record's bytes holding `entries`, for rewriting part of a record.
+fn batch_bytes(entries: &[LogEntry]) -> Result<Vec<u8>, StorageError> {
+    let count = u32::try_from(entries.len())
+        .map_err(|_| StorageError::Backend("too many entries for one record".into()))?;
+    let mut bytes = count.to_be_bytes().to_vec();
+    for entry in entries {
+        put_entry(&mut bytes, entry.zxid, &entry.payload)?;
+    }
+    Ok(bytes)
+}
+
+/// The entries of a record reassembled from its chunks (`batch`: its header had
+/// [`BATCH_FLAG`]); the error says what is wrong, for a [`Corruption`].
+fn decode_record(first: Zxid, batch: bool, bytes: Vec<u8>) -> Result<Vec<LogEntry>, &'static str> {
+    if !batch {
+        return Ok(vec![LogEntry {
+            zxid: first,
+            payload: bytes,
+        }]);
+    }
+    let (count, mut rest) = bytes
+        .split_first_chunk::<4>()
+        .ok_or("batch count missing")?;
+    let count = u32::from_be_bytes(*count) as usize;
+    let mut entries: Vec<LogEntry> = Vec::with_capacity(count.min(1024));
+    while let Some((zxid, after)) = rest.split_first_chunk::<8>() {
+        let (len, after) = after
+            .split_first_chunk::<4>()
+            .ok_or("batch entry cut short")?;
+        let len = u32::from_be_bytes(*len) as usize;
+        let (payload, after) = after.split_at_checked(len).ok_or("batch entry cut short")?;
+        let zxid = Zxid::from_be_bytes(*zxid);
+        if entries.last().is_some_and(|e| e.zxid >= zxid) {
+            return Err("batch entries out of order");
+        }
+        entries.push(LogEntry {
+            zxid,
+            payload: payload.to_vec(),
+        });
+        rest = after;
+    }
+    if !rest.is_empty() {
+        return Err("batch entry cut short");
+    }
+    if entries.len() != count {
+        return Err("batch count does not match its entries");
+    }
+    if entries.first().map(|e| e.zxid) != Some(first) {
+        return Err("batch does not start at its key");
+    }
+    Ok(entries)
+}
+
+/// How many entries the record whose first chunk this is holds, for counting what a
+/// removal took. Read past the checksum, so a corrupt record that recovery cuts still
+/// counts what it says it held; one if even its header is gone.
+fn entries_in_record(value: &[u8]) -> u64 {
+    let header = value.get(4..8).and_then(|h| <[u8; 4]>::try_from(h).ok());
+    let count = value.get(8..12).and_then(|c| <[u8; 4]>::try_from(c).ok());
+    match (header.map(u32::from_be_bytes), count) {
+        (Some(header), Some(count)) if header & BATCH_FLAG != 0 => {
+            u64::from(u32::from_be_bytes(count))
+        }
+        _ => 1,
     }
 }
 
@@ -158,10 +350,15 @@ fn describe_key(key: &[u8]) -> String {
     }
 }
 
+/// How many chunks a value of `len` bytes takes; below [`BATCH_FLAG`], which the same
+/// header field carries.
 fn chunk_count(len: usize) -> Result<u32, StorageError> {
-    u32::try_from(len.div_ceil(CHUNK_BYTES).max(1)).map_err(|_| {
-        StorageError::Backend(format!("value of {len} bytes has too many chunks").into())
-    })
+    u32::try_from(len.div_ceil(CHUNK_BYTES).max(1))
+        .ok()
+        .filter(|chunks| chunks & BATCH_FLAG == 0)
+        .ok_or_else(|| {
+            StorageError::Backend(format!("value of {len} bytes has too many chunks").into())
+        })
 }
 
 /// sled's answer for a tree that `drop_tree` removed: a segment the background purge
@@ -287,12 +484,13 @@ impl SegmentList {
     }
 }
 
-/// A log entry being reassembled from its chunks.
+/// A log record being reassembled from its chunks.
 struct Pending {
     zxid: Zxid,
-    count: u32,
+    /// The header as stored: chunk count and [`BATCH_FLAG`].
+    header: u32,
     next: u32,
-    payload: Vec<u8>,
+    bytes: Vec<u8>,
 }
 
 /// Where a scan found the valid prefix of the log to end: before `key` in the scanned
@@ -338,6 +536,18 @@ fn scan_log(
     Ok(None)
 }
 
+/// The key of the first chunk of the record that holds `zxid`, if that record is in
+/// `tree`: the last record starting at or before it (a later one starts past it).
+fn record_start(tree: &sled::Tree, zxid: Zxid) -> sled::Result<[u8; 12]> {
+    let before = tree.range(..chunk_key(zxid, 0)).next_back().transpose()?;
+    Ok(
+        match before.as_ref().and_then(|(key, _)| parse_chunk_key(key)) {
+            Some((first, _)) => chunk_key(first, 0),
+            None => chunk_key(zxid, 0),
+        },
+    )
+}
+
 /// [`scan_log`] over one tree; `previous` is the last zxid visited, in any segment.
 fn scan_segment(
     tree: &sled::Tree,
@@ -345,8 +555,42 @@ fn scan_segment(
     previous: &mut Option<Zxid>,
     mut visit: impl FnMut(LogEntry) -> bool,
 ) -> Result<SegmentScan, StorageError> {
+    let start = match record_start(tree, from) {
+        Ok(start) => start,
+        Err(e) if gone(&e) => return Ok(SegmentScan::Next),
+        Err(e) => return Err(sled_err(e)),
+    };
+    let mut out_of_order = None;
+    let scan = scan_records(tree, &start, |first_key, entries| {
+        for entry in entries {
+            // Only an earlier record or segment can hold a higher zxid: they overlap.
+            if previous.is_some_and(|p| entry.zxid <= p) {
+                let reason = "out of order across log segments";
+                out_of_order = Some((Corruption::log_entry(entry.zxid, reason), first_key));
+                return false;
+            }
+            *previous = Some(entry.zxid);
+            if entry.zxid >= from && !visit(entry) {
+                return false;
+            }
+        }
+        true
+    })?;
+    Ok(match out_of_order {
+        Some((corruption, key)) => SegmentScan::Bad(corruption, key),
+        None => scan,
+    })
+}
+
+/// Reassembles the records of `tree` from the key `start` on and hands each one's
+/// entries, with its first key, to `visit` until it returns false.
+fn scan_records(
+    tree: &sled::Tree,
+    start: &[u8],
+    mut visit: impl FnMut(Vec<u8>, Vec<LogEntry>) -> bool,
+) -> Result<SegmentScan, StorageError> {
     let mut pending: Option<(Pending, Vec<u8>)> = None;
-    for item in tree.range(chunk_key(from, 0)..) {
+    for item in tree.range(start..) {
         let (key, value) = match item {
             Ok(item) => item,
             // Dropped by the background purge meanwhile: its entries are gone.
@@ -363,53 +607,51 @@ fn scan_segment(
             Ok(body) => body,
             Err(reason) => return Ok(SegmentScan::Bad(bad(reason), cut_at(pending))),
         };
-        let Some((count, data)) = body.split_first_chunk::<4>() else {
+        let Some((header, data)) = body.split_first_chunk::<4>() else {
             return Ok(SegmentScan::Bad(
                 bad("chunk header missing"),
                 cut_at(pending),
             ));
         };
-        let count = u32::from_be_bytes(*count);
-        let (mut entry, first_key) = match pending.take() {
+        let header = u32::from_be_bytes(*header);
+        let (mut record, first_key) = match pending.take() {
             Some((p, first_key)) if p.zxid == zxid => (p, first_key),
             Some((p, first_key)) => {
                 let corruption = Corruption::log_entry(p.zxid, "missing chunks");
                 return Ok(SegmentScan::Bad(corruption, first_key));
             }
-            // Only an earlier segment can hold a higher zxid: the trees overlap.
-            None if previous.is_some_and(|p| zxid <= p) => {
-                let bad = bad("out of order across log segments");
-                return Ok(SegmentScan::Bad(bad, key.to_vec()));
-            }
             None => (
                 Pending {
                     zxid,
-                    count,
+                    header,
                     next: 0,
-                    payload: Vec::new(),
+                    bytes: Vec::new(),
                 },
                 key.to_vec(),
             ),
         };
-        if chunk != entry.next || count != entry.count {
+        if chunk != record.next || header != record.header {
             return Ok(SegmentScan::Bad(bad("chunks out of sequence"), first_key));
         }
-        entry.payload.extend_from_slice(data);
-        entry.next += 1;
-        if entry.next == entry.count {
-            *previous = Some(entry.zxid);
-            let done = LogEntry {
-                zxid: entry.zxid,
-                payload: entry.payload,
+        record.bytes.extend_from_slice(data);
+        record.next += 1;
+        if record.next == record.header & !BATCH_FLAG {
+            let batch = record.header & BATCH_FLAG != 0;
+            let entries = match decode_record(record.zxid, batch, record.bytes) {
+                Ok(entries) => entries,
+                Err(reason) => {
+                    let corruption = Corruption::log_entry(record.zxid, reason);
+                    return Ok(SegmentScan::Bad(corruption, first_key));
+                }
             };
-            if !visit(done) {
+            if !visit(first_key, entries) {
                 return Ok(SegmentScan::Stop);
             }
         } else {
-            pending = Some((entry, first_key));
+            pending = Some((record, first_key));
         }
     }
-    // An entry's chunks never span segments: the rest of this one is not coming.
+    // A record's chunks never span segments: the rest of this one is not coming.
     Ok(match pending {
         Some((p, first_key)) => {
             SegmentScan::Bad(Corruption::log_entry(p.zxid, "missing chunks"), first_key)
@@ -418,8 +660,46 @@ fn scan_segment(
     })
 }
 
-/// Calls `each` with every key of `tree` in `range`; returns how many entries they make
-/// up (a malformed key counts as one by itself).
+/// Rewrites the record of `tree` that holds entries both below `at` and from it on as
+/// two records split there, in one batch, so that removing the keys from (or before)
+/// `chunk_key(at, 0)` removes exactly the entries on that side. A record that does not
+/// read back is left as it is, for recovery to cut.
+fn split_record(tree: &sled::Tree, at: Zxid) -> Result<(), StorageError> {
+    let start = match record_start(tree, at) {
+        Ok(start) => start,
+        Err(e) if gone(&e) => return Ok(()),
+        Err(e) => return Err(sled_err(e)),
+    };
+    let mut record = None;
+    scan_records(tree, &start, |first_key, entries| {
+        record = Some((first_key, entries));
+        false
+    })?;
+    let Some((first_key, entries)) = record else {
+        return Ok(());
+    };
+    let below = entries.partition_point(|e| e.zxid < at);
+    let (Some(low), Some(high)) = (entries.first(), entries.get(below)) else {
+        return Ok(());
+    };
+    if below == 0 {
+        return Ok(());
+    }
+    let mut batch = sled::Batch::default();
+    for key in tree
+        .scan_prefix(first_key.get(..8).unwrap_or_default())
+        .keys()
+    {
+        batch.remove(key.map_err(sled_err)?);
+    }
+    let (lower, upper) = entries.split_at(below);
+    add_record(&mut batch, low.zxid, &batch_bytes(lower)?)?;
+    add_record(&mut batch, high.zxid, &batch_bytes(upper)?)?;
+    tree.apply_batch(batch).map_err(sled_err)
+}
+
+/// Calls `each` with every key of `tree` in `range`; returns how many entries the records
+/// there hold (a malformed key counts as one by itself).
 fn for_entry_keys<K, R>(
     tree: &sled::Tree,
     range: R,
@@ -431,11 +711,14 @@ where
 {
     let mut entries = 0;
     let mut previous: Option<Vec<u8>> = None;
-    for item in tree.range(range).keys() {
-        let key = item?;
+    for item in tree.range(range) {
+        let (key, value) = item?;
         let prefix = key.get(..8).unwrap_or(&key);
         if previous.as_deref() != Some(prefix) {
-            entries += 1;
+            entries += match parse_chunk_key(&key) {
+                Some((_, 0)) => entries_in_record(&value),
+                _ => 1,
+            };
             previous = Some(prefix.to_vec());
         }
         each(key);
@@ -467,15 +750,11 @@ where
     }
 }
 
-/// The zxid of the first key `edge` finds among `segments`, tried in the order given,
-/// skipping empty and dropped ones: `first` over them for the first zxid, `last` over
-/// them reversed for the last.
-fn edge_zxid<'a>(
-    segments: impl Iterator<Item = &'a Segment>,
-    edge: impl Fn(&sled::Tree) -> sled::Result<Option<(sled::IVec, sled::IVec)>>,
-) -> Result<Option<Zxid>, StorageError> {
+/// The zxid of the first key among `segments`, skipping empty and dropped ones: a
+/// record's key is its first entry's.
+fn first_key_zxid(segments: &[Segment]) -> Result<Option<Zxid>, StorageError> {
     for segment in segments {
-        match edge(&segment.tree) {
+        match segment.tree.first() {
             Ok(Some((key, _))) => return Ok(key_zxid(&key)),
             Ok(None) => {}
             Err(e) if gone(&e) => {}
@@ -731,6 +1010,7 @@ pub struct SledStorage {
     current: Option<Segment>,
     current_entries: u64,
     segment_entries: u64,
+    tail: Arc<Mutex<Tail>>,
     meta: sled::Tree,
     snapshots: SledSnapshots,
     durability: Durability,
@@ -780,6 +1060,7 @@ impl SledStorage {
             current: None,
             current_entries: 0,
             segment_entries: segment_entries.max(1),
+            tail: Arc::default(),
             meta: tree(META_TREE)?,
             snapshots,
             durability,
@@ -830,7 +1111,10 @@ impl SledStorage {
     /// before [`SyncHandle::sync`] is called is durable when it returns, while appends
     /// may go on meanwhile (the fsync of one round overlaps the next round's work).
     pub fn sync_handle(&self) -> SyncHandle {
-        SyncHandle(self.durability.clone())
+        SyncHandle {
+            durability: self.durability.clone(),
+            tail: Arc::clone(&self.tail),
+        }
     }
 
     /// A snapshot handle that can be moved to another thread, so saving a snapshot does
@@ -840,8 +1124,32 @@ impl SledStorage {
         self.snapshots.clone()
     }
 
+    /// Puts the entries appended since the last write-out into sled.
+    fn write_out(&self) -> Result<(), StorageError> {
+        lock_tail(&self.tail).write_out()
+    }
+
+    /// The last entry's zxid in sled: the last record's, read through.
     fn read_last_zxid(&self) -> Result<Option<Zxid>, StorageError> {
-        edge_zxid(self.segments.all().iter().rev(), sled::Tree::last)
+        for segment in self.segments.all().iter().rev() {
+            let key = match segment.tree.last() {
+                Ok(Some((key, _))) => key,
+                Ok(None) => continue,
+                Err(e) if gone(&e) => continue,
+                Err(e) => return Err(sled_err(e)),
+            };
+            let Some((first, _)) = parse_chunk_key(&key) else {
+                return Ok(key_zxid(&key));
+            };
+            let mut last = first;
+            // What is bad in it, recovery has cut (this runs after it).
+            scan_records(&segment.tree, &chunk_key(first, 0), |_, entries| {
+                last = entries.last().map_or(last, |e| e.zxid);
+                true
+            })?;
+            return Ok(Some(last));
+        }
+        Ok(None)
     }
 
     /// Starts the segment that the entry `first`, about to be appended, opens. The tree
@@ -868,6 +1176,7 @@ impl SledStorage {
         &mut self,
         change: impl FnOnce(&Self) -> Result<T, StorageError>,
     ) -> Result<T, StorageError> {
+        self.write_out()?;
         self.segments.publish(self.current_entries);
         let result = change(self);
         self.current = self.segments.last();
@@ -911,6 +1220,7 @@ impl SledStorage {
             self.drop_segment(segment)?;
         }
         if let Some(segment) = keep.checked_sub(1).and_then(|i| segments.get(i)) {
+            split_record(&segment.tree, zxid)?;
             let cut = remove_entries(&segment.tree, chunk_key(zxid, 0)..)?;
             self.after_removing(segment, cut)?;
             removed += cut;
@@ -922,6 +1232,7 @@ impl SledStorage {
     fn remove_before(&self, zxid: Zxid) -> Result<u64, StorageError> {
         let mut removed = drop_segments_before(&self.durability.db, &self.segments, zxid, false)?;
         if let Some(segment) = self.segments.all().first() {
+            split_record(&segment.tree, zxid)?;
             let cut = remove_entries(&segment.tree, ..chunk_key(zxid, 0))?;
             self.after_removing(segment, cut)?;
             removed += cut;
@@ -1011,42 +1322,27 @@ impl TxnLog for SledStorage {
         {
             return Err(StorageError::OutOfOrder { last, zxid });
         }
-        let chunks = chunk_count(payload.len())?;
-        // Before writing, so an entry's chunks never span segments.
+        // Before appending, so a record never spans segments.
         if self.current.is_none() || self.current_entries >= self.segment_entries {
+            self.write_out()?;
             self.roll(zxid)?;
         }
         let Some(segment) = &self.current else {
             return Err(StorageError::Backend("no log segment after a roll".into()));
         };
-        let mut body = Vec::with_capacity(4 + payload.len().min(CHUNK_BYTES));
-        let mut write = |key: [u8; 12], piece: &[u8]| {
-            body.clear();
-            body.extend_from_slice(&chunks.to_be_bytes());
-            body.extend_from_slice(piece);
-            seal(&key, &body)
-        };
-        if chunks == 1 {
-            let key = chunk_key(zxid, 0);
-            segment
-                .tree
-                .insert(key, write(key, payload))
-                .map_err(sled_err)?;
-        } else {
-            // One batch, so a crash cannot leave part of an entry (recovery would cut it).
-            let mut batch = sled::Batch::default();
-            for (index, piece) in (0..chunks).zip(payload.chunks(CHUNK_BYTES)) {
-                let key = chunk_key(zxid, index);
-                batch.insert(&key, write(key, piece));
-            }
-            segment.tree.apply_batch(batch).map_err(sled_err)?;
+        let mut tail = lock_tail(&self.tail);
+        tail.push(&segment.tree, zxid, payload)?;
+        if tail.bytes.len() >= RECORD_BYTES {
+            tail.write_out()?;
         }
+        drop(tail);
         self.current_entries += 1;
         self.last_zxid = Some(zxid);
         Ok(())
     }
 
     fn sync(&mut self) -> Result<(), StorageError> {
+        self.write_out()?;
         self.durability.sync()
     }
 
@@ -1055,7 +1351,8 @@ impl TxnLog for SledStorage {
     }
 
     fn first_zxid(&self) -> Result<Option<Zxid>, StorageError> {
-        edge_zxid(self.segments.all().iter(), sled::Tree::first)
+        self.write_out()?;
+        first_key_zxid(&self.segments.all())
     }
 
     fn entries_from(&self, zxid: Zxid, max_entries: usize) -> Result<Vec<LogEntry>, StorageError> {
@@ -1063,6 +1360,7 @@ impl TxnLog for SledStorage {
         if max_entries == 0 {
             return Ok(entries);
         }
+        self.write_out()?;
         let bad = scan_log(&self.segments.from(zxid), zxid, |_, entry| {
             entries.push(entry);
             entries.len() < max_entries
@@ -1270,9 +1568,22 @@ mod tests {
             zxid: Zxid,
         ) -> (SledStorage, LogRecovery) {
             drop(storage);
+            // A record is what can be corrupt: make `zxid` start one, then flip the last
+            // byte of its first chunk (a payload byte: the count stays readable).
+            self.with_raw_db(|db| {
+                for name in db.tree_names() {
+                    if parse_segment_name(&name).is_some() {
+                        split_record(&db.open_tree(name).unwrap(), zxid).unwrap();
+                    }
+                }
+            });
             self.with_raw_segment_of(zxid, |log| {
-                let old = log.insert(chunk_key(zxid, 0), &b"garbage"[..]).unwrap();
-                assert!(old.is_some(), "entry {zxid} was stored");
+                let key = chunk_key(zxid, 0);
+                let mut value = log.get(key).unwrap().expect("the entry is stored").to_vec();
+                if let Some(last) = value.last_mut() {
+                    *last ^= 0xff;
+                }
+                log.insert(key, value).unwrap();
             });
             self.open_with_report()
         }
@@ -1344,10 +1655,15 @@ mod tests {
     fn a_missing_middle_chunk_is_cut_with_its_entry() {
         let mut h = SledHarness::new();
         let mut s = h.open();
-        s.append(1, b"small").unwrap();
-        s.append(2, &vec![7; 3 * CHUNK_BYTES]).unwrap();
-        s.append(3, b"after").unwrap();
-        s.sync().unwrap();
+        // A sync after each, so each is a record of its own.
+        for (zxid, payload) in [
+            (1, &b"small"[..]),
+            (2, &[7; 3 * CHUNK_BYTES]),
+            (3, b"after"),
+        ] {
+            s.append(zxid, payload).unwrap();
+            s.sync().unwrap();
+        }
         drop(s);
         h.with_raw_segment_of(2, |log| {
             log.remove(chunk_key(2, 1)).unwrap().unwrap();
@@ -1415,8 +1731,8 @@ mod tests {
         let mut s = h.open();
         for zxid in 1..=4 {
             s.append(zxid, b"x").unwrap();
+            s.sync().unwrap();
         }
-        s.sync().unwrap();
         drop(s);
         let mut odd_key = zxid_bytes(3).to_vec();
         odd_key.push(9);
@@ -1508,6 +1824,125 @@ mod tests {
         s.segments.all().iter().map(|seg| seg.first).collect()
     }
 
+    /// The first zxid of every record in the log's trees, read with sled directly.
+    fn raw_record_firsts(h: &SledHarness) -> Vec<Zxid> {
+        let mut firsts = Vec::new();
+        h.with_raw_db(|db| {
+            for name in db.tree_names() {
+                if parse_segment_name(&name).is_some() {
+                    for key in db.open_tree(name).unwrap().iter().keys() {
+                        if let Some((zxid, 0)) = parse_chunk_key(&key.unwrap()) {
+                            firsts.push(zxid);
+                        }
+                    }
+                }
+            }
+        });
+        firsts.sort();
+        firsts
+    }
+
+    #[test]
+    fn the_entries_appended_before_a_sync_share_one_record() {
+        let mut h = SledHarness::new();
+        let mut s = h.open();
+        append_synced(&mut s, 1..=12);
+        append_synced(&mut s, 13..=14);
+        assert_eq!(zxids_of(&s.entries_from(7, 3).unwrap()), [7, 8, 9]);
+        assert_eq!(s.first_zxid().unwrap(), Some(1));
+        drop(s);
+        assert_eq!(raw_record_firsts(&h), [1, 13]);
+        let (s, recovery) = h.open_with_report();
+        assert_eq!(
+            recovery,
+            LogRecovery {
+                last_zxid: Some(14),
+                ..LogRecovery::default()
+            }
+        );
+        assert_log(&s, 1..=14);
+    }
+
+    #[test]
+    fn a_sync_handle_writes_the_appended_entries_and_a_full_record_goes_early() {
+        let mut h = SledHarness::new();
+        let mut s = h.open();
+        let big = |zxid| conformance::payload(zxid, CHUNK_BYTES);
+        // 16 entries of a chunk each fill a record: it is written without a sync.
+        for zxid in 1..=20 {
+            s.append(zxid, &big(zxid)).unwrap();
+        }
+        let handle = s.sync_handle();
+        std::thread::spawn(move || handle.sync().unwrap())
+            .join()
+            .unwrap();
+        for zxid in 21..=22 {
+            s.append(zxid, &big(zxid)).unwrap();
+        }
+        // Not synced: not promised to survive, and not in sled yet either.
+        drop(s);
+        assert_eq!(raw_record_firsts(&h), [1, 17]);
+        let (s, _) = h.open_with_report();
+        let all = s.entries_from(Zxid::MIN, usize::MAX).unwrap();
+        assert_eq!(zxids_of(&all), (1..=20).collect::<Vec<_>>());
+        assert!(all.iter().all(|e| e.payload == big(e.zxid)));
+    }
+
+    #[test]
+    fn truncating_or_purging_inside_a_record_splits_it() {
+        let mut h = SledHarness::new();
+        let mut s = h.open();
+        append_synced(&mut s, 1..=10);
+        assert_eq!(s.truncate_after(6).unwrap(), 4);
+        assert_eq!(s.last_zxid(), Some(6));
+        assert_eq!(s.purge_before(3).unwrap(), 2);
+        assert_eq!(s.first_zxid().unwrap(), Some(3));
+        assert_log(&s, 3..=6);
+        append_synced(&mut s, 7..=8);
+        drop(s);
+        assert_eq!(raw_record_firsts(&h), [3, 7]);
+        let (s, recovery) = h.open_with_report();
+        assert_eq!(recovery.entries_cut, 0);
+        assert_log(&s, 3..=8);
+    }
+
+    #[test]
+    fn a_batch_whose_entries_do_not_add_up_is_cut_whole() {
+        let mut h = SledHarness::new();
+        let mut s = h.open();
+        append_synced(&mut s, 1..=2);
+        append_synced(&mut s, 3..=6);
+        drop(s);
+        // Sealed correctly, but the count says one more entry than the bytes hold.
+        h.with_raw_segment_of(3, |log| {
+            let entries: Vec<LogEntry> = (3..=6)
+                .map(|z| LogEntry {
+                    zxid: z,
+                    payload: entry(z),
+                })
+                .collect();
+            let mut bytes = batch_bytes(&entries).unwrap();
+            bytes[..4].copy_from_slice(&5_u32.to_be_bytes());
+            let keys: Vec<_> = log
+                .scan_prefix(zxid_bytes(3))
+                .keys()
+                .map(Result::unwrap)
+                .collect();
+            for key in keys {
+                log.remove(key).unwrap();
+            }
+            let mut batch = sled::Batch::default();
+            add_record(&mut batch, 3, &bytes).unwrap();
+            log.apply_batch(batch).unwrap();
+        });
+        let (s, recovery) = h.open_with_report();
+        let corruption = recovery.first_corruption.unwrap();
+        assert_eq!(corruption.reason, "batch count does not match its entries");
+        assert_eq!(corruption.id, "0x3");
+        assert_eq!(recovery.entries_cut, 5, "what the record said it held");
+        assert_log(&s, 1..=2);
+    }
+
     #[test]
     fn segment_names_sort_like_zxids_and_parse_back() {
         let zxids = [i64::MIN + 1, -1, 0, 1, 0xffff_ffff, 1 << 32, i64::MAX];
@@ -1594,7 +2029,9 @@ mod tests {
     fn a_segment_holding_zxids_of_a_later_one_is_cut_as_out_of_order() {
         let mut h = SledHarness::with_segments(3);
         let mut s = h.open();
-        append_synced(&mut s, 1..=6);
+        for zxid in 1..=6 {
+            append_synced(&mut s, [zxid]);
+        }
         drop(s);
         // A copy of entry 6 in the first segment: zxids no longer ascend across trees.
         h.with_raw_db(|db| {
