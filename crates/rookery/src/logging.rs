@@ -340,19 +340,20 @@ impl<W: fmt::Write> fmt::Write for Escaping<'_, W> {
                 '\x1b' | '\x07' | '\x08' | '\x0c' | '\x7f' | '\u{80}'..='\u{9f}'
             )
         };
-        if !s.contains(risky) {
-            return self.0.write_str(s);
-        }
-        for c in s.chars() {
-            match c {
-                '\x1b' | '\x07' | '\x08' | '\x0c' | '\x7f' => {
-                    write!(self.0, "\\x{:02x}", c as u32)?
-                }
-                '\u{80}'..='\u{9f}' => write!(self.0, "\\u{{{:x}}}", c as u32)?,
-                c => self.0.write_char(c)?,
+        let mut rest = s;
+        while let Some((at, c)) = rest.char_indices().find(|&(_, c)| risky(c)) {
+            let (safe, tail) = rest.split_at(at);
+            self.0.write_str(safe)?;
+            if c.is_ascii() {
+                write!(self.0, "\\x{:02x}", c as u32)?;
+            } else {
+                write!(self.0, "\\u{{{:x}}}", c as u32)?;
             }
+            let mut after = tail.chars();
+            after.next();
+            rest = after.as_str();
         }
-        Ok(())
+        self.0.write_str(rest)
     }
 }
 

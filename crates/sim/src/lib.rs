@@ -32,10 +32,13 @@
 //! zxid counter. Two seeds (41990, 52516) fail Convergence, not safety: a voter
 //! promised the epoch of a roll that never finished, then refuses the lower epoch of
 //! the leader established after it, as a ZooKeeper learner with a higher acceptedEpoch
-//! does, until the leader changes (the majority keeps serving). [`Strict`] turns on checks that are off by default (a stalled
-//! uncommitted tail, snapshots ahead of the synced log). The first passes; the second
-//! models a host the server is not (it snapshots only a tree
-//! at or below the durable point), and seeds 3458, 4458 and 4503 of
+//! does, until the leader changes (the majority keeps serving).
+//!
+//! Every check runs on every seed, the sync check (a client's sync answered only once
+//! its server holds everything the leader had) included, except two that [`Strict`]
+//! turns on. The stalled-tail check (an uncommitted tail after the heal) passes. The
+//! snapshots-ahead-of-the-log check models a host the server is not (it snapshots
+//! only a tree at or below the durable point), and seeds 3458, 4458 and 4503 of
 //! `cargo xtask sim --unsynced-snapshots --seeds 5000` show why it must not: a crash
 //! leaves the log with a hole under the snapshot that DIFF and TRUNC do not see, and a
 //! committed Txn is lost (PrefixConsistency).
