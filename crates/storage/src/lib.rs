@@ -57,9 +57,8 @@ pub const CHUNK_BYTES: usize = 4 * 1024;
 /// was its own record; a round's entries now share one record, written at the sync.
 pub const BATCH_FLAG: u32 = 1 << 31;
 
-/// Appended entries are written to sled as one record once they reach this many bytes,
-/// even before a sync asks for them, so a bulk load does not hold a large record in
-/// memory and a reader of one entry never reassembles more than this.
+/// A record of appended entries is closed once it holds this many bytes, and the next
+/// entry starts another, so a reader of one entry never reassembles more than this.
 const RECORD_BYTES: usize = 16 * CHUNK_BYTES;
 
 /// Entries per log segment before `append` starts a new one. The background purge drops
@@ -135,73 +134,110 @@ impl Durability {
 #[derive(Debug, Clone)]
 pub struct SyncHandle {
     durability: Durability,
-    tail: Arc<Mutex<Tail>>,
+    unwritten: Arc<Unwritten>,
 }
 
 impl SyncHandle {
     /// Writes the entries appended so far to sled (here, not on the appending thread),
     /// then makes them durable.
     pub fn sync(&self) -> Result<(), StorageError> {
-        lock_tail(&self.tail).write_out()?;
+        self.unwritten.write_out()?;
         self.durability.sync()
     }
 }
 
-/// Entries appended but not yet in sled, as one batch record's bytes. Shared by
-/// [`SledStorage`] and its [`SyncHandle`]: whoever needs them in sled (a sync, a read,
-/// a truncation, a new segment) writes them out first, under the lock, so sled holds
-/// them in order and a reader never misses one.
-#[derive(Default)]
-struct Tail {
-    /// The segment they go to: the last one when the first of them was appended.
-    tree: Option<sled::Tree>,
+/// Entries appended but not yet in sled, as batch records. Shared by [`SledStorage`]
+/// and its [`SyncHandle`]: whoever needs them in sled (a sync, a read, a truncation)
+/// writes them out first. Two locks, so an append never waits for sled: `records`
+/// is held only to add an entry or take the records, and `writer` across the writing,
+/// so records reach sled in order and a write-out returns only once every record
+/// taken before it, by either side, is in.
+#[derive(Debug, Default)]
+struct Unwritten {
+    records: Mutex<Records>,
+    writer: Mutex<()>,
+}
+
+#[derive(Debug, Default)]
+struct Records {
+    /// The one appends go to.
+    open: Option<Record>,
+    /// Full, or of an earlier segment; oldest first.
+    sealed: Vec<Record>,
+}
+
+/// A batch record being built: its bytes as in the crate docs, the count filled in
+/// when it is written.
+struct Record {
+    tree: sled::Tree,
     first: Zxid,
     entries: u32,
     bytes: Vec<u8>,
 }
 
 // By hand: sled's `Debug` for a tree walks all of it.
-impl std::fmt::Debug for Tail {
+impl std::fmt::Debug for Record {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tail")
+        f.debug_struct("Record")
             .field("first", &self.first)
             .field("entries", &self.entries)
             .finish_non_exhaustive()
     }
 }
 
-fn lock_tail(tail: &Mutex<Tail>) -> MutexGuard<'_, Tail> {
-    // `entries` is cleared only after a write-out succeeded: a panic part way leaves
-    // entries that are written again, over the same keys.
-    tail.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-impl Tail {
-    fn push(&mut self, tree: &sled::Tree, zxid: Zxid, payload: &[u8]) -> Result<(), StorageError> {
-        if self.entries == 0 {
-            self.tree = Some(tree.clone());
-            self.first = zxid;
-            self.bytes.clear();
-            // The count, filled in when written out.
-            self.bytes.extend_from_slice(&0_u32.to_be_bytes());
-        }
-        put_entry(&mut self.bytes, zxid, payload)?;
-        self.entries += 1;
-        Ok(())
-    }
-
-    fn write_out(&mut self) -> Result<(), StorageError> {
-        let Some(tree) = self.tree.as_ref().filter(|_| self.entries > 0) else {
-            return Ok(());
-        };
+impl Record {
+    fn write(mut self) -> Result<(), StorageError> {
         let count = self.entries.to_be_bytes();
         if let Some(head) = self.bytes.get_mut(..4) {
             head.copy_from_slice(&count);
         }
-        write_record(tree, self.first, &self.bytes)?;
-        self.entries = 0;
-        self.tree = None;
+        write_record(&self.tree, self.first, &self.bytes)
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Each change under these locks is a push or a take: a panic cannot leave one
+    // half-done that matters (a record taken and not written was never synced).
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Unwritten {
+    /// Adds an entry for segment `tree`; a record that reaches [`RECORD_BYTES`] is
+    /// sealed for the next write-out.
+    fn push(&self, tree: &sled::Tree, zxid: Zxid, payload: &[u8]) -> Result<(), StorageError> {
+        let mut records = lock(&self.records);
+        let Records { open, sealed } = &mut *records;
+        let record = open.get_or_insert_with(|| Record {
+            tree: tree.clone(),
+            first: zxid,
+            entries: 0,
+            bytes: 0_u32.to_be_bytes().to_vec(),
+        });
+        put_entry(&mut record.bytes, zxid, payload)?;
+        record.entries += 1;
+        if record.bytes.len() >= RECORD_BYTES {
+            sealed.extend(open.take());
+        }
         Ok(())
+    }
+
+    /// Closes the open record: the next entry goes to a new segment.
+    fn seal(&self) {
+        let mut records = lock(&self.records);
+        let Records { open, sealed } = &mut *records;
+        sealed.extend(open.take());
+    }
+
+    fn write_out(&self) -> Result<(), StorageError> {
+        let _writing = lock(&self.writer);
+        let taken = {
+            let mut records = lock(&self.records);
+            let Records { open, sealed } = &mut *records;
+            let mut taken = std::mem::take(sealed);
+            taken.extend(open.take());
+            taken
+        };
+        taken.into_iter().try_for_each(Record::write)
     }
 }
 
@@ -1010,7 +1046,7 @@ pub struct SledStorage {
     current: Option<Segment>,
     current_entries: u64,
     segment_entries: u64,
-    tail: Arc<Mutex<Tail>>,
+    unwritten: Arc<Unwritten>,
     meta: sled::Tree,
     snapshots: SledSnapshots,
     durability: Durability,
@@ -1060,7 +1096,7 @@ impl SledStorage {
             current: None,
             current_entries: 0,
             segment_entries: segment_entries.max(1),
-            tail: Arc::default(),
+            unwritten: Arc::default(),
             meta: tree(META_TREE)?,
             snapshots,
             durability,
@@ -1113,7 +1149,7 @@ impl SledStorage {
     pub fn sync_handle(&self) -> SyncHandle {
         SyncHandle {
             durability: self.durability.clone(),
-            tail: Arc::clone(&self.tail),
+            unwritten: Arc::clone(&self.unwritten),
         }
     }
 
@@ -1126,7 +1162,7 @@ impl SledStorage {
 
     /// Puts the entries appended since the last write-out into sled.
     fn write_out(&self) -> Result<(), StorageError> {
-        lock_tail(&self.tail).write_out()
+        self.unwritten.write_out()
     }
 
     /// The last entry's zxid in sled: the last record's, read through.
@@ -1322,20 +1358,15 @@ impl TxnLog for SledStorage {
         {
             return Err(StorageError::OutOfOrder { last, zxid });
         }
-        // Before appending, so a record never spans segments.
+        // A record never spans segments.
         if self.current.is_none() || self.current_entries >= self.segment_entries {
-            self.write_out()?;
+            self.unwritten.seal();
             self.roll(zxid)?;
         }
         let Some(segment) = &self.current else {
             return Err(StorageError::Backend("no log segment after a roll".into()));
         };
-        let mut tail = lock_tail(&self.tail);
-        tail.push(&segment.tree, zxid, payload)?;
-        if tail.bytes.len() >= RECORD_BYTES {
-            tail.write_out()?;
-        }
-        drop(tail);
+        self.unwritten.push(&segment.tree, zxid, payload)?;
         self.current_entries += 1;
         self.last_zxid = Some(zxid);
         Ok(())
@@ -1864,11 +1895,11 @@ mod tests {
     }
 
     #[test]
-    fn a_sync_handle_writes_the_appended_entries_and_a_full_record_goes_early() {
+    fn a_sync_handle_writes_the_appended_entries_in_records_of_at_most_64_kib() {
         let mut h = SledHarness::new();
         let mut s = h.open();
         let big = |zxid| conformance::payload(zxid, CHUNK_BYTES);
-        // 16 entries of a chunk each fill a record: it is written without a sync.
+        // 16 entries of a chunk each fill a record; the 17th starts the next.
         for zxid in 1..=20 {
             s.append(zxid, &big(zxid)).unwrap();
         }
@@ -1886,6 +1917,35 @@ mod tests {
         let all = s.entries_from(Zxid::MIN, usize::MAX).unwrap();
         assert_eq!(zxids_of(&all), (1..=20).collect::<Vec<_>>());
         assert!(all.iter().all(|e| e.payload == big(e.zxid)));
+    }
+
+    #[test]
+    fn reads_see_every_append_while_another_thread_syncs() {
+        let mut h = SledHarness::with_segments(300);
+        let mut s = h.open();
+        let handle = s.sync_handle();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let syncer = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    handle.sync().unwrap();
+                }
+            })
+        };
+        for zxid in 1..=2_000 {
+            s.append(zxid, &entry(zxid)).unwrap();
+            if zxid % 97 == 0 {
+                let read = s.entries_from(zxid - 90, usize::MAX).unwrap();
+                assert_eq!(zxids_of(&read), (zxid - 90..=zxid).collect::<Vec<_>>());
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        syncer.join().unwrap();
+        s.sync().unwrap();
+        let (s, recovery) = h.reopen(s);
+        assert_eq!(recovery.entries_cut, 0);
+        assert_log(&s, 1..=2_000);
     }
 
     #[test]
