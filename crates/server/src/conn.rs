@@ -29,6 +29,29 @@ pub(crate) struct ConnLimits {
     pub handshake_timeout: Duration,
 }
 
+/// How long a four-letter-word connection is kept open after the answer, for the
+/// client to close its side.
+const FOUR_LETTER_LINGER: Duration = Duration::from_secs(1);
+
+/// Reads and drops what a four-letter-word client sent after the word (`stat\n`'s
+/// newline) until it closes its side, for at most [`FOUR_LETTER_LINGER`] and a few
+/// KiB. Closing a socket with input unread makes the kernel send a reset instead of
+/// ending the stream: a client that answered quickly then fails its own
+/// `shutdown(SHUT_WR)` (zktop: "Transport endpoint is not connected", and it shows
+/// the server as unavailable) or can lose the answer.
+async fn drain_until_closed(stream: &mut (impl AsyncRead + Unpin)) {
+    let mut sink = [0u8; 512];
+    let drain = async {
+        for _ in 0..8 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    let _ = tokio::time::timeout(FOUR_LETTER_LINGER, drain).await;
+}
+
 pub(crate) async fn serve(
     stream: impl SplitStream,
     peer: SocketAddr,
@@ -65,6 +88,7 @@ pub(crate) async fn serve(
             let _ = stream.write_all(text.as_bytes()).await;
         }
         let _ = stream.shutdown().await;
+        drain_until_closed(&mut stream).await;
         return;
     }
 
