@@ -58,7 +58,8 @@ pub const CHUNK_BYTES: usize = 4 * 1024;
 pub const BATCH_FLAG: u32 = 1 << 31;
 
 /// A record of appended entries is closed once it holds this many bytes, and the next
-/// entry starts another, so a reader of one entry never reassembles more than this.
+/// entry starts another, so a reader of one entry reassembles at most this plus one
+/// entry.
 const RECORD_BYTES: usize = 16 * CHUNK_BYTES;
 
 /// Entries per log segment before `append` starts a new one. The background purge drops
@@ -138,8 +139,8 @@ pub struct SyncHandle {
 }
 
 impl SyncHandle {
-    /// Writes the entries appended so far to sled (here, not on the appending thread),
-    /// then makes them durable.
+    /// Writes the entries appended so far to sled (here, so not on the appending
+    /// thread unless one of its reads came first), then makes them durable.
     pub fn sync(&self) -> Result<(), StorageError> {
         self.unwritten.write_out()?;
         self.durability.sync()
@@ -186,7 +187,7 @@ impl std::fmt::Debug for Record {
 }
 
 impl Record {
-    fn write(mut self) -> Result<(), StorageError> {
+    fn write(&mut self) -> Result<(), StorageError> {
         let count = self.entries.to_be_bytes();
         if let Some(head) = self.bytes.get_mut(..4) {
             head.copy_from_slice(&count);
@@ -196,8 +197,10 @@ impl Record {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Each change under these locks is a push or a take: a panic cannot leave one
-    // half-done that matters (a record taken and not written was never synced).
+    // Each change under these locks is a push, a take or a put-back: a panic cannot
+    // leave one half-done. A panic while writing loses the records taken, but it also
+    // fails the sync (or read) that took them, which stops the server before it
+    // acknowledges anything they hold.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -205,6 +208,7 @@ impl Unwritten {
     /// Adds an entry for segment `tree`; a record that reaches [`RECORD_BYTES`] is
     /// sealed for the next write-out.
     fn push(&self, tree: &sled::Tree, zxid: Zxid, payload: &[u8]) -> Result<(), StorageError> {
+        let len = entry_len(payload)?;
         let mut records = lock(&self.records);
         let Records { open, sealed } = &mut *records;
         let record = open.get_or_insert_with(|| Record {
@@ -213,7 +217,7 @@ impl Unwritten {
             entries: 0,
             bytes: 0_u32.to_be_bytes().to_vec(),
         });
-        put_entry(&mut record.bytes, zxid, payload)?;
+        put_entry(&mut record.bytes, zxid, len, payload);
         record.entries += 1;
         if record.bytes.len() >= RECORD_BYTES {
             sealed.extend(open.take());
@@ -237,7 +241,17 @@ impl Unwritten {
             taken.extend(open.take());
             taken
         };
-        taken.into_iter().try_for_each(Record::write)
+        let mut taken = taken.into_iter();
+        while let Some(mut record) = taken.next() {
+            if let Err(e) = record.write() {
+                // Back in front, so no later write-out can report them written.
+                let mut records = lock(&self.records);
+                let back: Vec<Record> = std::iter::once(record).chain(taken).collect();
+                records.sealed.splice(0..0, back);
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -276,15 +290,18 @@ fn sealed_chunk(key: &[u8; 12], chunks: u32, piece: &[u8]) -> Vec<u8> {
     value
 }
 
-/// Adds one entry to a batch record's bytes.
-fn put_entry(bytes: &mut Vec<u8>, zxid: Zxid, payload: &[u8]) -> Result<(), StorageError> {
-    let len = u32::try_from(payload.len()).map_err(|_| {
+/// An entry's length as a batch record stores it.
+fn entry_len(payload: &[u8]) -> Result<u32, StorageError> {
+    u32::try_from(payload.len()).map_err(|_| {
         StorageError::Backend(format!("entry of {} bytes is too big", payload.len()).into())
-    })?;
+    })
+}
+
+/// Adds one entry to a batch record's bytes.
+fn put_entry(bytes: &mut Vec<u8>, zxid: Zxid, len: u32, payload: &[u8]) {
     bytes.extend_from_slice(&zxid.to_be_bytes());
     bytes.extend_from_slice(&len.to_be_bytes());
     bytes.extend_from_slice(payload);
-    Ok(())
 }
 
 /// A batch record's bytes holding `entries`, for rewriting part of a record.
@@ -293,7 +310,12 @@ fn batch_bytes(entries: &[LogEntry]) -> Result<Vec<u8>, StorageError> {
         .map_err(|_| StorageError::Backend("too many entries for one record".into()))?;
     let mut bytes = count.to_be_bytes().to_vec();
     for entry in entries {
-        put_entry(&mut bytes, entry.zxid, &entry.payload)?;
+        put_entry(
+            &mut bytes,
+            entry.zxid,
+            entry_len(&entry.payload)?,
+            &entry.payload,
+        );
     }
     Ok(bytes)
 }
@@ -698,8 +720,9 @@ fn scan_records(
 
 /// Rewrites the record of `tree` that holds entries both below `at` and from it on as
 /// two records split there, in one batch, so that removing the keys from (or before)
-/// `chunk_key(at, 0)` removes exactly the entries on that side. A record that does not
-/// read back is left as it is, for recovery to cut.
+/// `chunk_key(at, 0)` removes exactly the entries on that side. A record there that
+/// does not read back is an error: removing around it could take entries on the wrong
+/// side (the server stops; recovery at the next start cuts the log there).
 fn split_record(tree: &sled::Tree, at: Zxid) -> Result<(), StorageError> {
     let start = match record_start(tree, at) {
         Ok(start) => start,
@@ -707,10 +730,13 @@ fn split_record(tree: &sled::Tree, at: Zxid) -> Result<(), StorageError> {
         Err(e) => return Err(sled_err(e)),
     };
     let mut record = None;
-    scan_records(tree, &start, |first_key, entries| {
+    let scan = scan_records(tree, &start, |first_key, entries| {
         record = Some((first_key, entries));
         false
     })?;
+    if let SegmentScan::Bad(corruption, _) = scan {
+        return Err(corruption.into());
+    }
     let Some((first_key, entries)) = record else {
         return Ok(());
     };
@@ -722,20 +748,24 @@ fn split_record(tree: &sled::Tree, at: Zxid) -> Result<(), StorageError> {
         return Ok(());
     }
     let mut batch = sled::Batch::default();
-    for key in tree
-        .scan_prefix(first_key.get(..8).unwrap_or_default())
+    let prefix = first_key.get(..8).unwrap_or_default();
+    let removed = tree
+        .scan_prefix(prefix)
         .keys()
-    {
-        batch.remove(key.map_err(sled_err)?);
-    }
+        .try_for_each(|key| key.map(|key| batch.remove(key)));
     let (lower, upper) = entries.split_at(below);
     add_record(&mut batch, low.zxid, &batch_bytes(lower)?)?;
     add_record(&mut batch, high.zxid, &batch_bytes(upper)?)?;
-    tree.apply_batch(batch).map_err(sled_err)
+    match removed.and_then(|()| tree.apply_batch(batch)) {
+        // Dropped by the background purge meanwhile: nothing left to split.
+        Err(e) if gone(&e) => Ok(()),
+        other => other.map_err(sled_err),
+    }
 }
 
 /// Calls `each` with every key of `tree` in `range`; returns how many entries the records
-/// there hold (a malformed key counts as one by itself).
+/// there hold (a key whose first 8 bytes differ from the one before and that is no
+/// record's first chunk counts as one).
 fn for_entry_keys<K, R>(
     tree: &sled::Tree,
     range: R,
@@ -1403,6 +1433,8 @@ impl TxnLog for SledStorage {
     }
 
     fn truncate_after(&mut self, zxid: Zxid) -> Result<u64, StorageError> {
+        // Also when nothing can be removed: the last zxid is read back from sled.
+        self.write_out()?;
         let removed = match zxid.checked_add(1) {
             Some(next) => self.change_segments(|s| s.remove_from(next))?,
             None => 0,
@@ -1413,7 +1445,7 @@ impl TxnLog for SledStorage {
     }
 
     /// Exact, unlike [`LogPurger::purge_before`]: drops whole segments, then deletes keys
-    /// in the one holding `zxid`.
+    /// in the one holding `zxid`, after splitting the record that holds it.
     fn purge_before(&mut self, zxid: Zxid) -> Result<u64, StorageError> {
         let Some(last) = self.last_zxid else {
             return Ok(0);
@@ -1946,6 +1978,41 @@ mod tests {
         let (s, recovery) = h.reopen(s);
         assert_eq!(recovery.entries_cut, 0);
         assert_log(&s, 1..=2_000);
+    }
+
+    #[test]
+    fn a_write_out_that_failed_fails_again_instead_of_reporting_the_entries_written() {
+        let mut h = SledHarness::new();
+        let mut s = h.open();
+        append_synced(&mut s, 1..=2);
+        s.append(3, b"lost with its tree").unwrap();
+        // The segment the record goes to is gone: sled refuses the write.
+        let name = s.segments.last().unwrap().name;
+        assert!(s.durability.db.drop_tree(&name).unwrap());
+        let handle = s.sync_handle();
+        assert!(handle.sync().is_err());
+        assert!(handle.sync().is_err(), "the record is still waiting");
+        assert!(s.sync().is_err());
+    }
+
+    #[test]
+    fn splitting_a_record_that_does_not_read_back_is_an_error() {
+        let mut h = SledHarness::new();
+        let mut s = h.open();
+        append_synced(&mut s, 1..=10);
+        let tree = s.segments.last().unwrap().tree;
+        let key = chunk_key(1, 0);
+        let mut value = tree.get(key).unwrap().unwrap().to_vec();
+        *value.last_mut().unwrap() ^= 0xff;
+        tree.insert(key, value).unwrap();
+        let err = s
+            .purge_before(5)
+            .expect_err("entries 5.. would go with the record");
+        assert!(matches!(err, StorageError::Corrupt(_)), "{err:?}");
+        let err = s
+            .truncate_after(5)
+            .expect_err("entries 1..=5 would stay whole");
+        assert!(matches!(err, StorageError::Corrupt(_)), "{err:?}");
     }
 
     #[test]
