@@ -23,12 +23,14 @@ fn server_starts_reports_standalone_and_survives_kill9() {
 /// does this) still ends cleanly: the server reads what followed the word before it
 /// closes, since closing with input unread resets the connection and the client's
 /// own shutdown then fails ("Transport endpoint is not connected": zktop showed the
-/// server as unavailable).
+/// server as unavailable). Rookery only: Apache ZooKeeper 3.8 has the same race (this
+/// test passed against it on one run and failed with that error in a CI run).
 #[test]
 fn a_four_letter_word_client_that_half_closes_late_ends_cleanly() {
     use std::io::{Read, Write};
     if rookery_tests::Target::from_env() == rookery_tests::Target::ZooKeeper {
-        require!("zookeeper");
+        eprintln!("skipped: Apache ZooKeeper resets such a connection at times too");
+        return;
     }
     let server = Server::start();
     let mut s = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
