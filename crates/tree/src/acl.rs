@@ -11,7 +11,19 @@ use sha1::{Digest as _, Sha1};
 /// A znode's ACL, shared. Most znodes carry one of a few ACLs, so the tree keeps one
 /// copy of each (as ZooKeeper's `ReferenceCountedACLCache` does), and a write's prep
 /// record and watch triggers take a reference instead of copying the list.
-pub type AclList = Arc<[Acl]>;
+/// `Arc<Vec<_>>`, not `Arc<[_]>`: a one-word pointer keeps `Arc<Node>` in a smaller
+/// allocator class, for one more indirection on an ACL check.
+pub type AclList = Arc<Vec<Acl>>;
+
+/// An interned list, found in the cache by its contents.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Interned(AclList);
+
+impl std::borrow::Borrow<[Acl]> for Interned {
+    fn borrow(&self) -> &[Acl] {
+        &self.0
+    }
+}
 
 /// One [`AclList`] per distinct ACL in the tree.
 ///
@@ -19,7 +31,7 @@ pub type AclList = Arc<[Acl]>;
 /// sweep, so a workload of ever-new ACLs costs amortized O(1) per create.
 #[derive(Debug, Clone, Default)]
 pub struct AclCache {
-    lists: HashSet<AclList>,
+    lists: HashSet<Interned>,
     sweep_at: usize,
 }
 
@@ -29,14 +41,14 @@ const ACL_CACHE_MIN_SWEEP: usize = 64;
 impl AclCache {
     pub fn intern(&mut self, acl: &[Acl]) -> AclList {
         if let Some(list) = self.lists.get(acl) {
-            return Arc::clone(list);
+            return Arc::clone(&list.0);
         }
         if self.lists.len() >= self.sweep_at.max(ACL_CACHE_MIN_SWEEP) {
-            self.lists.retain(|list| Arc::strong_count(list) > 1);
+            self.lists.retain(|list| Arc::strong_count(&list.0) > 1);
             self.sweep_at = self.lists.len() * 2;
         }
-        let list = AclList::from(acl);
-        self.lists.insert(Arc::clone(&list));
+        let list = AclList::new(acl.to_vec());
+        self.lists.insert(Interned(Arc::clone(&list)));
         list
     }
 

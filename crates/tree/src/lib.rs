@@ -90,7 +90,10 @@ pub mod watch;
 
 pub use acl::{AuthSchemes, digest_for};
 pub use codec::CodecError;
-pub use node::{CONTAINER_OWNER, EphemeralType, MAX_TTL_MS, Node, SessionId, StatPersisted, Zxid};
+pub use node::{
+    CONTAINER_OWNER, Children, EphemeralType, MAX_TTL_MS, Node, PathKey, SessionId, StatPersisted,
+    Zxid,
+};
 pub use prep::{Op, PendingChanges};
 pub use session::SessionTracker;
 pub use snapshot::SnapshotError;

@@ -410,7 +410,7 @@ impl Prep<'_, '_> {
             Some(NodeRec {
                 stat: StatPersisted::new(self.zxid, self.time_ms, owner),
                 child_count: 0,
-                acl: AclList::from(acl.as_slice()),
+                acl: AclList::new(acl.clone()),
             }),
         );
         Ok(Txn::Create {
@@ -535,7 +535,7 @@ impl Prep<'_, '_> {
         self.check_acl(&node.acl, perms::ADMIN)?;
         let new_version = check_version(node.stat.aversion, version)?;
         node.stat.aversion = new_version;
-        node.acl = AclList::from(acl.as_slice());
+        node.acl = AclList::new(acl.clone());
         self.push(path, Some(node));
         Ok(Txn::SetAcl {
             path: path.to_owned(),

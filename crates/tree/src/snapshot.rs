@@ -12,7 +12,7 @@ use imbl::OrdMap;
 
 use crate::acl::AclCache;
 use crate::codec::{CodecError, Dec, Enc};
-use crate::node::{Node, StatPersisted};
+use crate::node::{Node, PathKey, StatPersisted};
 use crate::path::{self, CONFIG, ROOT};
 use crate::tree::{DataTree, DigestHash, TreeConfig, node_digest_with};
 
@@ -121,7 +121,7 @@ impl DataTree {
         let n_nodes = d.count(4 + 4 + 4 + 8 * 6 + 4 * 3)?;
         // Written in path order (the map's), so a parent precedes its children and a
         // sorted Vec does for a map here; a path out of order is a corrupt snapshot.
-        let mut nodes: Vec<(Arc<str>, Node)> = Vec::with_capacity(n_nodes);
+        let mut nodes: Vec<(PathKey, Node)> = Vec::with_capacity(n_nodes);
         let mut acls = AclCache::default();
         for _ in 0..n_nodes {
             let p = d.str()?;
@@ -159,7 +159,7 @@ impl DataTree {
                 Some(Ordering::Greater) => return Err(SnapshotError::Order(p)),
                 _ => {}
             }
-            nodes.push((Arc::from(p), Node::new(data, acls.intern(&acl), stat)));
+            nodes.push((PathKey::from(p), Node::new(data, acls.intern(&acl), stat)));
         }
         if d.remaining() != 0 {
             return Err(SnapshotError::Trailing(d.remaining()));
@@ -172,7 +172,7 @@ impl DataTree {
         // Siblings mostly come in a run, so the last parent is tried before a search.
         let mut parent_at = 0;
         for i in 1..nodes.len() {
-            let child = Arc::clone(&nodes[i].0);
+            let child = nodes[i].0.clone();
             let Some((parent, _)) = path::split(&child) else {
                 continue;
             };

@@ -12,7 +12,7 @@ use rookery_wire::codes::perms;
 use rookery_wire::{Acl, ErrorCode, EventType, Id, Stat};
 
 use crate::acl::{self, AclCache, AclList, AuthSchemes};
-use crate::node::{EphemeralType, Node, SessionId, StatPersisted, Zxid};
+use crate::node::{EphemeralType, Node, PathKey, SessionId, StatPersisted, Zxid};
 use crate::path::{self, CONFIG, QUOTA, ROOT, ZOOKEEPER};
 use crate::quota;
 use crate::txn::{ApplyResult, OpResult, Txn, TxnHeader, WatchTrigger};
@@ -77,7 +77,7 @@ impl<'a> Caller<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DataTree {
     /// `Arc` keys and values keep the copy of a shared map node to reference counts.
-    pub(crate) nodes: OrdMap<Arc<str>, Arc<Node>>,
+    pub(crate) nodes: OrdMap<PathKey, Arc<Node>>,
     pub(crate) ephemerals: OrdMap<SessionId, OrdSet<String>>,
     pub(crate) containers: OrdSet<String>,
     pub(crate) ttls: OrdSet<String>,
@@ -117,11 +117,11 @@ impl DataTree {
         };
         let open = t.acls.intern(&Acl::open_unsafe());
         let read = t.acls.intern(&Acl::read_unsafe());
-        let [root, zookeeper, quota, config] = [ROOT, ZOOKEEPER, QUOTA, CONFIG].map(Arc::from);
-        let sys = |acl: &AclList, children: &[&Arc<str>], aversion: i32| {
+        let [root, zookeeper, quota, config] = [ROOT, ZOOKEEPER, QUOTA, CONFIG].map(PathKey::from);
+        let sys = |acl: &AclList, children: &[&PathKey], aversion: i32| {
             let mut n = Node::new(Some(Vec::new()), Arc::clone(acl), StatPersisted::default());
             n.stat.aversion = aversion;
-            n.children = children.iter().map(|&c| Arc::clone(c)).collect();
+            n.children = children.iter().map(|&c| c.clone()).collect();
             n
         };
         t.insert_raw(root, sys(&open, &[&zookeeper], 0));
@@ -132,7 +132,7 @@ impl DataTree {
         t
     }
 
-    fn insert_raw(&mut self, path: Arc<str>, node: Node) {
+    fn insert_raw(&mut self, path: PathKey, node: Node) {
         self.digest = self.digest.wrapping_add(node_digest(&path, &node));
         self.nodes.insert(path, Arc::new(node));
     }
@@ -610,11 +610,11 @@ impl DataTree {
             return Err(ErrorCode::NodeExists);
         }
         let zxid = h.zxid;
-        let key: Arc<str> = Arc::from(path);
+        let key = PathKey::from(path);
         let parent_acl = self.modify(parent, |p| {
             p.stat.cversion = parent_cversion;
             p.stat.pzxid = zxid;
-            p.children.insert(Arc::clone(&key));
+            p.children.insert(key.clone());
             Arc::clone(&p.acl)
         })?;
         let acl = self.acls.intern(&acl);
