@@ -1,6 +1,7 @@
 //! Bad input on the client port: oversized, negative, truncated and garbage frames, an
 //! unknown opcode, requests before or instead of the handshake, idle connections, a
-//! flood of connections and the per-IP connection limit. Each case asserts what the
+//! flood of connections and the per-IP connection limit, and well-formed requests cut
+//! into small pieces or packed into one write. Each case asserts what the
 //! client can observe (an answer, or a closed connection) as Apache ZooKeeper 3.8 does
 //! it, and after each case that a fresh client can still create and read a node and
 //! (Rookery) that the server process is still running.
@@ -112,6 +113,55 @@ fn create_frame_of_len(xid: i32, path: &str, len: usize) -> Vec<u8> {
     let payload = create_frame(xid, path, data_len_of(path, len));
     assert_eq!(payload.len(), len);
     payload
+}
+
+/// Frame boundaries are the server's to find: requests that arrive a few bytes at a
+/// time, one larger than the server's first read buffer (16 KiB), and several packed
+/// into one write are each answered once, in order.
+#[test]
+fn requests_in_small_pieces_or_packed_together_are_answered_in_order() {
+    let Some(mut server) = start("") else { return };
+    let sizes = [10, 40_000, 0, 70_000, 10];
+    let mut s = session(&server);
+    s.set_nodelay(true).unwrap();
+    let frames: Vec<Vec<u8>> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| framed(&create_frame(i as i32 + 1, &format!("/pieces-{i}"), n)))
+        .collect();
+    let mut bytes: Vec<u8> = frames.concat();
+    for piece in bytes.chunks(7).take(200) {
+        send(&mut s, piece);
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let sent = 7 * 200.min(bytes.len().div_ceil(7));
+    send(&mut s, &bytes.split_off(sent.min(bytes.len())));
+    // Then the same creates again (NodeExists each), all in one write.
+    send(&mut s, &frames.concat());
+    for round in 0..2 {
+        for (i, _) in sizes.iter().enumerate() {
+            let reply = read_frame(&mut s).expect("a reply");
+            let reply = decode_response(OpCode::Create, &reply).unwrap();
+            let want = if round == 0 {
+                ErrorCode::Ok
+            } else {
+                ErrorCode::NodeExists
+            };
+            assert_eq!(
+                (reply.header.xid, reply.header.err),
+                (i as i32 + 1, want.as_i32()),
+                "round {round}, request {i}: {reply:?}"
+            );
+        }
+    }
+    drop(s);
+    let mut zk = RawClient::connect(server.port, 30_000).unwrap();
+    for (i, &n) in sizes.iter().enumerate() {
+        let (data, _) = zk.get_data(&format!("/pieces-{i}")).expect("created");
+        assert_eq!(data, vec![b'x'; n], "/pieces-{i}");
+    }
+    zk.close();
+    assert_serves(&mut server, "requests in pieces");
 }
 
 #[test]

@@ -136,6 +136,11 @@ pub(crate) async fn serve(
     let _ = core.send(CoreCmd::Disconnected { conn });
 }
 
+/// What one read asks the socket for, at least a quarter of it: requests are small
+/// and a client has few outstanding, so a larger buffer per connection would mostly
+/// sit idle (a large frame grows the buffer as it arrives).
+const READ_BYTES: usize = 16 * 1024;
+
 async fn read_loop(
     mut rd: impl AsyncRead + Unpin,
     peer: SocketAddr,
@@ -143,8 +148,7 @@ async fn read_loop(
     core: &CoreHandle,
     limits: &ConnLimits,
 ) {
-    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
-    let mut chunk = vec![0u8; 64 * 1024];
+    let mut buf: Vec<u8> = Vec::with_capacity(READ_BYTES);
     loop {
         // Hand every complete frame in the buffer to the core, in order.
         let mut consumed = 0;
@@ -188,12 +192,16 @@ async fn read_loop(
             }
         }
         buf.drain(..consumed);
-        match rd.read(&mut chunk).await {
+        if buf.capacity() - buf.len() < READ_BYTES / 4 {
+            buf.reserve(READ_BYTES);
+        }
+        // Straight into the buffer's spare room: no bounce buffer to copy from.
+        match rd.read_buf(&mut buf).await {
             Ok(0) => {
                 debug!(%peer, "client closed the connection");
                 return;
             }
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Ok(_) => {}
             Err(e) => {
                 debug!(%peer, error = %e, "read failed");
                 return;
