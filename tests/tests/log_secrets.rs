@@ -11,6 +11,9 @@
 //! would give, and must still show the session and the authentication in redacted form
 //! (so that a server that logged nothing would fail too).
 //!
+//! Also ZooKeeper's warning for an fsync of the log slower than
+//! `fsync.warningthresholdms`, which operators' log alerts look for.
+//!
 //! Rookery only: ZooKeeper's logs are log4j's; with `ROOKERY_TEST_TARGET=zookeeper`
 //! every test here prints why and passes.
 
@@ -463,6 +466,52 @@ fn command_line_and_rust_log_win_over_zoo_cfg() {
         log.contains("filter_from=\"--log-level\"") || log.contains("filter_from=--log-level"),
         "{log}"
     );
+}
+
+#[test]
+fn an_fsync_slower_than_the_threshold_is_a_warning() {
+    rookery_only!();
+    // At 0 ms every fsync is slower than the threshold.
+    let run = Run::start(
+        "log.format=json\nzookeeper.fsync.warningthresholdms=0\n",
+        &[],
+        None,
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let client = connect(&run.server).await;
+        client
+            .create(
+                "/fsync",
+                b"x",
+                &CreateMode::Persistent.with_acls(Acls::anyone_all()),
+            )
+            .await
+            .expect("create");
+    });
+    // The create was answered after its fsync was reported, and so after the line.
+    let log = run.stop();
+    let warning = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| {
+            v["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("fsync-ing the write ahead log took "))
+        })
+        .unwrap_or_else(|| panic!("no fsync warning at threshold 0:\n{log}"));
+    assert_eq!(warning["level"], "WARN", "{warning}");
+    assert_eq!(warning["fields"]["threshold_ms"], 0, "{warning}");
+    assert!(
+        warning["fields"]["entries"]
+            .as_u64()
+            .is_some_and(|n| n >= 1),
+        "{warning}"
+    );
+    assert!(warning["fields"]["elapsed_ms"].is_u64(), "{warning}");
 }
 
 #[test]

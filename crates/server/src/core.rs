@@ -221,6 +221,8 @@ pub(crate) struct CoreConfig {
     pub container_check_interval_ms: i64,
     /// Take a snapshot after this many Txns.
     pub snap_count: u64,
+    /// An fsync of the log slower than this is logged (`fsync.warningthresholdms`).
+    pub fsync_warning: std::time::Duration,
     pub snap_retain_count: usize,
     /// `autopurge.purgeInterval` > 0: after each snapshot keep `snap_retain_count`
     /// snapshots and the log they need. 0 keeps everything, as in ZooKeeper.
@@ -2573,6 +2575,7 @@ mod tests {
             four_letter_words: Default::default(),
             container_check_interval_ms: 60_000,
             snap_count: 10,
+            fsync_warning: std::time::Duration::from_secs(1),
             snap_retain_count: 3,
             purge,
             describe: Default::default(),

@@ -239,6 +239,7 @@ pub async fn start(cfg: &ServerConfig) -> Result<RunningServer, ServerError> {
         container_check_interval_ms: i64::try_from(cfg.container_check_interval_ms)
             .unwrap_or(i64::MAX),
         snap_count: cfg.snap_count,
+        fsync_warning: std::time::Duration::from_millis(cfg.fsync_warning_threshold_ms),
         snap_retain_count: usize::try_from(cfg.snap_retain_count).unwrap_or(3),
         purge: cfg.purge_interval_hours > 0,
         describe: ConfigDescription {

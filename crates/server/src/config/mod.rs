@@ -45,6 +45,8 @@ pub const DEFAULT_CONTAINER_CHECK_INTERVAL_MS: u64 = 60_000;
 pub const MIN_SNAP_RETAIN_COUNT: u32 = 3;
 /// ZooKeeper's `snapCount` default.
 pub const DEFAULT_SNAP_COUNT: u64 = 100_000;
+/// ZooKeeper's `fsync.warningthresholdms` default.
+pub const DEFAULT_FSYNC_WARNING_THRESHOLD_MS: u64 = 1000;
 /// Every four-letter word ZooKeeper 3.9 knows; `*` in the whitelist means these.
 pub const FOUR_LETTER_WORDS: [&str; 20] = [
     "conf", "cons", "crst", "dirs", "dump", "envi", "gtmk", "hash", "icfg", "isro", "mntr", "ruok",
@@ -347,6 +349,9 @@ pub struct ServerConfig {
     pub metrics_http_port: Option<u16>,
     /// fsync the log before acknowledging; `forceSync=no` trades durability away.
     pub force_sync: bool,
+    /// `fsync.warningthresholdms`: an fsync of the log that takes longer is logged as
+    /// a warning, as ZooKeeper does, because every write in its round waited for it.
+    pub fsync_warning_threshold_ms: u64,
     /// `log.format`: `human` (the default) or `json`.
     pub log_format: LogFormat,
     /// `log.level`: `tracing` filter directives in `RUST_LOG`'s syntax, a default level
@@ -753,6 +758,7 @@ impl Builder {
         let mut metrics_http_host = "0.0.0.0".to_string();
         let mut metrics_http_port = None;
         let mut force_sync = true;
+        let mut fsync_warning_threshold_ms = DEFAULT_FSYNC_WARNING_THRESHOLD_MS;
         let mut log_format = LogFormat::default();
         let mut log_level = None;
         let mut otel = OtelConfig::default();
@@ -927,6 +933,11 @@ impl Builder {
                             format!("invalid option '{}'; choose 'yes' or 'no'", e.value),
                         ));
                     };
+                }
+                "fsync.warningthresholdms" => {
+                    let n = self.int(e, 0, i64::from(i32::MAX))?;
+                    fsync_warning_threshold_ms =
+                        u64::try_from(n).unwrap_or(DEFAULT_FSYNC_WARNING_THRESHOLD_MS);
                 }
                 "log.format" => {
                     log_format = LogFormat::from_name(&e.value).ok_or_else(|| {
@@ -1210,6 +1221,7 @@ impl Builder {
             metrics_http_host,
             metrics_http_port,
             force_sync,
+            fsync_warning_threshold_ms,
             log_format,
             log_level,
             otel,

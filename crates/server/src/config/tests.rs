@@ -214,6 +214,7 @@ fn defaults() {
     );
     assert_eq!(cfg.metrics_http_port, None);
     assert!(cfg.force_sync);
+    assert_eq!(cfg.fsync_warning_threshold_ms, 1000);
     assert_eq!(cfg.mode(), ServerMode::Standalone);
 }
 
@@ -249,6 +250,7 @@ admin.minVoters=3
 metricsProvider.httpPort=7001
 metricsProvider.httpHost=127.0.0.1
 forceSync=no
+fsync.warningthresholdms=250
 readonlymode.enabled=true
 ";
     let cfg = ok(text);
@@ -296,6 +298,7 @@ readonlymode.enabled=true
     assert_eq!(cfg.metrics_http_port, Some(7001));
     assert_eq!(cfg.metrics_http_host, "127.0.0.1");
     assert!(!cfg.force_sync);
+    assert_eq!(cfg.fsync_warning_threshold_ms, 250);
     assert!(cfg.read_only_mode_enabled);
     assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
 }
@@ -316,12 +319,14 @@ fn super_digest_long_and_short_names() {
 #[test]
 fn zookeeper_prefixed_spellings_are_the_same_key() {
     let cfg = ok(&format!(
-        "{MIN}zookeeper.4lw.commands.whitelist=*\nzookeeper.forceSync=no\n"
+        "{MIN}zookeeper.4lw.commands.whitelist=*\nzookeeper.forceSync=no\n\
+         zookeeper.fsync.warningthresholdms=0\n"
     ));
     assert_eq!(cfg.four_letter_words, FourLetterWhitelist::All);
     assert!(cfg.four_letter_words.is_enabled("mntr"));
     assert!(!cfg.four_letter_words.is_enabled("xxxx"));
     assert!(!cfg.force_sync);
+    assert_eq!(cfg.fsync_warning_threshold_ms, 0);
 }
 
 #[test]
@@ -446,6 +451,11 @@ fn malformed_values_name_file_line_and_reason() {
             "initLimit",
         ),
         ("dataDir=/d\nclientPort=2181\nsyncLimit=x\n", 3, "syncLimit"),
+        (
+            "dataDir=/d\nclientPort=2181\nfsync.warningthresholdms=-1\n",
+            3,
+            "fsync.warningthresholdms: -1 is out of range",
+        ),
         (
             "dataDir=/d\nclientPort=2181\nmaxClientCnxns=-1\n",
             3,

@@ -143,6 +143,17 @@ impl Core {
             flusher.in_flight = false;
         }
         done.result?;
+        if done.elapsed > self.cfg.fsync_warning {
+            // Worded as ZooKeeper's, so operators' log alerts still match it.
+            warn!(
+                elapsed_ms = done.elapsed.as_millis() as u64,
+                entries = done.entries,
+                threshold_ms = self.cfg.fsync_warning.as_millis() as u64,
+                "fsync-ing the write ahead log took {}ms, more than \
+                 fsync.warningthresholdms; every write of the round waited for it",
+                done.elapsed.as_millis(),
+            );
+        }
         self.stats.record_fsync(done.elapsed, done.entries);
         self.peer.flush_done(done.ticket)?;
         self.drive()
