@@ -270,7 +270,8 @@ fn label(cell: Cell, cfg: &Config) -> String {
 /// topology, the closed-loop, watch and failover cells share one pair of deployments;
 /// the bulk-load cells get a fresh pair, so memory and disk hold the loaded znodes and
 /// not the history of the other cells. The servers' logs (since each one's last start)
-/// are saved into `log_dir` before they are stopped.
+/// are saved into `log_dir` before they are stopped, and those of a system whose bulk
+/// load failed as soon as it is dropped.
 pub fn run(
     cfg: &Config,
     rt: &Runtime,
@@ -294,6 +295,7 @@ pub fn run(
                 deps,
                 results: &mut results,
                 progress,
+                log_dir,
             };
             tm.warm_up();
             for &cell in &small {
@@ -307,7 +309,7 @@ pub fn run(
                     _ => {}
                 }
             }
-            tm.stop(log_dir, "");
+            tm.stop("");
         }
         if !bulk.is_empty() {
             let deps = start_both(cfg, rt, topology, 0, &bulk, &mut results, progress);
@@ -318,6 +320,7 @@ pub fn run(
                 deps,
                 results: &mut results,
                 progress,
+                log_dir,
             };
             let loaded = tm.bulk_load(bulk.contains(&Cell::Memory));
             for &cell in &bulk {
@@ -327,7 +330,7 @@ pub fn run(
                     _ => {}
                 }
             }
-            tm.stop(log_dir, "-loaded");
+            tm.stop("-loaded");
         }
     }
     results
@@ -383,6 +386,8 @@ struct TopologyRun<'a> {
     deps: Vec<(Target, Option<Deployment>)>,
     results: &'a mut Results,
     progress: &'a mut dyn FnMut(String),
+    /// Where the servers' logs go before a deployment is stopped or dropped.
+    log_dir: Option<&'a Path>,
 }
 
 fn ms(us: Option<u64>) -> f64 {
@@ -444,9 +449,9 @@ impl TopologyRun<'_> {
     }
 
     /// Saves the logs (file names end in `suffix`) and stops both systems.
-    fn stop(mut self, log_dir: Option<&Path>, suffix: &str) {
-        if let Some(dir) = log_dir {
-            self.save_logs(dir, suffix);
+    fn stop(mut self, suffix: &str) {
+        for i in 0..self.deps.len() {
+            self.save_log(i, suffix);
         }
         self.say(format!(
             "== {}: stopping both systems",
@@ -454,20 +459,15 @@ impl TopologyRun<'_> {
         ));
     }
 
-    fn save_logs(&mut self, dir: &Path, suffix: &str) {
-        let mut failed = Vec::new();
-        for (s, d) in &self.deps {
-            let Some(d) = d else { continue };
-            let name = format!("{}-{}{suffix}.log", self.topology.name(), s.name());
-            let path = dir.join(name);
-            if let Err(e) =
-                std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&path, d.logs()))
-            {
-                failed.push(format!("saving {}: {e}", path.display()));
-            }
-        }
-        for f in failed {
-            self.say(format!("   {f}"));
+    /// Saves the logs of `self.deps[i]`, if it is live, into `log_dir`.
+    fn save_log(&mut self, i: usize, suffix: &str) {
+        let (Some(dir), (s, Some(d))) = (self.log_dir, &self.deps[i]) else {
+            return;
+        };
+        let path = dir.join(format!("{}-{}{suffix}.log", self.topology.name(), s.name()));
+        if let Err(e) = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&path, d.logs()))
+        {
+            self.say(format!("   saving {}: {e}", path.display()));
         }
     }
 
@@ -635,6 +635,8 @@ impl TopologyRun<'_> {
                     s,
                     "the bulk load failed",
                 );
+                // Kept: why the load failed is in there.
+                self.save_log(i, "-load-failed");
                 self.deps[i].1 = None;
             }
         }
