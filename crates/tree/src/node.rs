@@ -7,13 +7,13 @@ use rookery_wire::Stat;
 use crate::acl::AclList;
 
 pub type Zxid = i64;
+pub type SessionId = i64;
 
 /// A znode's full path as the tree keys it, shared by the node map and the parent's
 /// children set. Thin (one word, the length beside the bytes) rather than `Arc<str>`'s
 /// two: both collections hold one per znode in B-tree leaves sized by the key, which
 /// with a million znodes is tens of MiB.
 pub type PathKey = arcstr::ArcStr;
-pub type SessionId = i64;
 
 /// `EphemeralType.CONTAINER_EPHEMERAL_OWNER`.
 pub const CONTAINER_OWNER: i64 = i64::MIN;
@@ -141,8 +141,9 @@ impl Children {
         self.0.as_ref().map_or(0, |s| s.len())
     }
 
+    /// `insert`, `remove` and `from_iter` never leave an empty set boxed.
     pub fn is_empty(&self) -> bool {
-        self.0.as_ref().is_none_or(|s| s.is_empty())
+        self.0.is_none()
     }
 
     /// In path order.
