@@ -140,6 +140,14 @@ fn main() {
         ms(t.elapsed()),
         bytes.len() >> 20
     );
+    let t = Instant::now();
+    let restored = DataTree::restore(&bytes).expect("restore");
+    println!(
+        "(b') restore: {:.0} ms, {} znodes",
+        ms(t.elapsed()),
+        restored.node_count()
+    );
+    drop(restored);
     drop(bytes);
 
     let best = (0..3)

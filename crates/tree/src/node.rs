@@ -146,6 +146,10 @@ impl Children {
         self.0.is_none()
     }
 
+    pub fn contains(&self, child: &str) -> bool {
+        self.0.as_ref().is_some_and(|s| s.contains(child))
+    }
+
     /// In path order.
     pub fn iter(&self) -> impl Iterator<Item = &PathKey> {
         self.0.iter().flat_map(|s| s.iter())

@@ -606,17 +606,22 @@ impl DataTree {
         triggers: &mut Vec<WatchTrigger>,
     ) -> Result<Stat, ErrorCode> {
         let (parent, child) = path::split(path).ok_or(ErrorCode::NoNode)?;
-        if self.nodes.contains_key(path) || child.is_empty() {
+        if child.is_empty() {
             return Err(ErrorCode::NodeExists);
         }
         let zxid = h.zxid;
         let key = PathKey::from(path);
+        // The parent's children say whether the node exists: a search of one set
+        // rather than of the whole tree, which is then searched once, to insert.
         let parent_acl = self.modify(parent, |p| {
+            if p.children.contains(path) {
+                return Err(ErrorCode::NodeExists);
+            }
             p.stat.cversion = parent_cversion;
             p.stat.pzxid = zxid;
             p.children.insert(key.clone());
-            Arc::clone(&p.acl)
-        })?;
+            Ok(Arc::clone(&p.acl))
+        })??;
         let acl = self.acls.intern(&acl);
         let node = Node::new(
             data,

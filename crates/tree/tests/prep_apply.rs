@@ -903,3 +903,55 @@ fn replicas_applying_the_same_txns_agree() {
     assert_eq!(replica.snapshot(), leader.tree.snapshot());
     assert_eq!(h.tree.nodes().count(), leader.tree.nodes().count());
 }
+
+#[test]
+fn a_create_txn_for_an_existing_node_or_under_a_missing_parent_changes_nothing() {
+    let mut h = H::with_sessions();
+    h.run(S1, &[], create("/a", b"", CreateMode::Persistent))
+        .unwrap();
+    h.run(S1, &[], create("/a/b", b"", CreateMode::Persistent))
+        .unwrap();
+    let seen = |h: &H| {
+        (
+            h.tree.digest(),
+            stat(h, "/"),
+            stat(h, "/a"),
+            stat(h, "/a/b"),
+        )
+    };
+    let before = seen(&h);
+    for (path, want) in [
+        ("/a", ErrorCode::NodeExists),
+        ("/a/b", ErrorCode::NodeExists),
+        ("/zookeeper", ErrorCode::NodeExists),
+        ("/", ErrorCode::NodeExists),
+        ("/c/d", ErrorCode::NoNode),
+    ] {
+        h.zxid += 1;
+        let hdr = TxnHeader {
+            session_id: S1,
+            cxid: 0,
+            zxid: h.zxid,
+            time_ms: 0,
+        };
+        let applied = h.tree.apply(
+            &hdr,
+            Txn::Create {
+                kind: CreateKind::Create,
+                path: path.into(),
+                data: Some(vec![1]),
+                acl: Acl::open_unsafe(),
+                ephemeral_owner: 0,
+                parent_cversion: 99,
+            },
+        );
+        assert_eq!(applied.result.reply_err(), want, "{path}");
+        assert!(
+            applied.triggers.is_empty(),
+            "{path}: {:?}",
+            applied.triggers
+        );
+    }
+    assert_eq!(seen(&h), before, "a failed create changed the tree");
+    assert_eq!(h.tree.recompute_digest(), h.tree.digest());
+}
