@@ -143,20 +143,28 @@ impl Core {
             flusher.in_flight = false;
         }
         done.result?;
-        if done.elapsed > self.cfg.fsync_warning {
-            // Worded as ZooKeeper's, so operators' log alerts still match it.
-            warn!(
-                elapsed_ms = done.elapsed.as_millis() as u64,
-                entries = done.entries,
-                threshold_ms = self.cfg.fsync_warning.as_millis() as u64,
-                "fsync-ing the write ahead log took {}ms, more than \
-                 fsync.warningthresholdms; every write of the round waited for it",
-                done.elapsed.as_millis(),
-            );
-        }
-        self.stats.record_fsync(done.elapsed, done.entries);
+        self.note_fsync(done.elapsed, done.entries);
         self.peer.flush_done(done.ticket)?;
         self.drive()
+    }
+
+    /// Counts an fsync of the log (`mntr`, the histograms) and warns when it was slower
+    /// than `fsync.warningthresholdms`: every write of its round waited for it. The
+    /// time covers writing the round's records into sled and sled's flush.
+    pub(super) fn note_fsync(&mut self, elapsed: Duration, entries: u64) {
+        if elapsed > self.cfg.fsync_warning {
+            // ZooKeeper's words (FileTxnLog), which operators' log alerts look for.
+            warn!(
+                elapsed_ms = elapsed.as_millis() as u64,
+                entries,
+                threshold_ms = self.cfg.fsync_warning.as_millis() as u64,
+                "fsync-ing the write ahead log in SyncThread:{} took {}ms which will \
+                 adversely effect operation latency. See the ZooKeeper troubleshooting guide",
+                self.cfg.server_id,
+                elapsed.as_millis(),
+            );
+        }
+        self.stats.record_fsync(elapsed, entries);
     }
 }
 

@@ -95,11 +95,11 @@ impl Core {
         }
     }
 
-    /// The fsyncs the storage made since the last round, into `mntr`'s count and
-    /// the histograms.
+    /// The fsyncs the storage made on this thread since the last round (the
+    /// protocol's own, outside the sync thread's group commit).
     pub(super) fn record_syncs(&mut self) {
         for note in self.peer.storage_mut().take_syncs() {
-            self.stats.record_fsync(note.elapsed, note.entries);
+            self.note_fsync(note.elapsed, note.entries);
         }
     }
 }
