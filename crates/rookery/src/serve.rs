@@ -90,7 +90,6 @@ fn log_settings(c: &ServerConfig) {
     info!(
         data_dir = %c.data_dir.display(),
         data_log_dir = %c.data_log_dir.display(),
-        force_sync = c.force_sync,
         fsync_warning_threshold_ms = c.fsync_warning_threshold_ms,
         snap_retain_count = c.snap_retain_count,
         purge_interval_hours = c.purge_interval_hours,

@@ -13,7 +13,8 @@
 //!   default. `autopurge.purgeInterval=0` still turns it off.
 //! - Negative or out-of-range numbers are errors, not Java's silent oddities.
 //! - `forceSync` takes only `yes`/`no` (ZooKeeper reads anything but `no` as yes, so
-//!   `forceSync=false` silently kept fsync on there; here it is an error).
+//!   `forceSync=false` silently kept fsync on there; here it is an error), and `no` is
+//!   ignored with a warning: Rookery never acknowledges a write it has not fsynced.
 //! - `jute.maxbuffer` takes decimal or `0x` hex; a leading `0` (octal to Java) is refused.
 //! - `myid` may carry surrounding whitespace.
 //! - Hierarchical quorums (`group.N`, `weight.N`) are refused: a silently ignored quorum
@@ -347,8 +348,6 @@ pub struct ServerConfig {
     /// Prometheus exporter, off unless `metricsProvider.httpPort` is set.
     pub metrics_http_host: String,
     pub metrics_http_port: Option<u16>,
-    /// fsync the log before acknowledging; `forceSync=no` trades durability away.
-    pub force_sync: bool,
     /// `fsync.warningthresholdms`: an fsync of the log that takes longer is logged as
     /// a warning, as ZooKeeper does, because every write in its round waited for it.
     pub fsync_warning_threshold_ms: u64,
@@ -757,7 +756,6 @@ impl Builder {
         let mut roll_epoch_at_counter = None;
         let mut metrics_http_host = "0.0.0.0".to_string();
         let mut metrics_http_port = None;
-        let mut force_sync = true;
         let mut fsync_warning_threshold_ms = DEFAULT_FSYNC_WARNING_THRESHOLD_MS;
         let mut log_format = LogFormat::default();
         let mut log_level = None;
@@ -923,16 +921,21 @@ impl Builder {
                     metrics_http_port = (p != 0).then_some(p);
                 }
                 "forceSync" => {
-                    force_sync = if e.value.eq_ignore_ascii_case("yes") {
-                        true
-                    } else if e.value.eq_ignore_ascii_case("no") {
-                        false
-                    } else {
+                    if e.value.eq_ignore_ascii_case("no") {
+                        self.warn(
+                            Some(e.line),
+                            format!(
+                                "{}=no is ignored: Rookery always fsyncs the log before it \
+                                 acknowledges a write",
+                                e.key
+                            ),
+                        );
+                    } else if !e.value.eq_ignore_ascii_case("yes") {
                         return Err(self.err(
                             e,
                             format!("invalid option '{}'; choose 'yes' or 'no'", e.value),
                         ));
-                    };
+                    }
                 }
                 "fsync.warningthresholdms" => {
                     let n = self.int(e, 0, i64::from(i32::MAX))?;
@@ -1220,7 +1223,6 @@ impl Builder {
             roll_epoch_at_counter,
             metrics_http_host,
             metrics_http_port,
-            force_sync,
             fsync_warning_threshold_ms,
             log_format,
             log_level,

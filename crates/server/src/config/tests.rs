@@ -213,7 +213,6 @@ fn defaults() {
         Some(HostPort::new("127.0.0.1", 7181))
     );
     assert_eq!(cfg.metrics_http_port, None);
-    assert!(cfg.force_sync);
     assert_eq!(cfg.fsync_warning_threshold_ms, 1000);
     assert_eq!(cfg.mode(), ServerMode::Standalone);
 }
@@ -249,7 +248,7 @@ admin.grpcAddress=[::1]:7000
 admin.minVoters=3
 metricsProvider.httpPort=7001
 metricsProvider.httpHost=127.0.0.1
-forceSync=no
+forceSync=yes
 fsync.warningthresholdms=250
 readonlymode.enabled=true
 ";
@@ -297,7 +296,6 @@ readonlymode.enabled=true
     assert_eq!(cfg.admin_grpc_address, Some(HostPort::new("::1", 7000)));
     assert_eq!(cfg.metrics_http_port, Some(7001));
     assert_eq!(cfg.metrics_http_host, "127.0.0.1");
-    assert!(!cfg.force_sync);
     assert_eq!(cfg.fsync_warning_threshold_ms, 250);
     assert!(cfg.read_only_mode_enabled);
     assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
@@ -325,8 +323,26 @@ fn zookeeper_prefixed_spellings_are_the_same_key() {
     assert_eq!(cfg.four_letter_words, FourLetterWhitelist::All);
     assert!(cfg.four_letter_words.is_enabled("mntr"));
     assert!(!cfg.four_letter_words.is_enabled("xxxx"));
-    assert!(!cfg.force_sync);
     assert_eq!(cfg.fsync_warning_threshold_ms, 0);
+    assert!(
+        cfg.warnings
+            .iter()
+            .any(|w| w.message.contains("zookeeper.forceSync=no is ignored")),
+        "{:?}",
+        cfg.warnings
+    );
+}
+
+#[test]
+fn force_sync_no_is_ignored_with_a_warning() {
+    let cfg = ok(&format!("{MIN}forceSync=NO\n"));
+    let w = cfg
+        .warnings
+        .iter()
+        .find(|w| w.message.contains("forceSync=no is ignored"))
+        .unwrap_or_else(|| panic!("no warning: {:?}", cfg.warnings));
+    assert_eq!(w.line, Some(3), "{w:?}");
+    assert!(ok(&format!("{MIN}forceSync=yes\n")).warnings.is_empty());
 }
 
 #[test]
