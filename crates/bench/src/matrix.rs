@@ -271,7 +271,7 @@ fn label(cell: Cell, cfg: &Config) -> String {
 /// the bulk-load cells get a fresh pair, so memory and disk hold the loaded znodes and
 /// not the history of the other cells. The servers' logs (since each one's last start)
 /// are saved into `log_dir` before they are stopped, and those of a system whose bulk
-/// load failed as soon as it is dropped.
+/// load failed as soon as it failed.
 pub fn run(
     cfg: &Config,
     rt: &Runtime,
@@ -635,8 +635,6 @@ impl TopologyRun<'_> {
                     s,
                     "the bulk load failed",
                 );
-                // Kept: why the load failed is in there.
-                self.save_log(i, "-load-failed");
                 self.deps[i].1 = None;
             }
         }
@@ -671,6 +669,8 @@ impl TopologyRun<'_> {
                 Err(e) => {
                     self.results
                         .fail(self.topology, &label, &metrics(cell), s, &e.to_string());
+                    // At once, whatever cells follow: why the load failed is in there.
+                    self.save_log(i, "-load-failed");
                     continue;
                 }
             };
