@@ -4,7 +4,8 @@
 //! `cargo run --release -p rookery-tree --example snapshot_bench [-- NODES]`
 //!
 //! Builds NODES (default 1,000,000) znodes of 100 bytes under 1,000 parents, then
-//! reports the process RSS, the time to clone the tree and to serialize it, and the
+//! reports the process RSS, the time to clone the tree, to serialize it and to restore
+//! it from those bytes, and the
 //! time to apply 100,000 setData Txns with and without a clone held alive (best of
 //! three, a fresh clone each time), and while another thread serializes that clone,
 //! as the server does.

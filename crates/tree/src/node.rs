@@ -146,17 +146,14 @@ impl Children {
         self.0.is_none()
     }
 
-    pub fn contains(&self, child: &str) -> bool {
-        self.0.as_ref().is_some_and(|s| s.contains(child))
-    }
-
     /// In path order.
     pub fn iter(&self) -> impl Iterator<Item = &PathKey> {
         self.0.iter().flat_map(|s| s.iter())
     }
 
-    pub fn insert(&mut self, child: PathKey) {
-        self.0.get_or_insert_default().insert(child);
+    /// False when an equal path was there already (now replaced by `child`).
+    pub fn insert(&mut self, child: PathKey) -> bool {
+        self.0.get_or_insert_default().insert(child).is_none()
     }
 
     pub fn remove(&mut self, child: &str) {

@@ -611,15 +611,14 @@ impl DataTree {
         }
         let zxid = h.zxid;
         let key = PathKey::from(path);
-        // The parent's children say whether the node exists: a search of one set
-        // rather than of the whole tree, which is then searched once, to insert.
+        // The parent's children say whether the node exists: one search of that set,
+        // which inserts too, rather than one of the whole tree before the insert there.
         let parent_acl = self.modify(parent, |p| {
-            if p.children.contains(path) {
+            if !p.children.insert(key.clone()) {
                 return Err(ErrorCode::NodeExists);
             }
             p.stat.cversion = parent_cversion;
             p.stat.pzxid = zxid;
-            p.children.insert(key.clone());
             Ok(Arc::clone(&p.acl))
         })??;
         let acl = self.acls.intern(&acl);
