@@ -8,11 +8,11 @@
 //! it from those bytes, and the
 //! time to apply 100,000 setData Txns with and without a clone held alive (best of
 //! three, a fresh clone each time), and while another thread serializes that clone,
-//! as the server does.
+//! as the server does; last, the time to delete every leaf.
 
 use std::time::{Duration, Instant};
 
-use rookery_tree::{CreateKind, DataTree, Txn, TxnHeader};
+use rookery_tree::{CreateKind, DataTree, DeleteKind, Txn, TxnHeader};
 use rookery_wire::Acl;
 
 const PARENTS: usize = 1_000;
@@ -104,6 +104,20 @@ impl Bench {
                 version: self.versions[leaf],
             };
             self.tree.apply(&h, txn);
+        }
+    }
+
+    /// Deletes every leaf, parent by parent.
+    fn delete_leaves(&mut self) {
+        for p in 0..PARENTS {
+            for c in 0..self.children_per_parent {
+                let h = self.header();
+                let txn = Txn::Delete {
+                    kind: DeleteKind::Delete,
+                    path: format!("/b/p{p:04}/c{c:06}"),
+                };
+                self.tree.apply(&h, txn);
+            }
         }
     }
 }
@@ -199,5 +213,13 @@ fn main() {
         core_time.as_secs_f64() * 1e6,
         ms(ser_time),
         len >> 20
+    );
+
+    let t = Instant::now();
+    b.delete_leaves();
+    println!(
+        "(d) delete the leaves: {:.0} ms, {} znodes left",
+        ms(t.elapsed()),
+        b.tree.node_count()
     );
 }

@@ -667,21 +667,28 @@ impl DataTree {
             return Err(ErrorCode::BadArguments);
         }
         let (parent, child) = path::split(path).ok_or(ErrorCode::NoNode)?;
-        match self.nodes.get(path) {
-            None => return Err(ErrorCode::NoNode),
-            Some(n) if !n.children.is_empty() => return Err(ErrorCode::NotEmpty),
-            Some(_) => {}
+        // One search of the map, which takes the node out; it goes back in the cases
+        // that fail, which prep has already refused, so a logged Delete does not meet
+        // them.
+        let (key, shared) = self.nodes.remove_with_key(path).ok_or(ErrorCode::NoNode)?;
+        if !shared.children.is_empty() {
+            self.nodes.insert(key, shared);
+            return Err(ErrorCode::NotEmpty);
         }
-        let parent_acl = self.modify(parent, |p| {
+        let parent_acl = match self.modify(parent, |p| {
             p.children.remove(path);
             if zxid > p.stat.pzxid {
                 p.stat.pzxid = zxid;
             }
             Arc::clone(&p.acl)
-        })?;
-        let Some(node) = self.nodes.remove(path).map(Arc::unwrap_or_clone) else {
-            return Err(ErrorCode::NoNode);
+        }) {
+            Ok(acl) => acl,
+            Err(e) => {
+                self.nodes.insert(key, shared);
+                return Err(e);
+            }
         };
+        let node = Arc::unwrap_or_clone(shared);
         self.digest = self.digest.wrapping_sub(node_digest(path, &node));
         self.unindex(path, node.stat.ephemeral_owner);
         if child == quota::LIMIT_NODE {

@@ -955,3 +955,61 @@ fn a_create_txn_for_an_existing_node_or_under_a_missing_parent_changes_nothing()
     assert_eq!(seen(&h), before, "a failed create changed the tree");
     assert_eq!(h.tree.recompute_digest(), h.tree.digest());
 }
+
+#[test]
+fn a_delete_txn_for_a_parent_or_a_missing_node_changes_nothing() {
+    let mut h = H::with_sessions();
+    h.run(S1, &[], create("/a", b"x", CreateMode::Persistent))
+        .unwrap();
+    h.run(S1, &[], create("/a/b", b"", CreateMode::Persistent))
+        .unwrap();
+    let seen = |h: &H| {
+        (
+            h.tree.digest(),
+            h.tree.nodes().count(),
+            stat(h, "/"),
+            stat(h, "/a"),
+            stat(h, "/a/b"),
+        )
+    };
+    let before = seen(&h);
+    for (path, want) in [
+        ("/a", ErrorCode::NotEmpty),
+        ("/zookeeper", ErrorCode::NotEmpty),
+        ("/c", ErrorCode::NoNode),
+        ("/a/c", ErrorCode::NoNode),
+        ("/c/d", ErrorCode::NoNode),
+        ("/", ErrorCode::BadArguments),
+    ] {
+        h.zxid += 1;
+        let hdr = TxnHeader {
+            session_id: S1,
+            cxid: 0,
+            zxid: h.zxid,
+            time_ms: 0,
+        };
+        let applied = h.tree.apply(
+            &hdr,
+            Txn::Delete {
+                kind: rookery_tree::DeleteKind::Delete,
+                path: path.into(),
+            },
+        );
+        assert_eq!(applied.result.reply_err(), want, "{path}");
+        assert!(
+            applied.triggers.is_empty(),
+            "{path}: {:?}",
+            applied.triggers
+        );
+    }
+    assert_eq!(seen(&h), before, "a failed delete changed the tree");
+    assert_eq!(h.tree.recompute_digest(), h.tree.digest());
+    // And the node put back is the one that was there: it still reads and deletes.
+    let node = h.tree.node("/a").expect("/a");
+    assert_eq!(node.data.as_deref(), Some(&b"x"[..]));
+    assert_eq!(node.child_names().collect::<Vec<_>>(), ["b"]);
+    h.run(S1, &[], del("/a/b", -1)).unwrap();
+    h.run(S1, &[], del("/a", -1)).unwrap();
+    assert!(h.tree.node("/a").is_none());
+    assert_eq!(h.tree.recompute_digest(), h.tree.digest());
+}
