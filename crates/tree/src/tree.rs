@@ -790,74 +790,103 @@ pub(crate) enum DigestHash {
     Words,
 }
 
-/// The fields hashed in order, then a SplitMix64 finaliser so that the wrapping sum of
-/// many node digests stays well mixed.
-struct Hasher {
-    state: u64,
-    hash: DigestHash,
-}
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 
-impl Hasher {
-    fn new(hash: DigestHash, domain: u8) -> Self {
-        let mut h = Hasher {
-            state: 0xcbf2_9ce4_8422_2325,
-            hash,
-        };
-        match hash {
-            DigestHash::Fnv => h.fnv(&[domain]),
-            DigestHash::Words => h.word(u64::from(domain)),
-        }
-        h
-    }
+/// The fields of a node or session hashed in order, then a SplitMix64 finaliser so that
+/// the wrapping sum of many digests stays well mixed. One implementation per
+/// [`DigestHash`], so the hashing of a write (the words) decides nothing per step.
+trait Mix: Sized {
+    fn start(domain: u8) -> Self;
 
-    fn fnv(&mut self, b: &[u8]) {
-        for x in b {
-            self.state ^= u64::from(*x);
-            self.state = self.state.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-
-    /// A multiply, then a shift that brings the product's high bits down, so a
-    /// changed bit reaches every bit of the state within two words.
-    fn word(&mut self, w: u64) {
-        self.state = (self.state ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        self.state ^= self.state >> 29;
-    }
+    fn i64(&mut self, v: i64);
 
     /// Length-prefixed, so the zero padding of the last word is unambiguous.
-    fn field(&mut self, b: &[u8]) {
-        self.i64(b.len() as i64);
-        match self.hash {
-            DigestHash::Fnv => self.fnv(b),
-            DigestHash::Words => {
-                let mut words = b.chunks_exact(8);
-                for w in &mut words {
-                    let mut bytes = [0; 8];
-                    bytes.copy_from_slice(w);
-                    self.word(u64::from_le_bytes(bytes));
-                }
-                let tail = words.remainder();
-                if !tail.is_empty() {
-                    let mut bytes = [0; 8];
-                    bytes[..tail.len()].copy_from_slice(tail);
-                    self.word(u64::from_le_bytes(bytes));
-                }
-            }
-        }
-    }
+    fn field(&mut self, b: &[u8]);
 
-    fn i64(&mut self, v: i64) {
-        match self.hash {
-            DigestHash::Fnv => self.fnv(&v.to_be_bytes()),
-            DigestHash::Words => self.word(v as u64),
-        }
-    }
+    fn state(&self) -> u64;
 
     fn finish(self) -> u64 {
-        let mut z = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.state().wrapping_add(0x9e37_79b9_7f4a_7c15);
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
+    }
+}
+
+/// [`DigestHash::Fnv`].
+struct Fnv(u64);
+
+impl Fnv {
+    fn bytes(&mut self, b: &[u8]) {
+        for x in b {
+            self.0 ^= u64::from(*x);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+}
+
+impl Mix for Fnv {
+    fn start(domain: u8) -> Self {
+        let mut h = Fnv(FNV_OFFSET);
+        h.bytes(&[domain]);
+        h
+    }
+
+    fn i64(&mut self, v: i64) {
+        self.bytes(&v.to_be_bytes());
+    }
+
+    fn field(&mut self, b: &[u8]) {
+        self.i64(b.len() as i64);
+        self.bytes(b);
+    }
+
+    fn state(&self) -> u64 {
+        self.0
+    }
+}
+
+/// [`DigestHash::Words`].
+struct Words(u64);
+
+impl Words {
+    /// A multiply, then a shift that brings the product's high bits down, so a
+    /// changed bit reaches every bit of the state within two words.
+    fn word(&mut self, w: u64) {
+        self.0 = (self.0 ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.0 ^= self.0 >> 29;
+    }
+}
+
+impl Mix for Words {
+    fn start(domain: u8) -> Self {
+        let mut h = Words(FNV_OFFSET);
+        h.word(u64::from(domain));
+        h
+    }
+
+    fn i64(&mut self, v: i64) {
+        self.word(v as u64);
+    }
+
+    fn field(&mut self, b: &[u8]) {
+        self.i64(b.len() as i64);
+        let mut words = b.chunks_exact(8);
+        for w in &mut words {
+            let mut bytes = [0; 8];
+            bytes.copy_from_slice(w);
+            self.word(u64::from_le_bytes(bytes));
+        }
+        let tail = words.remainder();
+        if !tail.is_empty() {
+            let mut bytes = [0; 8];
+            bytes[..tail.len()].copy_from_slice(tail);
+            self.word(u64::from_le_bytes(bytes));
+        }
+    }
+
+    fn state(&self) -> u64 {
+        self.0
     }
 }
 
@@ -874,7 +903,13 @@ pub(crate) fn node_digest(path: &str, n: &Node) -> u64 {
 /// A node's share hashed with `hash`, config node included (snapshots before version 3
 /// counted it).
 pub(crate) fn node_digest_with(hash: DigestHash, path: &str, n: &Node) -> u64 {
-    let mut h = Hasher::new(hash, 1);
+    match hash {
+        DigestHash::Fnv => node_fields(Fnv::start(1), path, n),
+        DigestHash::Words => node_fields(Words::start(1), path, n),
+    }
+}
+
+fn node_fields(mut h: impl Mix, path: &str, n: &Node) -> u64 {
     h.field(path.as_bytes());
     // Null and empty data are different client-visible states, so they hash apart
     // (ZooKeeper's digest treats them alike).
@@ -911,7 +946,13 @@ fn session_digest(session: SessionId, timeout_ms: i32) -> u64 {
 }
 
 fn session_digest_with(hash: DigestHash, session: SessionId, timeout_ms: i32) -> u64 {
-    let mut h = Hasher::new(hash, 2);
+    match hash {
+        DigestHash::Fnv => session_fields(Fnv::start(2), session, timeout_ms),
+        DigestHash::Words => session_fields(Words::start(2), session, timeout_ms),
+    }
+}
+
+fn session_fields(mut h: impl Mix, session: SessionId, timeout_ms: i32) -> u64 {
     h.i64(session);
     h.i64(i64::from(timeout_ms));
     h.finish()
