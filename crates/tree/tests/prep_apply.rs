@@ -904,6 +904,18 @@ fn replicas_applying_the_same_txns_agree() {
     assert_eq!(h.tree.nodes().count(), leader.tree.nodes().count());
 }
 
+/// Applies `txn` as S1's at the next zxid, bypassing prep (as a logged Txn does).
+fn apply_next(h: &mut H, txn: Txn) -> rookery_tree::ApplyResult {
+    h.zxid += 1;
+    let hdr = TxnHeader {
+        session_id: S1,
+        cxid: 0,
+        zxid: h.zxid,
+        time_ms: 0,
+    };
+    h.tree.apply(&hdr, txn)
+}
+
 #[test]
 fn a_create_txn_for_an_existing_node_or_under_a_missing_parent_changes_nothing() {
     let mut h = H::with_sessions();
@@ -927,15 +939,8 @@ fn a_create_txn_for_an_existing_node_or_under_a_missing_parent_changes_nothing()
         ("/", ErrorCode::NodeExists),
         ("/c/d", ErrorCode::NoNode),
     ] {
-        h.zxid += 1;
-        let hdr = TxnHeader {
-            session_id: S1,
-            cxid: 0,
-            zxid: h.zxid,
-            time_ms: 0,
-        };
-        let applied = h.tree.apply(
-            &hdr,
+        let applied = apply_next(
+            &mut h,
             Txn::Create {
                 kind: CreateKind::Create,
                 path: path.into(),
@@ -981,15 +986,8 @@ fn a_delete_txn_for_a_parent_or_a_missing_node_changes_nothing() {
         ("/c/d", ErrorCode::NoNode),
         ("/", ErrorCode::BadArguments),
     ] {
-        h.zxid += 1;
-        let hdr = TxnHeader {
-            session_id: S1,
-            cxid: 0,
-            zxid: h.zxid,
-            time_ms: 0,
-        };
-        let applied = h.tree.apply(
-            &hdr,
+        let applied = apply_next(
+            &mut h,
             Txn::Delete {
                 kind: rookery_tree::DeleteKind::Delete,
                 path: path.into(),
