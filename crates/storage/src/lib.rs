@@ -167,13 +167,11 @@ struct Records {
     sealed: Vec<Record>,
 }
 
-/// A batch record being built: its bytes as in the crate docs, the count filled in
-/// when it is written.
+/// A batch record being built for segment `tree`, to be written under `first`.
 struct Record {
     tree: sled::Tree,
     first: Zxid,
-    entries: u32,
-    bytes: Vec<u8>,
+    bytes: RecordBytes,
 }
 
 // By hand: sled's `Debug` for a tree walks all of it.
@@ -181,18 +179,55 @@ impl std::fmt::Debug for Record {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Record")
             .field("first", &self.first)
-            .field("entries", &self.entries)
+            .field("entries", &self.bytes.entries)
             .finish_non_exhaustive()
     }
 }
 
 impl Record {
     fn write(&mut self) -> Result<(), StorageError> {
-        let count = self.entries.to_be_bytes();
-        if let Some(head) = self.bytes.get_mut(..4) {
-            head.copy_from_slice(&count);
+        write_record(&self.tree, self.first, self.bytes.finish())
+    }
+}
+
+/// A batch record's bytes (see the crate docs) as entries are added: the one builder
+/// for appends and for the halves of a split record.
+#[derive(Debug)]
+struct RecordBytes {
+    bytes: Vec<u8>,
+    entries: u32,
+}
+
+impl Default for RecordBytes {
+    fn default() -> Self {
+        RecordBytes {
+            // The count, filled in by `finish`.
+            bytes: 0_u32.to_be_bytes().to_vec(),
+            entries: 0,
         }
-        write_record(&self.tree, self.first, &self.bytes)
+    }
+}
+
+impl RecordBytes {
+    /// Adds one entry; `len` is [`entry_len`] of `payload`, checked by the caller
+    /// before it changes anything.
+    fn push(&mut self, zxid: Zxid, len: u32, payload: &[u8]) {
+        self.bytes.extend_from_slice(&zxid.to_be_bytes());
+        self.bytes.extend_from_slice(&len.to_be_bytes());
+        self.bytes.extend_from_slice(payload);
+        self.entries += 1;
+    }
+
+    fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// The bytes with the count filled in.
+    fn finish(&mut self) -> &[u8] {
+        if let Some(head) = self.bytes.get_mut(..4) {
+            head.copy_from_slice(&self.entries.to_be_bytes());
+        }
+        &self.bytes
     }
 }
 
@@ -214,11 +249,9 @@ impl Unwritten {
         let record = open.get_or_insert_with(|| Record {
             tree: tree.clone(),
             first: zxid,
-            entries: 0,
-            bytes: 0_u32.to_be_bytes().to_vec(),
+            bytes: RecordBytes::default(),
         });
-        put_entry(&mut record.bytes, zxid, len, payload);
-        record.entries += 1;
+        record.bytes.push(zxid, len, payload);
         if record.bytes.len() >= RECORD_BYTES {
             sealed.extend(open.take());
         }
@@ -297,27 +330,14 @@ fn entry_len(payload: &[u8]) -> Result<u32, StorageError> {
     })
 }
 
-/// Adds one entry to a batch record's bytes.
-fn put_entry(bytes: &mut Vec<u8>, zxid: Zxid, len: u32, payload: &[u8]) {
-    bytes.extend_from_slice(&zxid.to_be_bytes());
-    bytes.extend_from_slice(&len.to_be_bytes());
-    bytes.extend_from_slice(payload);
-}
-
 /// A batch record's bytes holding `entries`, for rewriting part of a record.
 fn batch_bytes(entries: &[LogEntry]) -> Result<Vec<u8>, StorageError> {
-    let count = u32::try_from(entries.len())
-        .map_err(|_| StorageError::Backend("too many entries for one record".into()))?;
-    let mut bytes = count.to_be_bytes().to_vec();
+    let mut record = RecordBytes::default();
     for entry in entries {
-        put_entry(
-            &mut bytes,
-            entry.zxid,
-            entry_len(&entry.payload)?,
-            &entry.payload,
-        );
+        record.push(entry.zxid, entry_len(&entry.payload)?, &entry.payload);
     }
-    Ok(bytes)
+    record.finish();
+    Ok(record.bytes)
 }
 
 /// The entries of a record reassembled from its chunks (`batch`: its header had
@@ -740,20 +760,17 @@ fn split_record(tree: &sled::Tree, at: Zxid) -> Result<(), StorageError> {
     let Some((first_key, entries)) = record else {
         return Ok(());
     };
-    let below = entries.partition_point(|e| e.zxid < at);
-    let (Some(low), Some(high)) = (entries.first(), entries.get(below)) else {
+    let (lower, upper) = entries.split_at(entries.partition_point(|e| e.zxid < at));
+    let (Some(low), Some(high)) = (lower.first(), upper.first()) else {
+        // All on one side of `at`: nothing to split.
         return Ok(());
     };
-    if below == 0 {
-        return Ok(());
-    }
     let mut batch = sled::Batch::default();
     let prefix = first_key.get(..8).unwrap_or_default();
     let removed = tree
         .scan_prefix(prefix)
         .keys()
         .try_for_each(|key| key.map(|key| batch.remove(key)));
-    let (lower, upper) = entries.split_at(below);
     add_record(&mut batch, low.zxid, &batch_bytes(lower)?)?;
     add_record(&mut batch, high.zxid, &batch_bytes(upper)?)?;
     match removed.and_then(|()| tree.apply_batch(batch)) {
@@ -2026,11 +2043,15 @@ mod tests {
         assert_eq!(s.first_zxid().unwrap(), Some(3));
         assert_log(&s, 3..=6);
         append_synced(&mut s, 7..=8);
+        // At a record's first entry, or past its last: nothing to split or remove.
+        assert_eq!(s.purge_before(3).unwrap(), 0);
+        assert_eq!(s.purge_before(7).unwrap(), 4);
+        assert_eq!(s.truncate_after(8).unwrap(), 0);
         drop(s);
-        assert_eq!(raw_record_firsts(&h), [3, 7]);
+        assert_eq!(raw_record_firsts(&h), [7]);
         let (s, recovery) = h.open_with_report();
         assert_eq!(recovery.entries_cut, 0);
-        assert_log(&s, 3..=8);
+        assert_log(&s, 7..=8);
     }
 
     #[test]
