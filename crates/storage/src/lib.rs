@@ -2043,10 +2043,16 @@ mod tests {
         assert_eq!(s.first_zxid().unwrap(), Some(3));
         assert_log(&s, 3..=6);
         append_synced(&mut s, 7..=8);
-        // At a record's first entry, or past its last: nothing to split or remove.
+        // At a record's first entry, or past the last entry: no record is split.
         assert_eq!(s.purge_before(3).unwrap(), 0);
-        assert_eq!(s.purge_before(7).unwrap(), 4);
         assert_eq!(s.truncate_after(8).unwrap(), 0);
+        drop(s);
+        assert_eq!(raw_record_firsts(&h), [3, 7]);
+        let (mut s, recovery) = h.open_with_report();
+        assert_eq!(recovery.entries_cut, 0);
+        assert_log(&s, 3..=8);
+        // A purge up to a record's first entry removes the records before it whole.
+        assert_eq!(s.purge_before(7).unwrap(), 4);
         drop(s);
         assert_eq!(raw_record_firsts(&h), [7]);
         let (s, recovery) = h.open_with_report();
