@@ -229,6 +229,11 @@ impl RecordBytes {
         }
         &self.bytes
     }
+
+    fn into_bytes(mut self) -> Vec<u8> {
+        self.finish();
+        self.bytes
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -336,8 +341,7 @@ fn batch_bytes(entries: &[LogEntry]) -> Result<Vec<u8>, StorageError> {
     for entry in entries {
         record.push(entry.zxid, entry_len(&entry.payload)?, &entry.payload);
     }
-    record.finish();
-    Ok(record.bytes)
+    Ok(record.into_bytes())
 }
 
 /// The entries of a record reassembled from its chunks (`batch`: its header had

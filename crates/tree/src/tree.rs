@@ -671,17 +671,18 @@ impl DataTree {
         // that fail, which prep has already refused, so a logged Delete does not meet
         // them.
         let (key, shared) = self.nodes.remove_with_key(path).ok_or(ErrorCode::NoNode)?;
-        if !shared.children.is_empty() {
-            self.nodes.insert(key, shared);
-            return Err(ErrorCode::NotEmpty);
-        }
-        let parent_acl = match self.modify(parent, |p| {
-            p.children.remove(path);
-            if zxid > p.stat.pzxid {
-                p.stat.pzxid = zxid;
-            }
-            Arc::clone(&p.acl)
-        }) {
+        let unlinked = if shared.children.is_empty() {
+            self.modify(parent, |p| {
+                p.children.remove(path);
+                if zxid > p.stat.pzxid {
+                    p.stat.pzxid = zxid;
+                }
+                Arc::clone(&p.acl)
+            })
+        } else {
+            Err(ErrorCode::NotEmpty)
+        };
+        let parent_acl = match unlinked {
             Ok(acl) => acl,
             Err(e) => {
                 self.nodes.insert(key, shared);
@@ -800,8 +801,14 @@ trait Mix: Sized {
 
     fn i64(&mut self, v: i64);
 
+    /// The bytes alone; a field's end is fixed by its length prefix (`field`).
+    fn bytes(&mut self, b: &[u8]);
+
     /// Length-prefixed, so the zero padding of the last word is unambiguous.
-    fn field(&mut self, b: &[u8]);
+    fn field(&mut self, b: &[u8]) {
+        self.i64(b.len() as i64);
+        self.bytes(b);
+    }
 
     fn state(&self) -> u64;
 
@@ -816,15 +823,6 @@ trait Mix: Sized {
 /// [`DigestHash::Fnv`].
 struct Fnv(u64);
 
-impl Fnv {
-    fn bytes(&mut self, b: &[u8]) {
-        for x in b {
-            self.0 ^= u64::from(*x);
-            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-}
-
 impl Mix for Fnv {
     fn start(domain: u8) -> Self {
         let mut h = Fnv(FNV_OFFSET);
@@ -836,9 +834,11 @@ impl Mix for Fnv {
         self.bytes(&v.to_be_bytes());
     }
 
-    fn field(&mut self, b: &[u8]) {
-        self.i64(b.len() as i64);
-        self.bytes(b);
+    fn bytes(&mut self, b: &[u8]) {
+        for x in b {
+            self.0 ^= u64::from(*x);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
     }
 
     fn state(&self) -> u64 {
@@ -869,8 +869,7 @@ impl Mix for Words {
         self.word(v as u64);
     }
 
-    fn field(&mut self, b: &[u8]) {
-        self.i64(b.len() as i64);
+    fn bytes(&mut self, b: &[u8]) {
         let mut words = b.chunks_exact(8);
         for w in &mut words {
             let mut bytes = [0; 8];
