@@ -601,32 +601,33 @@ impl Acceptor {
             let core = core.clone();
             let limits = limits.clone();
             let per_ip = per_ip.clone();
-            let tls = tls
-                .as_ref()
-                .map(|t| tokio_rustls::TlsAcceptor::from(t.borrow().clone()));
+            let tls = tls.clone();
             tokio::spawn(
-            async move {
-                let _ = stream.set_nodelay(true);
-                match tls {
-                    None => conn::serve(stream, peer, conn, core, limits).await,
-                    Some(acceptor) => {
-                        match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream)).await {
-                            Ok(Ok(s)) => conn::serve(s, peer, conn, core, limits).await,
-                            Ok(Err(e)) => warn!(%peer, error = %e, "closing connection: TLS handshake failed"),
-                            Err(_) => info!(%peer, "closing connection: TLS handshake timed out"),
+                async move {
+                    let _ = stream.set_nodelay(true);
+                    match &tls {
+                        None => conn::serve(stream, peer, conn, core, limits).await,
+                        Some(tls) => {
+                            match crate::tls::accept(tls, stream, limits.handshake_timeout).await {
+                                Ok(s) => conn::serve(s, peer, conn, core, limits).await,
+                                // A caller that never speaks is a port scan as often as not.
+                                Err(e @ crate::tls::HandshakeError::TimedOut(_)) => {
+                                    info!(%peer, "closing connection: {e}")
+                                }
+                                Err(e) => warn!(%peer, "closing connection: {e}"),
+                            }
+                        }
+                    }
+                    let mut counts = per_ip.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Some(n) = counts.get_mut(&ip) {
+                        *n -= 1;
+                        if *n == 0 {
+                            counts.remove(&ip);
                         }
                     }
                 }
-                let mut counts = per_ip.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some(n) = counts.get_mut(&ip) {
-                    *n -= 1;
-                    if *n == 0 {
-                        counts.remove(&ip);
-                    }
-                }
-            }
-            .instrument(info_span!("conn", %peer, conn)),
-        );
+                .instrument(info_span!("conn", %peer, conn)),
+            );
         }
     }
 }

@@ -319,6 +319,29 @@ pub type ServerTls = watch::Receiver<Arc<rustls::ServerConfig>>;
 /// The current dialer configuration.
 pub type ClientTls = watch::Receiver<Arc<rustls::ClientConfig>>;
 
+/// Why an accepted connection did not become a TLS stream.
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeError {
+    #[error("TLS handshake failed: {0}")]
+    Failed(io::Error),
+    #[error("no TLS handshake within {0:?}")]
+    TimedOut(Duration),
+}
+
+/// The server side of a handshake under the configuration current now, bounded by
+/// `within` so a caller that never speaks does not hold the task.
+pub async fn accept(
+    tls: &ServerTls,
+    stream: TcpStream,
+    within: Duration,
+) -> Result<tokio_rustls::server::TlsStream<TcpStream>, HandshakeError> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.borrow().clone());
+    match tokio::time::timeout(within, acceptor.accept(stream)).await {
+        Ok(result) => result.map_err(HandshakeError::Failed),
+        Err(_) => Err(HandshakeError::TimedOut(within)),
+    }
+}
+
 /// Builds the server configuration now (an error stops start-up) and keeps it current.
 pub fn server_tls(
     settings: TlsSettings,

@@ -553,15 +553,9 @@ async fn accept_loop(
                         let Some(tls) = &acceptor.tls else {
                             return serve(stream, addr, acceptor, stop).await;
                         };
-                        let tls = tokio_rustls::TlsAcceptor::from(tls.borrow().clone());
-                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
-                            Ok(Ok(s)) => serve(s, addr, acceptor, stop).await,
-                            Ok(Err(e)) => warn!(
-                                "rejecting quorum connection from {addr}: TLS handshake failed: {e}"
-                            ),
-                            Err(_) => warn!(
-                                "rejecting quorum connection from {addr}: no TLS handshake within {HANDSHAKE_TIMEOUT:?}"
-                            ),
+                        match crate::tls::accept(tls, stream, HANDSHAKE_TIMEOUT).await {
+                            Ok(s) => serve(s, addr, acceptor, stop).await,
+                            Err(e) => warn!("rejecting quorum connection from {addr}: {e}"),
                         }
                     }
                     .instrument(span),
