@@ -34,12 +34,16 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use rookery_zab::storage::{
-    Corruption, Epoch, LogEntry, LogRecovery, MetaStore, RecordKind, Snapshot, SnapshotInfo,
-    SnapshotStore, StorageError, TxnLog, Zxid, checksum, seal, unseal,
+    Corruption, Epoch, LogRecovery, MetaStore, RecordKind, Snapshot, SnapshotInfo, SnapshotStore,
+    StorageError, TxnLog, Zxid, checksum, seal, unseal,
 };
 
 #[cfg(test)]
 mod purge_timing;
+
+/// Most chunks of a record whose room is reserved before they are read: its count is
+/// read from disk, so not trusted with an allocation.
+const RESERVE_CHUNKS: usize = 256;
 
 /// Largest value written to sled: log entries and snapshots are stored in chunks of
 /// this size. Small because of how sled 0.34 bounds its page cache: the LRU is split
@@ -335,20 +339,33 @@ fn entry_len(payload: &[u8]) -> Result<u32, StorageError> {
     })
 }
 
+/// An entry of a record being read, borrowed from the record's reassembled bytes, so a
+/// scan copies a payload only when its caller keeps it.
+#[derive(Debug, Clone, Copy)]
+struct EntryRef<'a> {
+    zxid: Zxid,
+    payload: &'a [u8],
+}
+
 /// A batch record's bytes holding `entries`, for rewriting part of a record.
-fn batch_bytes(entries: &[LogEntry]) -> Result<Vec<u8>, StorageError> {
+fn batch_bytes(entries: &[EntryRef<'_>]) -> Result<Vec<u8>, StorageError> {
     let mut record = RecordBytes::default();
     for entry in entries {
-        record.push(entry.zxid, entry_len(&entry.payload)?, &entry.payload);
+        record.push(entry.zxid, entry_len(entry.payload)?, entry.payload);
     }
     Ok(record.into_bytes())
 }
 
 /// The entries of a record reassembled from its chunks (`batch`: its header had
-/// [`BATCH_FLAG`]); the error says what is wrong, for a [`Corruption`].
-fn decode_record(first: Zxid, batch: bool, bytes: Vec<u8>) -> Result<Vec<LogEntry>, &'static str> {
+/// [`BATCH_FLAG`]), all checked before any is handed on; the error says what is wrong,
+/// for a [`Corruption`].
+fn decode_record(
+    first: Zxid,
+    batch: bool,
+    bytes: &[u8],
+) -> Result<Vec<EntryRef<'_>>, &'static str> {
     if !batch {
-        return Ok(vec![LogEntry {
+        return Ok(vec![EntryRef {
             zxid: first,
             payload: bytes,
         }]);
@@ -357,7 +374,7 @@ fn decode_record(first: Zxid, batch: bool, bytes: Vec<u8>) -> Result<Vec<LogEntr
         .split_first_chunk::<4>()
         .ok_or("batch count missing")?;
     let count = u32::from_be_bytes(*count) as usize;
-    let mut entries: Vec<LogEntry> = Vec::with_capacity(count.min(1024));
+    let mut entries: Vec<EntryRef<'_>> = Vec::with_capacity(count.min(1024));
     while let Some((zxid, after)) = rest.split_first_chunk::<8>() {
         let (len, after) = after
             .split_first_chunk::<4>()
@@ -368,10 +385,7 @@ fn decode_record(first: Zxid, batch: bool, bytes: Vec<u8>) -> Result<Vec<LogEntr
         if entries.last().is_some_and(|e| e.zxid >= zxid) {
             return Err("batch entries out of order");
         }
-        entries.push(LogEntry {
-            zxid,
-            payload: payload.to_vec(),
-        });
+        entries.push(EntryRef { zxid, payload });
         rest = after;
     }
     if !rest.is_empty() {
@@ -598,11 +612,11 @@ enum SegmentScan {
 fn scan_log(
     segments: &[Segment],
     from: Zxid,
-    mut visit: impl FnMut(usize, LogEntry) -> bool,
+    mut visit: impl FnMut(usize, EntryRef<'_>) -> bool,
 ) -> Result<Option<Cut>, StorageError> {
     let mut previous = None;
     for (index, segment) in segments.iter().enumerate() {
-        let visit = |entry| visit(index, entry);
+        let visit = |entry: EntryRef<'_>| visit(index, entry);
         match scan_segment(&segment.tree, from, &mut previous, visit)? {
             SegmentScan::Next => {}
             SegmentScan::Stop => return Ok(None),
@@ -635,7 +649,7 @@ fn scan_segment(
     tree: &sled::Tree,
     from: Zxid,
     previous: &mut Option<Zxid>,
-    mut visit: impl FnMut(LogEntry) -> bool,
+    mut visit: impl FnMut(EntryRef<'_>) -> bool,
 ) -> Result<SegmentScan, StorageError> {
     let start = match record_start(tree, from) {
         Ok(start) => start,
@@ -644,7 +658,7 @@ fn scan_segment(
     };
     let mut out_of_order = None;
     let scan = scan_records(tree, &start, |first_key, entries| {
-        for entry in entries {
+        for &entry in entries {
             // Only an earlier record or segment can hold a higher zxid: they overlap.
             if previous.is_some_and(|p| entry.zxid <= p) {
                 let reason = "out of order across log segments";
@@ -669,7 +683,7 @@ fn scan_segment(
 fn scan_records(
     tree: &sled::Tree,
     start: &[u8],
-    mut visit: impl FnMut(Vec<u8>, Vec<LogEntry>) -> bool,
+    mut visit: impl FnMut(Vec<u8>, &[EntryRef<'_>]) -> bool,
 ) -> Result<SegmentScan, StorageError> {
     let mut pending: Option<(Pending, Vec<u8>)> = None;
     for item in tree.range(start..) {
@@ -707,7 +721,11 @@ fn scan_records(
                     zxid,
                     header,
                     next: 0,
-                    bytes: Vec::new(),
+                    // Room for every chunk but a short last one, so reassembly copies
+                    // each byte once; bounded, as the count is read from disk.
+                    bytes: Vec::with_capacity(
+                        ((header & !BATCH_FLAG) as usize).min(RESERVE_CHUNKS) * CHUNK_BYTES,
+                    ),
                 },
                 key.to_vec(),
             ),
@@ -719,14 +737,14 @@ fn scan_records(
         record.next += 1;
         if record.next == record.header & !BATCH_FLAG {
             let batch = record.header & BATCH_FLAG != 0;
-            let entries = match decode_record(record.zxid, batch, record.bytes) {
+            let entries = match decode_record(record.zxid, batch, &record.bytes) {
                 Ok(entries) => entries,
                 Err(reason) => {
                     let corruption = Corruption::log_entry(record.zxid, reason);
                     return Ok(SegmentScan::Bad(corruption, first_key));
                 }
             };
-            if !visit(first_key, entries) {
+            if !visit(first_key, &entries) {
                 return Ok(SegmentScan::Stop);
             }
         } else {
@@ -755,18 +773,16 @@ fn split_record(tree: &sled::Tree, at: Zxid) -> Result<(), StorageError> {
     };
     let mut record = None;
     let scan = scan_records(tree, &start, |first_key, entries| {
-        record = Some((first_key, entries));
+        record = Some((first_key, split_halves(entries, at)));
         false
     })?;
     if let SegmentScan::Bad(corruption, _) = scan {
         return Err(corruption.into());
     }
-    let Some((first_key, entries)) = record else {
+    let Some((first_key, halves)) = record else {
         return Ok(());
     };
-    let (lower, upper) = entries.split_at(entries.partition_point(|e| e.zxid < at));
-    let (Some(low), Some(high)) = (lower.first(), upper.first()) else {
-        // All on one side of `at`: nothing to split.
+    let Some([(low, low_bytes), (high, high_bytes)]) = halves? else {
         return Ok(());
     };
     let mut batch = sled::Batch::default();
@@ -775,13 +791,32 @@ fn split_record(tree: &sled::Tree, at: Zxid) -> Result<(), StorageError> {
         .scan_prefix(prefix)
         .keys()
         .try_for_each(|key| key.map(|key| batch.remove(key)));
-    add_record(&mut batch, low.zxid, &batch_bytes(lower)?)?;
-    add_record(&mut batch, high.zxid, &batch_bytes(upper)?)?;
+    add_record(&mut batch, low, &low_bytes)?;
+    add_record(&mut batch, high, &high_bytes)?;
     match removed.and_then(|()| tree.apply_batch(batch)) {
         // Dropped by the background purge meanwhile: nothing left to split.
         Err(e) if gone(&e) => Ok(()),
         other => other.map_err(sled_err),
     }
+}
+
+/// A record to write: its first zxid and its bytes.
+type RecordParts = (Zxid, Vec<u8>);
+
+/// The two records `entries` become when split before `at`; `None` when all are on
+/// one side: nothing to split.
+fn split_halves(
+    entries: &[EntryRef<'_>],
+    at: Zxid,
+) -> Result<Option<[RecordParts; 2]>, StorageError> {
+    let (lower, upper) = entries.split_at(entries.partition_point(|e| e.zxid < at));
+    let (Some(low), Some(high)) = (lower.first(), upper.first()) else {
+        return Ok(None);
+    };
+    Ok(Some([
+        (low.zxid, batch_bytes(lower)?),
+        (high.zxid, batch_bytes(upper)?),
+    ]))
 }
 
 /// Calls `each` with every key of `tree` in `range`; returns how many entries the records
@@ -1437,19 +1472,18 @@ impl TxnLog for SledStorage {
         first_key_zxid(&self.segments.all())
     }
 
-    fn entries_from(&self, zxid: Zxid, max_entries: usize) -> Result<Vec<LogEntry>, StorageError> {
-        let mut entries = Vec::new();
-        if max_entries == 0 {
-            return Ok(entries);
-        }
+    fn visit_from(
+        &self,
+        zxid: Zxid,
+        visit: &mut dyn FnMut(Zxid, &[u8]) -> bool,
+    ) -> Result<(), StorageError> {
         self.write_out()?;
         let bad = scan_log(&self.segments.from(zxid), zxid, |_, entry| {
-            entries.push(entry);
-            entries.len() < max_entries
+            visit(entry.zxid, entry.payload)
         })?;
         match bad {
             Some(cut) => Err(cut.corruption.into()),
-            None => Ok(entries),
+            None => Ok(()),
         }
     }
 
@@ -1537,6 +1571,7 @@ impl SnapshotStore for SledStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rookery_zab::storage::LogEntry;
     use rookery_zab::storage::conformance::{self, Harness};
 
     /// A temporary dataDir; "reopen" drops the storage and opens the directory again.
@@ -2073,10 +2108,12 @@ mod tests {
         drop(s);
         // Sealed correctly, but the count says one more entry than the bytes hold.
         h.with_raw_segment_of(3, |log| {
-            let entries: Vec<LogEntry> = (3..=6)
-                .map(|z| LogEntry {
-                    zxid: z,
-                    payload: entry(z),
+            let payloads: Vec<(Zxid, Vec<u8>)> = (3..=6).map(|z| (z, entry(z))).collect();
+            let entries: Vec<EntryRef<'_>> = payloads
+                .iter()
+                .map(|(zxid, payload)| EntryRef {
+                    zxid: *zxid,
+                    payload,
                 })
                 .collect();
             let mut bytes = batch_bytes(&entries).unwrap();

@@ -377,30 +377,23 @@ pub struct Peer<S: PeerStorage> {
 
 impl<S: PeerStorage> Peer<S> {
     /// `applied_zxid` is what the host's tree holds (the snapshot it restored): nothing
-    /// later is applied until it is known committed.
-    pub fn new(cfg: PeerConfig, mut storage: S, applied_zxid: Zxid) -> Result<Self, StorageError> {
-        storage.recover()?;
+    /// later is applied until it is known committed. `storage` has recovered its log, as
+    /// every implementation does when it opens.
+    pub fn new(cfg: PeerConfig, storage: S, applied_zxid: Zxid) -> Result<Self, StorageError> {
         let last_zxid = storage.last_zxid().unwrap_or(0).max(applied_zxid);
         let accepted_epoch = storage.accepted_epoch()?.unwrap_or(0);
         let current_epoch = storage.current_epoch()?.unwrap_or(0);
         let mut quorums = Quorums::from(cfg.quorum.clone());
         // Configurations logged after what the host applied may be uncommitted: until
         // a leader says, every decision needs their majorities too.
-        let mut from = applied_zxid + 1;
-        loop {
-            let batch = storage.entries_from(from, READ_BATCH)?;
-            let Some(last) = batch.last().map(|e| e.zxid) else {
-                break;
-            };
-            for e in &batch {
-                if let Some(q) = (cfg.config_in_entry)(e.zxid, &e.payload) {
-                    if q.version() > quorums.committed().version() {
-                        quorums.push_pending(e.zxid, q);
-                    }
+        storage.visit_from(applied_zxid + 1, &mut |zxid, payload| {
+            if let Some(q) = (cfg.config_in_entry)(zxid, payload) {
+                if q.version() > quorums.committed().version() {
+                    quorums.push_pending(zxid, q);
                 }
             }
-            from = last + 1;
-        }
+            true
+        })?;
         let mut timeouts = cfg.timeouts.election;
         if quorums.voters().len() == 1 && quorums.pending().is_empty() {
             // Alone, there is no better vote to wait for.

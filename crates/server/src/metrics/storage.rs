@@ -13,7 +13,7 @@ use std::ops::Deref;
 use std::time::{Duration, Instant};
 
 use rookery_zab::storage::{
-    Corruption, Epoch, LoadedSnapshot, LogEntry, LogRecovery, MetaStore, Snapshot, SnapshotInfo,
+    Corruption, Epoch, LoadedSnapshot, LogRecovery, MetaStore, Snapshot, SnapshotInfo,
     SnapshotRetention, SnapshotStore, StorageError, TxnLog, Zxid,
 };
 
@@ -88,8 +88,12 @@ impl<S: TxnLog> TxnLog for MeteredStorage<S> {
         self.inner.first_zxid()
     }
 
-    fn entries_from(&self, zxid: Zxid, max_entries: usize) -> Result<Vec<LogEntry>, StorageError> {
-        self.inner.entries_from(zxid, max_entries)
+    fn visit_from(
+        &self,
+        zxid: Zxid,
+        visit: &mut dyn FnMut(Zxid, &[u8]) -> bool,
+    ) -> Result<(), StorageError> {
+        self.inner.visit_from(zxid, visit)
     }
 
     fn truncate_after(&mut self, zxid: Zxid) -> Result<u64, StorageError> {

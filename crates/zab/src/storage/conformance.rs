@@ -155,6 +155,24 @@ pub fn append_in_order<H: Harness>(h: &mut H) {
         Vec::<Zxid>::new()
     );
     assert!(s.entries_from(1, 0).unwrap().is_empty());
+    // A visit sees what the reads return, from its zxid on, and stops when told.
+    let mut seen = Vec::new();
+    s.visit_from(3, &mut |zxid, payload| {
+        seen.push(LogEntry {
+            zxid,
+            payload: payload.to_vec(),
+        });
+        seen.len() < 4
+    })
+    .unwrap();
+    assert_eq!(seen, all[2..]);
+    let mut seen = Vec::new();
+    s.visit_from(2, &mut |zxid, _| {
+        seen.push(zxid);
+        zxid < 3
+    })
+    .unwrap();
+    assert_eq!(seen, vec![2, 3]);
 
     let (s, recovery) = h.reopen(s);
     assert_eq!(recovery.entries_cut, 0);

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use super::{
-    Corruption, Epoch, LogEntry, LogRecovery, MetaStore, RecordKind, Snapshot, SnapshotInfo,
-    SnapshotStore, StorageError, TxnLog, Zxid, seal, unseal,
+    Corruption, Epoch, LogRecovery, MetaStore, RecordKind, Snapshot, SnapshotInfo, SnapshotStore,
+    StorageError, TxnLog, Zxid, seal, unseal,
 };
 
 const ACCEPTED_EPOCH: &str = "acceptedEpoch";
@@ -180,19 +180,19 @@ impl TxnLog for MemStorage {
         Ok(self.log.keys().next().copied())
     }
 
-    fn entries_from(&self, zxid: Zxid, max_entries: usize) -> Result<Vec<LogEntry>, StorageError> {
-        self.log
-            .range(zxid..)
-            .take(max_entries)
-            .map(|(&zxid, record)| {
-                unseal(&zxid.to_be_bytes(), record)
-                    .map(|payload| LogEntry {
-                        zxid,
-                        payload: payload.to_vec(),
-                    })
-                    .map_err(|reason| Corruption::log_entry(zxid, reason).into())
-            })
-            .collect()
+    fn visit_from(
+        &self,
+        zxid: Zxid,
+        visit: &mut dyn FnMut(Zxid, &[u8]) -> bool,
+    ) -> Result<(), StorageError> {
+        for (&zxid, record) in self.log.range(zxid..) {
+            let payload = unseal(&zxid.to_be_bytes(), record)
+                .map_err(|reason| Corruption::log_entry(zxid, reason))?;
+            if !visit(zxid, payload) {
+                break;
+            }
+        }
+        Ok(())
     }
 
     fn truncate_after(&mut self, zxid: Zxid) -> Result<u64, StorageError> {

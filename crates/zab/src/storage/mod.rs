@@ -112,9 +112,31 @@ pub trait TxnLog {
     /// The lowest zxid still in the log (retention moves it up).
     fn first_zxid(&self) -> Result<Option<Zxid>, StorageError>;
 
+    /// Hands each entry with zxid >= `zxid`, in order, to `visit` until it returns false.
+    /// The payload is borrowed: a scan that only looks (for configurations at start-up,
+    /// say) copies nothing. An error (a corrupt entry) may come after some visits.
+    fn visit_from(
+        &self,
+        zxid: Zxid,
+        visit: &mut dyn FnMut(Zxid, &[u8]) -> bool,
+    ) -> Result<(), StorageError>;
+
     /// Up to `max_entries` entries with zxid >= `zxid`, in order; bounded so a DIFF to a
     /// far-behind learner can be streamed in pieces.
-    fn entries_from(&self, zxid: Zxid, max_entries: usize) -> Result<Vec<LogEntry>, StorageError>;
+    fn entries_from(&self, zxid: Zxid, max_entries: usize) -> Result<Vec<LogEntry>, StorageError> {
+        let mut entries = Vec::new();
+        if max_entries == 0 {
+            return Ok(entries);
+        }
+        self.visit_from(zxid, &mut |zxid, payload| {
+            entries.push(LogEntry {
+                zxid,
+                payload: payload.to_vec(),
+            });
+            entries.len() < max_entries
+        })?;
+        Ok(entries)
+    }
 
     /// Removes entries with zxid > `zxid` (the TRUNC a new leader orders); durable on
     /// return, since a re-appearing truncated entry could be voted on. Returns how many.
@@ -127,7 +149,7 @@ pub trait TxnLog {
 
     /// Checks every entry's checksum and cuts the log at the first bad one (a torn tail
     /// after a crash, or a corrupt record): the log must be a gap-free prefix. Durable on
-    /// return. Implementations run this when they open.
+    /// return. Implementations run this when they open, so their users need not.
     fn recover(&mut self) -> Result<LogRecovery, StorageError>;
 }
 
