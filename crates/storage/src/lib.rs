@@ -41,9 +41,10 @@ use rookery_zab::storage::{
 #[cfg(test)]
 mod purge_timing;
 
-/// Most chunks of a record whose room is reserved before they are read: its count is
-/// read from disk, so not trusted with an allocation.
-const RESERVE_CHUNKS: usize = 256;
+/// Most bytes reserved for a record before its chunks are read: its chunk count is
+/// read from disk, so not trusted with an allocation. A larger record (an entry near
+/// jute.maxbuffer) grows as it is read.
+const RESERVE_BYTES: usize = 1 << 20;
 
 /// Largest value written to sled: log entries and snapshots are stored in chunks of
 /// this size. Small because of how sled 0.34 bounds its page cache: the LRU is split
@@ -721,10 +722,13 @@ fn scan_records(
                     zxid,
                     header,
                     next: 0,
-                    // Room for every chunk but a short last one, so reassembly copies
-                    // each byte once; bounded, as the count is read from disk.
+                    // Room for the record, so reassembly copies each byte once: every
+                    // chunk but the last is as long as the first (exact for one chunk);
+                    // bounded, as the count is read from disk.
                     bytes: Vec::with_capacity(
-                        ((header & !BATCH_FLAG) as usize).min(RESERVE_CHUNKS) * CHUNK_BYTES,
+                        ((header & !BATCH_FLAG) as usize)
+                            .saturating_mul(data.len())
+                            .min(RESERVE_BYTES),
                     ),
                 },
                 key.to_vec(),
