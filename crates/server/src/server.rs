@@ -601,20 +601,22 @@ impl Acceptor {
             let core = core.clone();
             let limits = limits.clone();
             let per_ip = per_ip.clone();
-            let tls = tls.clone();
+            // The configuration, not the receiver: a live connection must not keep the
+            // certificate reloader running after the server shuts down.
+            let tls = tls.as_ref().map(|t| t.borrow().clone());
             tokio::spawn(
                 async move {
                     let _ = stream.set_nodelay(true);
-                    match &tls {
+                    match tls {
                         None => conn::serve(stream, peer, conn, core, limits).await,
                         Some(tls) => {
                             match crate::tls::accept(tls, stream, limits.handshake_timeout).await {
                                 Ok(s) => conn::serve(s, peer, conn, core, limits).await,
                                 // A caller that never speaks is a port scan as often as not.
                                 Err(e @ crate::tls::HandshakeError::TimedOut(_)) => {
-                                    info!(%peer, "closing connection: {e}")
+                                    info!(%peer, error = %e, "closing connection")
                                 }
-                                Err(e) => warn!(%peer, "closing connection: {e}"),
+                                Err(e) => warn!(%peer, error = %e, "closing connection"),
                             }
                         }
                     }

@@ -328,14 +328,15 @@ pub enum HandshakeError {
     TimedOut(Duration),
 }
 
-/// The server side of a handshake under the configuration current now, bounded by
-/// `within` so a caller that never speaks does not hold the task.
+/// The server side of a handshake under `config` (the one current when the connection
+/// was accepted: `ServerTls::borrow`), bounded by `within` so a caller that never speaks
+/// does not hold the task.
 pub async fn accept(
-    tls: &ServerTls,
+    config: Arc<rustls::ServerConfig>,
     stream: TcpStream,
     within: Duration,
 ) -> Result<tokio_rustls::server::TlsStream<TcpStream>, HandshakeError> {
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls.borrow().clone());
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
     match tokio::time::timeout(within, acceptor.accept(stream)).await {
         Ok(result) => result.map_err(HandshakeError::Failed),
         Err(_) => Err(HandshakeError::TimedOut(within)),

@@ -28,7 +28,8 @@ impl std::borrow::Borrow<[Acl]> for Interned {
 /// One [`AclList`] per distinct ACL in the tree.
 ///
 /// Lists no znode uses any more are dropped when the set has doubled since the last
-/// sweep, so a workload of ever-new ACLs costs amortized O(1) per create.
+/// sweep, so a workload of ever-new ACLs costs amortized O(1) per create; the list
+/// interned last stays while it is the last one.
 #[derive(Debug, Clone, Default)]
 pub struct AclCache {
     lists: HashSet<Interned>,

@@ -553,7 +553,8 @@ async fn accept_loop(
                         let Some(tls) = &acceptor.tls else {
                             return serve(stream, addr, acceptor, stop).await;
                         };
-                        match crate::tls::accept(tls, stream, HANDSHAKE_TIMEOUT).await {
+                        let config = tls.borrow().clone();
+                        match crate::tls::accept(config, stream, HANDSHAKE_TIMEOUT).await {
                             Ok(s) => serve(s, addr, acceptor, stop).await,
                             Err(e) => warn!("rejecting quorum connection from {addr}: {e}"),
                         }
