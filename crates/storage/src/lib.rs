@@ -909,18 +909,31 @@ impl SledSnapshots {
     }
 
     /// Removes chunks no manifest points at: the remains of a save cut by a crash.
+    /// Seeks from one snapshot's chunks to the next, so a kept snapshot costs one read,
+    /// not one per chunk: reading them all made a restart slower and left them in
+    /// sled's cache.
     fn remove_orphan_chunks(&self) -> Result<u64, StorageError> {
         let mut orphans = sled::Batch::default();
         let mut removed = 0;
-        for item in self.chunks.iter().keys() {
-            let key = item.map_err(sled_err)?;
-            let owned = match key.get(..8) {
-                Some(prefix) => self.manifests.contains_key(prefix).map_err(sled_err)?,
-                None => false,
-            };
-            if !owned {
+        let mut from = Vec::new();
+        while let Some(item) = self.chunks.range(from.as_slice()..).next() {
+            let (key, _) = item.map_err(sled_err)?;
+            let Some(prefix) = key.get(..8).and_then(|p| <[u8; 8]>::try_from(p).ok()) else {
+                // Too short for a chunk key: whatever wrote it, no manifest owns it.
+                from = [&key[..], &[0]].concat();
                 orphans.remove(key);
                 removed += 1;
+                continue;
+            };
+            if !self.manifests.contains_key(prefix).map_err(sled_err)? {
+                for orphan in self.chunks.scan_prefix(prefix).keys() {
+                    orphans.remove(orphan.map_err(sled_err)?);
+                    removed += 1;
+                }
+            }
+            match u64::from_be_bytes(prefix).checked_add(1) {
+                Some(next) => from = next.to_be_bytes().to_vec(),
+                None => break,
             }
         }
         self.chunks.apply_batch(orphans).map_err(sled_err)?;
@@ -1003,9 +1016,17 @@ impl SnapshotStore for SledSnapshots {
             Ok(manifest) => manifest,
             Err(corruption) => return Ok(Err(corruption)),
         };
-        // The length comes from disk: trust it for a capacity hint only up to a bound.
-        let hint = usize::try_from(manifest.len).map_or(0, |len| len.min(64 << 20));
-        let mut data = Vec::with_capacity(hint);
+        // The length comes from disk: reserved with `try_reserve_exact`, so a length no
+        // allocation can hold is a corrupt manifest, not an abort. Reserved whole, a
+        // large snapshot is not copied as it grows.
+        let mut data = Vec::new();
+        if usize::try_from(manifest.len)
+            .ok()
+            .and_then(|len| data.try_reserve_exact(len).ok())
+            .is_none()
+        {
+            return Ok(Err(Corruption::snapshot(last_zxid, "length too large")));
+        }
         let mut next = 0_u32;
         for item in self.chunks.scan_prefix(key) {
             let (chunk_key, record) = item.map_err(sled_err)?;
@@ -1874,20 +1895,31 @@ mod tests {
         let mut h = SledHarness::new();
         let mut s = h.open();
         s.save_snapshot(5, b"kept").unwrap();
+        let kept = vec![7_u8; 3 * CHUNK_BYTES];
+        s.save_snapshot(7, &kept).unwrap();
         drop(s);
         h.with_raw_tree(SNAPSHOT_CHUNK_TREE, |chunks| {
-            let key = chunk_key(9, 0);
-            chunks.insert(key, seal(&key, b"half a snapshot")).unwrap();
+            // Orphans before, between and after the kept snapshots' chunks, one with
+            // two chunks, and a key too short to be a chunk's.
+            for (zxid, chunk) in [(3, 0), (6, 0), (6, 1), (9, 0)] {
+                let key = chunk_key(zxid, chunk);
+                chunks.insert(key, seal(&key, b"half a snapshot")).unwrap();
+            }
+            chunks.insert([1_u8, 2], &b"odd"[..]).unwrap();
         });
         let s = h.open();
-        assert_eq!(s.orphan_snapshot_chunks_removed(), 1);
+        assert_eq!(s.orphan_snapshot_chunks_removed(), 5);
         let zxids: Vec<Zxid> = s
             .list_snapshots()
             .unwrap()
             .iter()
             .map(|i| i.last_zxid)
             .collect();
-        assert_eq!(zxids, vec![5]);
+        assert_eq!(zxids, vec![5, 7]);
+        assert_eq!(s.load_snapshot(5).unwrap().unwrap().data, b"kept");
+        assert_eq!(s.load_snapshot(7).unwrap().unwrap().data, kept);
+        drop(s);
+        assert_eq!(h.open().orphan_snapshot_chunks_removed(), 0);
     }
 
     #[test]
