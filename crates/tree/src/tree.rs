@@ -760,20 +760,23 @@ impl DataTree {
         self.ephemerals.clear();
         self.containers.clear();
         self.ttls.clear();
-        let owners: Vec<(String, i64)> = self
+        // Only owned nodes are indexed: most are persistent, and a restore of a million
+        // should not copy a million paths to find the few.
+        let owners: Vec<(PathKey, i64)> = self
             .nodes
             .iter()
-            .filter(|(p, _)| &***p != ROOT)
-            .map(|(p, n)| (p.to_string(), n.stat.ephemeral_owner))
+            .filter(|(p, n)| n.stat.ephemeral_owner != 0 && &***p != ROOT)
+            .map(|(p, n)| (p.clone(), n.stat.ephemeral_owner))
             .collect();
         for (p, o) in owners {
             self.index(&p, o);
         }
+        let limit = format!("/{}", quota::LIMIT_NODE);
         self.quota_roots = self
             .nodes
             .keys()
             .filter_map(|p| {
-                let parent = p.strip_suffix(&format!("/{}", quota::LIMIT_NODE))?;
+                let parent = p.strip_suffix(limit.as_str())?;
                 quota::trim(parent).map(str::to_owned)
             })
             .collect();
