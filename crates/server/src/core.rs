@@ -481,7 +481,9 @@ impl Core {
         for skipped in &loaded.skipped {
             warn!(%skipped, "skipping corrupt snapshot");
         }
-        let tree = match &loaded.snapshot {
+        let snapshot_zxid = loaded.snapshot.as_ref().map(|s| s.last_zxid);
+        // The snapshot's bytes go once the tree is built, before the log is read.
+        let tree = match loaded.snapshot {
             Some(s) => DataTree::restore_with(&s.data, cfg.tree.clone())
                 .map_err(|e| CoreError::Recovery(format!("snapshot {:#x}: {e}", s.last_zxid)))?,
             None => DataTree::new(cfg.tree.clone()),
@@ -496,10 +498,7 @@ impl Core {
             peer.set_committed_entry(e.version, crate::membership::config_entry(e));
         }
         info!(
-            snapshot = loaded
-                .snapshot
-                .as_ref()
-                .map(|s| format!("{:#x}", s.last_zxid)),
+            snapshot = snapshot_zxid.map(|z| format!("{z:#x}")),
             last_logged = format!("{:#x}", peer.last_zxid()),
             current_epoch = peer.current_epoch(),
             "recovered; looking for a leader"

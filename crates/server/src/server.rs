@@ -61,6 +61,8 @@ pub enum ServerError {
     Tls(#[from] crate::tls::TlsError),
     #[error("the core thread panicked")]
     CorePanicked,
+    #[error("cannot start a thread: {0}")]
+    Thread(std::io::Error),
     #[error(transparent)]
     Admin(#[from] rookery_admin::ServeError),
     #[error("cannot read admin.authTokenFile {path}: {source}")]
@@ -167,6 +169,23 @@ async fn join_core(
     }
 }
 
+/// Runs `f` on a thread that ends with it. For recovery: it frees hundreds of MiB it
+/// allocated (a snapshot's bytes), and the allocator hands a thread's freed pages back
+/// when the thread ends, where a thread of tokio's blocking pool idles on for seconds.
+async fn on_own_thread<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ServerError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            let _ = tx.send(f());
+        })
+        .map_err(ServerError::Thread)?;
+    rx.await.map_err(|_| ServerError::CorePanicked)
+}
+
 /// Where a server keeps its sled database: a versioned directory in dataLogDir.
 pub(crate) fn store_dir(cfg: &ServerConfig) -> std::path::PathBuf {
     cfg.data_log_dir.join("rookery-v1")
@@ -195,9 +214,8 @@ pub async fn start(cfg: &ServerConfig) -> Result<RunningServer, ServerError> {
     })?;
     let storage = {
         let dir = store_dir.clone();
-        tokio::task::spawn_blocking(move || SledStorage::open(dir))
-            .await
-            .map_err(|_| ServerError::CorePanicked)?
+        on_own_thread("rookery-open", move || SledStorage::open(dir))
+            .await?
             .map_err(|source| ServerError::Storage {
                 path: store_dir.display().to_string(),
                 source,
@@ -336,11 +354,10 @@ pub async fn start(cfg: &ServerConfig) -> Result<RunningServer, ServerError> {
     };
     let core_handle = handle.clone();
     let core_transport = transport.clone();
-    let core = tokio::task::spawn_blocking(move || {
+    let core = on_own_thread("rookery-recovery", move || {
         Core::open(core_cfg, storage, core_transport, Some(core_handle))
     })
-    .await
-    .map_err(|_| ServerError::CorePanicked)??;
+    .await??;
 
     let listener = match &listen {
         Some(l) => Some(bind_clients(&format!("{}:{}", l.host, l.port)).await?),
@@ -366,10 +383,7 @@ pub async fn start(cfg: &ServerConfig) -> Result<RunningServer, ServerError> {
     let core = std::thread::Builder::new()
         .name("rookery-core".into())
         .spawn(move || core.run(rx))
-        .map_err(|source| ServerError::DataDir {
-            path: "core thread".into(),
-            source,
-        })?;
+        .map_err(ServerError::Thread)?;
 
     let tick = {
         let handle = handle.clone();
