@@ -636,7 +636,7 @@ fn scan_log(
 /// The key of the first chunk of the record that holds `zxid`, if that record is in
 /// `tree`: the last record starting at or before it (a later one starts past it).
 fn record_start(tree: &sled::Tree, zxid: Zxid) -> sled::Result<[u8; 12]> {
-    let before = tree.range(..chunk_key(zxid, 0)).next_back().transpose()?;
+    let before = tree.get_lt(chunk_key(zxid, 0))?;
     Ok(
         match before.as_ref().and_then(|(key, _)| parse_chunk_key(key)) {
             Some((first, _)) => chunk_key(first, 0),
@@ -1027,25 +1027,23 @@ impl SnapshotStore for SledSnapshots {
         {
             return Ok(Err(Corruption::snapshot(last_zxid, "length too large")));
         }
-        let mut next = 0_u32;
-        for item in self.chunks.scan_prefix(key) {
-            let (chunk_key, record) = item.map_err(sled_err)?;
-            if parse_chunk_key(&chunk_key).map(|(_, i)| i) != Some(next) {
-                return Ok(Err(Corruption::snapshot(
-                    last_zxid,
-                    "chunks out of sequence",
-                )));
-            }
+        // Chunk by chunk with point lookups, not a scan: the pages a sled 0.34 iterator
+        // reads stay in its cache (its LRU shard evicts only once it has logged enough
+        // accesses), and a restart from a 203 MB snapshot kept ~190 MiB of them.
+        for index in 0..manifest.chunks {
+            let chunk_key = chunk_key(last_zxid, index);
+            let Some(record) = self.chunks.get(chunk_key).map_err(sled_err)? else {
+                return Ok(Err(Corruption::snapshot(last_zxid, "incomplete")));
+            };
             match unseal(&chunk_key, &record) {
                 Ok(piece) => data.extend_from_slice(piece),
                 Err(reason) => {
-                    let reason = format!("chunk {next}: {reason}");
+                    let reason = format!("chunk {index}: {reason}");
                     return Ok(Err(Corruption::snapshot(last_zxid, reason)));
                 }
             }
-            next += 1;
         }
-        if next != manifest.chunks || data.len() as u64 != manifest.len {
+        if data.len() as u64 != manifest.len {
             return Ok(Err(Corruption::snapshot(last_zxid, "incomplete")));
         }
         if checksum(&[&data]) != manifest.crc {
@@ -1920,6 +1918,32 @@ mod tests {
         assert_eq!(s.load_snapshot(7).unwrap().unwrap().data, kept);
         drop(s);
         assert_eq!(h.open().orphan_snapshot_chunks_removed(), 0);
+    }
+
+    #[test]
+    fn a_snapshot_missing_a_chunk_or_bytes_is_incomplete() {
+        let mut h = SledHarness::new();
+        let mut s = h.open();
+        let data = vec![9_u8; 3 * CHUNK_BYTES];
+        s.save_snapshot(7, &data).unwrap();
+        s.save_snapshot(8, &data).unwrap();
+        drop(s);
+        h.with_raw_tree(SNAPSHOT_CHUNK_TREE, |chunks| {
+            chunks.remove(chunk_key(7, 1)).unwrap().unwrap();
+            // The last chunk of 8, sealed anew without its last byte.
+            let key = chunk_key(8, 2);
+            chunks
+                .insert(key, seal(&key, &[9; CHUNK_BYTES - 1]))
+                .unwrap();
+        });
+        let s = h.open();
+        for zxid in [7, 8] {
+            let corruption = s.load_snapshot(zxid).unwrap().unwrap_err();
+            assert!(
+                corruption.to_string().contains("incomplete"),
+                "{corruption}"
+            );
+        }
     }
 
     #[test]
