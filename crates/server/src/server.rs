@@ -63,6 +63,8 @@ pub enum ServerError {
     CorePanicked,
     #[error("cannot start a thread: {0}")]
     Thread(std::io::Error),
+    #[error("the {0} thread panicked")]
+    ThreadPanicked(String),
     #[error(transparent)]
     Admin(#[from] rookery_admin::ServeError),
     #[error("cannot read admin.authTokenFile {path}: {source}")]
@@ -183,7 +185,8 @@ async fn on_own_thread<T: Send + 'static>(
             let _ = tx.send(f());
         })
         .map_err(ServerError::Thread)?;
-    rx.await.map_err(|_| ServerError::CorePanicked)
+    rx.await
+        .map_err(|_| ServerError::ThreadPanicked(name.to_owned()))
 }
 
 /// Where a server keeps its sled database: a versioned directory in dataLogDir.
@@ -354,7 +357,7 @@ pub async fn start(cfg: &ServerConfig) -> Result<RunningServer, ServerError> {
     };
     let core_handle = handle.clone();
     let core_transport = transport.clone();
-    let core = on_own_thread("rookery-recovery", move || {
+    let core = on_own_thread("rookery-restore", move || {
         Core::open(core_cfg, storage, core_transport, Some(core_handle))
     })
     .await??;

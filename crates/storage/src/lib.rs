@@ -931,14 +931,23 @@ impl SledSnapshots {
                     removed += 1;
                 }
             }
-            match u64::from_be_bytes(prefix).checked_add(1) {
-                Some(next) => from = next.to_be_bytes().to_vec(),
+            match after_prefix(&prefix) {
+                Some(next) => from = next,
                 None => break,
             }
         }
         self.chunks.apply_batch(orphans).map_err(sled_err)?;
         Ok(removed)
     }
+}
+
+/// The smallest key above every key that starts with `prefix`: its trailing 0xff bytes
+/// dropped and the last byte left incremented; `None` if it is all 0xff.
+fn after_prefix(prefix: &[u8]) -> Option<Vec<u8>> {
+    let last = prefix.iter().rposition(|&b| b != 0xff)?;
+    let mut next = prefix[..=last].to_vec();
+    next[last] += 1;
+    Some(next)
 }
 
 struct Manifest {
@@ -1016,17 +1025,17 @@ impl SnapshotStore for SledSnapshots {
             Ok(manifest) => manifest,
             Err(corruption) => return Ok(Err(corruption)),
         };
-        // The length comes from disk: reserved with `try_reserve_exact`, so a length no
-        // allocation can hold is a corrupt manifest, not an abort. Reserved whole, a
-        // large snapshot is not copied as it grows.
+        // Reserved whole, so a large snapshot is not copied as it grows. The length is
+        // from disk but sealed with a checksum: one that cannot be reserved is a memory
+        // shortage, an error rather than an abort, and not a corrupt snapshot (which
+        // would be skipped for an older one).
         let mut data = Vec::new();
-        if usize::try_from(manifest.len)
-            .ok()
-            .and_then(|len| data.try_reserve_exact(len).ok())
-            .is_none()
-        {
-            return Ok(Err(Corruption::snapshot(last_zxid, "length too large")));
-        }
+        usize::try_from(manifest.len)
+            .map_err(|e| StorageError::Backend(Box::new(e)))
+            .and_then(|len| {
+                data.try_reserve_exact(len)
+                    .map_err(|e| StorageError::Backend(Box::new(e)))
+            })?;
         // Chunk by chunk with point lookups, not a scan: the pages a sled 0.34 iterator
         // reads stay in its cache (its LRU shard evicts only once it has logged enough
         // accesses), and a restart from a 203 MB snapshot kept ~190 MiB of them.
@@ -1918,6 +1927,18 @@ mod tests {
         assert_eq!(s.load_snapshot(7).unwrap().unwrap().data, kept);
         drop(s);
         assert_eq!(h.open().orphan_snapshot_chunks_removed(), 0);
+    }
+
+    #[test]
+    fn after_prefix_is_above_every_key_with_the_prefix_and_below_the_rest() {
+        assert_eq!(after_prefix(&[1, 2]), Some(vec![1, 3]));
+        assert_eq!(after_prefix(&[0x80, 0xff, 0xff]), Some(vec![0x81]));
+        assert_eq!(after_prefix(&[0xff, 0xff]), None);
+        // A key shorter than 8 bytes just past a prefix ending in 0xff is not skipped.
+        let prefix = [0x80, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
+        let next = after_prefix(&prefix).unwrap();
+        assert!(next.as_slice() > [&prefix[..], &[0xff; 8]].concat().as_slice());
+        assert!(next.as_slice() <= &[0x81][..]);
     }
 
     #[test]
