@@ -2609,6 +2609,12 @@ mod tests {
         Core::open(cfg, storage, None, None).unwrap()
     }
 
+    /// The last zxids of the snapshots in `core`'s storage, oldest first.
+    fn snapshot_zxids(core: &Core) -> Vec<i64> {
+        let listed = core.peer.storage().list_snapshots().unwrap();
+        listed.iter().map(|s| s.last_zxid).collect()
+    }
+
     /// Proposes one Txn and finishes the round (flush, commit, apply).
     fn write(core: &mut Core, txn: Txn) -> i64 {
         let zxid = core
@@ -2689,15 +2695,7 @@ mod tests {
             };
             assert_eq!(core.peer.storage().first_zxid().unwrap(), Some(oldest_kept));
         }
-        let listed: Vec<i64> = core
-            .peer
-            .storage()
-            .list_snapshots()
-            .unwrap()
-            .iter()
-            .map(|s| s.last_zxid)
-            .collect();
-        assert_eq!(listed, taken[1..]);
+        assert_eq!(snapshot_zxids(&core), taken[1..]);
         // Recovery from the newest snapshot plus the log after it.
         let live = core.tree.clone();
         drop(core);
@@ -2720,15 +2718,7 @@ mod tests {
         // Five Txns replayed, fewer than snapCount (10): due all the same.
         core.maybe_snapshot().unwrap();
         core.finish_snapshot().unwrap();
-        let listed: Vec<i64> = core
-            .peer
-            .storage()
-            .list_snapshots()
-            .unwrap()
-            .iter()
-            .map(|s| s.last_zxid)
-            .collect();
-        assert_eq!(listed, vec![live.last_zxid()]);
+        assert_eq!(snapshot_zxids(&core), vec![live.last_zxid()]);
         drop(core);
         // Nothing after the snapshot to replay: no second one.
         let mut core = snapshot_core(dir.path());
