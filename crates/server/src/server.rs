@@ -59,8 +59,6 @@ pub enum ServerError {
     Core(#[from] CoreError),
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
-    #[error("the core thread panicked")]
-    CorePanicked,
     #[error("cannot start a thread: {0}")]
     Thread(std::io::Error),
     #[error("the {0} thread panicked")]
@@ -155,19 +153,22 @@ impl RunningServer {
     pub async fn failed(&mut self) -> ServerError {
         loop {
             if self.core.is_finished() {
-                return ServerError::CorePanicked;
+                return ServerError::ThreadPanicked(CORE_THREAD.into());
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 }
 
+/// The core thread's name, as `top -H` and a panic message show it.
+const CORE_THREAD: &str = "rookery-core";
+
 async fn join_core(
     core: std::thread::JoinHandle<Result<(), CoreError>>,
 ) -> Result<(), ServerError> {
     match tokio::task::spawn_blocking(move || core.join()).await {
         Ok(Ok(r)) => Ok(r?),
-        _ => Err(ServerError::CorePanicked),
+        _ => Err(ServerError::ThreadPanicked(CORE_THREAD.into())),
     }
 }
 
@@ -384,7 +385,7 @@ pub async fn start(cfg: &ServerConfig) -> Result<RunningServer, ServerError> {
     };
 
     let core = std::thread::Builder::new()
-        .name("rookery-core".into())
+        .name(CORE_THREAD.into())
         .spawn(move || core.run(rx))
         .map_err(ServerError::Thread)?;
 
