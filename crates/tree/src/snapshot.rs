@@ -14,7 +14,10 @@ use crate::acl::AclCache;
 use crate::codec::{CodecError, Dec, Enc};
 use crate::node::{Node, PathKey, StatPersisted};
 use crate::path::{self, CONFIG, ROOT};
-use crate::tree::{DataTree, DigestHash, TreeConfig, node_digest_with};
+use crate::tree::{
+    DataTree, DigestHash, TreeConfig, node_digest, node_digest_with, session_digest,
+};
+use crate::{SessionId, Zxid};
 
 const MAGIC: &[u8; 4] = b"RKTS";
 const VERSION: u8 = 4;
@@ -90,122 +93,384 @@ impl DataTree {
     }
 
     /// Restores a snapshot; `config` must be the cluster's (it decides which owners
-    /// are TTL nodes).
+    /// are TTL nodes). The same steps as a streamed restore ([`SnapshotDecoder`] and
+    /// [`TreeBuilder`]) on one thread, with the checksum checked before anything else.
     pub fn restore_with(bytes: &[u8], config: TreeConfig) -> Result<DataTree, SnapshotError> {
         if bytes.len() < MAGIC.len() + 1 + 4 {
             return Err(SnapshotError::TooShort);
         }
-        if &bytes[..4] != MAGIC {
-            return Err(SnapshotError::Magic);
-        }
-        let version = bytes[4];
-        if !READ_VERSIONS.contains(&version) {
-            return Err(SnapshotError::Version(version));
-        }
+        check_start(bytes)?;
         let (body, crc) = bytes.split_at(bytes.len() - 4);
         let mut crc_bytes = [0u8; 4];
         crc_bytes.copy_from_slice(crc);
         if crc32fast::hash(body) != u32::from_be_bytes(crc_bytes) {
             return Err(SnapshotError::Checksum);
         }
-        let mut d = Dec::new(&body[5..]);
-        let last_zxid = d.i64()?;
-        let stored_digest = d.u64()?;
-        let n_sessions = d.count(12)?;
-        let mut sessions = OrdMap::new();
-        for _ in 0..n_sessions {
-            let id = d.i64()?;
-            let t = d.i32()?;
-            sessions.insert(id, t);
+        let mut decoder = SnapshotDecoder::new(bytes.len());
+        let mut nodes = Vec::new();
+        decoder.push(bytes, &mut nodes)?;
+        let mut builder = TreeBuilder::default();
+        builder.add(nodes)?;
+        builder.finish(decoder.finish()?, config)
+    }
+}
+
+/// Checks the magic and version of a snapshot's first bytes (at least five).
+fn check_start(bytes: &[u8]) -> Result<u8, SnapshotError> {
+    if &bytes[..4] != MAGIC {
+        return Err(SnapshotError::Magic);
+    }
+    let version = bytes[4];
+    if !READ_VERSIONS.contains(&version) {
+        return Err(SnapshotError::Version(version));
+    }
+    Ok(version)
+}
+
+/// Whether `node` is `path` or one of its ancestors.
+fn is_ancestor_or_self(node: &str, path: &str) -> bool {
+    node == ROOT
+        || path
+            .strip_prefix(node)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// A node decoded from a snapshot, to be linked into its tree by a [`TreeBuilder`].
+#[derive(Debug)]
+pub struct RestoredNode {
+    path: PathKey,
+    node: Arc<Node>,
+}
+
+/// What a snapshot holds besides its nodes, once all of its bytes have been decoded.
+#[derive(Debug)]
+pub struct SnapshotTail {
+    version: u8,
+    last_zxid: Zxid,
+    stored_digest: u64,
+    /// The current digest of the nodes and sessions decoded, summed as they came.
+    digest: u64,
+    sessions: OrdMap<SessionId, i32>,
+    acls: AclCache,
+}
+
+/// How far a [`SnapshotDecoder`] has got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Header,
+    Sessions(usize),
+    NodeCount,
+    Nodes(usize),
+    Done,
+}
+
+/// Decodes a snapshot as its bytes arrive, so that a server restoring a large one never
+/// holds all of its bytes beside the tree, and can read the next bytes from disk on
+/// another thread while this decodes. Pieces may split a record anywhere.
+#[derive(Debug)]
+pub struct SnapshotDecoder {
+    /// The snapshot's whole length, checksum included, as its store recorded it.
+    total: usize,
+    /// Bytes pushed so far.
+    seen: usize,
+    /// Bytes pushed and not decoded yet: at most one record split by a piece's end.
+    pending: Vec<u8>,
+    /// Bytes of the whole snapshot decoded before `pending`.
+    decoded: usize,
+    crc: crc32fast::Hasher,
+    stage: Stage,
+    version: u8,
+    last_zxid: Zxid,
+    stored_digest: u64,
+    digest: u64,
+    sessions: OrdMap<SessionId, i32>,
+    last_path: Option<PathKey>,
+    acls: AclCache,
+}
+
+/// The least a node's record takes: path, data and ACL lengths, six i64 and three i32.
+const MIN_NODE_BYTES: usize = 4 + 4 + 4 + 8 * 6 + 4 * 3;
+
+impl SnapshotDecoder {
+    /// A decoder for a snapshot of `total` bytes.
+    pub fn new(total: usize) -> SnapshotDecoder {
+        SnapshotDecoder {
+            total,
+            seen: 0,
+            pending: Vec::new(),
+            decoded: 0,
+            crc: crc32fast::Hasher::new(),
+            stage: Stage::Header,
+            version: VERSION,
+            last_zxid: 0,
+            stored_digest: 0,
+            digest: 0,
+            sessions: OrdMap::new(),
+            last_path: None,
+            acls: AclCache::default(),
         }
-        let n_nodes = d.count(4 + 4 + 4 + 8 * 6 + 4 * 3)?;
-        // Written in path order (the map's), so a parent precedes its children and a
-        // sorted Vec does for a map here; a path out of order is a corrupt snapshot.
-        // Each node goes into its `Arc` as it is decoded: a second pass moving a million
-        // nodes from a `Vec` into their `Arc`s was a sixth of a restore.
-        let mut nodes: Vec<(PathKey, Arc<Node>)> = Vec::with_capacity(n_nodes);
-        let mut acls = AclCache::default();
-        for _ in 0..n_nodes {
-            let p = d.str()?;
-            if !path::is_valid(&p) {
-                return Err(SnapshotError::Path(p));
+    }
+
+    /// Takes the next bytes and appends every node they complete to `out`, in path
+    /// order.
+    pub fn push(&mut self, bytes: &[u8], out: &mut Vec<RestoredNode>) -> Result<(), SnapshotError> {
+        let body_end = self.total.saturating_sub(4);
+        let body_here = body_end.saturating_sub(self.seen).min(bytes.len());
+        self.crc.update(&bytes[..body_here]);
+        self.seen += bytes.len();
+        if self.seen > self.total {
+            return Err(SnapshotError::Trailing(self.seen - self.total));
+        }
+        // Decoded in place unless the last piece ended inside a record.
+        if self.pending.is_empty() {
+            let used = self.decode(bytes, out)?;
+            self.pending.extend_from_slice(&bytes[used..]);
+        } else {
+            let mut joined = std::mem::take(&mut self.pending);
+            joined.extend_from_slice(bytes);
+            let used = self.decode(&joined, out)?;
+            joined.drain(..used);
+            self.pending = joined;
+        }
+        Ok(())
+    }
+
+    /// Decodes whole records from `input`, the bytes after the `decoded` first; returns
+    /// the bytes they took. A record cut short waits for the next piece unless the
+    /// snapshot is complete.
+    fn decode(
+        &mut self,
+        input: &[u8],
+        out: &mut Vec<RestoredNode>,
+    ) -> Result<usize, SnapshotError> {
+        // The checksum's bytes, the stream's last, are not records.
+        let crc_here = self.seen.saturating_sub(self.total.saturating_sub(4));
+        let records = &input[..input.len().saturating_sub(crc_here)];
+        let complete = self.seen == self.total;
+        let mut used = 0;
+        while self.stage != Stage::Done {
+            let mut d = Dec::new(&records[used..]);
+            match self.step(&mut d, self.decoded + used, out) {
+                Ok(()) => used += d.position(),
+                Err(SnapshotError::Codec(
+                    CodecError::Truncated(_) | CodecError::BadLength { .. },
+                )) if !complete => {
+                    break;
+                }
+                Err(e) => return Err(e),
             }
-            let data = if version == 1 {
-                Some(d.bytes()?)
-            } else {
-                d.opt_bytes()?
-            };
-            let acl = d.acl()?;
-            let czxid = d.i64()?;
-            let mzxid = d.i64()?;
-            let ctime = d.i64()?;
-            let mtime = d.i64()?;
-            let version = d.i32()?;
-            let cversion = d.i32()?;
-            let aversion = d.i32()?;
-            let ephemeral_owner = d.i64()?;
-            let pzxid = d.i64()?;
-            let stat = StatPersisted {
-                czxid,
-                mzxid,
-                ctime,
-                mtime,
-                version,
-                cversion,
-                aversion,
-                ephemeral_owner,
-                pzxid,
-            };
-            match nodes.last().map(|(last, _)| (**last).cmp(p.as_str())) {
-                Some(Ordering::Equal) => return Err(SnapshotError::Duplicate(p)),
-                Some(Ordering::Greater) => return Err(SnapshotError::Order(p)),
-                _ => {}
+        }
+        self.decoded += used;
+        Ok(used)
+    }
+
+    /// Decodes one record: the header, one session, the node count or one node.
+    /// `at` is where `d` starts in the whole snapshot.
+    fn step(
+        &mut self,
+        d: &mut Dec,
+        at: usize,
+        out: &mut Vec<RestoredNode>,
+    ) -> Result<(), SnapshotError> {
+        match self.stage {
+            Stage::Header => {
+                if self.total < MAGIC.len() + 1 + 4 {
+                    return Err(SnapshotError::TooShort);
+                }
+                let start = d.take(MAGIC.len() + 1)?;
+                self.version = check_start(start)?;
+                self.last_zxid = d.i64()?;
+                self.stored_digest = d.u64()?;
+                let n = self.total_count(d, at, 12)?;
+                self.stage = Stage::Sessions(n);
             }
-            let node = Node::new(data, acls.intern(&acl), stat);
-            nodes.push((PathKey::from(p), Arc::new(node)));
+            Stage::Sessions(0) => self.stage = Stage::NodeCount,
+            Stage::Sessions(left) => {
+                let id = d.i64()?;
+                let timeout = d.i32()?;
+                self.sessions.insert(id, timeout);
+                self.digest = self.digest.wrapping_add(session_digest(id, timeout));
+                self.stage = Stage::Sessions(left - 1);
+            }
+            Stage::NodeCount => {
+                let n = self.total_count(d, at, MIN_NODE_BYTES)?;
+                self.stage = Stage::Nodes(n);
+            }
+            Stage::Nodes(0) => self.stage = Stage::Done,
+            Stage::Nodes(left) => {
+                out.push(self.node(d)?);
+                self.stage = Stage::Nodes(left - 1);
+            }
+            Stage::Done => {}
         }
-        if d.remaining() != 0 {
-            return Err(SnapshotError::Trailing(d.remaining()));
+        Ok(())
+    }
+
+    /// A count of items each at least `min_item` bytes long, checked against what is
+    /// left of the whole snapshot (a piece holds only part of it).
+    fn total_count(&self, d: &mut Dec, at: usize, min_item: usize) -> Result<usize, SnapshotError> {
+        let n = d.u32()? as usize;
+        let left = self.total.saturating_sub(4 + at + d.position());
+        if n.saturating_mul(min_item) > left {
+            let at = at + d.position() - 4;
+            return Err(CodecError::BadLength { at, len: n as u64 }.into());
         }
-        // "/" sorts before every other path.
-        if nodes.first().is_none_or(|(p, _)| &**p != ROOT) {
+        Ok(n)
+    }
+
+    fn node(&mut self, d: &mut Dec) -> Result<RestoredNode, SnapshotError> {
+        let p = d.str()?;
+        let data = if self.version == 1 {
+            Some(d.bytes()?)
+        } else {
+            d.opt_bytes()?
+        };
+        let acl = d.acl()?;
+        let czxid = d.i64()?;
+        let mzxid = d.i64()?;
+        let ctime = d.i64()?;
+        let mtime = d.i64()?;
+        let version = d.i32()?;
+        let cversion = d.i32()?;
+        let aversion = d.i32()?;
+        let ephemeral_owner = d.i64()?;
+        let pzxid = d.i64()?;
+        // Checked only once the record is whole: a cut one is decoded again.
+        if !path::is_valid(&p) {
+            return Err(SnapshotError::Path(p));
+        }
+        match self.last_path.as_deref().map(|last| last.cmp(p.as_str())) {
+            Some(Ordering::Equal) => return Err(SnapshotError::Duplicate(p)),
+            Some(Ordering::Greater) => return Err(SnapshotError::Order(p)),
+            _ => {}
+        }
+        let stat = StatPersisted {
+            czxid,
+            mzxid,
+            ctime,
+            mtime,
+            version,
+            cversion,
+            aversion,
+            ephemeral_owner,
+            pzxid,
+        };
+        let path = PathKey::from(p);
+        let node = Node::new(data, self.acls.intern(&acl), stat);
+        self.digest = self.digest.wrapping_add(node_digest(&path, &node));
+        self.last_path = Some(path.clone());
+        Ok(RestoredNode {
+            path,
+            node: Arc::new(node),
+        })
+    }
+
+    /// Checks that every byte arrived and was decoded and that the checksum holds.
+    pub fn finish(self) -> Result<SnapshotTail, SnapshotError> {
+        if self.total < MAGIC.len() + 1 + 4 {
+            return Err(SnapshotError::TooShort);
+        }
+        if self.stage != Stage::Done || self.seen < self.total {
+            return Err(CodecError::Truncated(self.decoded).into());
+        }
+        let body_left = self.pending.len() - 4;
+        if body_left != 0 {
+            return Err(SnapshotError::Trailing(body_left));
+        }
+        let mut crc_bytes = [0u8; 4];
+        crc_bytes.copy_from_slice(&self.pending);
+        if self.crc.finalize() != u32::from_be_bytes(crc_bytes) {
+            return Err(SnapshotError::Checksum);
+        }
+        Ok(SnapshotTail {
+            version: self.version,
+            last_zxid: self.last_zxid,
+            stored_digest: self.stored_digest,
+            digest: self.digest,
+            sessions: self.sessions,
+            acls: self.acls,
+        })
+    }
+}
+
+/// Links decoded nodes into a tree. Separate from the [`SnapshotDecoder`] so that a
+/// server can decode on one thread and build the map on another as nodes arrive.
+#[derive(Debug, Default)]
+pub struct TreeBuilder {
+    nodes: OrdMap<PathKey, Arc<Node>>,
+    /// The last node added and those of its ancestors that may still get children,
+    /// root first. A node goes into the map once a node outside its subtree comes:
+    /// children are linked without a lookup while their parent is here.
+    open: Vec<(PathKey, Arc<Node>)>,
+    started: bool,
+}
+
+impl TreeBuilder {
+    /// Takes the next nodes in path order (a parent before its children, as a
+    /// snapshot writes them) and links each into its parent's children.
+    pub fn add(&mut self, batch: Vec<RestoredNode>) -> Result<(), SnapshotError> {
+        for RestoredNode { path, node } in batch {
+            if !self.started {
+                // "/" sorts before every other path.
+                if &*path != ROOT {
+                    return Err(SnapshotError::NoRoot);
+                }
+                self.started = true;
+                self.open.push((path, node));
+                continue;
+            }
+            let parent = path::split(&path).map_or(ROOT, |(parent, _)| parent);
+            while let Some((top, _)) = self.open.last() {
+                if is_ancestor_or_self(top, parent) {
+                    break;
+                }
+                if let Some((done, n)) = self.open.pop() {
+                    self.nodes.insert(done, n);
+                }
+            }
+            // The child's path is its parent's children entry: the key, shared.
+            // No clone: nothing else holds the parent's `Arc` yet.
+            match self.open.last_mut() {
+                Some((top, n)) if **top == *parent => {
+                    Arc::make_mut(n).children.insert(path.clone());
+                }
+                // Byte order can put a path between a parent and its children ("/a",
+                // "/a!", "/a/b"), so the parent may be in the map already.
+                _ => match self.nodes.get_mut(parent) {
+                    Some(n) => {
+                        Arc::make_mut(n).children.insert(path.clone());
+                    }
+                    None => return Err(SnapshotError::Orphan(path.to_string())),
+                },
+            }
+            self.open.push((path, node));
+        }
+        Ok(())
+    }
+
+    /// The tree, once the decoder has seen the whole snapshot; checks its digest.
+    pub fn finish(self, tail: SnapshotTail, config: TreeConfig) -> Result<DataTree, SnapshotError> {
+        if !self.started {
             return Err(SnapshotError::NoRoot);
         }
-        // Each child's path is its parent's children entry: the key itself, shared.
-        // Siblings mostly come in a run, so the last parent is tried before a search.
-        let mut parent_at = 0;
-        for i in 1..nodes.len() {
-            let child = nodes[i].0.clone();
-            let Some((parent, _)) = path::split(&child) else {
-                continue;
-            };
-            if &*nodes[parent_at].0 != parent {
-                parent_at = nodes[..i]
-                    .binary_search_by(|(p, _)| (**p).cmp(parent))
-                    .map_err(|_| SnapshotError::Orphan(child.to_string()))?;
-            }
-            // No clone: nothing else holds the parent's `Arc` yet.
-            Arc::make_mut(&mut nodes[parent_at].1)
-                .children
-                .insert(child);
-        }
-        let nodes = nodes.into_iter().collect();
+        let mut nodes = self.nodes;
+        nodes.extend(self.open);
         let mut tree = DataTree {
             nodes,
             ephemerals: OrdMap::new(),
             containers: Default::default(),
             ttls: Default::default(),
-            sessions,
-            last_zxid,
-            digest: 0,
+            sessions: tail.sessions,
+            last_zxid: tail.last_zxid,
+            digest: tail.digest,
             config,
             quota_roots: Default::default(),
-            acls,
+            acls: tail.acls,
         };
         tree.rebuild_indexes();
-        let actual = match version {
+        let actual = match tail.version {
             VERSION => tree.digest,
-            _ => {
+            version => {
                 let config = match (version, tree.nodes.get(CONFIG)) {
                     (1 | 2, Some(n)) => node_digest_with(DigestHash::Fnv, CONFIG, n),
                     _ => 0,
@@ -214,9 +479,9 @@ impl DataTree {
                     .wrapping_add(config)
             }
         };
-        if actual != stored_digest {
+        if actual != tail.stored_digest {
             return Err(SnapshotError::Digest {
-                stored: stored_digest,
+                stored: tail.stored_digest,
                 actual,
             });
         }

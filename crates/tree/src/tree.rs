@@ -756,6 +756,7 @@ impl DataTree {
     }
 
     /// Rebuilds the indexes and digest after nodes and sessions were loaded.
+    /// The ephemeral, container, TTL and quota indexes from the nodes (a restore's).
     pub(crate) fn rebuild_indexes(&mut self) {
         self.ephemerals.clear();
         self.containers.clear();
@@ -780,7 +781,6 @@ impl DataTree {
                 quota::trim(parent).map(str::to_owned)
             })
             .collect();
-        self.digest = self.recompute_digest();
     }
 }
 
@@ -943,7 +943,7 @@ fn node_fields(mut h: impl Mix, path: &str, n: &Node) -> u64 {
     h.finish()
 }
 
-fn session_digest(session: SessionId, timeout_ms: i32) -> u64 {
+pub(crate) fn session_digest(session: SessionId, timeout_ms: i32) -> u64 {
     session_digest_with(DigestHash::Words, session, timeout_ms)
 }
 

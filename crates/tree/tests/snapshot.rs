@@ -3,6 +3,7 @@
 mod common;
 
 use common::*;
+use rookery_tree::snapshot::{SnapshotDecoder, TreeBuilder};
 use rookery_tree::{DataTree, SnapshotError, TreeConfig};
 use rookery_wire::CreateMode;
 
@@ -377,4 +378,64 @@ fn a_duplicate_or_out_of_order_path_is_an_error() {
         resealed_with(b'c'),
         Err(SnapshotError::Digest { .. })
     ));
+}
+
+/// Restores `bytes` handed over in pieces of `piece` bytes, as a server streams them.
+fn restore_in_pieces(bytes: &[u8], piece: usize) -> Result<DataTree, SnapshotError> {
+    let mut decoder = SnapshotDecoder::new(bytes.len());
+    let mut builder = TreeBuilder::default();
+    for chunk in bytes.chunks(piece) {
+        let mut nodes = Vec::new();
+        decoder.push(chunk, &mut nodes)?;
+        builder.add(nodes)?;
+    }
+    builder.finish(decoder.finish()?, TreeConfig::default())
+}
+
+#[test]
+fn a_snapshot_restores_the_same_from_pieces_split_anywhere() {
+    let t = sample();
+    let bytes = t.snapshot();
+    for piece in (1..=64).chain([bytes.len() - 1, bytes.len()]) {
+        let r = restore_in_pieces(&bytes, piece).unwrap();
+        assert_eq!(r, t, "pieces of {piece}");
+        assert_eq!(r.digest(), t.digest(), "pieces of {piece}");
+    }
+}
+
+#[test]
+fn every_corruption_is_an_error_when_streamed_too() {
+    let bytes = sample().snapshot();
+    for i in 0..bytes.len() {
+        let mut b = bytes.clone();
+        b[i] ^= 0x5a;
+        assert!(restore_in_pieces(&b, 7).is_err(), "flipped byte {i}");
+    }
+    // Fewer bytes than the store said: the decoder is told the full length.
+    let mut decoder = SnapshotDecoder::new(bytes.len());
+    decoder
+        .push(&bytes[..bytes.len() - 1], &mut Vec::new())
+        .unwrap();
+    assert!(matches!(decoder.finish(), Err(SnapshotError::Codec(_))));
+    // More bytes than it said.
+    let mut decoder = SnapshotDecoder::new(bytes.len() - 1);
+    assert!(matches!(
+        decoder.push(&bytes, &mut Vec::new()),
+        Err(SnapshotError::Trailing(1))
+    ));
+}
+
+#[test]
+fn a_path_sorting_between_a_parent_and_its_children_restores() {
+    // Byte order puts "/a!" and "/a.b" between "/a" and "/a/b": the builder meets a
+    // child whose parent it has already put away.
+    let mut h = H::with_sessions();
+    for p in ["/a", "/a!", "/a.b", "/a/b", "/a/b/c", "/a/c", "/a!/d", "/b"] {
+        h.create(p, p.as_bytes()).unwrap();
+    }
+    let bytes = h.tree.snapshot();
+    assert_eq!(DataTree::restore(&bytes).unwrap(), h.tree);
+    for piece in [1, 5, 64] {
+        assert_eq!(restore_in_pieces(&bytes, piece).unwrap(), h.tree, "{piece}");
+    }
 }
