@@ -27,6 +27,7 @@
 //! drive's write cache nor file metadata (sled issues #1351, #1452), so every sync here is
 //! `flush()` followed by our own `fdatasync` of sled's data file.
 
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
@@ -34,7 +35,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use rookery_zab::storage::{
-    Corruption, Epoch, LogRecovery, MetaStore, RecordKind, Snapshot, SnapshotInfo, SnapshotStore,
+    Corruption, Epoch, LogRecovery, MetaStore, RecordKind, SnapshotInfo, SnapshotStore,
     StorageError, TxnLog, Zxid, checksum, seal, unseal,
 };
 
@@ -897,6 +898,29 @@ pub struct SledSnapshots {
     manifests: sled::Tree,
     chunks: sled::Tree,
     durability: Durability,
+    /// Snapshots being saved through any handle (a learner's SNAP on the core thread
+    /// can overlap a background save): their chunks have no manifest yet but are not
+    /// orphans.
+    saving: Arc<Mutex<BTreeSet<Zxid>>>,
+}
+
+/// Marks a snapshot as being saved until dropped.
+struct Saving<'a> {
+    set: &'a Mutex<BTreeSet<Zxid>>,
+    zxid: Zxid,
+}
+
+impl<'a> Saving<'a> {
+    fn start(set: &'a Mutex<BTreeSet<Zxid>>, zxid: Zxid) -> Self {
+        lock(set).insert(zxid);
+        Saving { set, zxid }
+    }
+}
+
+impl Drop for Saving<'_> {
+    fn drop(&mut self) {
+        lock(self.set).remove(&self.zxid);
+    }
 }
 
 impl SledSnapshots {
@@ -908,13 +932,11 @@ impl SledSnapshots {
         self.chunks.apply_batch(batch).map_err(sled_err)
     }
 
-    /// Removes chunks no manifest points at: the remains of a save cut by a crash.
-    /// Seeks from one snapshot's chunks to the next, so a kept snapshot costs one read,
-    /// not one per chunk: reading them all made a restart slower and left them in
-    /// sled's cache.
-    fn remove_orphan_chunks(&self) -> Result<u64, StorageError> {
+    /// Removes chunks no manifest points at: the remains of a save cut by a crash (never
+    /// read: a load goes by its manifest). Seeks from one snapshot's chunks to the next,
+    /// so a kept snapshot costs one read, not one per chunk.
+    fn remove_orphan_chunks(&self) -> Result<(), StorageError> {
         let mut orphans = sled::Batch::default();
-        let mut removed = 0;
         let mut from = Vec::new();
         while let Some(item) = self.chunks.range(from.as_slice()..).next() {
             let (key, _) = item.map_err(sled_err)?;
@@ -922,13 +944,12 @@ impl SledSnapshots {
                 // Too short for a chunk key: whatever wrote it, no manifest owns it.
                 from = [&key[..], &[0]].concat();
                 orphans.remove(key);
-                removed += 1;
                 continue;
             };
-            if !self.manifests.contains_key(prefix).map_err(sled_err)? {
+            let saving = key_zxid(&prefix).is_some_and(|z| lock(&self.saving).contains(&z));
+            if !saving && !self.manifests.contains_key(prefix).map_err(sled_err)? {
                 for orphan in self.chunks.scan_prefix(prefix).keys() {
                     orphans.remove(orphan.map_err(sled_err)?);
-                    removed += 1;
                 }
             }
             match after_prefix(&prefix) {
@@ -936,8 +957,7 @@ impl SledSnapshots {
                 None => break,
             }
         }
-        self.chunks.apply_batch(orphans).map_err(sled_err)?;
-        Ok(removed)
+        self.chunks.apply_batch(orphans).map_err(sled_err)
     }
 }
 
@@ -978,6 +998,11 @@ impl Manifest {
 
 impl SnapshotStore for SledSnapshots {
     fn save_snapshot(&mut self, last_zxid: Zxid, data: &[u8]) -> Result<(), StorageError> {
+        // What an earlier save cut by a crash left. Here rather than at open: saves are
+        // one at a time, off the log's path, and deleting a cut 200 MB save at open
+        // held a restart up by 1.5 s (its pages are read back to delete them).
+        let _saving = Saving::start(&self.saving, last_zxid);
+        self.remove_orphan_chunks()?;
         let key = zxid_bytes(last_zxid);
         // Replacing: drop the old manifest first so its chunks are never read mixed.
         self.manifests.remove(key).map_err(sled_err)?;
@@ -1016,7 +1041,11 @@ impl SnapshotStore for SledSnapshots {
         Ok(infos)
     }
 
-    fn load_snapshot(&self, last_zxid: Zxid) -> Result<Result<Snapshot, Corruption>, StorageError> {
+    fn read_snapshot(
+        &self,
+        last_zxid: Zxid,
+        piece: &mut dyn FnMut(u64, &[u8]) -> bool,
+    ) -> Result<Result<(), Corruption>, StorageError> {
         let key = zxid_bytes(last_zxid);
         let Some(record) = self.manifests.get(key).map_err(sled_err)? else {
             return Ok(Err(Corruption::snapshot(last_zxid, "missing")));
@@ -1025,17 +1054,8 @@ impl SnapshotStore for SledSnapshots {
             Ok(manifest) => manifest,
             Err(corruption) => return Ok(Err(corruption)),
         };
-        // Reserved whole, so a large snapshot is not copied as it grows. The length is
-        // from disk but sealed with a checksum: one that cannot be reserved is a memory
-        // shortage, an error rather than an abort, and not a corrupt snapshot (which
-        // would be skipped for an older one).
-        let mut data = Vec::new();
-        usize::try_from(manifest.len)
-            .map_err(|e| StorageError::Backend(Box::new(e)))
-            .and_then(|len| {
-                data.try_reserve_exact(len)
-                    .map_err(|e| StorageError::Backend(Box::new(e)))
-            })?;
+        let mut read = 0u64;
+        let mut crc = crc32fast::Hasher::new();
         // Chunk by chunk with point lookups, not a scan: the pages a sled 0.34 iterator
         // reads stay in its cache (its LRU shard evicts only once it has logged enough
         // accesses), and a restart from a 203 MB snapshot kept ~190 MiB of them.
@@ -1044,21 +1064,32 @@ impl SnapshotStore for SledSnapshots {
             let Some(record) = self.chunks.get(chunk_key).map_err(sled_err)? else {
                 return Ok(Err(Corruption::snapshot(last_zxid, "incomplete")));
             };
-            match unseal(&chunk_key, &record) {
-                Ok(piece) => data.extend_from_slice(piece),
+            let bytes = match unseal(&chunk_key, &record) {
+                Ok(bytes) => bytes,
                 Err(reason) => {
                     let reason = format!("chunk {index}: {reason}");
                     return Ok(Err(Corruption::snapshot(last_zxid, reason)));
                 }
+            };
+            read += bytes.len() as u64;
+            if read > manifest.len {
+                return Ok(Err(Corruption::snapshot(
+                    last_zxid,
+                    "longer than its manifest",
+                )));
+            }
+            crc.update(bytes);
+            if !piece(manifest.len, bytes) {
+                return Ok(Ok(()));
             }
         }
-        if data.len() as u64 != manifest.len {
+        if read != manifest.len {
             return Ok(Err(Corruption::snapshot(last_zxid, "incomplete")));
         }
-        if checksum(&[&data]) != manifest.crc {
+        if crc.finalize() != manifest.crc {
             return Ok(Err(Corruption::snapshot(last_zxid, "checksum mismatch")));
         }
-        Ok(Ok(Snapshot { last_zxid, data }))
+        Ok(Ok(()))
     }
 
     fn delete_snapshot(&mut self, last_zxid: Zxid) -> Result<bool, StorageError> {
@@ -1170,7 +1201,6 @@ pub struct SledStorage {
     durability: Durability,
     last_zxid: Option<Zxid>,
     recovery: LogRecovery,
-    orphan_snapshot_chunks_removed: u64,
 }
 
 impl SledStorage {
@@ -1208,6 +1238,7 @@ impl SledStorage {
             manifests: tree(SNAPSHOT_TREE)?,
             chunks: tree(SNAPSHOT_CHUNK_TREE)?,
             durability: durability.clone(),
+            saving: Arc::default(),
         };
         let mut storage = Self {
             segments: Arc::new(SegmentList(Mutex::new(load_segments(&db)?))),
@@ -1220,9 +1251,7 @@ impl SledStorage {
             durability,
             last_zxid: None,
             recovery: LogRecovery::default(),
-            orphan_snapshot_chunks_removed: 0,
         };
-        storage.orphan_snapshot_chunks_removed = storage.snapshots.remove_orphan_chunks()?;
         storage.recovery = storage.recover()?;
         // A new database directory entry must itself be durable.
         if let Ok(dir_handle) = File::open(dir) {
@@ -1244,11 +1273,6 @@ impl SledStorage {
     /// The whole database's size on disk (log, snapshots and metadata), for status.
     pub fn size_on_disk(&self) -> Result<u64, StorageError> {
         self.durability.db.size_on_disk().map_err(sled_err)
-    }
-
-    /// Snapshot chunks removed at open because their save never finished.
-    pub fn orphan_snapshot_chunks_removed(&self) -> u64 {
-        self.orphan_snapshot_chunks_removed
     }
 
     /// A handle that drops the head of the log on another thread (after a snapshot),
@@ -1591,8 +1615,12 @@ impl SnapshotStore for SledStorage {
         self.snapshots.list_snapshots()
     }
 
-    fn load_snapshot(&self, last_zxid: Zxid) -> Result<Result<Snapshot, Corruption>, StorageError> {
-        self.snapshots.load_snapshot(last_zxid)
+    fn read_snapshot(
+        &self,
+        last_zxid: Zxid,
+        piece: &mut dyn FnMut(u64, &[u8]) -> bool,
+    ) -> Result<Result<(), Corruption>, StorageError> {
+        self.snapshots.read_snapshot(last_zxid, piece)
     }
 
     fn delete_snapshot(&mut self, last_zxid: Zxid) -> Result<bool, StorageError> {
@@ -1898,24 +1926,32 @@ mod tests {
     }
 
     #[test]
-    fn an_unfinished_snapshot_save_is_removed_at_open() {
+    fn an_unfinished_snapshot_save_is_never_read_and_the_next_save_removes_it() {
         let mut h = SledHarness::new();
         let mut s = h.open();
         s.save_snapshot(5, b"kept").unwrap();
         let kept = vec![7_u8; 3 * CHUNK_BYTES];
         s.save_snapshot(7, &kept).unwrap();
         drop(s);
+        // Orphans before, between and after the kept snapshots' chunks, one with two
+        // chunks, and a key too short to be a chunk's.
+        let orphans = [(3, 0), (6, 0), (6, 1), (9, 0)].map(|(zxid, chunk)| chunk_key(zxid, chunk));
+        let odd = [1_u8, 2];
         h.with_raw_tree(SNAPSHOT_CHUNK_TREE, |chunks| {
-            // Orphans before, between and after the kept snapshots' chunks, one with
-            // two chunks, and a key too short to be a chunk's.
-            for (zxid, chunk) in [(3, 0), (6, 0), (6, 1), (9, 0)] {
-                let key = chunk_key(zxid, chunk);
+            for key in orphans {
                 chunks.insert(key, seal(&key, b"half a snapshot")).unwrap();
             }
-            chunks.insert([1_u8, 2], &b"odd"[..]).unwrap();
+            chunks.insert(odd, &b"odd"[..]).unwrap();
         });
+        let left = |h: &SledHarness| {
+            let mut n = 0;
+            h.with_raw_tree(SNAPSHOT_CHUNK_TREE, |chunks| {
+                let keys = orphans.iter().map(|k| &k[..]).chain([&odd[..]]);
+                n = keys.filter(|k| chunks.contains_key(k).unwrap()).count();
+            });
+            n
+        };
         let s = h.open();
-        assert_eq!(s.orphan_snapshot_chunks_removed(), 5);
         let zxids: Vec<Zxid> = s
             .list_snapshots()
             .unwrap()
@@ -1926,7 +1962,27 @@ mod tests {
         assert_eq!(s.load_snapshot(5).unwrap().unwrap().data, b"kept");
         assert_eq!(s.load_snapshot(7).unwrap().unwrap().data, kept);
         drop(s);
-        assert_eq!(h.open().orphan_snapshot_chunks_removed(), 0);
+        assert_eq!(left(&h), 5, "opening leaves them");
+        let mut s = h.open_retrying();
+        s.save_snapshot(8, b"next").unwrap();
+        assert_eq!(s.load_snapshot(7).unwrap().unwrap().data, kept);
+        drop(s);
+        assert_eq!(left(&h), 0, "the next save removes them");
+    }
+
+    #[test]
+    fn a_save_under_way_through_another_handle_is_not_an_orphan() {
+        let mut h = SledHarness::new();
+        let mut s = h.open();
+        let other = s.snapshot_store();
+        let half = chunk_key(6, 0);
+        let saving = Saving::start(&other.saving, 6);
+        other.chunks.insert(half, seal(&half, b"half")).unwrap();
+        s.save_snapshot(8, b"a learner's SNAP").unwrap();
+        assert!(other.chunks.contains_key(half).unwrap(), "removed mid-save");
+        drop(saving);
+        s.save_snapshot(9, b"later").unwrap();
+        assert!(!other.chunks.contains_key(half).unwrap(), "left once cut");
     }
 
     #[test]

@@ -13,8 +13,8 @@ use std::ops::Deref;
 use std::time::{Duration, Instant};
 
 use rookery_zab::storage::{
-    Corruption, Epoch, LoadedSnapshot, LogRecovery, MetaStore, Snapshot, SnapshotInfo,
-    SnapshotRetention, SnapshotStore, StorageError, TxnLog, Zxid,
+    Corruption, Epoch, LoadedSnapshot, LogRecovery, MetaStore, SnapshotInfo, SnapshotRetention,
+    SnapshotStore, StorageError, TxnLog, Zxid,
 };
 
 /// One `sync` of the log: how long it took and how many appends it made durable.
@@ -152,8 +152,12 @@ impl<S: SnapshotStore> SnapshotStore for MeteredStorage<S> {
         self.inner.list_snapshots()
     }
 
-    fn load_snapshot(&self, last_zxid: Zxid) -> Result<Result<Snapshot, Corruption>, StorageError> {
-        self.inner.load_snapshot(last_zxid)
+    fn read_snapshot(
+        &self,
+        last_zxid: Zxid,
+        piece: &mut dyn FnMut(u64, &[u8]) -> bool,
+    ) -> Result<Result<(), Corruption>, StorageError> {
+        self.inner.read_snapshot(last_zxid, piece)
     }
 
     fn delete_snapshot(&mut self, last_zxid: Zxid) -> Result<bool, StorageError> {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::{
-    Corruption, Epoch, LogRecovery, MetaStore, RecordKind, Snapshot, SnapshotInfo, SnapshotStore,
+    Corruption, Epoch, LogRecovery, MetaStore, RecordKind, SnapshotInfo, SnapshotStore,
     StorageError, TxnLog, Zxid, seal, unseal,
 };
 
@@ -283,13 +283,16 @@ impl SnapshotStore for MemStorage {
             .collect())
     }
 
-    fn load_snapshot(&self, last_zxid: Zxid) -> Result<Result<Snapshot, Corruption>, StorageError> {
+    fn read_snapshot(
+        &self,
+        last_zxid: Zxid,
+        piece: &mut dyn FnMut(u64, &[u8]) -> bool,
+    ) -> Result<Result<(), Corruption>, StorageError> {
         Ok(match self.snapshots.get(&last_zxid) {
             None => Err(Corruption::snapshot(last_zxid, "missing")),
             Some(record) => unseal(&last_zxid.to_be_bytes(), record)
-                .map(|data| Snapshot {
-                    last_zxid,
-                    data: data.to_vec(),
+                .map(|data| {
+                    piece(data.len() as u64, data);
                 })
                 .map_err(|reason| Corruption::snapshot(last_zxid, reason)),
         })

@@ -222,9 +222,44 @@ pub trait SnapshotStore {
     /// Every stored snapshot, oldest first, unchecked.
     fn list_snapshots(&self) -> Result<Vec<SnapshotInfo>, StorageError>;
 
-    /// Reads and checks one snapshot. `Ok(Err(_))` is an expected outcome (skip it and
-    /// try an older one); the outer error is a failing backend.
-    fn load_snapshot(&self, last_zxid: Zxid) -> Result<Result<Snapshot, Corruption>, StorageError>;
+    /// Reads and checks one snapshot piece by piece, handing `piece` each one with the
+    /// snapshot's whole length, so that a reader need not hold all of it (a restore
+    /// builds the tree as the bytes come). Each piece is checked before it is handed
+    /// over, but `Ok(Err(_))` can still come after some were: the reader then drops what
+    /// it made of them. `piece` returns false to stop reading (then `Ok(Ok(()))`).
+    fn read_snapshot(
+        &self,
+        last_zxid: Zxid,
+        piece: &mut dyn FnMut(u64, &[u8]) -> bool,
+    ) -> Result<Result<(), Corruption>, StorageError>;
+
+    /// Reads and checks one snapshot whole. `Ok(Err(_))` is an expected outcome (skip
+    /// it and try an older one); the outer error is a failing backend.
+    fn load_snapshot(&self, last_zxid: Zxid) -> Result<Result<Snapshot, Corruption>, StorageError> {
+        let mut data = Vec::new();
+        let mut reserved = Ok(());
+        let read = self.read_snapshot(last_zxid, &mut |len, bytes| {
+            // Reserved whole, so a large snapshot is not copied as it grows. The length
+            // is from disk but checked: one that cannot be reserved is a memory
+            // shortage, an error rather than an abort, and not a corrupt snapshot (which
+            // would be skipped for an older one).
+            if data.capacity() == 0 {
+                reserved = usize::try_from(len)
+                    .map_err(|e| StorageError::Backend(Box::new(e)))
+                    .and_then(|len| {
+                        data.try_reserve_exact(len)
+                            .map_err(|e| StorageError::Backend(Box::new(e)))
+                    });
+                if reserved.is_err() {
+                    return false;
+                }
+            }
+            data.extend_from_slice(bytes);
+            true
+        })?;
+        reserved?;
+        Ok(read.map(|()| Snapshot { last_zxid, data }))
+    }
 
     /// Deletes one snapshot; returns whether it existed.
     fn delete_snapshot(&mut self, last_zxid: Zxid) -> Result<bool, StorageError>;
@@ -256,8 +291,9 @@ pub trait SnapshotStore {
                 report.deleted.push(info.last_zxid);
                 continue;
             }
-            match self.load_snapshot(info.last_zxid)? {
-                Ok(_) => report.retained.push(info.last_zxid),
+            // Checked without holding it: a snapshot can be hundreds of megabytes.
+            match self.read_snapshot(info.last_zxid, &mut |_, _| true)? {
+                Ok(()) => report.retained.push(info.last_zxid),
                 Err(corruption) => report.corrupt_kept.push(corruption),
             }
         }
