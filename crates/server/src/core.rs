@@ -477,17 +477,9 @@ impl Core {
         transport: Option<PeerSender>,
         handle: Option<CoreHandle>,
     ) -> Result<Core, CoreError> {
-        let loaded = storage.load_latest_snapshot()?;
-        for skipped in &loaded.skipped {
-            warn!(%skipped, "skipping corrupt snapshot");
-        }
-        let snapshot_zxid = loaded.snapshot.as_ref().map(|s| s.last_zxid);
-        // The snapshot's bytes go once the tree is built, before the log is read.
-        let tree = match loaded.snapshot {
-            Some(s) => DataTree::restore_with(&s.data, cfg.tree.clone())
-                .map_err(|e| CoreError::Recovery(format!("snapshot {:#x}: {e}", s.last_zxid)))?,
-            None => DataTree::new(cfg.tree.clone()),
-        };
+        let restored = crate::recover::restore_latest(&storage, &cfg.tree)?;
+        let snapshot_zxid = restored.as_ref().map(DataTree::last_zxid);
+        let tree = restored.unwrap_or_else(|| DataTree::new(cfg.tree.clone()));
         let tree = with_config(tree, cfg.ensemble.as_ref());
         let mut peer = Peer::new(
             cfg.peer.clone(),
@@ -2085,8 +2077,8 @@ impl Core {
                 store.save_snapshot(last, &bytes)?;
                 let save_ms = t.elapsed().as_millis() as u64;
                 let took = whole.elapsed();
-                // Retention reads every kept snapshot back to check it: do not hold
-                // this copy as well.
+                // Not needed past here: retention (which reads every kept snapshot
+                // back to check it) can take a while.
                 let len = bytes.len();
                 drop(bytes);
                 let retained = match retain.map(|n| store.retain_snapshots(n)) {

@@ -26,6 +26,7 @@ mod inject;
 mod membership;
 mod metrics;
 mod quorum;
+mod recover;
 pub mod restore;
 pub mod server;
 mod stats;
