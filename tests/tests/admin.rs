@@ -13,7 +13,9 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use rookery_tests::{CLUSTER_WAIT, ClusterOptions, Server, Target, free_port, rookery_bin};
+use rookery_tests::{
+    CLUSTER_WAIT, Cluster, ClusterOptions, Server, Target, free_port, rookery_bin,
+};
 use serde_json::Value;
 use zookeeper_client::{
     Acls, Client, CreateMode, CreateOptions, Error, EventType, SessionState, Stat,
@@ -681,6 +683,57 @@ fn cluster_status_members_and_expire_through_a_follower() {
     let human = admin(&leader_ep, &["status"]).ok();
     println!("`rookery admin status` on the leader (node {leader}):\n{human}");
     assert!(human.contains("leader"), "{human}");
+}
+
+#[test]
+fn a_follower_that_replayed_its_log_at_start_snapshots_once() {
+    rookery_only!();
+    let Some(mut c) = rookery_tests::start_cluster_if_available(ClusterOptions {
+        voters: 3,
+        observers: 0,
+        ..ClusterOptions::default()
+    }) else {
+        return;
+    };
+    let leader = c
+        .leader()
+        .unwrap_or_else(|| panic!("no leader\n{}", c.logs()));
+    let rt = runtime();
+    let zk = connect(&rt, &c.connect_string(), Duration::from_secs(10));
+    create_many(&rt, &zk, 50);
+    let snapshots = |c: &Cluster, n: usize| {
+        let s = wait_for_admin(&c.node(n).admin_endpoint(), &[]);
+        u64_field(&s, "snapshots")
+    };
+    // Far below snapCount: nobody has taken one.
+    for n in c.ids() {
+        assert_eq!(snapshots(&c, n), 0, "node {n}");
+    }
+    let (restarted, other) = {
+        let f: Vec<usize> = c.ids().filter(|&n| n != leader).collect();
+        (f[0], f[1])
+    };
+    c.restart(restarted);
+    // It replayed its log once it synced, so it snapshots, as ZooKeeper's loadData
+    // does, and its next start restores that instead of replaying again.
+    poll(
+        CLUSTER_WAIT,
+        || {
+            format!(
+                "node {restarted} took no snapshot after its restart\n{}",
+                c.log(restarted)
+            )
+        },
+        || (snapshots(&c, restarted) == 1).then_some(()),
+    );
+    assert_eq!(snapshots(&c, other), 0, "node {other}, not restarted");
+    c.restart(restarted);
+    let after = wait_for_admin(&c.node(restarted).admin_endpoint(), &[]);
+    assert_eq!(str_field(&after, "mode"), "follower", "{after:#}");
+    // Nothing to replay the second time: still one.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(snapshots(&c, restarted), 1, "node {restarted}");
+    drop(zk);
 }
 
 /// How many znodes the joiner must catch up on; `ROOKERY_MEMBERSHIP_ZNODES=100000`

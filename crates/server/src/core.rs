@@ -348,6 +348,8 @@ pub(crate) struct Core {
     /// sync with the leader (the session may be committed but not yet applied here).
     revalidating: BTreeMap<u64, (ConnId, SocketAddr, ConnectRequest, OutQueue)>,
     txns_since_snapshot: u64,
+    /// Whether this server has served since it started (see `role_changed`).
+    served: bool,
     /// The snapshot being serialized and saved off this thread; at most one at a time.
     snapshot_task: Option<SnapshotTask>,
     /// The log purge after a snapshot, on its own thread (it can take seconds).
@@ -530,6 +532,7 @@ impl Core {
             owners: BTreeMap::new(),
             revalidating: BTreeMap::new(),
             txns_since_snapshot: 0,
+            served: false,
             snapshot_task: None,
             purge_task: None,
             started: Instant::now(),
@@ -550,12 +553,6 @@ impl Core {
         }
         // A single voter is leader at once and applies its whole log here.
         core.drive()?;
-        // ZooKeeper's loadData ends with a snapshot, so the next start restores it
-        // instead of replaying the same log again (a crash loop, a restart after a long
-        // run). Here the first round takes it, in the background, if the log replayed.
-        if core.txns_since_snapshot > 0 {
-            core.txns_since_snapshot = core.txns_since_snapshot.max(core.cfg.snap_count);
-        }
         Ok(core)
     }
 
@@ -815,6 +812,19 @@ impl Core {
                 epoch,
             } => {
                 self.stats.metrics.serving(Instant::now());
+                // ZooKeeper's loadData ends with a snapshot, so the next start restores
+                // it instead of replaying the same log again (a crash loop, a restart
+                // after a long run). Here, the first time a server serves after it
+                // applied log entries (its own replayed, or a leader's), the next round
+                // takes one in the background. The entries come in the same Ready as
+                // this change, and are applied before it.
+                if !self.served {
+                    self.served = true;
+                    if self.txns_since_snapshot > 0 {
+                        self.txns_since_snapshot =
+                            self.txns_since_snapshot.max(self.cfg.snap_count);
+                    }
+                }
                 let what = if self.cfg.standalone {
                     format!("serving as standalone (epoch {epoch})")
                 } else {
