@@ -51,6 +51,10 @@ pub enum SnapshotError {
     Digest { stored: u64, actual: u64 },
     #[error("{0} trailing bytes in snapshot")]
     Trailing(usize),
+    /// A count that the rest of the snapshot cannot hold. Not a codec error: those can
+    /// mean "wait for the next piece", this one cannot.
+    #[error("count {count} at byte {at} exceeds what is left of the snapshot")]
+    Count { at: usize, count: u64 },
 }
 
 impl DataTree {
@@ -173,7 +177,7 @@ pub struct SnapshotDecoder {
     total: usize,
     /// Bytes pushed so far.
     seen: usize,
-    /// Bytes pushed and not decoded yet: at most one record split by a piece's end.
+    /// Bytes pushed and not decoded yet: the start of a record the last piece cut.
     pending: Vec<u8>,
     /// Bytes of the whole snapshot decoded before `pending`.
     decoded: usize,
@@ -313,7 +317,10 @@ impl SnapshotDecoder {
         let left = self.total.saturating_sub(4 + at + d.position());
         if n.saturating_mul(min_item) > left {
             let at = at + d.position() - 4;
-            return Err(CodecError::BadLength { at, len: n as u64 }.into());
+            return Err(SnapshotError::Count {
+                at,
+                count: n as u64,
+            });
         }
         Ok(n)
     }
@@ -373,7 +380,10 @@ impl SnapshotDecoder {
         if self.stage != Stage::Done || self.seen < self.total {
             return Err(CodecError::Truncated(self.decoded).into());
         }
-        let body_left = self.pending.len() - 4;
+        // What was not decoded: the checksum, after any bytes past the last node.
+        let Some(body_left) = self.pending.len().checked_sub(4) else {
+            return Err(CodecError::Truncated(self.decoded).into());
+        };
         if body_left != 0 {
             return Err(SnapshotError::Trailing(body_left));
         }
