@@ -1,5 +1,6 @@
 //! The tree from the newest snapshot at start, read and built on two threads.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 
 use rookery_storage::SledStorage;
@@ -16,7 +17,7 @@ const BATCH_NODES: usize = 1024;
 /// Batches the reader may be ahead of the builder.
 const BATCHES_AHEAD: usize = 16;
 /// The reading thread's name (Linux keeps 15 bytes).
-const READER_THREAD: &str = "rookery-snapread";
+const READER_THREAD: &str = "rookery-snaprd";
 
 /// The tree from the newest snapshot that reads back whole, skipping (and logging)
 /// corrupt ones; `None` without one. A snapshot the store vouches for that does not
@@ -44,35 +45,46 @@ fn restore(
     config: &TreeConfig,
 ) -> Result<Result<DataTree, Corruption>, CoreError> {
     let invalid = |e: SnapshotError| CoreError::Recovery(format!("snapshot {last_zxid:#x}: {e}"));
-    std::thread::scope(|scope| {
+    let stop = AtomicBool::new(false);
+    let (built, read, decoded) = std::thread::scope(|scope| {
         let (tx, rx) = mpsc::sync_channel::<Vec<RestoredNode>>(BATCHES_AHEAD);
+        let stop = &stop;
         let reader = std::thread::Builder::new()
             .name(READER_THREAD.to_owned())
-            .spawn_scoped(scope, move || read(storage, last_zxid, &tx))
+            .spawn_scoped(scope, move || read(storage, last_zxid, &tx, stop))
             .map_err(|e| CoreError::Recovery(format!("cannot start {READER_THREAD}: {e}")))?;
         let mut builder = TreeBuilder::default();
         let mut built = Ok(());
-        // A builder error ends the loop, which drops the receiver: the reader then stops.
         for batch in rx {
             built = builder.add(batch);
             if built.is_err() {
+                // The reader stops at its next piece (or send: the receiver goes).
+                stop.store(true, Ordering::Relaxed);
                 break;
             }
         }
         let (read, decoded) = reader
             .join()
             .map_err(|_| CoreError::Recovery(format!("the {READER_THREAD} thread panicked")))?;
-        // The store's verdict first: corrupt bytes explain any decoding error.
-        if let Err(corruption) = read? {
-            return Ok(Err(corruption));
-        }
-        built.map_err(invalid)?;
-        let tail = decoded.and_then(SnapshotDecoder::finish).map_err(invalid)?;
-        builder
-            .finish(tail, config.clone())
-            .map(Ok)
-            .map_err(invalid)
-    })
+        Ok::<_, CoreError>((built.map(|()| builder), read?, decoded))
+    })?;
+    // The store's verdict first: corrupt bytes explain any decoding error. A read
+    // stopped early by one has not checked the rest, so it is read through for that.
+    let stopped = built.is_err() || decoded.is_err();
+    let verdict = if stopped {
+        storage.read_snapshot(last_zxid, &mut |_, _| true)?
+    } else {
+        read
+    };
+    if let Err(corruption) = verdict {
+        return Ok(Err(corruption));
+    }
+    let builder = built.map_err(invalid)?;
+    let tail = decoded.and_then(SnapshotDecoder::finish).map_err(invalid)?;
+    builder
+        .finish(tail, config.clone())
+        .map(Ok)
+        .map_err(invalid)
 }
 
 /// The reading thread: decodes each chunk as the store hands it over and sends the
@@ -81,6 +93,7 @@ fn read(
     storage: &SledStorage,
     last_zxid: Zxid,
     tx: &mpsc::SyncSender<Vec<RestoredNode>>,
+    stop: &AtomicBool,
 ) -> (
     Result<Result<(), Corruption>, StorageError>,
     Result<SnapshotDecoder, SnapshotError>,
@@ -88,6 +101,9 @@ fn read(
     let mut decoder: Option<Result<SnapshotDecoder, SnapshotError>> = None;
     let mut batch = Vec::with_capacity(BATCH_NODES);
     let read = storage.read_snapshot(last_zxid, &mut |len, bytes| {
+        if stop.load(Ordering::Relaxed) {
+            return false;
+        }
         let decoding = decoder.get_or_insert_with(|| {
             Ok(SnapshotDecoder::new(
                 usize::try_from(len).unwrap_or(usize::MAX),
@@ -114,4 +130,85 @@ fn read(
     // A snapshot of no bytes never called back: its decoder finds it too short.
     let decoded = decoder.unwrap_or_else(|| Ok(SnapshotDecoder::new(0)));
     (read, decoded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rookery_tree::txn::{CreateKind, Txn, TxnHeader};
+
+    /// `/a` with `children` children, each created by its own Txn.
+    fn tree_with(children: usize) -> DataTree {
+        let mut tree = DataTree::default();
+        let mut zxid = 0;
+        let mut create = |tree: &mut DataTree, path: String, parent_cversion: i32| {
+            zxid += 1;
+            let header = TxnHeader {
+                session_id: 0,
+                cxid: 0,
+                zxid,
+                time_ms: 1,
+            };
+            let txn = Txn::Create {
+                kind: CreateKind::Create,
+                path,
+                data: Some(b"v".to_vec()),
+                acl: rookery_wire::Acl::open_unsafe(),
+                ephemeral_owner: 0,
+                parent_cversion,
+            };
+            tree.apply(&header, txn);
+        };
+        create(&mut tree, "/a".into(), 1);
+        for i in 0..children {
+            create(&mut tree, format!("/a/n{i:06}"), i as i32 + 1);
+        }
+        tree
+    }
+
+    /// More nodes than the channel holds, so the reader blocks on it.
+    const MANY: usize = BATCH_NODES * (BATCHES_AHEAD + 4);
+
+    #[test]
+    fn the_newest_snapshot_restores_on_two_threads_as_on_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut storage = SledStorage::open(dir.path()).unwrap();
+        let config = TreeConfig::default();
+        assert!(restore_latest(&storage, &config).unwrap().is_none());
+        let older = tree_with(3);
+        storage
+            .save_snapshot(older.last_zxid(), &older.snapshot())
+            .unwrap();
+        let tree = tree_with(MANY);
+        storage
+            .save_snapshot(tree.last_zxid(), &tree.snapshot())
+            .unwrap();
+        let restored = restore_latest(&storage, &config).unwrap().unwrap();
+        assert_eq!(restored, tree);
+        assert_eq!(restored.digest(), tree.digest());
+    }
+
+    #[test]
+    fn a_snapshot_the_store_vouches_for_that_does_not_build_stops_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut storage = SledStorage::open(dir.path()).unwrap();
+        let tree = tree_with(MANY);
+        // "/a" renamed "/A" (still in order): every child after it is an orphan, and
+        // the builder stops at the first while the reader has thousands more to send.
+        let mut bytes = tree.snapshot();
+        bytes.truncate(bytes.len() - 4);
+        let at = bytes
+            .windows(6)
+            .position(|w| w == [0, 0, 0, 2, b'/', b'a'])
+            .unwrap();
+        bytes[at + 5] = b'A';
+        let crc = crc32fast::hash(&bytes);
+        bytes.extend_from_slice(&crc.to_be_bytes());
+        storage.save_snapshot(tree.last_zxid(), &bytes).unwrap();
+        let err = restore_latest(&storage, &TreeConfig::default()).unwrap_err();
+        assert!(
+            matches!(&err, CoreError::Recovery(m) if m.contains("has no parent")),
+            "{err}"
+        );
+    }
 }

@@ -172,9 +172,10 @@ async fn join_core(
     }
 }
 
-/// Runs `f` on a thread that ends with it. For recovery: it frees hundreds of MiB it
-/// allocated (a snapshot's bytes), and the allocator hands a thread's freed pages back
-/// when the thread ends, where a thread of tokio's blocking pool idles on for seconds.
+/// Runs `f` on a thread that ends with it. For recovery: it frees much of what it
+/// allocated (sled's reads, a replay's decoded entries), and the allocator hands a
+/// thread's freed pages back when the thread ends, where a thread of tokio's blocking
+/// pool idles on for seconds.
 async fn on_own_thread<T: Send + 'static>(
     name: &str,
     f: impl FnOnce() -> T + Send + 'static,

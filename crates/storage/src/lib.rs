@@ -27,7 +27,7 @@
 //! drive's write cache nor file metadata (sled issues #1351, #1452), so every sync here is
 //! `flush()` followed by our own `fdatasync` of sled's data file.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
@@ -901,25 +901,31 @@ pub struct SledSnapshots {
     /// Snapshots being saved through any handle (a learner's SNAP on the core thread
     /// can overlap a background save): their chunks have no manifest yet but are not
     /// orphans.
-    saving: Arc<Mutex<BTreeSet<Zxid>>>,
+    saving: Arc<Mutex<BTreeMap<Zxid, usize>>>,
 }
 
-/// Marks a snapshot as being saved until dropped.
+/// Marks a snapshot as being saved until dropped (counted: two saves of one zxid).
 struct Saving<'a> {
-    set: &'a Mutex<BTreeSet<Zxid>>,
+    saves: &'a Mutex<BTreeMap<Zxid, usize>>,
     zxid: Zxid,
 }
 
 impl<'a> Saving<'a> {
-    fn start(set: &'a Mutex<BTreeSet<Zxid>>, zxid: Zxid) -> Self {
-        lock(set).insert(zxid);
-        Saving { set, zxid }
+    fn start(saves: &'a Mutex<BTreeMap<Zxid, usize>>, zxid: Zxid) -> Self {
+        *lock(saves).entry(zxid).or_default() += 1;
+        Saving { saves, zxid }
     }
 }
 
 impl Drop for Saving<'_> {
     fn drop(&mut self) {
-        lock(self.set).remove(&self.zxid);
+        let mut saves = lock(self.saves);
+        if let Some(n) = saves.get_mut(&self.zxid) {
+            *n -= 1;
+            if *n == 0 {
+                saves.remove(&self.zxid);
+            }
+        }
     }
 }
 
@@ -936,6 +942,9 @@ impl SledSnapshots {
     /// read: a load goes by its manifest). Seeks from one snapshot's chunks to the next,
     /// so a kept snapshot costs one read, not one per chunk.
     fn remove_orphan_chunks(&self) -> Result<(), StorageError> {
+        // Held to the end, so no save starts between finding its zxid's chunks
+        // unowned and deleting them.
+        let saving = lock(&self.saving);
         let mut orphans = sled::Batch::default();
         let mut from = Vec::new();
         while let Some(item) = self.chunks.range(from.as_slice()..).next() {
@@ -946,8 +955,8 @@ impl SledSnapshots {
                 orphans.remove(key);
                 continue;
             };
-            let saving = key_zxid(&prefix).is_some_and(|z| lock(&self.saving).contains(&z));
-            if !saving && !self.manifests.contains_key(prefix).map_err(sled_err)? {
+            let under_way = key_zxid(&prefix).is_some_and(|z| saving.contains_key(&z));
+            if !under_way && !self.manifests.contains_key(prefix).map_err(sled_err)? {
                 for orphan in self.chunks.scan_prefix(prefix).keys() {
                     orphans.remove(orphan.map_err(sled_err)?);
                 }
@@ -998,9 +1007,10 @@ impl Manifest {
 
 impl SnapshotStore for SledSnapshots {
     fn save_snapshot(&mut self, last_zxid: Zxid, data: &[u8]) -> Result<(), StorageError> {
-        // What an earlier save cut by a crash left. Here rather than at open: saves are
-        // one at a time, off the log's path, and deleting a cut 200 MB save at open
-        // held a restart up by 1.5 s (its pages are read back to delete them).
+        // What an earlier save cut by a crash left. Here rather than at open, where
+        // deleting a cut 200 MB save held a restart up by 1.5 s (sled reads its pages
+        // back to delete them). Saves run off the request path: the background
+        // snapshot, or a learner's SNAP while it syncs.
         let _saving = Saving::start(&self.saving, last_zxid);
         self.remove_orphan_chunks()?;
         let key = zxid_bytes(last_zxid);
@@ -1204,8 +1214,9 @@ pub struct SledStorage {
 }
 
 impl SledStorage {
-    /// Opens (or creates) the database in `dir` and recovers it: a corrupt log tail is cut
-    /// and unfinished snapshots are removed; see [`SledStorage::recovery`].
+    /// Opens (or creates) the database in `dir` and recovers it: a corrupt log tail is
+    /// cut; see [`SledStorage::recovery`]. (Chunks of an unfinished snapshot save are
+    /// left to the next save.)
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, StorageError> {
         Self::open_with_segment_entries(dir, SEGMENT_ENTRIES)
     }

@@ -55,6 +55,8 @@ pub enum SnapshotError {
     /// mean "wait for the next piece", this one cannot.
     #[error("count {count} at byte {at} exceeds what is left of the snapshot")]
     Count { at: usize, count: u64 },
+    #[error("session {0:#x} out of order in snapshot")]
+    SessionOrder(i64),
 }
 
 impl DataTree {
@@ -188,6 +190,7 @@ pub struct SnapshotDecoder {
     stored_digest: u64,
     digest: u64,
     sessions: OrdMap<SessionId, i32>,
+    last_session: Option<SessionId>,
     last_path: Option<PathKey>,
     acls: AclCache,
 }
@@ -210,6 +213,7 @@ impl SnapshotDecoder {
             stored_digest: 0,
             digest: 0,
             sessions: OrdMap::new(),
+            last_session: None,
             last_path: None,
             acls: AclCache::default(),
         }
@@ -254,18 +258,34 @@ impl SnapshotDecoder {
         let mut used = 0;
         while self.stage != Stage::Done {
             let mut d = Dec::new(&records[used..]);
-            match self.step(&mut d, self.decoded + used, out) {
+            let at = self.decoded + used;
+            match self.step(&mut d, at, out) {
                 Ok(()) => used += d.position(),
-                Err(SnapshotError::Codec(
-                    CodecError::Truncated(_) | CodecError::BadLength { .. },
-                )) if !complete => {
-                    break;
-                }
+                Err(SnapshotError::Codec(e)) if !complete && self.may_come(at, &e) => break,
                 Err(e) => return Err(e),
             }
         }
+        // Past the last node only the checksum may come: anything else is not waited
+        // for (nor held).
+        if self.stage == Stage::Done && used < records.len() {
+            return Err(SnapshotError::Trailing(records.len() - used));
+        }
         self.decoded += used;
         Ok(used)
+    }
+
+    /// Whether `e`, decoding a record at `at`, only says its bytes have not all come
+    /// yet: a length that the rest of the snapshot cannot hold never will.
+    fn may_come(&self, at: usize, e: &CodecError) -> bool {
+        match *e {
+            CodecError::Truncated(_) => true,
+            // A count of `len` items takes at least `len` bytes after its own four.
+            CodecError::BadLength { at: prefix, len } => {
+                let end = (at + prefix + 4) as u64 + len;
+                end <= self.total.saturating_sub(4) as u64
+            }
+            CodecError::BadUtf8(_) => false,
+        }
     }
 
     /// Decodes one record: the header, one session, the node count or one node.
@@ -292,6 +312,11 @@ impl SnapshotDecoder {
             Stage::Sessions(left) => {
                 let id = d.i64()?;
                 let timeout = d.i32()?;
+                // Written in id order (the map's): a repeat would count twice.
+                if self.last_session.is_some_and(|last| last >= id) {
+                    return Err(SnapshotError::SessionOrder(id));
+                }
+                self.last_session = Some(id);
                 self.sessions.insert(id, timeout);
                 self.digest = self.digest.wrapping_add(session_digest(id, timeout));
                 self.stage = Stage::Sessions(left - 1);

@@ -755,8 +755,8 @@ impl DataTree {
         })
     }
 
-    /// Rebuilds the indexes and digest after nodes and sessions were loaded.
-    /// The ephemeral, container, TTL and quota indexes from the nodes (a restore's).
+    /// Rebuilds the ephemeral, container, TTL and quota indexes after a restore loaded
+    /// the nodes (the restore sums the digest as it decodes).
     pub(crate) fn rebuild_indexes(&mut self) {
         self.ephemerals.clear();
         self.containers.clear();

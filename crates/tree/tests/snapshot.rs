@@ -439,3 +439,28 @@ fn a_path_sorting_between_a_parent_and_its_children_restores() {
         assert_eq!(restore_in_pieces(&bytes, piece).unwrap(), h.tree, "{piece}");
     }
 }
+
+#[test]
+fn a_length_the_rest_cannot_hold_fails_at_once_when_streamed() {
+    let t = sample();
+    let mut bytes = t.snapshot();
+    // The length of "/a"'s data ("more"), made larger than the whole snapshot.
+    let at = bytes
+        .windows(6)
+        .position(|w| w == [0, 0, 0, 2, b'/', b'a'])
+        .unwrap()
+        + 6;
+    assert_eq!(&bytes[at..at + 4], &[0, 0, 0, 4]);
+    bytes[at..at + 4].copy_from_slice(&0x00ff_ffffu32.to_be_bytes());
+    let mut decoder = SnapshotDecoder::new(bytes.len());
+    let pieces: Vec<&[u8]> = bytes.chunks(3).collect();
+    let failed_at = pieces
+        .iter()
+        .position(|piece| decoder.push(piece, &mut Vec::new()).is_err())
+        .expect("an error");
+    assert!(
+        failed_at < pieces.len() - 1,
+        "waited for the last piece ({failed_at} of {})",
+        pieces.len()
+    );
+}
