@@ -568,19 +568,25 @@ fn a_non_loopback_admin_address_without_a_token_is_refused() {
     assert!(text.contains("0.0.0.0"), "{text}");
 }
 
-#[test]
-fn cluster_status_members_and_expire_through_a_follower() {
-    rookery_only!();
-    let Some(mut c) = rookery_tests::start_cluster_if_available(ClusterOptions {
+/// A three-voter ensemble and its leader; `None` where clusters cannot run here.
+fn three_voters() -> Option<(Cluster, usize)> {
+    let mut c = rookery_tests::start_cluster_if_available(ClusterOptions {
         voters: 3,
         observers: 0,
         ..ClusterOptions::default()
-    }) else {
-        return;
-    };
+    })?;
     let leader = c
         .leader()
         .unwrap_or_else(|| panic!("no leader\n{}", c.logs()));
+    Some((c, leader))
+}
+
+#[test]
+fn cluster_status_members_and_expire_through_a_follower() {
+    rookery_only!();
+    let Some((c, leader)) = three_voters() else {
+        return;
+    };
     let followers: Vec<usize> = c.ids().filter(|&n| n != leader).collect();
     let leader_ep = c.node(leader).admin_endpoint();
     let leader_id = c.node(leader).id() as u64;
@@ -688,16 +694,9 @@ fn cluster_status_members_and_expire_through_a_follower() {
 #[test]
 fn a_follower_that_replayed_its_log_at_start_snapshots_once() {
     rookery_only!();
-    let Some(mut c) = rookery_tests::start_cluster_if_available(ClusterOptions {
-        voters: 3,
-        observers: 0,
-        ..ClusterOptions::default()
-    }) else {
+    let Some((mut c, leader)) = three_voters() else {
         return;
     };
-    let leader = c
-        .leader()
-        .unwrap_or_else(|| panic!("no leader\n{}", c.logs()));
     let rt = runtime();
     let zk = connect(&rt, &c.connect_string(), Duration::from_secs(10));
     create_many(&rt, &zk, 50);
