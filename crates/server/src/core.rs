@@ -816,8 +816,9 @@ impl Core {
                 // it instead of replaying the same log again (a crash loop, a restart
                 // after a long run). Here, the first time a server serves after it
                 // applied log entries (its own replayed, or a leader's), the next round
-                // takes one in the background. The entries come in the same Ready as
-                // this change, and are applied before it.
+                // takes one in the background. The first batch of those entries comes
+                // in the same Ready as this change and is applied before it; the rest
+                // come in later Readies of the same `drive`, before the round's check.
                 if !self.served {
                     self.served = true;
                     if self.txns_since_snapshot > 0 {

@@ -37,8 +37,8 @@ pub(crate) fn restore_latest(
 
 /// Restores one snapshot. A thread of its own reads the chunks and decodes the nodes
 /// while this one links them into the tree's map: the restore uses two cores and never
-/// holds the snapshot's bytes whole (hundreds of megabytes, which this VM's kernel then
-/// has to fault in afresh).
+/// holds the snapshot's bytes whole (hundreds of megabytes, each page of which costs
+/// a fault the first time it is touched).
 fn restore(
     storage: &SledStorage,
     last_zxid: Zxid,
