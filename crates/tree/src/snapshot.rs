@@ -112,7 +112,7 @@ impl DataTree {
         if crc32fast::hash(body) != u32::from_be_bytes(crc_bytes) {
             return Err(SnapshotError::Checksum);
         }
-        let mut decoder = SnapshotDecoder::new(bytes.len());
+        let mut decoder = SnapshotDecoder::checksum_checked(bytes.len());
         let mut nodes = Vec::new();
         decoder.push(bytes, &mut nodes)?;
         let mut builder = TreeBuilder::default();
@@ -183,7 +183,8 @@ pub struct SnapshotDecoder {
     pending: Vec<u8>,
     /// Bytes of the whole snapshot decoded before `pending`.
     decoded: usize,
-    crc: crc32fast::Hasher,
+    /// The running checksum; `None` when the caller checked it over the whole snapshot.
+    crc: Option<crc32fast::Hasher>,
     stage: Stage,
     version: u8,
     last_zxid: Zxid,
@@ -202,11 +203,20 @@ impl SnapshotDecoder {
     /// A decoder for a snapshot of `total` bytes.
     pub fn new(total: usize) -> SnapshotDecoder {
         SnapshotDecoder {
+            crc: Some(crc32fast::Hasher::new()),
+            ..SnapshotDecoder::checksum_checked(total)
+        }
+    }
+
+    /// A decoder for a snapshot of `total` bytes whose checksum the caller has already
+    /// checked, so that a snapshot held whole is not hashed twice.
+    fn checksum_checked(total: usize) -> SnapshotDecoder {
+        SnapshotDecoder {
             total,
             seen: 0,
             pending: Vec::new(),
             decoded: 0,
-            crc: crc32fast::Hasher::new(),
+            crc: None,
             stage: Stage::Header,
             version: VERSION,
             last_zxid: 0,
@@ -224,7 +234,9 @@ impl SnapshotDecoder {
     pub fn push(&mut self, bytes: &[u8], out: &mut Vec<RestoredNode>) -> Result<(), SnapshotError> {
         let body_end = self.total.saturating_sub(4);
         let body_here = body_end.saturating_sub(self.seen).min(bytes.len());
-        self.crc.update(&bytes[..body_here]);
+        if let Some(crc) = &mut self.crc {
+            crc.update(&bytes[..body_here]);
+        }
         self.seen += bytes.len();
         if self.seen > self.total {
             return Err(SnapshotError::Trailing(self.seen - self.total));
@@ -414,8 +426,10 @@ impl SnapshotDecoder {
         }
         let mut crc_bytes = [0u8; 4];
         crc_bytes.copy_from_slice(&self.pending);
-        if self.crc.finalize() != u32::from_be_bytes(crc_bytes) {
-            return Err(SnapshotError::Checksum);
+        if let Some(crc) = self.crc {
+            if crc.finalize() != u32::from_be_bytes(crc_bytes) {
+                return Err(SnapshotError::Checksum);
+            }
         }
         Ok(SnapshotTail {
             version: self.version,

@@ -36,28 +36,48 @@ fn round_trip_preserves_everything() {
     assert_eq!(DataTree::restore(&fresh.snapshot()).unwrap(), fresh);
 }
 
+/// The two ways a snapshot is restored: held whole, and streamed in pieces of 7 bytes.
+const RESTORES: [(&str, fn(&[u8]) -> Result<DataTree, SnapshotError>); 2] = [
+    ("whole", DataTree::restore),
+    ("streamed", |b| restore_in_pieces(b, 7)),
+];
+
 #[test]
 fn every_corruption_is_an_error() {
     let bytes = sample().snapshot();
-    for i in 0..bytes.len() {
+    for (how, restore) in RESTORES {
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 0x5a;
+            assert!(restore(&b).is_err(), "{how}: flipped byte {i}");
+        }
+        for n in 0..bytes.len() {
+            assert!(restore(&bytes[..n]).is_err(), "{how}: truncated to {n}");
+        }
+        assert_eq!(restore(b"nope"), Err(SnapshotError::TooShort), "{how}");
         let mut b = bytes.clone();
-        b[i] ^= 0x5a;
-        assert!(DataTree::restore(&b).is_err(), "flipped byte {i}");
+        b[0] = b'X';
+        assert_eq!(restore(&b), Err(SnapshotError::Magic), "{how}");
+        let mut b = bytes.clone();
+        b[4] = 9;
+        assert_eq!(restore(&b), Err(SnapshotError::Version(9)), "{how}");
+        let mut b = bytes.clone();
+        let last = b.len() - 1;
+        b[last] ^= 1;
+        assert_eq!(restore(&b), Err(SnapshotError::Checksum), "{how}");
     }
-    for n in 0..bytes.len() {
-        assert!(DataTree::restore(&bytes[..n]).is_err(), "truncated to {n}");
-    }
-    assert_eq!(DataTree::restore(b"nope"), Err(SnapshotError::TooShort));
-    let mut b = bytes.clone();
-    b[0] = b'X';
-    assert_eq!(DataTree::restore(&b), Err(SnapshotError::Magic));
-    let mut b = bytes.clone();
-    b[4] = 9;
-    assert_eq!(DataTree::restore(&b), Err(SnapshotError::Version(9)));
-    let mut b = bytes;
-    let last = b.len() - 1;
-    b[last] ^= 1;
-    assert_eq!(DataTree::restore(&b), Err(SnapshotError::Checksum));
+    // Streamed, the decoder is told the length: fewer bytes than that...
+    let mut decoder = SnapshotDecoder::new(bytes.len());
+    decoder
+        .push(&bytes[..bytes.len() - 1], &mut Vec::new())
+        .unwrap();
+    assert!(matches!(decoder.finish(), Err(SnapshotError::Codec(_))));
+    // ... or more.
+    let mut decoder = SnapshotDecoder::new(bytes.len() - 1);
+    assert!(matches!(
+        decoder.push(&bytes, &mut Vec::new()),
+        Err(SnapshotError::Trailing(1))
+    ));
 }
 
 #[test]
@@ -401,28 +421,6 @@ fn a_snapshot_restores_the_same_from_pieces_split_anywhere() {
         assert_eq!(r, t, "pieces of {piece}");
         assert_eq!(r.digest(), t.digest(), "pieces of {piece}");
     }
-}
-
-#[test]
-fn every_corruption_is_an_error_when_streamed_too() {
-    let bytes = sample().snapshot();
-    for i in 0..bytes.len() {
-        let mut b = bytes.clone();
-        b[i] ^= 0x5a;
-        assert!(restore_in_pieces(&b, 7).is_err(), "flipped byte {i}");
-    }
-    // Fewer bytes than the store said: the decoder is told the full length.
-    let mut decoder = SnapshotDecoder::new(bytes.len());
-    decoder
-        .push(&bytes[..bytes.len() - 1], &mut Vec::new())
-        .unwrap();
-    assert!(matches!(decoder.finish(), Err(SnapshotError::Codec(_))));
-    // More bytes than it said.
-    let mut decoder = SnapshotDecoder::new(bytes.len() - 1);
-    assert!(matches!(
-        decoder.push(&bytes, &mut Vec::new()),
-        Err(SnapshotError::Trailing(1))
-    ));
 }
 
 #[test]
