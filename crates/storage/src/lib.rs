@@ -42,6 +42,48 @@ use rookery_zab::storage::{
 #[cfg(test)]
 mod purge_timing;
 
+/// Damage to stored data as a failing disk would do it, for the tests of the layers
+/// above (which must not name sled).
+#[cfg(any(test, feature = "testing"))]
+pub mod testing {
+    use super::*;
+
+    /// Flips a bit in the middle of chunk `chunk` of snapshot `last_zxid` in the data
+    /// directory `dir`, which no open [`SledStorage`] may hold. Panics if there is no
+    /// such chunk: a test that damages nothing would prove nothing.
+    pub fn corrupt_snapshot_chunk(dir: &Path, last_zxid: Zxid, chunk: u32) {
+        let chunks = open_raw(dir)
+            .open_tree(SNAPSHOT_CHUNK_TREE)
+            .expect("the chunk tree");
+        let key = chunk_key(last_zxid, chunk);
+        let mut value = chunks
+            .get(key)
+            .expect("reading the chunk")
+            .unwrap_or_else(|| panic!("snapshot {last_zxid:#x} has no chunk {chunk}"))
+            .to_vec();
+        let middle = value.len() / 2;
+        value[middle] ^= 0x01;
+        chunks.insert(key, value).expect("writing the chunk");
+        chunks.flush().expect("flushing the chunk");
+    }
+
+    /// sled opened directly. The last handle's lock may linger a moment after it is
+    /// dropped (sled's own threads hold it), so a busy lock is retried.
+    pub(crate) fn open_raw(dir: &Path) -> sled::Db {
+        let mut tries = 0;
+        loop {
+            match sled::open(dir) {
+                Ok(db) => return db,
+                Err(_) if tries < 100 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("opening sled: {e:?}"),
+            }
+        }
+    }
+}
+
 /// Most bytes reserved for a record before its chunks are read: its chunk count is
 /// read from disk, so not trusted with an allocation. A larger record (an entry near
 /// jute.maxbuffer) grows as it is read.
@@ -1698,18 +1740,7 @@ mod tests {
 
         /// Runs `edit` on the database with sled directly while our storage is closed.
         fn with_raw_db(&self, edit: impl FnOnce(&sled::Db)) {
-            let mut tries = 0;
-            let db = loop {
-                match sled::open(self.dir.path()) {
-                    Ok(db) => break db,
-                    // As in `open_retrying`: the last handle's lock may linger a moment.
-                    Err(_) if tries < 100 => {
-                        tries += 1;
-                        std::thread::sleep(std::time::Duration::from_millis(20));
-                    }
-                    Err(e) => panic!("opening sled: {e:?}"),
-                }
-            };
+            let db = crate::testing::open_raw(self.dir.path());
             edit(&db);
             db.flush().unwrap();
         }
@@ -1780,13 +1811,7 @@ mod tests {
 
         fn corrupt_snapshot(&mut self, storage: SledStorage, last_zxid: Zxid) -> SledStorage {
             drop(storage);
-            self.with_raw_tree(SNAPSHOT_CHUNK_TREE, |chunks| {
-                let key = chunk_key(last_zxid, 1);
-                let mut value = chunks.get(key).unwrap().unwrap().to_vec();
-                let middle = value.len() / 2;
-                value[middle] ^= 0x01;
-                chunks.insert(key, value).unwrap();
-            });
+            crate::testing::corrupt_snapshot_chunk(self.dir.path(), last_zxid, 1);
             self.open()
         }
     }
