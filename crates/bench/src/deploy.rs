@@ -4,6 +4,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use rookery_tests::{Cluster, ClusterOptions, Server, Target};
 use serde::Serialize;
@@ -111,6 +112,32 @@ impl Deployment {
         }
     }
 
+    /// Waits until the servers are idle (under [`QUIET_TICKS`] of CPU in a
+    /// [`QUIET_WINDOW`]), at most `limit`, and returns how long that took. What one
+    /// system does after it was timed (our snapshot at start, ZooKeeper's JIT and GC)
+    /// would otherwise run while the other system is timed, on the same two cores.
+    pub fn wait_quiet(&self, limit: Duration) -> Result<Duration, BenchError> {
+        let since = Instant::now();
+        let ticks =
+            |pids: &[u32]| -> Result<u64, BenchError> { pids.iter().map(|&p| cpu_ticks(p)).sum() };
+        let pids = self.pids();
+        let mut before = ticks(&pids)?;
+        loop {
+            std::thread::sleep(QUIET_WINDOW);
+            let now = ticks(&pids)?;
+            if now.saturating_sub(before) < QUIET_TICKS {
+                return Ok(since.elapsed());
+            }
+            if since.elapsed() >= limit {
+                return Err(BenchError::Timeout(format!(
+                    "the servers were still busy after {} s",
+                    limit.as_secs()
+                )));
+            }
+            before = now;
+        }
+    }
+
     pub fn data_dirs(&self) -> Vec<PathBuf> {
         match self {
             Deployment::Standalone(s) => vec![s.data_dir()],
@@ -143,6 +170,30 @@ pub fn parse_vm_rss(status: &str) -> Option<u64> {
         Some("kB") => Some(value * 1024),
         _ => None,
     }
+}
+
+/// The window [`Deployment::wait_quiet`] measures CPU use over.
+pub const QUIET_WINDOW: Duration = Duration::from_millis(500);
+/// CPU time (all servers together) under which a window counts as quiet: 50 ms, 10% of
+/// one core. Idle servers use a few ticks (ZooKeeper's JVM its timers, ours its tick).
+pub const QUIET_TICKS: u64 = 5;
+
+/// User plus system CPU time of a `/proc/PID/stat` text, in clock ticks (USER_HZ,
+/// 1/100 s on Linux).
+pub fn parse_stat_ticks(stat: &str) -> Option<u64> {
+    // The command name may hold spaces and parentheses: fields count from its end.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// CPU time process `pid` has used, in clock ticks.
+pub fn cpu_ticks(pid: u32) -> Result<u64, BenchError> {
+    let path = format!("/proc/{pid}/stat");
+    let text = std::fs::read_to_string(&path).map_err(|e| BenchError::io(&path, e))?;
+    parse_stat_ticks(&text).ok_or_else(|| BenchError::Failed(format!("no CPU times in {path}")))
 }
 
 /// The resident memory of process `pid` (for ZooKeeper, the JVM itself).
@@ -188,6 +239,16 @@ mod tests {
         assert_eq!(parse_vm_rss(status), Some(123_456 * 1024));
         assert_eq!(parse_vm_rss("Name:\tx\n"), None);
         assert_eq!(parse_vm_rss("VmRSS:\t12 MB\n"), None);
+    }
+
+    #[test]
+    fn cpu_ticks_are_read_after_the_command_name() {
+        // utime 1500 and stime 27 (fields 14 and 15); the name holds ") 9 9 (".
+        let stat = "4242 (java) 9 9 () S 1 4242 4242 0 -1 4194560 52 0 0 0 1500 27 0 0 20 0";
+        assert_eq!(parse_stat_ticks(stat), Some(1527));
+        assert_eq!(parse_stat_ticks("4242 (java) S 1"), None);
+        let me = cpu_ticks(std::process::id()).unwrap();
+        assert!(me < 100 * 3600, "{me} ticks in a test process");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use serde::Serialize;
 use tokio::runtime::Runtime;
 use zookeeper_client::Client;
 
-use crate::deploy::{Deployment, Topology, dir_usage, harness, rss_bytes};
+use crate::deploy::{Deployment, QUIET_WINDOW, Topology, dir_usage, harness, rss_bytes};
 use crate::error::BenchError;
 use crate::report::{Better, Row, Samples, Unit};
 use crate::workload::{self, LoadParams, Mix, Outcome};
@@ -461,12 +461,21 @@ impl TopologyRun<'_> {
 
     /// Saves the logs of `self.deps[i]`, if it is live, into `log_dir`.
     fn save_log(&mut self, i: usize, suffix: &str) {
-        let (Some(dir), (s, Some(d))) = (self.log_dir, &self.deps[i]) else {
+        let Some(d) = &self.deps[i].1 else {
             return;
         };
-        let path = dir.join(format!("{}-{}{suffix}.log", self.topology.name(), s.name()));
-        if let Err(e) = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&path, d.logs()))
-        {
+        let logs = d.logs();
+        self.save_text(i, &format!("{suffix}.log"), &logs);
+    }
+
+    /// Writes `text` as `<topology>-<system><suffix>` in the run's log directory.
+    fn save_text(&mut self, i: usize, suffix: &str, text: &str) {
+        let Some(dir) = self.log_dir else {
+            return;
+        };
+        let s = self.deps[i].0;
+        let path = dir.join(format!("{}-{}{suffix}", self.topology.name(), s.name()));
+        if let Err(e) = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&path, text)) {
             self.say(format!("   saving {}: {e}", path.display()));
         }
     }
@@ -594,6 +603,10 @@ impl TopologyRun<'_> {
         for rep in 0..self.cfg.reps {
             for i in 0..self.deps.len() {
                 let s = self.deps[i].0;
+                if self.deps[i].1.is_none() {
+                    continue;
+                }
+                self.wait_idle();
                 let Some(Deployment::Ensemble(c)) = self.deps[i].1.as_mut() else {
                     continue;
                 };
@@ -610,6 +623,33 @@ impl TopologyRun<'_> {
                         self.results
                             .fail(self.topology, &label, &[FAILOVER], s, &e.to_string())
                     }
+                }
+            }
+        }
+    }
+
+    /// Waits until every deployment is idle ([`Deployment::wait_quiet`]), so that a
+    /// restart or failover is timed on a machine where neither system is still busy with
+    /// what came before (a bulk load's snapshots, our snapshot at start, ZooKeeper's
+    /// JIT and GC). A long wait is reported; one that gives up is a note.
+    fn wait_idle(&mut self) {
+        for j in 0..self.deps.len() {
+            let s = self.deps[j].0;
+            let Some(d) = self.deps[j].1.as_ref() else {
+                continue;
+            };
+            match d.wait_quiet(QUIET_LIMIT) {
+                Ok(waited) if waited > 2 * QUIET_WINDOW => self.say(format!(
+                    "   {:<38} {:<9} busy for {:.1} s",
+                    "(waiting for idle servers)",
+                    s.name(),
+                    waited.as_secs_f64()
+                )),
+                Ok(_) => {}
+                Err(e) => {
+                    let note = format!("{} {}: {e}", self.topology.name(), s.name());
+                    self.say(format!("   {note}"));
+                    self.results.notes.push(note);
                 }
             }
         }
@@ -652,17 +692,26 @@ impl TopologyRun<'_> {
                 continue;
             };
             let ports = d.client_ports();
+            let pids = d.pids();
             let cfg = self.cfg;
+            let mut state = None;
             let took = self.rt.block_on(async {
                 let pool = workload::connect_pool(&ports, cfg.sessions).await?;
-                workload::load_znodes(
+                let took = workload::load_znodes(
                     &pool.clients,
                     cfg.znodes,
                     cfg.znode_bytes,
                     cfg.load_batch,
                     cfg.outstanding,
                 )
-                .await
+                .await;
+                if took.is_err() {
+                    // While the sessions are still open: a load fails when a request
+                    // goes unanswered for seconds, and whether the server or the
+                    // connection was stuck shows only now.
+                    state = Some(stuck_state(&pids, &ports));
+                }
+                took
             });
             let took = match took {
                 Ok(t) => t,
@@ -671,6 +720,9 @@ impl TopologyRun<'_> {
                         .fail(self.topology, &label, &metrics(cell), s, &e.to_string());
                     // At once, whatever cells follow: why the load failed is in there.
                     self.save_log(i, "-load-failed");
+                    if let Some(state) = state.take() {
+                        self.save_text(i, "-load-failed-state.txt", &state);
+                    }
                     continue;
                 }
             };
@@ -738,6 +790,10 @@ impl TopologyRun<'_> {
         for rep in 0..self.cfg.reps {
             for i in 0..self.deps.len() {
                 let s = self.deps[i].0;
+                if self.deps[i].1.is_none() {
+                    continue;
+                }
+                self.wait_idle();
                 let Some(d) = self.deps[i].1.as_mut() else {
                     continue;
                 };
@@ -758,6 +814,47 @@ impl TopologyRun<'_> {
             }
         }
     }
+}
+
+/// What the servers' threads and their client connections were doing: each thread's
+/// state and wait channel (and kernel stack, where readable), then `ss -tinm` of every
+/// TCP connection on the client ports (queues, windows, retransmission timers).
+fn stuck_state(pids: &[u32], ports: &[u16]) -> String {
+    let mut out = String::new();
+    let read = |path: String| std::fs::read_to_string(path).unwrap_or_default();
+    for pid in pids {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten()
+            .flatten();
+        for task in tasks {
+            let dir = task.path().display().to_string();
+            let stat = read(format!("{dir}/stat"));
+            let state = stat
+                .rfind(')')
+                .and_then(|at| stat[at + 1..].split_whitespace().next())
+                .unwrap_or("?");
+            out.push_str(&format!(
+                "--- pid {pid} {} {} state {state} wchan {}\n{}",
+                task.file_name().to_string_lossy(),
+                read(format!("{dir}/comm")).trim(),
+                read(format!("{dir}/wchan")),
+                read(format!("{dir}/stack")),
+            ));
+        }
+    }
+    let filter: Vec<String> = ports
+        .iter()
+        .map(|p| format!("sport = :{p} or dport = :{p}"))
+        .collect();
+    let ss = std::process::Command::new("ss")
+        .args(["-tinm", &format!("( {} )", filter.join(" or "))])
+        .output();
+    match ss {
+        Ok(o) => out.push_str(&String::from_utf8_lossy(&o.stdout)),
+        Err(e) => out.push_str(&format!("ss: {e}\n")),
+    }
+    out
 }
 
 /// ZooKeeper's RSS follows the JVM's heap, which G1 lets grow towards -Xmx before it
@@ -800,6 +897,9 @@ fn parse_heap_used_kib(text: &str) -> Option<u64> {
     let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
     digits.parse().ok()
 }
+
+/// Longest wait for a system to go idle after a restart or failover repetition.
+const QUIET_LIMIT: Duration = Duration::from_secs(20);
 
 /// How often a probe starts, and how many may be in flight.
 const PROBE_EVERY: Duration = Duration::from_millis(20);
