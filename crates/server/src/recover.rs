@@ -135,6 +135,7 @@ fn read(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rookery_storage::SEGMENT_ENTRIES;
     use rookery_tree::txn::{CreateKind, Txn, TxnHeader};
 
     /// `/a` with `children` children, each created by its own Txn.
@@ -166,6 +167,12 @@ mod tests {
         tree
     }
 
+    fn save(storage: &mut SledStorage, tree: &DataTree) {
+        storage
+            .save_snapshot(tree.last_zxid(), &tree.snapshot())
+            .unwrap();
+    }
+
     /// More nodes than the channel holds, so the reader blocks on it.
     const MANY: usize = BATCH_NODES * (BATCHES_AHEAD + 4);
 
@@ -176,13 +183,9 @@ mod tests {
         let config = TreeConfig::default();
         assert!(restore_latest(&storage, &config).unwrap().is_none());
         let older = tree_with(3);
-        storage
-            .save_snapshot(older.last_zxid(), &older.snapshot())
-            .unwrap();
+        save(&mut storage, &older);
         let tree = tree_with(MANY);
-        storage
-            .save_snapshot(tree.last_zxid(), &tree.snapshot())
-            .unwrap();
+        save(&mut storage, &tree);
         let restored = restore_latest(&storage, &config).unwrap().unwrap();
         assert_eq!(restored, tree);
         assert_eq!(restored.digest(), tree.digest());
@@ -193,18 +196,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut storage = SledStorage::open(dir.path()).unwrap();
         let older = tree_with(3);
-        storage
-            .save_snapshot(older.last_zxid(), &older.snapshot())
-            .unwrap();
+        save(&mut storage, &older);
         let newest = tree_with(MANY);
-        storage
-            .save_snapshot(newest.last_zxid(), &newest.snapshot())
-            .unwrap();
+        save(&mut storage, &newest);
         drop(storage);
         // A chunk well inside it: the reader has sent nodes on before the store
         // finds the damage.
         rookery_storage::testing::corrupt_snapshot_chunk(dir.path(), newest.last_zxid(), 40);
-        let storage = SledStorage::open(dir.path()).unwrap();
+        let storage = rookery_storage::testing::open_retrying(dir.path(), SEGMENT_ENTRIES);
         let restored = restore_latest(&storage, &TreeConfig::default())
             .unwrap()
             .unwrap();

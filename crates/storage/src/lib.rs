@@ -67,8 +67,24 @@ pub mod testing {
         chunks.flush().expect("flushing the chunk");
     }
 
-    /// sled opened directly. The last handle's lock may linger a moment after it is
-    /// dropped (sled's own threads hold it), so a busy lock is retried.
+    /// Opens `dir` in a process that has just dropped a handle on it. sled's flusher
+    /// thread can hold the old handle's file lock for a moment after the drop (a new
+    /// process never meets that), so a busy lock is retried.
+    pub fn open_retrying(dir: &Path, segment_entries: u64) -> SledStorage {
+        let mut tries = 0;
+        loop {
+            match SledStorage::open_with_segment_entries(dir, segment_entries) {
+                Ok(s) => return s,
+                Err(e) if tries < 100 && format!("{e:?}").contains("could not acquire lock") => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("opening sled storage: {e:?}"),
+            }
+        }
+    }
+
+    /// sled opened directly, retried as in [`open_retrying`].
     pub(crate) fn open_raw(dir: &Path) -> sled::Db {
         let mut tries = 0;
         loop {
@@ -1745,23 +1761,8 @@ mod tests {
             db.flush().unwrap();
         }
 
-        /// sled's flusher thread can hold the previous handle's file lock for a moment
-        /// after the drop; a new process never meets that, a reopen in one does.
         fn open_retrying(&self) -> SledStorage {
-            let mut tries = 0;
-            loop {
-                match SledStorage::open_with_segment_entries(self.dir.path(), self.segment_entries)
-                {
-                    Ok(s) => return s,
-                    Err(e)
-                        if tries < 100 && format!("{e:?}").contains("could not acquire lock") =>
-                    {
-                        tries += 1;
-                        std::thread::sleep(std::time::Duration::from_millis(20));
-                    }
-                    Err(e) => panic!("opening sled storage: {e:?}"),
-                }
-            }
+            crate::testing::open_retrying(self.dir.path(), self.segment_entries)
         }
 
         fn open_with_report(&mut self) -> (SledStorage, LogRecovery) {
