@@ -3,7 +3,8 @@
 //! else loads the machine falls on both alike; the results become report rows.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rookery_tests::{CLUSTER_WAIT, Target};
@@ -694,25 +695,32 @@ impl TopologyRun<'_> {
             let ports = d.client_ports();
             let pids = d.pids();
             let cfg = self.cfg;
-            let mut state = None;
+            let stalled = Arc::new(Mutex::new(None));
             let took = self.rt.block_on(async {
                 let pool = workload::connect_pool(&ports, cfg.sessions).await?;
+                let done = Arc::new(AtomicU64::new(0));
+                let watchdog = tokio::spawn(capture_if_stalled(
+                    Arc::clone(&done),
+                    pids,
+                    ports.clone(),
+                    Arc::clone(&stalled),
+                ));
                 let took = workload::load_znodes(
                     &pool.clients,
                     cfg.znodes,
                     cfg.znode_bytes,
                     cfg.load_batch,
                     cfg.outstanding,
+                    done,
                 )
                 .await;
-                if took.is_err() {
-                    // While the sessions are still open: a load fails when a request
-                    // goes unanswered for seconds, and whether the server or the
-                    // connection was stuck shows only now.
-                    state = Some(stuck_state(&pids, &ports));
-                }
+                watchdog.abort();
                 took
             });
+            let stalled = stalled
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
             let took = match took {
                 Ok(t) => t,
                 Err(e) => {
@@ -720,12 +728,24 @@ impl TopologyRun<'_> {
                         .fail(self.topology, &label, &metrics(cell), s, &e.to_string());
                     // At once, whatever cells follow: why the load failed is in there.
                     self.save_log(i, "-load-failed");
-                    if let Some(state) = state.take() {
-                        self.save_text(i, "-load-failed-state.txt", &state);
+                    if let Some(state) = stalled {
+                        self.save_text(i, "-load-stalled-state.txt", &state);
                     }
                     continue;
                 }
             };
+            if let Some(state) = stalled {
+                // Slower than a load should be, though it finished: worth reading.
+                let note = format!(
+                    "{} {label}, {}: no multi was answered for {} s (the load finished); threads and sockets in logs/",
+                    self.topology.name(),
+                    s.name(),
+                    STALL_CAPTURE.as_secs()
+                );
+                self.say(format!("   {note}"));
+                self.results.notes.push(note);
+                self.save_text(i, "-load-stalled-state.txt", &state);
+            }
             loaded.push(s);
             if !measure {
                 continue;
@@ -812,6 +832,43 @@ impl TopologyRun<'_> {
                     }
                 }
             }
+        }
+    }
+}
+
+/// How long a bulk load may go without an answered multi before its state is taken.
+/// Short of the client's 4 s "no response from connection", after which the failed
+/// session's socket is already gone.
+const STALL_CAPTURE: Duration = Duration::from_secs(2);
+
+/// Watches a bulk load's count of answered multis and, the first time it stands still
+/// for [`STALL_CAPTURE`], puts [`stuck_state`] into `out` (once; the load aborts this
+/// task when it ends).
+async fn capture_if_stalled(
+    done: Arc<AtomicU64>,
+    pids: Vec<u32>,
+    ports: Vec<u16>,
+    out: Arc<Mutex<Option<String>>>,
+) {
+    let mut last = done.load(Ordering::Relaxed);
+    let mut since = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = done.load(Ordering::Relaxed);
+        if now != last {
+            (last, since) = (now, Instant::now());
+            continue;
+        }
+        if since.elapsed() >= STALL_CAPTURE {
+            let state = tokio::task::spawn_blocking(move || stuck_state(&pids, &ports))
+                .await
+                .unwrap_or_else(|e| format!("taking the state failed: {e}\n"));
+            let text = format!(
+                "no multi answered for {} s, after {now} multis\n{state}",
+                STALL_CAPTURE.as_secs()
+            );
+            *out.lock().unwrap_or_else(PoisonError::into_inner) = Some(text);
+            return;
         }
     }
 }

@@ -402,13 +402,15 @@ pub async fn run_watch(
 }
 
 /// Creates `total` znodes of `size` bytes (`znode_path(0..total)`) with multi requests
-/// of `batch` creates, `outstanding` per session, and returns how long it took.
+/// of `batch` creates, `outstanding` per session, and returns how long it took. `done`
+/// counts the multis answered, for a watchdog.
 pub async fn load_znodes(
     clients: &[Client],
     total: u64,
     size: usize,
     batch: u64,
     outstanding: usize,
+    done: Arc<AtomicU64>,
 ) -> Result<Duration, BenchError> {
     let first = clients
         .first()
@@ -433,6 +435,7 @@ pub async fn load_znodes(
     for c in clients {
         for _ in 0..outstanding {
             let (c, next, data) = (c.clone(), Arc::clone(&next), Arc::clone(&data));
+            let done = Arc::clone(&done);
             set.spawn(async move {
                 loop {
                     let b = next.fetch_add(1, Ordering::Relaxed);
@@ -449,6 +452,7 @@ pub async fn load_znodes(
                         .commit()
                         .await
                         .map_err(|e| BenchError::client(format!("multi create #{b}"), e.into()))?;
+                    done.fetch_add(1, Ordering::Relaxed);
                 }
             });
         }
