@@ -36,8 +36,11 @@ fn round_trip_preserves_everything() {
     assert_eq!(DataTree::restore(&fresh.snapshot()).unwrap(), fresh);
 }
 
+/// A way to restore a snapshot's bytes.
+type Restore = fn(&[u8]) -> Result<DataTree, SnapshotError>;
+
 /// The two ways a snapshot is restored: held whole, and streamed in pieces of 7 bytes.
-const RESTORES: [(&str, fn(&[u8]) -> Result<DataTree, SnapshotError>); 2] = [
+const RESTORES: [(&str, Restore); 2] = [
     ("whole", DataTree::restore),
     ("streamed", |b| restore_in_pieces(b, 7)),
 ];
